@@ -1,0 +1,180 @@
+import Foundation
+
+public enum SignupMode: String, Sendable {
+    case open
+    case inviteOnly = "invite_only"
+}
+
+/// Sign-up, sign-in, refresh, sign-out and password changes.
+public struct AuthService: Sendable {
+    public let users: any UserStore
+    public let sessions: any SessionStore
+    public let hasher: any PasswordHasher
+    public let tokens: TokenService
+    public let sessionGuard: SessionGuard
+    public let signupMode: SignupMode
+    public let now: @Sendable () -> Date
+
+    public init(users: any UserStore, sessions: any SessionStore, hasher: any PasswordHasher, tokens: TokenService, sessionGuard: SessionGuard, signupMode: SignupMode, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.users = users
+        self.sessions = sessions
+        self.hasher = hasher
+        self.tokens = tokens
+        self.sessionGuard = sessionGuard
+        self.signupMode = signupMode
+        self.now = now
+    }
+
+    // MARK: - Accounts
+
+    public struct SignupRequest: Sendable {
+        public var email: String
+        public var password: String
+        public var name: String?
+        public var isRoot: Bool
+        public var emailVerified: Bool
+
+        public init(email: String, password: String, name: String? = nil, isRoot: Bool = false, emailVerified: Bool = false) {
+            self.email = email
+            self.password = password
+            self.name = name
+            self.isRoot = isRoot
+            self.emailVerified = emailVerified
+        }
+    }
+
+    /// Validates the fields without touching storage (so validation errors precede state errors).
+    public static func validate(_ request: SignupRequest) throws -> (email: String, name: String) {
+        guard let email = Email.canonical(request.email) else { throw IdentityError.invalidEmail }
+        try PasswordPolicy.validate(request.password)
+        let name = try DisplayName.validate(request.name ?? "")
+        return (email, name)
+    }
+
+    /// Creates an account. Self-signup honours `signupMode`; `trusted` bypasses it (CLI, bootstrap).
+    public func signup(_ request: SignupRequest, trusted: Bool = false) async throws -> (User, Revision) {
+        let (email, name) = try Self.validate(request)
+        if !trusted, signupMode == .inviteOnly { throw IdentityError.signupDisabled }
+        let hash = try await hasher.hash(request.password)
+        let at = now()
+        let user = User(
+            id: UUID(), email: email, name: name, emailVerified: request.emailVerified,
+            isRoot: request.isRoot, createdAt: at, updatedAt: at)
+        let revision = try await users.createUser(UserCredentials(user: user, passwordHash: hash))
+        return (user, revision)
+    }
+
+    // MARK: - Sessions
+
+    /// Checks the password and opens a session. Unknown e-mail and wrong password fail the
+    /// same way and cost the same time (a decoy hash is verified for unknown accounts).
+    public func login(email rawEmail: String, password: String, client: ClientInfo) async throws -> TokenPair {
+        let account: UserCredentials?
+        if let email = Email.canonical(rawEmail), password.count <= PasswordPolicy.maxLength {
+            account = try await users.credentials(email: email)
+        } else {
+            account = nil
+        }
+        let matches = await hasher.verify(password, against: account?.passwordHash ?? hasher.decoyHash)
+        guard let account, matches else { throw IdentityError.invalidCredentials }
+        return try await openSession(for: account.user, client: client)
+    }
+
+    func openSession(for user: User, client: ClientInfo) async throws -> TokenPair {
+        let at = now()
+        let refresh = Secrets.token()
+        let refreshExpiry = at.addingTimeInterval(tokens.settings.refreshTokenTTL.seconds)
+        let session = Session(
+            id: UUID(), userID: user.id, createdAt: at, lastUsedAt: at, expiresAt: refreshExpiry,
+            revokedAt: nil, userAgent: client.userAgent, ip: client.ip)
+        let revision = try await sessions.createSession(session, refreshHash: Secrets.hash(refresh), refreshExpiresAt: refreshExpiry)
+        let access = try await tokens.issue(userID: user.id, sessionID: session.id, now: at)
+        return TokenPair(
+            accessToken: access.token, accessExpiresIn: access.expiresIn, refreshToken: refresh,
+            refreshExpiresIn: Int(tokens.settings.refreshTokenTTL.seconds), user: user,
+            sessionID: session.id, revision: revision)
+    }
+
+    /// Spends a refresh token for a new pair. Presenting a spent token revokes its session.
+    public func refresh(_ refreshToken: String) async throws -> TokenPair {
+        guard refreshToken.count >= 43, refreshToken.count <= 512 else { throw IdentityError.invalidRefreshToken }
+        let at = now()
+        let next = Secrets.token()
+        let nextExpiry = at.addingTimeInterval(tokens.settings.refreshTokenTTL.seconds)
+        switch try await sessions.rotateRefreshToken(oldHash: Secrets.hash(refreshToken), newHash: Secrets.hash(next), newExpiresAt: nextExpiry, now: at) {
+        case .invalid:
+            throw IdentityError.invalidRefreshToken
+        case .reused(let sessionID, _):
+            sessionGuard.sessionsRevoked([sessionID])
+            throw IdentityError.invalidRefreshToken
+        case .rotated(let session, let revision):
+            guard let user = try await users.user(id: session.userID) else { throw IdentityError.invalidRefreshToken }
+            let access = try await tokens.issue(userID: user.id, sessionID: session.id, now: at)
+            return TokenPair(
+                accessToken: access.token, accessExpiresIn: access.expiresIn, refreshToken: next,
+                refreshExpiresIn: Int(tokens.settings.refreshTokenTTL.seconds), user: user,
+                sessionID: session.id, revision: revision)
+        }
+    }
+
+    /// Verifies an access token and that its session is still alive.
+    public func authenticate(accessToken: String) async throws -> VerifiedAccessToken {
+        let verified = try await tokens.verify(accessToken, now: now())
+        guard try await sessionGuard.isAlive(sessionID: verified.sessionID, userID: verified.userID, now: now()) else {
+            throw IdentityError.unauthenticated("session revoked")
+        }
+        return verified
+    }
+
+    public func logout(userID: UUID, sessionID: UUID, all: Bool) async throws -> Revision {
+        if all {
+            let (revision, revoked) = try await sessions.revokeAllSessions(userID: userID, reason: .logoutAll, now: now())
+            sessionGuard.sessionsRevoked(revoked + [sessionID])
+            return revision
+        }
+        guard let revision = try await sessions.revokeSession(id: sessionID, userID: userID, reason: .logout, now: now()) else {
+            throw IdentityError.unauthenticated("session revoked")
+        }
+        sessionGuard.sessionsRevoked([sessionID])
+        return revision
+    }
+
+    public func revokeSession(userID: UUID, sessionID: UUID) async throws -> Revision {
+        guard let revision = try await sessions.revokeSession(id: sessionID, userID: userID, reason: .deleted, now: now()) else {
+            throw IdentityError.notFound
+        }
+        sessionGuard.sessionsRevoked([sessionID])
+        return revision
+    }
+
+    public func activeSessions(userID: UUID, limit: Int, offset: Int) async throws -> ([Session], Int) {
+        try await sessions.activeSessions(userID: userID, now: now(), limit: limit, offset: offset)
+    }
+
+    // MARK: - Profile and password
+
+    public func updateName(userID: UUID, name: String) async throws -> (User, Revision) {
+        let clean = try DisplayName.validate(name)
+        guard let result = try await users.updateName(userID: userID, name: clean, now: now()) else {
+            throw IdentityError.notFound
+        }
+        return result
+    }
+
+    /// Changes the password after checking the current one; every other session of the user dies.
+    public func changePassword(userID: UUID, currentSessionID: UUID, current: String, new: String) async throws -> Revision {
+        try PasswordPolicy.validate(new)
+        guard let account = try await users.credentials(id: userID) else { throw IdentityError.notFound }
+        guard current.count <= PasswordPolicy.maxLength, await hasher.verify(current, against: account.passwordHash) else {
+            throw IdentityError.forbidden("current password is wrong")
+        }
+        let hash = try await hasher.hash(new)
+        let (revision, revoked) = try await users.setPassword(userID: userID, hash: hash, keepSession: currentSessionID, reason: .passwordChanged, now: now())
+        sessionGuard.sessionsRevoked(revoked)
+        return revision
+    }
+
+    public func user(id: UUID) async throws -> User? {
+        try await users.user(id: id)
+    }
+}

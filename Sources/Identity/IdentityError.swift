@@ -1,0 +1,14 @@
+/// Failures of identity operations, mapped to problem responses at the HTTP edge.
+public enum IdentityError: Error, Sendable, Equatable {
+    case invalidEmail
+    case invalidName(String)
+    case weakPassword(String)
+    case emailTaken
+    case signupDisabled
+    /// Unknown email or wrong password: deliberately one case, so callers cannot tell them apart.
+    case invalidCredentials
+    case invalidRefreshToken
+    case unauthenticated(String)
+    case forbidden(String)
+    case notFound
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// A person who can sign in. `email` is always the canonical (trimmed, lowercased) form.
+public struct User: Sendable, Equatable, Codable {
+    public var id: UUID
+    public var email: String
+    public var name: String
+    public var emailVerified: Bool
+    public var isRoot: Bool
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(id: UUID, email: String, name: String, emailVerified: Bool, isRoot: Bool, createdAt: Date, updatedAt: Date) {
+        self.id = id
+        self.email = email
+        self.name = name
+        self.emailVerified = emailVerified
+        self.isRoot = isRoot
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// A user together with the stored password hash; never leaves the server.
+public struct UserCredentials: Sendable {
+    public var user: User
+    public var passwordHash: String
+
+    public init(user: User, passwordHash: String) {
+        self.user = user
+        self.passwordHash = passwordHash
+    }
+}
+
+/// A sign-in: the thing refresh tokens belong to and access tokens die with.
+public struct Session: Sendable, Equatable {
+    public var id: UUID
+    public var userID: UUID
+    public var createdAt: Date
+    public var lastUsedAt: Date
+    public var expiresAt: Date
+    public var revokedAt: Date?
+    public var userAgent: String
+    public var ip: String
+
+    public init(id: UUID, userID: UUID, createdAt: Date, lastUsedAt: Date, expiresAt: Date, revokedAt: Date?, userAgent: String, ip: String) {
+        self.id = id
+        self.userID = userID
+        self.createdAt = createdAt
+        self.lastUsedAt = lastUsedAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+        self.userAgent = userAgent
+        self.ip = ip
+    }
+
+    public func isActive(at now: Date) -> Bool { revokedAt == nil && expiresAt > now }
+}
+
+/// What login and refresh hand out.
+public struct TokenPair: Sendable {
+    public var accessToken: String
+    public var accessExpiresIn: Int
+    public var refreshToken: String
+    public var refreshExpiresIn: Int
+    public var user: User
+    public var sessionID: UUID
+    public var revision: Int64
+}
+
+/// Where a request comes from, recorded on the session.
+public struct ClientInfo: Sendable {
+    public var userAgent: String
+    public var ip: String
+
+    public init(userAgent: String, ip: String) {
+        self.userAgent = String(userAgent.prefix(512))
+        self.ip = String(ip.prefix(64))
+    }
+}
+
+/// A change-log revision number: every acknowledged write has one.
+public typealias Revision = Int64
+
+/// Why sessions are revoked; kept on the row for operators.
+public enum RevokeReason: String, Sendable {
+    case logout
+    case logoutAll = "logout_all"
+    case deleted
+    case passwordChanged = "password_changed"
+    case passwordReset = "password_reset"
+    case refreshReuse = "refresh_reuse"
+}

@@ -1,0 +1,69 @@
+import Foundation
+
+/// Persistence for users. Implemented by the Storage module for SQLite and PostgreSQL.
+public protocol UserStore: Sendable {
+    /// Inserts the user; throws `IdentityError.emailTaken` when the e-mail is in use.
+    func createUser(_ credentials: UserCredentials) async throws -> Revision
+    func user(id: UUID) async throws -> User?
+    func credentials(email: String) async throws -> UserCredentials?
+    func credentials(id: UUID) async throws -> UserCredentials?
+    /// Changes the display name; nil when the user does not exist.
+    func updateName(userID: UUID, name: String, now: Date) async throws -> (User, Revision)?
+    /// Stores a new password hash and revokes every session of the user except `keep`,
+    /// in one transaction. Returns the revision and the sessions revoked.
+    func setPassword(userID: UUID, hash: String, keepSession keep: UUID?, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID])
+    func rootExists() async throws -> Bool
+}
+
+/// What presenting a refresh token led to.
+public enum RefreshOutcome: Sendable {
+    /// The token was current: it is now spent and `newHash` is the session's current token.
+    case rotated(Session, Revision)
+    /// The token had been spent before: the session is now revoked (reuse detection).
+    case reused(sessionID: UUID, Revision)
+    /// Unknown, expired, or its session is no longer active.
+    case invalid
+}
+
+/// Persistence for sessions and their refresh tokens.
+public protocol SessionStore: Sendable {
+    func createSession(_ session: Session, refreshHash: String, refreshExpiresAt: Date) async throws -> Revision
+    func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, now: Date) async throws -> RefreshOutcome
+    func session(id: UUID) async throws -> Session?
+    /// Active sessions of a user, newest first, and their total count.
+    func activeSessions(userID: UUID, now: Date, limit: Int, offset: Int) async throws -> ([Session], Int)
+    /// Revokes one session of the user; nil when no such active session exists.
+    func revokeSession(id: UUID, userID: UUID, reason: RevokeReason, now: Date) async throws -> Revision?
+    /// Revokes every active session of the user; returns the revision and the sessions revoked.
+    func revokeAllSessions(userID: UUID, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID])
+}
+
+/// A signing key as stored: the private half sealed with the master key.
+public struct SigningKeyRecord: Sendable, Equatable {
+    public var kid: String
+    public var algorithm: String
+    public var publicKeyPEM: String
+    public var sealedPrivateKey: String
+    public var createdAt: Date
+    public var retiredAt: Date?
+    /// After this instant the key is dropped from JWKS and no longer verifies anything.
+    public var publishUntil: Date?
+
+    public init(kid: String, algorithm: String, publicKeyPEM: String, sealedPrivateKey: String, createdAt: Date, retiredAt: Date? = nil, publishUntil: Date? = nil) {
+        self.kid = kid
+        self.algorithm = algorithm
+        self.publicKeyPEM = publicKeyPEM
+        self.sealedPrivateKey = sealedPrivateKey
+        self.createdAt = createdAt
+        self.retiredAt = retiredAt
+        self.publishUntil = publishUntil
+    }
+}
+
+public protocol SigningKeyStore: Sendable {
+    func signingKeys() async throws -> [SigningKeyRecord]
+    /// Inserts `key` as the active key and retires every other active key, publishing the
+    /// retired ones until `retiredPublishUntil`. With `onlyIfNone`, does nothing when an active
+    /// key exists (first start of several nodes at once). Returns whether it inserted.
+    func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Bool
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Storage
+
+/// Builds the HTTP application around a node's services. Used by `portcullis serve` and tests.
+public func buildApplication(services: AppServices, logger: Logger) -> some ApplicationProtocol {
+    let router = Router(context: AppRequestContext.self)
+    let routes = RouteTable(router: router)
+    router.add(middleware: SecurityHeadersMiddleware())
+    router.add(middleware: ErrorMiddleware(routes: routes))
+    registerRoutes(routes, services: services)
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
+        logger: logger)
+    app.addServices(ChangeFollower(services: services))
+    return app
+}
+
+/// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
+@discardableResult
+public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
+    let authenticator = Authenticator(auth: services.auth)
+    PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config)
+        .register(routes)
+    IdentityRoutes(auth: services.auth, authenticator: authenticator).register(routes)
+    return routes
+}
+
+extension RouteTable {
+    /// A route table detached from any server, listing every route (for documentation checks).
+    public static func all(services: AppServices) -> RouteTable {
+        registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services)
+    }
+}
+
+/// Follows the change log so that revocations made on other nodes apply here within the poll interval.
+struct ChangeFollower: Service {
+    let services: AppServices
+
+    func run() async throws {
+        let start = (try? await services.changeFeed.latestRevision()) ?? 0
+        await cancelWhenGracefulShutdown {
+            await services.changeFeed.follow(from: start) { changes in
+                await services.apply(changes)
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Identity
+
+/// A configuration problem; start-up stops with this one line.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let variable: String
+    public let message: String
+    public var description: String { "\(variable): \(message)" }
+}
+
+public enum LogFormat: String, Sendable { case text, json }
+
+/// Everything `serve` needs, read from `PORTCULLIS_*` environment variables.
+public struct AppConfig: Sendable {
+    public var databaseURL = "sqlite:./data/portcullis.db"
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var publicURL = "http://localhost:8080"
+    public var issuer = "http://localhost:8080"
+    public var audience = "http://localhost:8080"
+    public var accessTokenTTL: Duration = .seconds(900)
+    public var refreshTokenTTL: Duration = .seconds(30 * 86_400)
+    public var signup = SignupMode.open
+    public var rootEmail: String?
+    public var rootPassword: String?
+    public var masterKey: String?
+    public var masterKeyFile = "./data/master.key"
+    public var logFormat = LogFormat.text
+    public var logLevel = "info"
+    /// How often the change log is polled for writes made by other nodes.
+    public var changePollInterval: Duration = .milliseconds(50)
+
+    public init() {}
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> AppConfig {
+        var c = AppConfig()
+        func value(_ key: String) -> String? {
+            guard let v = env["PORTCULLIS_" + key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            return v
+        }
+        if let v = value("DATABASE_URL") {
+            guard v.hasPrefix("sqlite:") || v.hasPrefix("postgres://") || v.hasPrefix("postgresql://") else {
+                throw ConfigError(variable: "PORTCULLIS_DATABASE_URL", message: "must start with sqlite: or postgres:// (got \(v.prefix(20))…)")
+            }
+            c.databaseURL = v
+        }
+        if let v = value("HOST") { c.host = v }
+        if let v = value("PORT") {
+            guard let p = Int(v), (0...65535).contains(p) else {
+                throw ConfigError(variable: "PORTCULLIS_PORT", message: "must be a port number 0...65535 (got \(v))")
+            }
+            c.port = p
+        }
+        c.publicURL = "http://localhost:\(c.port)"
+        if let v = value("PUBLIC_URL") {
+            guard let url = URL(string: v), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw ConfigError(variable: "PORTCULLIS_PUBLIC_URL", message: "must be an http(s) URL (got \(v))")
+            }
+            c.publicURL = v.hasSuffix("/") ? String(v.dropLast()) : v
+        }
+        c.issuer = value("ISSUER") ?? c.publicURL
+        c.audience = value("AUDIENCE") ?? c.issuer
+        if let v = value("ACCESS_TOKEN_TTL") {
+            c.accessTokenTTL = try parseDuration(v, variable: "PORTCULLIS_ACCESS_TOKEN_TTL", range: 30...86_400)
+        }
+        if let v = value("REFRESH_TOKEN_TTL") {
+            c.refreshTokenTTL = try parseDuration(v, variable: "PORTCULLIS_REFRESH_TOKEN_TTL", range: 60...(365 * 86_400))
+        }
+        if let v = value("SIGNUP") {
+            guard let mode = SignupMode(rawValue: v) else {
+                throw ConfigError(variable: "PORTCULLIS_SIGNUP", message: "must be open or invite_only (got \(v))")
+            }
+            c.signup = mode
+        }
+        c.rootEmail = value("ROOT_EMAIL")
+        c.rootPassword = env["PORTCULLIS_ROOT_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        if let email = c.rootEmail, Email.canonical(email) == nil {
+            throw ConfigError(variable: "PORTCULLIS_ROOT_EMAIL", message: "is not a valid e-mail address")
+        }
+        if let password = c.rootPassword {
+            do { try PasswordPolicy.validate(password) } catch {
+                throw ConfigError(variable: "PORTCULLIS_ROOT_PASSWORD", message: "must be \(PasswordPolicy.minLength)...\(PasswordPolicy.maxLength) characters")
+            }
+        }
+        if c.rootPassword != nil, c.rootEmail == nil {
+            throw ConfigError(variable: "PORTCULLIS_ROOT_EMAIL", message: "is required when PORTCULLIS_ROOT_PASSWORD is set")
+        }
+        c.masterKey = value("MASTER_KEY")
+        if let k = c.masterKey, Data(base64Encoded: k)?.count != 32 {
+            throw ConfigError(variable: "PORTCULLIS_MASTER_KEY", message: "must be the base64 encoding of 32 random bytes (e.g. openssl rand -base64 32)")
+        }
+        if let v = value("MASTER_KEY_FILE") { c.masterKeyFile = v }
+        if let v = value("LOG_FORMAT") {
+            guard let f = LogFormat(rawValue: v) else {
+                throw ConfigError(variable: "PORTCULLIS_LOG_FORMAT", message: "must be text or json (got \(v))")
+            }
+            c.logFormat = f
+        }
+        if let v = value("LOG_LEVEL") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(v) else {
+                throw ConfigError(variable: "PORTCULLIS_LOG_LEVEL", message: "must be one of \(levels.joined(separator: ", ")) (got \(v))")
+            }
+            c.logLevel = v
+        }
+        return c
+    }
+
+    /// `900`, `900s`, `15m`, `1h`, `30d`.
+    static func parseDuration(_ text: String, variable: String, range: ClosedRange<Int>) throws -> Duration {
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var digits = text
+        var unit = 1
+        if let last = text.last, let u = units[last] {
+            unit = u
+            digits = String(text.dropLast())
+        }
+        guard let n = Int(digits), n > 0, n <= Int.max / unit, range.contains(n * unit) else {
+            throw ConfigError(variable: variable, message: "must be a duration like 900, 15m, 1h or 30d between \(range.lowerBound) and \(range.upperBound) seconds (got \(text))")
+        }
+        return .seconds(n * unit)
+    }
+}

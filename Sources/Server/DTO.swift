@@ -1,0 +1,95 @@
+import Foundation
+import Identity
+
+/// `user` in responses.
+struct UserResponse: Encodable, Sendable {
+    let id: String
+    let email: String
+    let name: String
+    let emailVerified: Bool
+    let isRoot: Bool
+    let createdAt: Date
+    let updatedAt: Date
+
+    init(_ u: User) {
+        id = u.id.lowercased
+        email = u.email
+        name = u.name
+        emailVerified = u.emailVerified
+        isRoot = u.isRoot
+        createdAt = u.createdAt
+        updatedAt = u.updatedAt
+    }
+}
+
+/// Login and refresh responses.
+struct TokensResponse: Encodable, Sendable {
+    let accessToken: String
+    let tokenType = "Bearer"
+    let expiresIn: Int
+    let refreshToken: String
+    let refreshExpiresIn: Int
+    let user: UserResponse
+
+    init(_ pair: TokenPair) {
+        accessToken = pair.accessToken
+        expiresIn = pair.accessExpiresIn
+        refreshToken = pair.refreshToken
+        refreshExpiresIn = pair.refreshExpiresIn
+        user = UserResponse(pair.user)
+    }
+}
+
+struct SessionResponse: Encodable, Sendable {
+    let id: String
+    let createdAt: Date
+    let lastUsedAt: Date
+    let userAgent: String
+    let ip: String
+    let current: Bool
+
+    init(_ s: Session, current: UUID?) {
+        id = s.id.lowercased
+        createdAt = s.createdAt
+        lastUsedAt = s.lastUsedAt
+        userAgent = s.userAgent
+        ip = s.ip
+        self.current = s.id == current
+    }
+}
+
+// MARK: - Requests
+
+struct SignupBody: Decodable, Sendable {
+    let email: String
+    let password: String
+    let name: String?
+    let inviteToken: String?
+}
+
+struct LoginBody: Decodable, Sendable {
+    let email: String
+    let password: String
+}
+
+struct RefreshBody: Decodable, Sendable {
+    let refreshToken: String
+}
+
+struct LogoutBody: Decodable, Sendable {
+    let all: Bool?
+}
+
+struct UpdateMeBody: Decodable, Sendable {
+    let name: String?
+}
+
+struct ChangePasswordBody: Decodable, Sendable {
+    let currentPassword: String
+    let newPassword: String
+}
+
+extension UUID {
+    /// The lowercase form used in every response and path.
+    var lowercased: String { uuidString.lowercased() }
+}

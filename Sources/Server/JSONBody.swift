@@ -1,0 +1,148 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Reads JSON request bodies in the order the contract fixes: content type (415), size (413),
+/// then syntax and shape (400). Unknown fields are ignored.
+public enum JSONBody {
+    public static let defaultLimit = 64 * 1024
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }()
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(RFC3339.string(date))
+        }
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    public static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = defaultLimit) async throws -> T {
+        try requireJSON(request)
+        let buffer = try await collect(request, limit: limit)
+        return try parse(type, from: buffer)
+    }
+
+    /// For endpoints whose body is optional (`{}` or nothing).
+    public static func decodeOptional<T: Decodable>(_ type: T.Type, from request: Request, default value: T) async throws -> T {
+        let buffer: ByteBuffer
+        if request.headers[.contentType] == nil {
+            buffer = try await collect(request, limit: defaultLimit)
+            if buffer.readableBytes == 0 { return value }
+            throw Problem(.unsupportedMediaType, detail: "send the body as application/json")
+        }
+        try requireJSON(request)
+        buffer = try await collect(request, limit: defaultLimit)
+        if buffer.readableBytes == 0 { return value }
+        return try parse(type, from: buffer)
+    }
+
+    static func requireJSON(_ request: Request) throws {
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
+            throw Problem(.unsupportedMediaType, detail: "send the body as application/json")
+        }
+    }
+
+    static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+        }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch {
+            throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+        }
+    }
+
+    static func parse<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        let data = Data(buffer: buffer)
+        guard !data.isEmpty else { throw Problem.badRequest("request body is empty; send a JSON object") }
+        do {
+            return try decoder.decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw Problem.badRequest(describe(error))
+        } catch {
+            throw Problem.badRequest("request body is not valid JSON")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let p = context.codingPath.map { key in key.intValue.map { "[\($0)]" } ?? snake(key.stringValue) }.joined(separator: ".")
+            return p.isEmpty ? "body" : p
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let parent = path(context)
+            return "missing field \(parent == "body" ? "" : parent + ".")\(snake(key.stringValue))"
+        case .typeMismatch(let type, let context):
+            return "\(path(context)) has the wrong type (expected \(typeName(type)))"
+        case .valueNotFound(let type, let context):
+            return "\(path(context)) must not be null (expected \(typeName(type)))"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "request body is not valid JSON" : "\(path(context)) is not valid"
+        @unknown default:
+            return "request body is not valid"
+        }
+    }
+
+    static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "string"
+        case is Bool.Type: return "boolean"
+        case is Int.Type, is Int64.Type, is Double.Type: return "number"
+        default: return "object"
+        }
+    }
+
+    static func snake(_ s: String) -> String {
+        var out = ""
+        for ch in s {
+            if ch.isUppercase { out.append("_"); out.append(Character(ch.lowercased())) } else { out.append(ch) }
+        }
+        return out
+    }
+
+    /// A JSON response with the project's conventions (snake_case, RFC 3339 UTC).
+    public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, revision: Int64? = nil) throws -> Response {
+        let data = try encoder.encode(value)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let revision { headers[.portcullisRevision] = String(revision) }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    public static func noContent(revision: Int64? = nil) -> Response {
+        var headers: HTTPFields = [:]
+        if let revision { headers[.portcullisRevision] = String(revision) }
+        return Response(status: .noContent, headers: headers)
+    }
+}
+
+extension HTTPField.Name {
+    public static let portcullisRevision = HTTPField.Name("Portcullis-Revision")!
+    public static let requestID = HTTPField.Name("X-Request-ID")!
+}
+
+/// RFC 3339 timestamps in UTC with millisecond precision.
+public enum RFC3339 {
+    public static func string(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        let millis = Int((date.timeIntervalSince1970 - Double(t)) * 1000) % 1000
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                      Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+    }
+}

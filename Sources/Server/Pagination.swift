@@ -1,0 +1,53 @@
+import Hummingbird
+
+/// `?limit=` (1...100, default 20) and `?offset=` (≥ 0); a repeated key is an error.
+public struct Page: Sendable, Equatable {
+    public var limit: Int
+    public var offset: Int
+
+    public static let defaultLimit = 20
+    public static let maxLimit = 100
+
+    public init(limit: Int = defaultLimit, offset: Int = 0) {
+        self.limit = limit
+        self.offset = offset
+    }
+
+    public init(from request: Request) throws {
+        let query = request.uri.queryParameters
+        func single(_ name: String) throws -> String? {
+            let values = query.getAll(name)
+            guard values.count <= 1 else { throw Problem.badRequest("query parameter \(name) is repeated") }
+            return values.first
+        }
+        limit = Self.defaultLimit
+        offset = 0
+        if let text = try single("limit") {
+            guard let n = Int(text), (1...Self.maxLimit).contains(n) else {
+                throw Problem.badRequest("limit must be an integer from 1 to \(Self.maxLimit)")
+            }
+            limit = n
+        }
+        if let text = try single("offset") {
+            guard let n = Int(text), n >= 0, n <= 1_000_000_000 else {
+                throw Problem.badRequest("offset must be a non-negative integer")
+            }
+            offset = n
+        }
+    }
+}
+
+/// A page of items: `{items, total, limit, offset}`.
+public struct ListResponse<Item: Encodable & Sendable>: Encodable, Sendable {
+    public var items: [Item]
+    public var total: Int
+    public var limit: Int
+    public var offset: Int
+
+    public init(items: [Item], total: Int, page: Page) {
+        self.items = items
+        self.total = total
+        self.limit = page.limit
+        self.offset = page.offset
+    }
+}

@@ -1,0 +1,89 @@
+import APIDocs
+import Foundation
+import Hummingbird
+import Identity
+import NIOCore
+import Storage
+
+/// Liveness, readiness, discovery documents, the API description, and root-only key rotation.
+struct PlatformRoutes {
+    let database: any SQLDatabase
+    let tokens: TokenService
+    let authenticator: Authenticator
+    let config: AppConfig
+
+    func register(_ routes: RouteTable) {
+        routes.on(.get, "/health", use: health)
+        routes.on(.get, "/ready", use: ready)
+        routes.on(.get, "/openapi.yaml", use: openAPI)
+        routes.on(.get, "/.well-known/jwks.json", use: jwks)
+        routes.on(.get, "/.well-known/openid-configuration", use: discovery)
+        routes.on(.post, "/v1/admin/signing-keys/rotate", use: rotate)
+    }
+
+    @Sendable func health(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try JSONBody.response(["status": "ok"])
+    }
+
+    @Sendable func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await database.ping() }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(2))
+                    throw StorageError.unavailable("timeout")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch {
+            throw Problem(.serviceUnavailable, code: "unavailable", detail: "the database is not reachable", headers: [.retryAfter: "1"])
+        }
+        return try JSONBody.response(["status": "ready"])
+    }
+
+    @Sendable func openAPI(_ request: Request, context: AppRequestContext) async throws -> Response {
+        guard let data = APIDocs.openAPIYAML() else { throw Problem.notFound("the API description is not bundled") }
+        return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    @Sendable func jwks(_ request: Request, context: AppRequestContext) async throws -> Response {
+        var response = try JSONBody.response(["keys": tokens.jwks()])
+        response.headers[.cacheControl] = "public, max-age=60"
+        return response
+    }
+
+    struct Discovery: Encodable {
+        let issuer: String
+        let jwksUri: String
+        let tokenEndpoint: String
+        let grantTypesSupported: [String]
+        let responseTypesSupported: [String]
+        let subjectTypesSupported: [String]
+        let idTokenSigningAlgValuesSupported: [String]
+    }
+
+    @Sendable func discovery(_ request: Request, context: AppRequestContext) async throws -> Response {
+        var response = try JSONBody.response(Discovery(
+            issuer: config.issuer,
+            jwksUri: config.publicURL + "/.well-known/jwks.json",
+            tokenEndpoint: config.publicURL + "/v1/auth/login",
+            grantTypesSupported: ["password", "refresh_token"],
+            responseTypesSupported: [],
+            subjectTypesSupported: ["public"],
+            idTokenSigningAlgValuesSupported: ["ES256"]))
+        response.headers[.cacheControl] = "public, max-age=300"
+        return response
+    }
+
+    struct RotateResponse: Encodable {
+        let kid: String
+        let createdAt: Date
+    }
+
+    @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
+        _ = try await authenticator.requireRoot(request)
+        let key = try await tokens.rotate()
+        return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt))
+    }
+}

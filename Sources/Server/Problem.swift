@@ -1,0 +1,96 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Identity
+import NIOCore
+import Storage
+
+/// An RFC 9457 problem response with a stable snake_case `code`.
+public struct Problem: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var detail: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, code: String? = nil, detail: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.code = code ?? Self.genericCode(status)
+        self.detail = detail
+        self.headers = headers
+    }
+
+    public static func badRequest(_ detail: String, code: String = "invalid_request") -> Problem { Problem(.badRequest, code: code, detail: detail) }
+    public static func unauthenticated(_ detail: String = "authentication required") -> Problem {
+        Problem(.unauthorized, code: "unauthenticated", detail: detail, headers: [.wwwAuthenticate: "Bearer"])
+    }
+    public static func forbidden(_ detail: String) -> Problem { Problem(.forbidden, code: "forbidden", detail: detail) }
+    public static func notFound(_ detail: String = "no such resource") -> Problem { Problem(.notFound, code: "not_found", detail: detail) }
+
+    static func genericCode(_ status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 400: return "invalid_request"
+        case 401: return "unauthenticated"
+        case 403: return "forbidden"
+        case 404: return "not_found"
+        case 405: return "method_not_allowed"
+        case 409: return "conflict"
+        case 410: return "gone"
+        case 413: return "payload_too_large"
+        case 415: return "unsupported_media_type"
+        case 429: return "rate_limited"
+        case 503: return "unavailable"
+        default: return status.code >= 500 ? "internal_error" : "error"
+        }
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = ProblemBody(
+            type: "https://portcullis.dev/problems/\(code)", title: status.reasonPhrase,
+            status: status.code, detail: detail, code: code)
+        let data = try JSONBody.encoder.encode(body)
+        var fields = headers
+        fields[.contentType] = "application/problem+json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension Problem {
+    /// Maps domain and storage errors to problems; anything unknown is a 500 without details.
+    static func from(_ error: any Error) -> Problem? {
+        switch error {
+        case let p as Problem:
+            return p
+        case let e as IdentityError:
+            switch e {
+            case .invalidEmail: return .badRequest("email is not a valid e-mail address")
+            case .invalidName(let m): return .badRequest(m)
+            case .weakPassword(let m): return Problem(.badRequest, code: "weak_password", detail: m)
+            case .emailTaken: return Problem(.conflict, code: "email_taken", detail: "an account with this e-mail already exists")
+            case .signupDisabled: return Problem(.forbidden, code: "signup_disabled", detail: "self-signup is disabled; an invitation is required")
+            case .invalidCredentials: return .unauthenticated("invalid e-mail or password")
+            case .invalidRefreshToken: return .unauthenticated("invalid refresh token")
+            case .unauthenticated: return .unauthenticated("invalid or expired credentials")
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound: return .notFound()
+            }
+        case let e as StorageError:
+            switch e {
+            case .unavailable: return Problem(.serviceUnavailable, code: "unavailable", detail: "the database is unavailable; try again", headers: [.retryAfter: "1"])
+            case .conflict: return Problem(.serviceUnavailable, code: "unavailable", detail: "too much contention; try again", headers: [.retryAfter: "1"])
+            default: return nil
+            }
+        case let e as HTTPError:
+            switch e.status {
+            case .contentTooLarge: return Problem(.contentTooLarge, detail: "request body is larger than allowed")
+            case .notFound: return .notFound()
+            default: return Problem(e.status, detail: e.body ?? e.status.reasonPhrase)
+            }
+        default:
+            return nil
+        }
+    }
+}
+
+struct ProblemBody: Encodable {
+    let type: String, title: String, status: Int, detail: String, code: String
+}

@@ -1,0 +1,32 @@
+import HTTPTypes
+import Hummingbird
+
+/// Registers routes on the router and remembers them, so that a wrong method on a known path
+/// answers 405 with `Allow`, and tests can check every route against docs/openapi.yaml.
+public final class RouteTable: @unchecked Sendable {
+    // Only mutated while the application is being built, before it serves.
+    public private(set) var routes: [(method: HTTPRequest.Method, path: String)] = []
+    let router: Router<AppRequestContext>
+
+    init(router: Router<AppRequestContext>) {
+        self.router = router
+    }
+
+    func on(
+        _ method: HTTPRequest.Method, _ path: String,
+        use handler: @escaping @Sendable (Request, AppRequestContext) async throws -> Response
+    ) {
+        routes.append((method, path))
+        router.on(RouterPath(path), method: method, use: handler)
+    }
+
+    /// Methods registered for a concrete request path (`{param}` segments match anything).
+    func methods(matching path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        return routes.filter { route in
+            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: true)
+            guard pattern.count == segments.count else { return false }
+            return zip(pattern, segments).allSatisfy { p, s in p.hasPrefix("{") || p == s }
+        }.map(\.method)
+    }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+
+/// PostgreSQL through a pooled `PostgresClient`.
+public final class PostgresDatabase: SQLDatabase {
+    public let dialect = SQLDialect.postgres
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+
+    /// Connects once (failing fast on a wrong URL, password or a down server — the pooled
+    /// client alone would retry forever) and then starts the pool.
+    public init(url: String, logger: Logger, maximumConnections: Int = 20) async throws {
+        let settings = try PostgresURL(url)
+        self.logger = logger
+        var connectionConfig = PostgresConnection.Configuration(
+            host: settings.host, port: settings.port, username: settings.username,
+            password: settings.password, database: settings.database, tls: settings.connectionTLS)
+        connectionConfig.options.connectTimeout = .seconds(5)
+        connectionConfig.options.additionalStartupParameters = settings.startupParameters
+        do {
+            let probe = try await PostgresConnection.connect(configuration: connectionConfig, id: 0, logger: logger)
+            try await probe.close()
+        } catch {
+            logger.debug("postgres probe failed", metadata: ["error": "\(String(reflecting: error))"])
+            throw StorageError.unavailable(
+                "cannot connect to PostgreSQL at \(settings.host):\(settings.port)/\(settings.database ?? settings.username): \(Self.describe(error))")
+        }
+
+        var config = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.username,
+            password: settings.password, database: settings.database, tls: settings.clientTLS)
+        config.options.maximumConnections = maximumConnections
+        config.options.connectTimeout = .seconds(5)
+        config.options.additionalStartupParameters = settings.startupParameters
+        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.client = client
+        self.runner = Task { await client.run() }
+    }
+
+    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        try await Self.mapErrors {
+            let rows = try await client.query(Self.makeQuery(sql, binds), logger: logger)
+            return try await Self.collect(rows)
+        }
+    }
+
+    public func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await Self.mapErrors {
+                    try await client.withConnection { connection in
+                        let executor = ConnectionExecutor(connection: connection, logger: logger)
+                        try await executor.raw("BEGIN")
+                        do {
+                            let result = try await body(executor)
+                            try await executor.raw("COMMIT")
+                            return result
+                        } catch {
+                            try? await executor.raw("ROLLBACK")
+                            throw error
+                        }
+                    }
+                }
+            } catch StorageError.conflict(let message) where attempt < 5 {
+                // Serialization failure or deadlock: the whole transaction is safe to run again.
+                logger.debug("retrying transaction", metadata: ["reason": "\(message)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: .milliseconds(5 * attempt))
+            }
+        }
+    }
+
+    public func ping() async throws {
+        _ = try await query("SELECT 1 AS one", [])
+    }
+
+    public func close() async {
+        runner.cancel()
+        _ = await runner.value
+    }
+
+    private struct ConnectionExecutor: SQLExecutor {
+        let connection: PostgresConnection
+        let logger: Logger
+        var dialect: SQLDialect { .postgres }
+
+        func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+            let rows = try await connection.query(PostgresDatabase.makeQuery(sql, binds), logger: logger)
+            return try await PostgresDatabase.collect(rows)
+        }
+
+        func raw(_ sql: String) async throws {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        }
+    }
+
+    // MARK: - Binding and decoding
+
+    static func makeQuery(_ sql: String, _ binds: [SQLValue]) throws -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .null: bindings.appendNull()
+            case .int(let i): try bindings.append(i)
+            case .double(let d): try bindings.append(d)
+            case .text(let s): try bindings.append(s)
+            case .blob(let b): try bindings.append(ByteBuffer(bytes: b))
+            case .bool(let b): try bindings.append(b)
+            case .uuid(let u): try bindings.append(u)
+            case .date(let d): try bindings.append(d)
+            }
+        }
+        return PostgresQuery(unsafeSQL: sql, binds: bindings)
+    }
+
+    static func collect(_ rows: PostgresRowSequence) async throws -> [SQLRow] {
+        var result: [SQLRow] = []
+        for try await row in rows {
+            var values: [String: SQLValue] = [:]
+            for cell in row {
+                values[cell.columnName] = try decode(cell)
+            }
+            result.append(SQLRow(values: values))
+        }
+        return result
+    }
+
+    static func decode(_ cell: PostgresCell) throws -> SQLValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .uuid: return .uuid(try cell.decode(UUID.self))
+        case .int2, .int4, .int8: return .int(try cell.decode(Int64.self))
+        case .bool: return .bool(try cell.decode(Bool.self))
+        case .timestamptz, .timestamp: return .date(try cell.decode(Date.self))
+        case .float4, .float8: return .double(try cell.decode(Double.self))
+        case .bytea: return .blob(Array(buffer: try cell.decode(ByteBuffer.self)))
+        default: return .text(try cell.decode(String.self))
+        }
+    }
+
+    static func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PSQLError {
+            let state = error.serverInfo?[.sqlState]
+            let message = error.serverInfo?[.message] ?? "\(error.code)"
+            switch state {
+            case "23505": throw StorageError.uniqueViolation(error.serverInfo?[.constraintName] ?? message)
+            case "23503": throw StorageError.foreignKeyViolation(error.serverInfo?[.constraintName] ?? message)
+            case "40001", "40P01": throw StorageError.conflict(message)
+            case nil: throw StorageError.unavailable(describe(error))
+            default:
+                if state?.hasPrefix("08") == true || state?.hasPrefix("57") == true {
+                    throw StorageError.unavailable(message)
+                }
+                throw StorageError.other("\(state ?? "?"): \(message)")
+            }
+        }
+    }
+
+    /// A one-line reason for start-up errors. PSQLError's own description hides details on purpose.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying { return "\(underlying)" }
+            return "\(error.code)"
+        }
+        return "\(error)"
+    }
+}
+
+/// `postgres://user:password@host:port/database?sslmode=disable|prefer|require&search_path=…`
+struct PostgresURL {
+    var host = "127.0.0.1"
+    var port = 5432
+    var username = "postgres"
+    var password: String?
+    var database: String?
+    var sslMode = "prefer"
+    var searchPath: String?
+
+    init(_ string: String) throws {
+        guard let components = URLComponents(string: string),
+              components.scheme == "postgres" || components.scheme == "postgresql"
+        else { throw StorageError.other("PORTCULLIS_DATABASE_URL: not a postgres:// URL") }
+        if let h = components.host, !h.isEmpty { host = h }
+        if let p = components.port { port = p }
+        if let u = components.user, !u.isEmpty { username = u.removingPercentEncoding ?? u }
+        password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        database = path.isEmpty ? nil : path
+        for item in components.queryItems ?? [] {
+            switch item.name {
+            case "sslmode": sslMode = item.value ?? "prefer"
+            case "search_path": searchPath = item.value
+            default: break
+            }
+        }
+        guard ["disable", "prefer", "require"].contains(sslMode) else {
+            throw StorageError.other("PORTCULLIS_DATABASE_URL: sslmode must be disable, prefer or require")
+        }
+    }
+
+    var startupParameters: [(String, String)] {
+        searchPath.map { [("search_path", $0)] } ?? []
+    }
+
+    var connectionTLS: PostgresConnection.Configuration.TLS {
+        switch sslMode {
+        case "disable": return .disable
+        case "require": return (try? .require(.init(configuration: .makeClientConfiguration()))) ?? .disable
+        default: return (try? .prefer(.init(configuration: .makeClientConfiguration()))) ?? .disable
+        }
+    }
+
+    var clientTLS: PostgresClient.Configuration.TLS {
+        switch sslMode {
+        case "disable": return .disable
+        case "require": return .require(.makeClientConfiguration())
+        default: return .prefer(.makeClientConfiguration())
+        }
+    }
+}

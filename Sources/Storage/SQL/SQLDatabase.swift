@@ -1,0 +1,34 @@
+import Foundation
+
+/// Runs SQL written with PostgreSQL-style `$1` placeholders. Store code talks only to this.
+public protocol SQLExecutor: Sendable {
+    var dialect: SQLDialect { get }
+    /// Runs one statement and returns its rows (use `RETURNING` to learn what a write touched).
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+}
+
+extension SQLExecutor {
+    public func query(_ sql: String, _ binds: any SQLBindable...) async throws -> [SQLRow] {
+        try await query(sql, binds.map(\.sqlValue))
+    }
+
+    public func queryFirst(_ sql: String, _ binds: any SQLBindable...) async throws -> SQLRow? {
+        try await query(sql, binds.map(\.sqlValue)).first
+    }
+
+    public func execute(_ sql: String, _ binds: any SQLBindable...) async throws {
+        _ = try await query(sql, binds.map(\.sqlValue))
+    }
+}
+
+/// A database with transactions and a lifecycle.
+public protocol SQLDatabase: SQLExecutor {
+    /// Runs `body` in one transaction; commits when it returns, rolls back when it throws.
+    /// SQLite uses `BEGIN IMMEDIATE` (writers serialize up front instead of failing on upgrade);
+    /// PostgreSQL retries the whole body on serialization failures and deadlocks.
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    /// Cheap round trip, for readiness checks.
+    func ping() async throws
+    /// Releases connections. Call once, at shutdown.
+    func close() async
+}

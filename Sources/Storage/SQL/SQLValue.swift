@@ -1,0 +1,128 @@
+import Foundation
+
+/// The SQL dialects Portcullis speaks. Store code is written once; only DDL differs per dialect.
+public enum SQLDialect: String, Sendable {
+    case sqlite
+    case postgres
+}
+
+/// A value bound to, or read from, a SQL statement, independent of the driver.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
+    case bool(Bool)
+    case uuid(UUID)
+    case date(Date)
+}
+
+/// Anything that can be bound as a statement parameter.
+public protocol SQLBindable: Sendable {
+    var sqlValue: SQLValue { get }
+}
+
+extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
+extension Int: SQLBindable { public var sqlValue: SQLValue { .int(Int64(self)) } }
+extension Int64: SQLBindable { public var sqlValue: SQLValue { .int(self) } }
+extension Double: SQLBindable { public var sqlValue: SQLValue { .double(self) } }
+extension Bool: SQLBindable { public var sqlValue: SQLValue { .bool(self) } }
+extension UUID: SQLBindable { public var sqlValue: SQLValue { .uuid(self) } }
+extension Date: SQLBindable { public var sqlValue: SQLValue { .date(self) } }
+extension SQLValue: SQLBindable { public var sqlValue: SQLValue { self } }
+extension Optional: SQLBindable where Wrapped: SQLBindable {
+    public var sqlValue: SQLValue { self?.sqlValue ?? .null }
+}
+
+/// One result row, keyed by column name. Getters convert the driver's storage class
+/// (SQLite keeps UUIDs as text, dates as integer microseconds, booleans as integers).
+public struct SQLRow: Sendable {
+    public let values: [String: SQLValue]
+
+    public init(values: [String: SQLValue]) { self.values = values }
+
+    public subscript(_ column: String) -> SQLValue { values[column] ?? .null }
+
+    public func isNull(_ column: String) -> Bool { self[column] == .null }
+
+    public func string(_ column: String) throws -> String {
+        switch self[column] {
+        case .text(let s): return s
+        case .uuid(let u): return u.uuidString.lowercased()
+        case .int(let i): return String(i)
+        default: throw StorageError.decoding(column: column)
+        }
+    }
+
+    public func optionalString(_ column: String) throws -> String? {
+        isNull(column) ? nil : try string(column)
+    }
+
+    public func int(_ column: String) throws -> Int64 {
+        switch self[column] {
+        case .int(let i): return i
+        case .double(let d): return Int64(d)
+        case .bool(let b): return b ? 1 : 0
+        case .text(let s): if let i = Int64(s) { return i }
+        default: break
+        }
+        throw StorageError.decoding(column: column)
+    }
+
+    public func optionalInt(_ column: String) throws -> Int64? {
+        isNull(column) ? nil : try int(column)
+    }
+
+    public func bool(_ column: String) throws -> Bool {
+        switch self[column] {
+        case .bool(let b): return b
+        case .int(let i): return i != 0
+        default: throw StorageError.decoding(column: column)
+        }
+    }
+
+    public func uuid(_ column: String) throws -> UUID {
+        switch self[column] {
+        case .uuid(let u): return u
+        case .text(let s): if let u = UUID(uuidString: s) { return u }
+        default: break
+        }
+        throw StorageError.decoding(column: column)
+    }
+
+    public func optionalUUID(_ column: String) throws -> UUID? {
+        isNull(column) ? nil : try uuid(column)
+    }
+
+    public func date(_ column: String) throws -> Date {
+        switch self[column] {
+        case .date(let d): return d
+        case .int(let micros): return SQLTime.date(fromMicros: micros)
+        default: throw StorageError.decoding(column: column)
+        }
+    }
+
+    public func optionalDate(_ column: String) throws -> Date? {
+        isNull(column) ? nil : try date(column)
+    }
+
+    public func blob(_ column: String) throws -> [UInt8] {
+        switch self[column] {
+        case .blob(let b): return b
+        case .text(let s): return Array(s.utf8)
+        default: throw StorageError.decoding(column: column)
+        }
+    }
+}
+
+/// SQLite stores timestamps as integer microseconds since the epoch: sortable, exact, cheap.
+enum SQLTime {
+    static func micros(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    static func date(fromMicros micros: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import GRDB
+
+/// SQLite through GRDB's `DatabasePool` (WAL; readers run beside the single writer).
+///
+/// Store code is async and may await between statements of one transaction, while GRDB's
+/// transaction closures are synchronous. So transactions are driven statement by statement on
+/// the writer connection (`allowsUnsafeTransactions`), and `writeLock` guarantees that no other
+/// write of this process interleaves with an open transaction.
+public final class SQLiteDatabase: SQLDatabase {
+    public let dialect = SQLDialect.sqlite
+    private let pool: DatabasePool
+    private let writeLock = AsyncLock()
+
+    /// Opens (creating when missing) the database file and its parent directory.
+    public init(path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(
+            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        config.allowsUnsafeTransactions = true
+        config.busyMode = .timeout(10)
+        config.maximumReaderCount = 8
+        config.prepareDatabase { db in
+            // FULL: a commit is on disk before the API acknowledges it (survives power loss / kill -9).
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw StorageError.unavailable("cannot open SQLite database at \(path): \(error)")
+        }
+    }
+
+    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        let statement = Self.translate(sql)
+        let arguments = Self.arguments(binds)
+        if Self.isReadOnly(statement) {
+            return try await Self.mapErrors {
+                try await pool.read { db in try Self.run(db, statement, arguments) }
+            }
+        }
+        return try await writeLock.withLock { [pool] in
+            try await Self.mapErrors {
+                try await pool.writeWithoutTransaction { db in try Self.run(db, statement, arguments) }
+            }
+        }
+    }
+
+    public func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await writeLock.withLock { [pool] in
+            let writer = Writer(pool: pool)
+            try await writer.raw("BEGIN IMMEDIATE")
+            do {
+                let result = try await body(writer)
+                try await writer.raw("COMMIT")
+                return result
+            } catch {
+                try? await writer.raw("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    public func ping() async throws {
+        _ = try await query("SELECT 1 AS one", [])
+    }
+
+    public func close() async {
+        try? pool.close()
+    }
+
+    /// Executes on the writer connection inside an open transaction.
+    private struct Writer: SQLExecutor {
+        let pool: DatabasePool
+        var dialect: SQLDialect { .sqlite }
+
+        func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+            let statement = SQLiteDatabase.translate(sql)
+            let arguments = SQLiteDatabase.arguments(binds)
+            return try await SQLiteDatabase.mapErrors {
+                try await pool.writeWithoutTransaction { db in try SQLiteDatabase.run(db, statement, arguments) }
+            }
+        }
+
+        func raw(_ sql: String) async throws {
+            try await SQLiteDatabase.mapErrors {
+                try await pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
+            }
+        }
+    }
+
+    // MARK: - Translation between the shared SQL and SQLite
+
+    /// `$1` → `?1`: SQLite reads `$name` as a named parameter numbered by first appearance,
+    /// which would misnumber statements that mention `$2` before `$1`.
+    static func translate(_ sql: String) -> String {
+        guard sql.contains("$") else { return sql }
+        var out = ""
+        out.reserveCapacity(sql.utf8.count)
+        var previous: Character = " "
+        for ch in sql {
+            if previous == "$", ch.isNumber {
+                out.removeLast()
+                out.append("?")
+            }
+            out.append(ch)
+            previous = ch
+        }
+        return out
+    }
+
+    static func isReadOnly(_ sql: String) -> Bool {
+        let head = sql.drop(while: { $0.isWhitespace }).prefix(6).uppercased()
+        return head == "SELECT"
+    }
+
+    static func arguments(_ binds: [SQLValue]) -> StatementArguments {
+        StatementArguments(binds.map { value -> (any DatabaseValueConvertible)? in
+            switch value {
+            case .null: return nil
+            case .int(let i): return i
+            case .double(let d): return d
+            case .text(let s): return s
+            case .blob(let b): return Data(b)
+            case .bool(let b): return b ? Int64(1) : Int64(0)
+            case .uuid(let u): return u.uuidString.lowercased()
+            case .date(let d): return SQLTime.micros(d)
+            }
+        })
+    }
+
+    static func run(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws -> [SQLRow] {
+        let rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
+        return rows.map { row in
+            var values: [String: SQLValue] = [:]
+            values.reserveCapacity(row.count)
+            for (column, dbValue) in row {
+                switch dbValue.storage {
+                case .null: values[column] = .null
+                case .int64(let i): values[column] = .int(i)
+                case .double(let d): values[column] = .double(d)
+                case .string(let s): values[column] = .text(s)
+                case .blob(let data): values[column] = .blob(Array(data))
+                }
+            }
+            return SQLRow(values: values)
+        }
+    }
+
+    static func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            switch error.extendedResultCode {
+            case .SQLITE_CONSTRAINT_UNIQUE, .SQLITE_CONSTRAINT_PRIMARYKEY:
+                throw StorageError.uniqueViolation(error.message ?? "unique")
+            case .SQLITE_CONSTRAINT_FOREIGNKEY:
+                throw StorageError.foreignKeyViolation(error.message ?? "foreign key")
+            default:
+                if error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                    throw StorageError.unavailable("database is busy")
+                }
+                throw StorageError.other("\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import Identity
+
+/// Users, sessions, refresh tokens and signing keys on either SQL backend.
+public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
+    public let db: any SQLDatabase
+
+    public init(database: any SQLDatabase) { db = database }
+
+    // MARK: Users
+
+    static let userColumns = "id, email, name, password_hash, email_verified, is_root, created_at, updated_at"
+
+    static func decodeUser(_ row: SQLRow) throws -> UserCredentials {
+        UserCredentials(
+            user: User(
+                id: try row.uuid("id"), email: try row.string("email"), name: try row.string("name"),
+                emailVerified: try row.bool("email_verified"), isRoot: try row.bool("is_root"),
+                createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at")),
+            passwordHash: try row.string("password_hash"))
+    }
+
+    public func createUser(_ credentials: UserCredentials) async throws -> Revision {
+        let u = credentials.user
+        do {
+            return try await db.transaction { tx in
+                try await tx.execute(
+                    "INSERT INTO users (\(Self.userColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    u.id, u.email, u.name, credentials.passwordHash, u.emailVerified, u.isRoot, u.createdAt, u.updatedAt)
+                return try await ChangeLog.append(tx, kind: ChangeKind.userCreated, subject: u.id.uuidString.lowercased(), at: u.createdAt)
+            }
+        } catch StorageError.uniqueViolation {
+            throw IdentityError.emailTaken
+        }
+    }
+
+    public func user(id: UUID) async throws -> User? {
+        try await credentials(id: id)?.user
+    }
+
+    public func credentials(email: String) async throws -> UserCredentials? {
+        try await db.queryFirst("SELECT \(Self.userColumns) FROM users WHERE email = $1", email).map(Self.decodeUser)
+    }
+
+    public func credentials(id: UUID) async throws -> UserCredentials? {
+        try await db.queryFirst("SELECT \(Self.userColumns) FROM users WHERE id = $1", id).map(Self.decodeUser)
+    }
+
+    public func updateName(userID: UUID, name: String, now: Date) async throws -> (User, Revision)? {
+        try await db.transaction { tx in
+            guard let row = try await tx.queryFirst(
+                "UPDATE users SET name = $1, updated_at = $2 WHERE id = $3 RETURNING \(Self.userColumns)", name, now, userID)
+            else { return nil }
+            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            return (try Self.decodeUser(row).user, revision)
+        }
+    }
+
+    public func setPassword(userID: UUID, hash: String, keepSession keep: UUID?, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID]) {
+        try await db.transaction { tx in
+            let updated = try await tx.query(
+                "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 RETURNING id", hash, now, userID)
+            guard !updated.isEmpty else { throw IdentityError.notFound }
+            let revoked = try await Self.revokeSessions(tx, userID: userID, except: keep, reason: reason, now: now)
+            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            return (revision, revoked)
+        }
+    }
+
+    public func rootExists() async throws -> Bool {
+        try await db.queryFirst("SELECT id FROM users WHERE is_root = TRUE LIMIT 1") != nil
+    }
+
+    // MARK: Sessions
+
+    static let sessionColumns = "id, user_id, created_at, last_used_at, expires_at, revoked_at, user_agent, ip"
+
+    static func decodeSession(_ row: SQLRow) throws -> Session {
+        Session(
+            id: try row.uuid("id"), userID: try row.uuid("user_id"), createdAt: try row.date("created_at"),
+            lastUsedAt: try row.date("last_used_at"), expiresAt: try row.date("expires_at"),
+            revokedAt: try row.optionalDate("revoked_at"), userAgent: try row.string("user_agent"), ip: try row.string("ip"))
+    }
+
+    public func createSession(_ s: Session, refreshHash: String, refreshExpiresAt: Date) async throws -> Revision {
+        try await db.transaction { tx in
+            try await tx.execute(
+                "INSERT INTO sessions (\(Self.sessionColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                s.id, s.userID, s.createdAt, s.lastUsedAt, s.expiresAt, s.revokedAt, s.userAgent, s.ip)
+            try await tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                refreshHash, s.id, s.createdAt, refreshExpiresAt)
+            return try await ChangeLog.append(tx, kind: ChangeKind.sessionCreated, subject: s.id.uuidString.lowercased(), at: s.createdAt)
+        }
+    }
+
+    public func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, now: Date) async throws -> RefreshOutcome {
+        try await db.transaction { tx in
+            // Lock the token row (PostgreSQL); SQLite's BEGIN IMMEDIATE already serializes writers.
+            let lock = tx.dialect == .postgres ? " FOR UPDATE" : ""
+            guard let token = try await tx.queryFirst(
+                "SELECT session_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = $1\(lock)", oldHash)
+            else { return .invalid }
+            let sessionID = try token.uuid("session_id")
+            guard let sessionRow = try await tx.queryFirst(
+                "SELECT \(Self.sessionColumns) FROM sessions WHERE id = $1\(lock)", sessionID)
+            else { return .invalid }
+            var session = try Self.decodeSession(sessionRow)
+            if try token.optionalDate("used_at") != nil {
+                // Reuse of a spent token: someone else holds a copy. Kill the whole session.
+                guard session.revokedAt == nil else { return .invalid }
+                try await tx.execute(
+                    "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3",
+                    now, RevokeReason.refreshReuse.rawValue, sessionID)
+                let revision = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: sessionID.uuidString.lowercased(), at: now)
+                return .reused(sessionID: sessionID, revision)
+            }
+            guard session.isActive(at: now), try token.date("expires_at") > now else { return .invalid }
+            try await tx.execute("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2", now, oldHash)
+            try await tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                newHash, sessionID, now, newExpiresAt)
+            try await tx.execute(
+                "UPDATE sessions SET last_used_at = $1, expires_at = $2 WHERE id = $3", now, newExpiresAt, sessionID)
+            session.lastUsedAt = now
+            session.expiresAt = newExpiresAt
+            let revision = try await ChangeLog.append(tx, kind: ChangeKind.sessionRefreshed, subject: sessionID.uuidString.lowercased(), at: now)
+            return .rotated(session, revision)
+        }
+    }
+
+    public func session(id: UUID) async throws -> Session? {
+        try await db.queryFirst("SELECT \(Self.sessionColumns) FROM sessions WHERE id = $1", id).map(Self.decodeSession)
+    }
+
+    public func activeSessions(userID: UUID, now: Date, limit: Int, offset: Int) async throws -> ([Session], Int) {
+        let rows = try await db.query(
+            """
+            SELECT \(Self.sessionColumns) FROM sessions
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+            ORDER BY created_at DESC, id LIMIT $3 OFFSET $4
+            """, userID, now, limit, offset)
+        let total = try await db.queryFirst(
+            "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2", userID, now)?
+            .int("n") ?? 0
+        return (try rows.map(Self.decodeSession), Int(total))
+    }
+
+    public func revokeSession(id: UUID, userID: UUID, reason: RevokeReason, now: Date) async throws -> Revision? {
+        try await db.transaction { tx in
+            let rows = try await tx.query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL RETURNING id",
+                now, reason.rawValue, id, userID)
+            guard !rows.isEmpty else { return nil }
+            return try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: id.uuidString.lowercased(), at: now)
+        }
+    }
+
+    public func revokeAllSessions(userID: UUID, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID]) {
+        try await db.transaction { tx in
+            let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: reason, now: now)
+            let revision = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: "user:" + userID.uuidString.lowercased(), at: now)
+            return (revision, revoked)
+        }
+    }
+
+    /// Revokes the user's live sessions (except one) and logs one change per session.
+    static func revokeSessions(_ tx: any SQLExecutor, userID: UUID, except keep: UUID?, reason: RevokeReason, now: Date) async throws -> [UUID] {
+        let rows: [SQLRow]
+        if let keep {
+            rows = try await tx.query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL AND id <> $4 RETURNING id",
+                now, reason.rawValue, userID, keep)
+        } else {
+            rows = try await tx.query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+                now, reason.rawValue, userID)
+        }
+        let ids = try rows.map { try $0.uuid("id") }
+        for id in ids {
+            _ = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: id.uuidString.lowercased(), at: now)
+        }
+        return ids
+    }
+
+    // MARK: Signing keys
+
+    public func signingKeys() async throws -> [SigningKeyRecord] {
+        try await db.query(
+            "SELECT kid, algorithm, public_key_pem, sealed_private_key, created_at, retired_at, publish_until FROM signing_keys ORDER BY created_at"
+        ).map { row in
+            SigningKeyRecord(
+                kid: try row.string("kid"), algorithm: try row.string("algorithm"),
+                publicKeyPEM: try row.string("public_key_pem"), sealedPrivateKey: try row.string("sealed_private_key"),
+                createdAt: try row.date("created_at"), retiredAt: try row.optionalDate("retired_at"),
+                publishUntil: try row.optionalDate("publish_until"))
+        }
+    }
+
+    static let signingKeyLock: Int64 = 0x5043_4C4B_4559 // "PCLKEY"
+
+    public func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Bool {
+        try await db.transaction { tx in
+            if tx.dialect == .postgres {
+                try await tx.execute("SELECT pg_advisory_xact_lock($1)", Self.signingKeyLock)
+            }
+            if onlyIfNone, try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1") != nil {
+                return false
+            }
+            try await tx.execute(
+                "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
+                key.createdAt, retiredPublishUntil)
+            try await tx.execute(
+                "INSERT INTO signing_keys (kid, algorithm, public_key_pem, sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
+                key.kid, key.algorithm, key.publicKeyPEM, key.sealedPrivateKey, key.createdAt)
+            _ = try await ChangeLog.append(tx, kind: ChangeKind.signingKeysChanged, subject: key.kid, at: key.createdAt)
+            return true
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Identity
+import Logging
+import Server
+import Storage
+
+@main
+struct Portcullis: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "portcullis",
+        abstract: "Multi-tenant organization and RBAC authorization server.",
+        subcommands: [Serve.self, Migrate.self, Admin.self, Keys.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Reads configuration and opens the database, or exits with one line naming the problem.
+struct Runtime {
+    let config: AppConfig
+    let logger: Logger
+    let database: any SQLDatabase
+
+    static func open() async throws -> Runtime {
+        let config: AppConfig
+        do {
+            config = try AppConfig.fromEnvironment()
+        } catch let error as ConfigError {
+            fail(error.description)
+        }
+        let logger = Logging.make(config)
+        do {
+            let database = try await DatabaseOpener.open(url: config.databaseURL, logger: logger)
+            return Runtime(config: config, logger: logger, database: database)
+        } catch let error as StorageError {
+            fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+        }
+    }
+
+    func services() async throws -> AppServices {
+        do {
+            return try await AppServices.start(config: config, database: database, logger: logger)
+        } catch let error as ConfigError {
+            await database.close()
+            fail(error.description)
+        } catch let error as StorageError {
+            await database.close()
+            fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+        }
+    }
+}
+
+func describe(_ error: StorageError) -> String {
+    switch error {
+    case .unavailable(let m), .other(let m), .inconsistentMigrations(let m), .conflict(let m): return m
+    default: return "\(error)"
+    }
+}
+
+func fail(_ line: String) -> Never {
+    FileHandle.standardError.write(Data(("portcullis: " + line + "\n").utf8))
+    exit(1)
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending migrations and serve the HTTP API.")
+
+    func run() async throws {
+        let runtime = try await Runtime.open()
+        let services = try await runtime.services()
+        let logger = runtime.logger
+        if runtime.config.rootEmail == nil, try await !services.store.rootExists() {
+            // First start without configured credentials: make an administrator and say so once.
+            let password = Secrets.token(bytes: 18)
+            if let user = try await services.ensureRoot(email: "admin@portcullis.local", password: password, logger: logger) {
+                print("""
+                    Created the root administrator (shown once, store it now):
+                      email:    \(user.email)
+                      password: \(password)
+                    """)
+            }
+        }
+        let config = runtime.config
+        print("Portcullis listening on http://\(config.host):\(config.port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
+        print("Log in: curl -s -X POST http://\(config.host == "0.0.0.0" ? "localhost" : config.host):\(config.port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
+        let app = buildApplication(services: services, logger: logger)
+        do {
+            try await app.runService()
+        } catch {
+            await runtime.database.close()
+            fail("server stopped: \(error)")
+        }
+        await runtime.database.close()
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending database migrations (or list them).")
+
+    @Flag(help: "List migrations and whether each is applied; change nothing.")
+    var status = false
+
+    func run() async throws {
+        let runtime = try await Runtime.open()
+        let migrator = try Migrator(dialect: runtime.database.dialect)
+        if status {
+            for m in try await migrator.status(runtime.database) {
+                print(String(format: "%04d", m.version), m.applied ? "applied" : "pending", m.name)
+            }
+        } else {
+            let applied = try await migrator.migrate(runtime.database)
+            print(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map { String(format: "%04d", $0) }.joined(separator: ", "))")
+        }
+        await runtime.database.close()
+    }
+}
+
+struct Admin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Administrative tasks.", subcommands: [CreateRoot.self])
+
+    struct CreateRoot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-root",
+            abstract: "Create a platform administrator (password from PORTCULLIS_ROOT_PASSWORD or a prompt).")
+
+        @Option(help: "E-mail address of the administrator.")
+        var email: String
+
+        func run() async throws {
+            let password: String
+            if let p = ProcessInfo.processInfo.environment["PORTCULLIS_ROOT_PASSWORD"], !p.isEmpty {
+                password = p
+            } else {
+                guard let p = readPassword(prompt: "Password for \(email): ") else { fail("no password given") }
+                password = p
+            }
+            let runtime = try await Runtime.open()
+            let services = try await runtime.services()
+            do {
+                let (user, _) = try await services.auth.signup(
+                    .init(email: email, password: password, name: "Administrator", isRoot: true, emailVerified: true), trusted: true)
+                print("created root administrator \(user.email) (\(user.id.uuidString.lowercased()))")
+            } catch let error as IdentityError {
+                await runtime.database.close()
+                switch error {
+                case .emailTaken: fail("an account with this e-mail already exists")
+                case .invalidEmail: fail("--email is not a valid e-mail address")
+                case .weakPassword(let m): fail(m)
+                default: fail("\(error)")
+                }
+            }
+            await runtime.database.close()
+        }
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Signing keys.", subcommands: [Rotate.self])
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a new active signing key; older keys stay in JWKS until their tokens expire.")
+
+        func run() async throws {
+            let runtime = try await Runtime.open()
+            let services = try await runtime.services()
+            let key = try await services.tokens.rotate()
+            print("new signing key \(key.kid) is active")
+            await runtime.database.close()
+        }
+    }
+}
+
+func readPassword(prompt: String) -> String? {
+    FileHandle.standardError.write(Data(prompt.utf8))
+    var oldt = termios()
+    let isTTY = tcgetattr(STDIN_FILENO, &oldt) == 0
+    if isTTY {
+        var newt = oldt
+        newt.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(STDIN_FILENO, TCSANOW, &newt)
+    }
+    defer {
+        if isTTY {
+            tcsetattr(STDIN_FILENO, TCSANOW, &oldt)
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
+    }
+    return readLine(strippingNewline: true).flatMap { $0.isEmpty ? nil : $0 }
+}

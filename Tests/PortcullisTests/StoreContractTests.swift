@@ -1,0 +1,199 @@
+import Foundation
+import Identity
+import Storage
+import Testing
+
+/// The store contract, run against SQLite and PostgreSQL alike.
+@Suite("Store contract")
+struct StoreContractTests {
+    static let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func makeUser(_ email: String, at: Date = now) -> UserCredentials {
+        UserCredentials(
+            user: User(id: UUID(), email: email, name: "N", emailVerified: false, isRoot: false, createdAt: at, updatedAt: at),
+            passwordHash: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA")
+    }
+
+    @Test("migrations apply once and re-running is a no-op", arguments: Backend.allCases)
+    func migrationsIdempotent(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            let migrator = try Migrator(dialect: db.dialect)
+            let first = try await migrator.migrate(db)
+            #expect(first == migrator.migrations.map(\.version))
+            #expect(try await migrator.migrate(db).isEmpty)
+            let status = try await migrator.status(db)
+            #expect(status.allSatisfy { $0.applied })
+            #expect(status.count == migrator.migrations.count)
+        }
+    }
+
+    @Test("concurrent migrators apply each migration exactly once", arguments: Backend.allCases)
+    func concurrentMigrations(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            let migrator = try Migrator(dialect: db.dialect)
+            let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for _ in 0..<4 { group.addTask { try await migrator.migrate(db) } }
+                var all: [Int] = []
+                for try await a in group { all += a }
+                return all
+            }
+            #expect(applied.sorted() == migrator.migrations.map(\.version).sorted())
+        }
+    }
+
+    @Test("a database with unknown migrations is refused", arguments: Backend.allCases)
+    func unknownMigrationRefused(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            let migrator = try Migrator(dialect: db.dialect)
+            try await migrator.migrate(db)
+            try await db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'future', 'x')")
+            await #expect(throws: StorageError.self) { try await migrator.migrate(db) }
+        }
+    }
+
+    @Test("users: create, find case-insensitively stored e-mail, reject duplicates", arguments: Backend.allCases)
+    func users(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            let alice = makeUser("alice@example.com")
+            let r1 = try await store.createUser(alice)
+            #expect(try await store.credentials(email: "alice@example.com")?.user == alice.user)
+            #expect(try await store.user(id: alice.user.id) == alice.user)
+            #expect(try await store.user(id: UUID()) == nil)
+            await #expect(throws: IdentityError.emailTaken) { try await store.createUser(makeUser("alice@example.com")) }
+            let r2 = try await store.createUser(makeUser("bob@example.com"))
+            #expect(r2 > r1, "revisions are monotonic")
+            #expect(try await store.rootExists() == false)
+            let renamed = try #require(try await store.updateName(userID: alice.user.id, name: "Alice", now: Self.now.addingTimeInterval(5)))
+            #expect(renamed.0.name == "Alice")
+            #expect(renamed.0.updatedAt == Self.now.addingTimeInterval(5))
+            #expect(renamed.1 > r2)
+            #expect(try await store.updateName(userID: UUID(), name: "x", now: Self.now) == nil)
+        }
+    }
+
+    @Test("refresh tokens rotate once; a spent token revokes the session", arguments: Backend.allCases)
+    func refreshRotation(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            let user = makeUser("carol@example.com")
+            try await store.createUser(user)
+            let session = Session(id: UUID(), userID: user.user.id, createdAt: Self.now, lastUsedAt: Self.now,
+                                  expiresAt: Self.now.addingTimeInterval(3600), revokedAt: nil, userAgent: "ua", ip: "127.0.0.1")
+            try await store.createSession(session, refreshHash: "h1", refreshExpiresAt: session.expiresAt)
+            let later = Self.now.addingTimeInterval(10)
+            guard case .rotated(let rotated, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h2", newExpiresAt: later.addingTimeInterval(3600), now: later) else {
+                Issue.record("first use must rotate"); return
+            }
+            #expect(rotated.id == session.id)
+            #expect(rotated.lastUsedAt == later)
+            guard case .reused(let sid, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h3", newExpiresAt: later, now: later) else {
+                Issue.record("second use must be detected as reuse"); return
+            }
+            #expect(sid == session.id)
+            #expect(try await store.session(id: session.id)?.revokedAt != nil)
+            // The current token of a revoked session is dead too.
+            guard case .invalid = try await store.rotateRefreshToken(oldHash: "h2", newHash: "h4", newExpiresAt: later, now: later) else {
+                Issue.record("tokens of a revoked session must be invalid"); return
+            }
+            guard case .invalid = try await store.rotateRefreshToken(oldHash: "unknown", newHash: "h5", newExpiresAt: later, now: later) else {
+                Issue.record("unknown tokens must be invalid"); return
+            }
+        }
+    }
+
+    @Test("concurrent refreshes of one token: exactly one rotates", arguments: Backend.allCases)
+    func concurrentRefresh(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            let user = makeUser("dan@example.com")
+            try await store.createUser(user)
+            let session = Session(id: UUID(), userID: user.user.id, createdAt: Self.now, lastUsedAt: Self.now,
+                                  expiresAt: Self.now.addingTimeInterval(3600), revokedAt: nil, userAgent: "", ip: "")
+            try await store.createSession(session, refreshHash: "same", refreshExpiresAt: session.expiresAt)
+            let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+                for i in 0..<6 {
+                    group.addTask {
+                        switch try await store.rotateRefreshToken(oldHash: "same", newHash: "n\(i)", newExpiresAt: Self.now.addingTimeInterval(3600), now: Self.now) {
+                        case .rotated: return "rotated"
+                        case .reused: return "reused"
+                        case .invalid: return "invalid"
+                        }
+                    }
+                }
+                var all: [String] = []
+                for try await o in group { all.append(o) }
+                return all
+            }
+            #expect(outcomes.filter { $0 == "rotated" }.count == 1)
+            #expect(outcomes.filter { $0 == "reused" }.count == 1)
+        }
+    }
+
+    @Test("sessions: list active, revoke one, revoke all but one", arguments: Backend.allCases)
+    func sessions(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            let user = makeUser("erin@example.com")
+            try await store.createUser(user)
+            var ids: [UUID] = []
+            for i in 0..<3 {
+                let s = Session(id: UUID(), userID: user.user.id, createdAt: Self.now.addingTimeInterval(Double(i)), lastUsedAt: Self.now,
+                                expiresAt: Self.now.addingTimeInterval(3600), revokedAt: nil, userAgent: "", ip: "")
+                try await store.createSession(s, refreshHash: "r\(i)", refreshExpiresAt: s.expiresAt)
+                ids.append(s.id)
+            }
+            let (page, total) = try await store.activeSessions(userID: user.user.id, now: Self.now, limit: 2, offset: 0)
+            #expect(total == 3)
+            #expect(page.map(\.id) == [ids[2], ids[1]], "newest first")
+            #expect(try await store.revokeSession(id: ids[0], userID: user.user.id, reason: .deleted, now: Self.now) != nil)
+            #expect(try await store.revokeSession(id: ids[0], userID: user.user.id, reason: .deleted, now: Self.now) == nil, "already revoked")
+            #expect(try await store.revokeSession(id: ids[1], userID: UUID(), reason: .deleted, now: Self.now) == nil, "other user's session")
+            let (_, revoked) = try await store.setPassword(userID: user.user.id, hash: "new", keepSession: ids[2], reason: .passwordChanged, now: Self.now)
+            #expect(revoked == [ids[1]])
+            #expect(try await store.credentials(id: user.user.id)?.passwordHash == "new")
+            let (_, all) = try await store.revokeAllSessions(userID: user.user.id, reason: .logoutAll, now: Self.now)
+            #expect(all == [ids[2]])
+            #expect(try await store.activeSessions(userID: user.user.id, now: Self.now, limit: 10, offset: 0).1 == 0)
+        }
+    }
+
+    @Test("signing keys: first activation is idempotent, rotation retires the old key", arguments: Backend.allCases)
+    func signingKeys(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            func key(_ kid: String, _ t: Double) -> SigningKeyRecord {
+                SigningKeyRecord(kid: kid, algorithm: "ES256", publicKeyPEM: "pem", sealedPrivateKey: "sealed", createdAt: Self.now.addingTimeInterval(t))
+            }
+            #expect(try await store.activate(key("a", 0), retiredPublishUntil: Self.now, onlyIfNone: true))
+            #expect(try await store.activate(key("b", 1), retiredPublishUntil: Self.now, onlyIfNone: true) == false)
+            #expect(try await store.activate(key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900), onlyIfNone: false))
+            let keys = try await store.signingKeys()
+            #expect(keys.map(\.kid) == ["a", "c"])
+            #expect(keys[0].retiredAt == Self.now.addingTimeInterval(2))
+            #expect(keys[0].publishUntil == Self.now.addingTimeInterval(900))
+            #expect(keys[1].retiredAt == nil)
+        }
+    }
+
+    @Test("the change feed returns every change in order", arguments: Backend.allCases)
+    func changeFeed(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            let feed = ChangeFeed(database: db)
+            let start = try await feed.latestRevision()
+            let u = makeUser("feed@example.com")
+            let r = try await store.createUser(u)
+            let changes = try await feed.changes(after: start)
+            #expect(changes.map(\.revision) == [r])
+            #expect(changes.first?.kind == ChangeKind.userCreated)
+            #expect(changes.first?.subject == u.user.id.uuidString.lowercased())
+        }
+    }
+}

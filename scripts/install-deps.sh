@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what building and testing Portcullis needs on Debian 12.
+# Idempotent and quiet: a machine that already has everything touches no registry.
+set -euo pipefail
+
+apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config)
+# Python modules the black-box tests import, with their PyPI and Debian package names.
+py_modules=(jwt cryptography requests pytest)
+py_dists=(PyJWT cryptography requests pytest)
+py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest)
+
+err() { echo "install-deps: error: $*" >&2; }
+
+apt_updated=0
+apt_install() {
+    local sudo=() log
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { err "not root and no sudo; install: $*"; exit 1; }
+        sudo=(sudo)
+    fi
+    echo "install-deps: apt installing $*" >&2
+    # apt-get's own output only matters when it fails: keep it and show it then.
+    log=$(mktemp)
+    if ((apt_updated == 0)); then
+        if ! "${sudo[@]}" apt-get update -qq >"$log" 2>&1; then
+            cat "$log" >&2; rm -f "$log"; err "apt-get update failed"; exit 1
+        fi
+        apt_updated=1
+    fi
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2; rm -f "$log"; err "apt-get install $* failed"; exit 1
+    fi
+    rm -f "$log"
+}
+
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    # dpkg-query also knows removed-but-not-purged packages, so check the status, not the exit code.
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == "installed" ]] || missing+=("$pkg")
+done
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || { err "$python not found"; exit 1; }
+need_idx=()
+for i in "${!py_modules[@]}"; do
+    "$python" -c "import ${py_modules[$i]}" 2>/dev/null || need_idx+=("$i")
+done
+if ((${#need_idx[@]} > 0)); then
+    # Debian's own python3 refuses pip (PEP 668): use its python3-* packages instead.
+    managed=$("$python" -c 'import os, sysconfig; print(int(os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))')
+    if [[ "$managed" == 1 ]]; then
+        debs=()
+        for i in "${need_idx[@]}"; do debs+=("${py_debs[$i]}"); done
+        apt_install "${debs[@]}"
+    else
+        dists=()
+        for i in "${need_idx[@]}"; do dists+=("${py_dists[$i]}"); done
+        echo "install-deps: pip installing ${dists[*]}" >&2
+        if ! "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${dists[@]}"; then
+            err "pip install ${dists[*]} failed"; exit 1
+        fi
+    fi
+    for i in "${!py_modules[@]}"; do
+        "$python" -c "import ${py_modules[$i]}" 2>/dev/null \
+            || { err "python module ${py_modules[$i]} still missing for $python"; exit 1; }
+    done
+fi
