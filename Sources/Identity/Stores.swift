@@ -64,6 +64,7 @@ public protocol SigningKeyStore: Sendable {
     func signingKeys() async throws -> [SigningKeyRecord]
     /// Inserts `key` as the active key and retires every other active key, publishing the
     /// retired ones until `retiredPublishUntil`. With `onlyIfNone`, does nothing when an active
-    /// key exists (first start of several nodes at once). Returns whether it inserted.
-    func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Bool
+    /// key exists (first start of several nodes at once). Returns the change's revision, or nil
+    /// when nothing was inserted.
+    func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Revision?
 }

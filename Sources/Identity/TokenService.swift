@@ -82,12 +82,12 @@ public final class TokenService: Sendable {
 
     /// Makes a new active key; the previous ones stay published until every token they signed expired.
     @discardableResult
-    public func rotate(now: Date = Date()) async throws -> SigningKeyRecord {
+    public func rotate(now: Date = Date()) async throws -> (key: SigningKeyRecord, revision: Revision) {
         let key = try makeKey(now: now)
         let publishUntil = now.addingTimeInterval((settings.accessTokenTTL + settings.leeway).seconds)
-        _ = try await store.activate(key, retiredPublishUntil: publishUntil, onlyIfNone: false)
+        let revision = try await store.activate(key, retiredPublishUntil: publishUntil, onlyIfNone: false) ?? 0
         try await reload(now: now)
-        return key
+        return (key, revision)
     }
 
     /// Reads the keys from the database and rebuilds the key collection.

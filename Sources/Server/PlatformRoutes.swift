@@ -83,7 +83,7 @@ struct PlatformRoutes {
 
     @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
         _ = try await authenticator.requireRoot(request)
-        let key = try await tokens.rotate()
-        return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt))
+        let (key, revision) = try await tokens.rotate()
+        return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt), revision: revision)
     }
 }

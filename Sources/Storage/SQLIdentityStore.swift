@@ -199,13 +199,13 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
 
     static let signingKeyLock: Int64 = 0x5043_4C4B_4559 // "PCLKEY"
 
-    public func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Bool {
+    public func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Revision? {
         try await db.transaction { tx in
             if tx.dialect == .postgres {
                 try await tx.execute("SELECT pg_advisory_xact_lock($1)", Self.signingKeyLock)
             }
             if onlyIfNone, try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1") != nil {
-                return false
+                return nil
             }
             try await tx.execute(
                 "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
@@ -213,8 +213,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
             try await tx.execute(
                 "INSERT INTO signing_keys (kid, algorithm, public_key_pem, sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
                 key.kid, key.algorithm, key.publicKeyPEM, key.sealedPrivateKey, key.createdAt)
-            _ = try await ChangeLog.append(tx, kind: ChangeKind.signingKeysChanged, subject: key.kid, at: key.createdAt)
-            return true
+            return try await ChangeLog.append(tx, kind: ChangeKind.signingKeysChanged, subject: key.kid, at: key.createdAt)
         }
     }
 }

@@ -69,10 +69,11 @@ struct Serve: AsyncParsableCommand {
         let runtime = try await Runtime.open()
         let services = try await runtime.services()
         let logger = runtime.logger
-        if runtime.config.rootEmail == nil, try await !services.store.rootExists() {
-            // First start without configured credentials: make an administrator and say so once.
+        if runtime.config.rootPassword == nil, try await !services.store.rootExists() {
+            // First start without a configured password: make an administrator and say so once.
             let password = Secrets.token(bytes: 18)
-            if let user = try await services.ensureRoot(email: "admin@portcullis.local", password: password, logger: logger) {
+            let email = runtime.config.rootEmail ?? "admin@portcullis.local"
+            if let user = try await services.ensureRoot(email: email, password: password, logger: logger) {
                 print("""
                     Created the root administrator (shown once, store it now):
                       email:    \(user.email)
@@ -164,7 +165,7 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             let runtime = try await Runtime.open()
             let services = try await runtime.services()
-            let key = try await services.tokens.rotate()
+            let (key, _) = try await services.tokens.rotate()
             print("new signing key \(key.kid) is active")
             await runtime.database.close()
         }

@@ -179,6 +179,7 @@ struct AuthFlowTests {
             #expect(try await api.send(.post, "/v1/admin/signing-keys/rotate", token: old.access).status == .forbidden)
             let rotated = try await api.send(.post, "/v1/admin/signing-keys/rotate", token: root.access)
             #expect(rotated.status == .ok)
+            #expect(rotated.revision != nil)
             let newKid = try #require(rotated.json["kid"] as? String)
             #expect(newKid != oldKid)
             #expect(try await api.send(.get, "/v1/me", token: old.access).status == .ok)

@@ -14,6 +14,11 @@ struct StoreContractTests {
             passwordHash: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA")
     }
 
+    func makeSession(_ user: UserCredentials, created: Date = now) -> Session {
+        Session(id: UUID(), userID: user.user.id, createdAt: created, lastUsedAt: created,
+                expiresAt: created.addingTimeInterval(3600), revokedAt: nil, userAgent: "ua", ip: "127.0.0.1")
+    }
+
     @Test("migrations apply once and re-running is a no-op", arguments: Backend.allCases)
     func migrationsIdempotent(_ backend: Backend) async throws {
         try await withDatabase(backend) { db, _ in
@@ -80,8 +85,7 @@ struct StoreContractTests {
             let store = SQLIdentityStore(database: db)
             let user = makeUser("carol@example.com")
             try await store.createUser(user)
-            let session = Session(id: UUID(), userID: user.user.id, createdAt: Self.now, lastUsedAt: Self.now,
-                                  expiresAt: Self.now.addingTimeInterval(3600), revokedAt: nil, userAgent: "ua", ip: "127.0.0.1")
+            let session = makeSession(user)
             try await store.createSession(session, refreshHash: "h1", refreshExpiresAt: session.expiresAt)
             let later = Self.now.addingTimeInterval(10)
             guard case .rotated(let rotated, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h2", newExpiresAt: later.addingTimeInterval(3600), now: later) else {
@@ -111,8 +115,7 @@ struct StoreContractTests {
             let store = SQLIdentityStore(database: db)
             let user = makeUser("dan@example.com")
             try await store.createUser(user)
-            let session = Session(id: UUID(), userID: user.user.id, createdAt: Self.now, lastUsedAt: Self.now,
-                                  expiresAt: Self.now.addingTimeInterval(3600), revokedAt: nil, userAgent: "", ip: "")
+            let session = makeSession(user)
             try await store.createSession(session, refreshHash: "same", refreshExpiresAt: session.expiresAt)
             let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<6 {
@@ -142,8 +145,7 @@ struct StoreContractTests {
             try await store.createUser(user)
             var ids: [UUID] = []
             for i in 0..<3 {
-                let s = Session(id: UUID(), userID: user.user.id, createdAt: Self.now.addingTimeInterval(Double(i)), lastUsedAt: Self.now,
-                                expiresAt: Self.now.addingTimeInterval(3600), revokedAt: nil, userAgent: "", ip: "")
+                let s = makeSession(user, created: Self.now.addingTimeInterval(Double(i)))
                 try await store.createSession(s, refreshHash: "r\(i)", refreshExpiresAt: s.expiresAt)
                 ids.append(s.id)
             }
@@ -170,9 +172,9 @@ struct StoreContractTests {
             func key(_ kid: String, _ t: Double) -> SigningKeyRecord {
                 SigningKeyRecord(kid: kid, algorithm: "ES256", publicKeyPEM: "pem", sealedPrivateKey: "sealed", createdAt: Self.now.addingTimeInterval(t))
             }
-            #expect(try await store.activate(key("a", 0), retiredPublishUntil: Self.now, onlyIfNone: true))
-            #expect(try await store.activate(key("b", 1), retiredPublishUntil: Self.now, onlyIfNone: true) == false)
-            #expect(try await store.activate(key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900), onlyIfNone: false))
+            #expect(try await store.activate(key("a", 0), retiredPublishUntil: Self.now, onlyIfNone: true) != nil)
+            #expect(try await store.activate(key("b", 1), retiredPublishUntil: Self.now, onlyIfNone: true) == nil)
+            #expect(try await store.activate(key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900), onlyIfNone: false) != nil)
             let keys = try await store.signingKeys()
             #expect(keys.map(\.kid) == ["a", "c"])
             #expect(keys[0].retiredAt == Self.now.addingTimeInterval(2))
