@@ -57,6 +57,12 @@ func describe(_ error: StorageError) -> String {
     }
 }
 
+/// Writes a line to standard output at once (print() is block-buffered when stdout is a file or
+/// pipe, which would hold back the one-time root password until exit).
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
 func fail(_ line: String) -> Never {
     FileHandle.standardError.write(Data(("portcullis: " + line + "\n").utf8))
     exit(1)
@@ -74,7 +80,7 @@ struct Serve: AsyncParsableCommand {
             let password = Secrets.token(bytes: 18)
             let email = runtime.config.rootEmail ?? "admin@portcullis.local"
             if let user = try await services.ensureRoot(email: email, password: password, logger: logger) {
-                print("""
+                say("""
                     Created the root administrator (shown once, store it now):
                       email:    \(user.email)
                       password: \(password)
@@ -82,8 +88,8 @@ struct Serve: AsyncParsableCommand {
             }
         }
         let config = runtime.config
-        print("Portcullis listening on http://\(config.host):\(config.port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
-        print("Log in: curl -s -X POST http://\(config.host == "0.0.0.0" ? "localhost" : config.host):\(config.port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
+        say("Portcullis listening on http://\(config.host):\(config.port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
+        say("Log in: curl -s -X POST http://\(config.host == "0.0.0.0" ? "localhost" : config.host):\(config.port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
         let app = buildApplication(services: services, logger: logger)
         do {
             try await app.runService()
