@@ -62,9 +62,10 @@ public struct SigningKeyRecord: Sendable, Equatable {
 
 public protocol SigningKeyStore: Sendable {
     func signingKeys() async throws -> [SigningKeyRecord]
+    /// Inserts `key` as the active key unless one exists already (several nodes starting at
+    /// once on an empty database make exactly one). Returns whether it inserted.
+    func activateFirstKey(_ key: SigningKeyRecord) async throws -> Bool
     /// Inserts `key` as the active key and retires every other active key, publishing the
-    /// retired ones until `retiredPublishUntil`. With `onlyIfNone`, does nothing when an active
-    /// key exists (first start of several nodes at once). Returns the change's revision, or nil
-    /// when nothing was inserted.
-    func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Revision?
+    /// retired ones until `retiredPublishUntil`. Returns the change's revision.
+    func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision
 }

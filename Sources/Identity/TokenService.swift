@@ -76,7 +76,7 @@ public final class TokenService: Sendable {
 
     /// Makes sure an active key exists (creating the first one) and loads the keys.
     public func start(now: Date = Date()) async throws {
-        _ = try await store.activate(try makeKey(now: now), retiredPublishUntil: now, onlyIfNone: true)
+        _ = try await store.activateFirstKey(try makeKey(now: now))
         try await reload(now: now)
     }
 
@@ -85,7 +85,7 @@ public final class TokenService: Sendable {
     public func rotate(now: Date = Date()) async throws -> (key: SigningKeyRecord, revision: Revision) {
         let key = try makeKey(now: now)
         let publishUntil = now.addingTimeInterval((settings.accessTokenTTL + settings.leeway).seconds)
-        let revision = try await store.activate(key, retiredPublishUntil: publishUntil, onlyIfNone: false) ?? 0
+        let revision = try await store.rotateKey(to: key, retiredPublishUntil: publishUntil)
         try await reload(now: now)
         return (key, revision)
     }

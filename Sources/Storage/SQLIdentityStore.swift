@@ -199,21 +199,39 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
 
     static let signingKeyLock: Int64 = 0x5043_4C4B_4559 // "PCLKEY"
 
-    public func activate(_ key: SigningKeyRecord, retiredPublishUntil: Date, onlyIfNone: Bool) async throws -> Revision? {
+    public func activateFirstKey(_ key: SigningKeyRecord) async throws -> Bool {
         try await db.transaction { tx in
-            if tx.dialect == .postgres {
-                try await tx.execute("SELECT pg_advisory_xact_lock($1)", Self.signingKeyLock)
+            try await Self.lockSigningKeys(tx)
+            if try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1") != nil {
+                return false
             }
-            if onlyIfNone, try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1") != nil {
-                return nil
-            }
-            try await tx.execute(
-                "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
-                key.createdAt, retiredPublishUntil)
-            try await tx.execute(
-                "INSERT INTO signing_keys (kid, algorithm, public_key_pem, sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
-                key.kid, key.algorithm, key.publicKeyPEM, key.sealedPrivateKey, key.createdAt)
-            return try await ChangeLog.append(tx, kind: ChangeKind.signingKeysChanged, subject: key.kid, at: key.createdAt)
+            _ = try await Self.activate(tx, key, retiredPublishUntil: key.createdAt)
+            return true
         }
+    }
+
+    public func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision {
+        try await db.transaction { tx in
+            try await Self.lockSigningKeys(tx)
+            return try await Self.activate(tx, key, retiredPublishUntil: retiredPublishUntil)
+        }
+    }
+
+    /// Serializes key activation across nodes (PostgreSQL); SQLite's BEGIN IMMEDIATE already does.
+    static func lockSigningKeys(_ tx: any SQLExecutor) async throws {
+        if tx.dialect == .postgres {
+            try await tx.execute("SELECT pg_advisory_xact_lock($1)", signingKeyLock)
+        }
+    }
+
+    /// Retires the active keys and inserts `key` as the active one, inside the caller's transaction.
+    static func activate(_ tx: any SQLExecutor, _ key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision {
+        try await tx.execute(
+            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
+            key.createdAt, retiredPublishUntil)
+        try await tx.execute(
+            "INSERT INTO signing_keys (kid, algorithm, public_key_pem, sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
+            key.kid, key.algorithm, key.publicKeyPEM, key.sealedPrivateKey, key.createdAt)
+        return try await ChangeLog.append(tx, kind: ChangeKind.signingKeysChanged, subject: key.kid, at: key.createdAt)
     }
 }

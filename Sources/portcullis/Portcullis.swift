@@ -57,8 +57,9 @@ func describe(_ error: StorageError) -> String {
     }
 }
 
-/// Writes a line to standard output at once (print() is block-buffered when stdout is a file or
-/// pipe, which would hold back the one-time root password until exit).
+/// Writes a line to standard output at once. The CLI's one way to print: Swift's print is
+/// block-buffered when stdout is a file or pipe, which would hold back the one-time root
+/// password until exit.
 func say(_ text: String) {
     FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
@@ -75,8 +76,9 @@ struct Serve: AsyncParsableCommand {
         let runtime = try await Runtime.open()
         let services = try await runtime.services()
         let logger = runtime.logger
-        if runtime.config.rootPassword == nil, try await !services.store.rootExists() {
-            // First start without a configured password: make an administrator and say so once.
+        if runtime.config.rootPassword == nil {
+            // No configured password: on the first start make an administrator and say so once
+            // (ensureRoot does nothing when a root exists).
             let password = Secrets.token(bytes: 18)
             let email = runtime.config.rootEmail ?? "admin@portcullis.local"
             if let user = try await services.ensureRoot(email: email, password: password, logger: logger) {
@@ -112,11 +114,11 @@ struct Migrate: AsyncParsableCommand {
         let migrator = try Migrator(dialect: runtime.database.dialect)
         if status {
             for m in try await migrator.status(runtime.database) {
-                print(String(format: "%04d", m.version), m.applied ? "applied" : "pending", m.name)
+                say("\(String(format: "%04d", m.version)) \(m.applied ? "applied" : "pending") \(m.name)")
             }
         } else {
             let applied = try await migrator.migrate(runtime.database)
-            print(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map { String(format: "%04d", $0) }.joined(separator: ", "))")
+            say(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map { String(format: "%04d", $0) }.joined(separator: ", "))")
         }
         await runtime.database.close()
     }
@@ -146,7 +148,7 @@ struct Admin: AsyncParsableCommand {
             do {
                 let (user, _) = try await services.auth.signup(
                     .init(email: email, password: password, name: "Administrator", isRoot: true, emailVerified: true), trusted: true)
-                print("created root administrator \(user.email) (\(user.id.uuidString.lowercased()))")
+                say("created root administrator \(user.email) (\(user.id.uuidString.lowercased()))")
             } catch let error as IdentityError {
                 await runtime.database.close()
                 switch error {
@@ -172,7 +174,7 @@ struct Keys: AsyncParsableCommand {
             let runtime = try await Runtime.open()
             let services = try await runtime.services()
             let (key, _) = try await services.tokens.rotate()
-            print("new signing key \(key.kid) is active")
+            say("new signing key \(key.kid) is active")
             await runtime.database.close()
         }
     }

@@ -40,8 +40,7 @@ struct StartupTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("empty-\(UUID())/data")
         defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
         let db = try await DatabaseOpener.open(url: "sqlite:\(dir.path)/portcullis.db", logger: testLogger)
-        var config = testConfig(dir: dir)
-        config.masterKeyFile = dir.appendingPathComponent("master.key").path
+        let config = testConfig(dir: dir)
         let services = try await AppServices.start(config: config, database: db, logger: testLogger, hasher: testHasher)
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("portcullis.db").path))
         #expect(FileManager.default.fileExists(atPath: config.masterKeyFile))

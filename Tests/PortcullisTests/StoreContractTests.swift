@@ -172,9 +172,10 @@ struct StoreContractTests {
             func key(_ kid: String, _ t: Double) -> SigningKeyRecord {
                 SigningKeyRecord(kid: kid, algorithm: "ES256", publicKeyPEM: "pem", sealedPrivateKey: "sealed", createdAt: Self.now.addingTimeInterval(t))
             }
-            #expect(try await store.activate(key("a", 0), retiredPublishUntil: Self.now, onlyIfNone: true) != nil)
-            #expect(try await store.activate(key("b", 1), retiredPublishUntil: Self.now, onlyIfNone: true) == nil)
-            #expect(try await store.activate(key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900), onlyIfNone: false) != nil)
+            #expect(try await store.activateFirstKey(key("a", 0)))
+            #expect(try await store.activateFirstKey(key("b", 1)) == false)
+            let before = try await ChangeFeed(database: db).latestRevision()
+            #expect(try await store.rotateKey(to: key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900)) > before)
             let keys = try await store.signingKeys()
             #expect(keys.map(\.kid) == ["a", "c"])
             #expect(keys[0].retiredAt == Self.now.addingTimeInterval(2))

@@ -1,0 +1,77 @@
+"""Runs a built `portcullis serve` as a real process on loopback; shared by the black-box
+tests and `make bench`. Standard library only, so benchmarks need nothing extra."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+START_TIMEOUT = 30.0
+
+
+class ServerStartError(RuntimeError):
+    """The server exited during start-up or never answered /health; carries its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def running_server(binary: Path, workdir: Path, **settings: str):
+    """Starts the server with its own SQLite file, master key and port under `workdir`
+    (also its cwd, so a default ./data lands there) and yields its base URL.
+    `settings` are extra PORTCULLIS_* variables, e.g. ISSUER="…"."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    # Drop the caller's PORTCULLIS_* so a developer's shell cannot steer the server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
+    env.update(
+        PORTCULLIS_DATABASE_URL=f"sqlite:{workdir}/p.db",
+        PORTCULLIS_PORT=str(port),
+        PORTCULLIS_HOST="127.0.0.1",
+        PORTCULLIS_MASTER_KEY_FILE=f"{workdir}/master.key",
+        # Where clients really reach it; the issuer and audience default to this.
+        PORTCULLIS_PUBLIC_URL=base,
+    )
+    env.update({f"PORTCULLIS_{k}": v for k, v in settings.items()})
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                if proc.poll() is not None:
+                    raise ServerStartError(f"server exited with {proc.returncode} during start-up:\n{log_tail(log_path)}")
+                try:
+                    with urllib.request.urlopen(base + "/health", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"server not healthy after {START_TIMEOUT:.0f}s:\n{log_tail(log_path)}")
+                time.sleep(0.1)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
