@@ -2,6 +2,7 @@ import Foundation
 import Identity
 import Logging
 import Storage
+import Tenancy
 
 /// The wired-up domain services of one node, shared by the HTTP app and the CLI.
 public struct AppServices: Sendable {
@@ -11,6 +12,8 @@ public struct AppServices: Sendable {
     public let tokens: TokenService
     public let auth: AuthService
     public let changeFeed: ChangeFeed
+    public let tenancy: TenancyService
+    public let backup: SQLBackup
 
     /// Migrates the database, loads (or creates) signing keys, and creates the root admin from
     /// `PORTCULLIS_ROOT_EMAIL`/`PORTCULLIS_ROOT_PASSWORD` when there is none yet.
@@ -41,7 +44,9 @@ public struct AppServices: Sendable {
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
         let services = AppServices(
             config: config, database: database, store: store, tokens: tokens, auth: auth,
-            changeFeed: ChangeFeed(database: database, interval: config.changePollInterval))
+            changeFeed: ChangeFeed(database: database, interval: config.changePollInterval),
+            tenancy: TenancyService(store: SQLTenancyStore(database: database), now: now),
+            backup: SQLBackup(database: database))
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }

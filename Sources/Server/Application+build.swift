@@ -26,6 +26,8 @@ public func registerRoutes(_ routes: RouteTable, services: AppServices) -> Route
     PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config)
         .register(routes)
     IdentityRoutes(auth: services.auth, authenticator: authenticator).register(routes)
+    TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
+    BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     return routes
 }
 

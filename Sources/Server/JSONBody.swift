@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Storage
 
 /// Reads JSON request bodies in the order the contract fixes: content type (415), size (413),
 /// then syntax and shape (400). Unknown fields are ignored.
@@ -11,7 +12,14 @@ public enum JSONBody {
     static let decoder: JSONDecoder = {
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase
-        d.dateDecodingStrategy = .iso8601
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let text = try c.decode(String.self)
+            guard let date = RFC3339.date(text) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an RFC 3339 timestamp")
+            }
+            return date
+        }
         return d
     }()
 
@@ -132,17 +140,4 @@ public enum JSONBody {
 extension HTTPField.Name {
     public static let portcullisRevision = HTTPField.Name("Portcullis-Revision")!
     public static let requestID = HTTPField.Name("X-Request-ID")!
-}
-
-/// RFC 3339 timestamps in UTC with millisecond precision.
-public enum RFC3339 {
-    public static func string(_ date: Date) -> String {
-        var t = time_t(date.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        let millis = Int((date.timeIntervalSince1970 - Double(t)) * 1000) % 1000
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                      Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
-    }
 }

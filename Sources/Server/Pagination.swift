@@ -14,12 +14,7 @@ public struct Page: Sendable, Equatable {
     }
 
     public init(from request: Request) throws {
-        let query = request.uri.queryParameters
-        func single(_ name: String) throws -> String? {
-            let values = query.getAll(name)
-            guard values.count <= 1 else { throw Problem.badRequest("query parameter \(name) is repeated") }
-            return values.first
-        }
+        func single(_ name: String) throws -> String? { try request.singleQuery(name) }
         limit = Self.defaultLimit
         offset = 0
         if let text = try single("limit") {
@@ -49,5 +44,14 @@ public struct ListResponse<Item: Encodable & Sendable>: Encodable, Sendable {
         self.total = total
         self.limit = page.limit
         self.offset = page.offset
+    }
+}
+
+extension Request {
+    /// One query parameter's value; a repeated key is a 400 (SPEC §11).
+    func singleQuery(_ name: String) throws -> String? {
+        let values = uri.queryParameters.getAll(name)
+        guard values.count <= 1 else { throw Problem.badRequest("query parameter \(name) is repeated") }
+        return values.first
     }
 }

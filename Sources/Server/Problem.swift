@@ -4,6 +4,7 @@ import Hummingbird
 import Identity
 import NIOCore
 import Storage
+import Tenancy
 
 /// An RFC 9457 problem response with a stable snake_case `code`.
 public struct Problem: Error, HTTPResponseError, Sendable {
@@ -72,6 +73,15 @@ extension Problem {
             case .unauthenticated: return .unauthenticated("invalid or expired credentials")
             case .forbidden(let m): return .forbidden(m)
             case .notFound: return .notFound()
+            }
+        case let e as TenancyError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .notFound(let m): return .notFound(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .lastOwner: return Problem(.conflict, code: "last_owner", detail: "an org must keep at least one owner whose membership does not expire")
+            case .alreadyMember: return Problem(.conflict, code: "already_member", detail: "the user is already a member of this org")
+            case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
             }
         case let e as StorageError:
             switch e {

@@ -5,13 +5,14 @@ import Identity
 import Logging
 import Server
 import Storage
+import Tenancy
 
 @main
 struct Portcullis: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portcullis",
         abstract: "Multi-tenant organization and RBAC authorization server.",
-        subcommands: [Serve.self, Migrate.self, Admin.self, Keys.self],
+        subcommands: [Serve.self, Migrate.self, Admin.self, Keys.self, Backup.self, Restore.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -177,6 +178,43 @@ struct Keys: AsyncParsableCommand {
             say("new signing key \(key.kid) is active")
             await runtime.database.close()
         }
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the whole instance as JSON to standard output (contains password hashes: keep it safe).")
+
+    func run() async throws {
+        let runtime = try await Runtime.open()
+        let services = try await runtime.services()
+        let data = try BackupDocument.encode(try await services.backup.export())
+        FileHandle.standardOutput.write(data)
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        await runtime.database.close()
+    }
+}
+
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load a backup from standard input into an empty instance, in one transaction.")
+
+    func run() async throws {
+        let input = FileHandle.standardInput.readDataToEndOfFile()
+        let runtime = try await Runtime.open()
+        let services = try await runtime.services()
+        do {
+            let summary = try await services.backup.restore(try BackupDocument.decode(input), actor: nil)
+            FileHandle.standardError.write(Data(
+                "restored \(summary.users) users, \(summary.orgs) orgs, \(summary.memberships) memberships, \(summary.auditEvents) audit events\n".utf8))
+        } catch let error as TenancyError {
+            await runtime.database.close()
+            switch error {
+            case .invalid(let m), .conflict(let m): fail("restore: \(m)")
+            default: fail("restore: \(error)")
+            }
+        }
+        await runtime.database.close()
     }
 }
 

@@ -6,6 +6,7 @@ import Identity
 import NIOCore
 import Server
 import Storage
+import Synchronization
 import Testing
 
 /// Cheap argon2id parameters for tests: the same code path, a fraction of the cost.
@@ -23,23 +24,25 @@ func testConfig(dir: URL) -> AppConfig {
 
 /// Starts a node's services on a fresh database and hands them to `body`.
 func withServices<T: Sendable>(
-    _ backend: Backend, configure: (inout AppConfig) -> Void = { _ in },
+    _ backend: Backend, configure: (inout AppConfig) -> Void = { _ in }, clock: TestClock? = nil,
     _ body: (AppServices) async throws -> T
 ) async throws -> T {
     try await withDatabase(backend) { db, dir in
         var config = testConfig(dir: dir)
         configure(&config)
-        let services = try await AppServices.start(config: config, database: db, logger: testLogger, hasher: testHasher)
+        let now: @Sendable () -> Date
+        if let clock { now = { clock.now } } else { now = { Date() } }
+        let services = try await AppServices.start(config: config, database: db, logger: testLogger, hasher: testHasher, now: now)
         return try await body(services)
     }
 }
 
 /// Runs `body` against the full HTTP application, in process.
 func withApp(
-    _ backend: Backend, configure: (inout AppConfig) -> Void = { _ in },
+    _ backend: Backend, configure: (inout AppConfig) -> Void = { _ in }, clock: TestClock? = nil,
     _ body: @escaping @Sendable (APIClient, AppServices) async throws -> Void
 ) async throws {
-    try await withServices(backend, configure: configure) { services in
+    try await withServices(backend, configure: configure, clock: clock) { services in
         let app = buildApplication(services: services, logger: testLogger)
         try await app.test(.router) { client in
             try await body(APIClient(client: client), services)
@@ -107,5 +110,51 @@ struct Tokens: Sendable {
         refresh = try #require(json["refresh_token"] as? String)
         let user = try #require(json["user"] as? [String: Any])
         userID = try #require(user["id"] as? String)
+    }
+}
+
+/// A clock tests can move forward (for expiring grants); starts at the real time.
+final class TestClock: Sendable {
+    private let offset = Mutex<TimeInterval>(0)
+
+    var now: Date { Date().addingTimeInterval(offset.withLock { $0 }) }
+
+    func advance(by seconds: TimeInterval) {
+        offset.withLock { $0 += seconds }
+    }
+}
+
+extension APIClient {
+    /// Creates an org as the token's user; returns its id.
+    func createOrg(_ token: String, name: String = "Acme", description: String? = nil) async throws -> String {
+        var body: [String: Any] = ["name": name]
+        if let description { body["description"] = description }
+        let reply = try await send(.post, "/v1/orgs", json: body, token: token)
+        #expect(reply.status == .created, "create org: \(reply.text)")
+        return try #require(reply.json["id"] as? String)
+    }
+
+    /// Adds a member by e-mail and expects it to work.
+    @discardableResult
+    func addMember(_ token: String, org: String, email: String, role: String, expiresAt: String? = nil) async throws -> Reply {
+        var body: [String: Any] = ["email": email, "role": role]
+        if let expiresAt { body["expires_at"] = expiresAt }
+        let reply = try await send(.post, "/v1/orgs/\(org)/members", json: body, token: token)
+        #expect(reply.status == .created, "add member: \(reply.text)")
+        return reply
+    }
+
+    /// Signs up a user without logging in; returns the user id.
+    func signup(_ email: String, password: String = "correct horse battery") async throws -> String {
+        let reply = try await send(.post, "/v1/users", json: ["email": email, "password": password, "name": "Test"])
+        #expect(reply.status == .created, "signup: \(reply.text)")
+        return try #require(reply.json["id"] as? String)
+    }
+
+    /// The `items` of a list reply.
+    func items(_ uri: String, token: String) async throws -> [[String: Any]] {
+        let reply = try await send(.get, uri, token: token)
+        #expect(reply.status == .ok, "\(uri): \(reply.text)")
+        return reply.json["items"] as? [[String: Any]] ?? []
     }
 }

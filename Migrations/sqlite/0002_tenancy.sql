@@ -1,0 +1,39 @@
+-- Orgs, memberships and the audit log.
+-- Tables added later that belong to an org (invites, bindings, service accounts, org keys)
+-- reference orgs(id) ON DELETE CASCADE, so deleting an org removes them in the same statement.
+CREATE TABLE orgs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    -- Lowercased by the application, so the name filter matches the same way on both backends.
+    name_lower TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX orgs_created ON orgs (created_at, id);
+
+CREATE TABLE memberships (
+    org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin', 'owner')),
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, user_id)
+);
+CREATE INDEX memberships_user ON memberships (user_id);
+
+-- No foreign keys: the history outlives the orgs and users it mentions.
+CREATE TABLE audit_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    at INTEGER NOT NULL,
+    actor_type TEXT NOT NULL,
+    actor_id TEXT,
+    action TEXT NOT NULL,
+    org_id TEXT,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_org ON audit_events (org_id, seq);

@@ -1,0 +1,44 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Storage
+import Tenancy
+
+/// Root-only export and import of a whole instance.
+struct BackupRoutes {
+    let backup: SQLBackup
+    let authenticator: Authenticator
+
+    /// A restore carries the whole instance, so it may be far larger than an API body.
+    static let restoreLimit = 256 * 1024 * 1024
+
+    func register(_ routes: RouteTable) {
+        routes.on(.get, "/v1/admin/backup", use: export)
+        routes.on(.post, "/v1/admin/restore", use: restore)
+    }
+
+    @Sendable func export(_ request: Request, context: AppRequestContext) async throws -> Response {
+        _ = try await authenticator.requireRoot(request)
+        let data = try BackupDocument.encode(try await backup.export())
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json", .cacheControl: "no-store",
+                      .contentDisposition: "attachment; filename=\"portcullis-backup.json\""],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    struct RestoreResponse: Encodable {
+        let users: Int, orgs: Int, memberships: Int, auditEvents: Int
+    }
+
+    @Sendable func restore(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try JSONBody.requireJSON(request)
+        let buffer = try await JSONBody.collect(request, limit: Self.restoreLimit)
+        let caller = try await authenticator.requireRoot(request)
+        let document = try BackupDocument.decode(Data(buffer: buffer))
+        let summary = try await backup.restore(document, actor: .user(caller.user.id, isRoot: true))
+        return try JSONBody.response(
+            RestoreResponse(users: summary.users, orgs: summary.orgs, memberships: summary.memberships, auditEvents: summary.auditEvents),
+            revision: summary.revision)
+    }
+}

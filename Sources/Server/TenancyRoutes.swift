@@ -1,0 +1,155 @@
+import Foundation
+import Hummingbird
+import Identity
+import Storage
+import Tenancy
+
+/// Orgs, members and audit logs. Handlers parse and authenticate; every rule lives in `TenancyService`.
+struct TenancyRoutes {
+    let tenancy: TenancyService
+    let authenticator: Authenticator
+
+    func register(_ routes: RouteTable) {
+        routes.on(.post, "/v1/orgs", use: createOrg)
+        routes.on(.get, "/v1/orgs", use: listOrgs)
+        routes.on(.get, "/v1/orgs/{org_id}", use: getOrg)
+        routes.on(.patch, "/v1/orgs/{org_id}", use: updateOrg)
+        routes.on(.delete, "/v1/orgs/{org_id}", use: deleteOrg)
+        routes.on(.get, "/v1/orgs/{org_id}/members", use: listMembers)
+        routes.on(.post, "/v1/orgs/{org_id}/members", use: addMember)
+        routes.on(.get, "/v1/orgs/{org_id}/members/{user_id}", use: getMember)
+        routes.on(.patch, "/v1/orgs/{org_id}/members/{user_id}", use: updateMember)
+        routes.on(.delete, "/v1/orgs/{org_id}/members/{user_id}", use: removeMember)
+        routes.on(.get, "/v1/orgs/{org_id}/audit", use: orgAudit)
+        routes.on(.get, "/v1/audit", use: platformAudit)
+    }
+
+    func actor(_ request: Request) async throws -> Actor {
+        let caller = try await authenticator.authenticate(request)
+        return Actor.user(caller.user.id, isRoot: caller.user.isRoot)
+    }
+
+    /// Ids in paths are UUIDs; anything else is simply not found (SPEC §11).
+    static func pathID(_ context: AppRequestContext, _ name: String, _ what: String) throws -> UUID {
+        guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such \(what)") }
+        return id
+    }
+
+    // MARK: Orgs
+
+    @Sendable func createOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(CreateOrgBody.self, from: request)
+        let actor = try await actor(request)
+        let (view, revision) = try await tenancy.createOrg(actor: actor, name: body.name, description: body.description, metadata: body.metadata)
+        return try JSONBody.response(OrgResponse(view), status: .created, revision: revision)
+    }
+
+    @Sendable func listOrgs(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let page = try Page(from: request)
+        let scope = try request.singleQuery("scope")
+        let name = try request.singleQuery("name")
+        let actor = try await actor(request)
+        guard scope == nil || scope == "all" || scope == "member" else {
+            throw Problem.badRequest("scope must be member or all")
+        }
+        let (items, total) = try await tenancy.listOrgs(
+            actor: actor, everyOrg: scope == "all", nameContains: name, limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map(OrgResponse.init), total: total, page: page))
+    }
+
+    @Sendable func getOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
+        let view = try await tenancy.org(actor: actor, id: try Self.pathID(context, "org_id", "org"))
+        return try JSONBody.response(OrgResponse(view))
+    }
+
+    @Sendable func updateOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(PatchOrgBody.self, from: request)
+        let actor = try await actor(request)
+        let patch = try body.patch()
+        let (view, revision) = try await tenancy.updateOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"), patch: patch)
+        return try JSONBody.response(OrgResponse(view), revision: revision)
+    }
+
+    @Sendable func deleteOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
+        let revision = try await tenancy.deleteOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"))
+        return JSONBody.noContent(revision: revision)
+    }
+
+    // MARK: Members
+
+    @Sendable func listMembers(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let page = try Page(from: request)
+        let actor = try await actor(request)
+        let (items, total) = try await tenancy.members(
+            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map(MemberResponse.init), total: total, page: page))
+    }
+
+    @Sendable func addMember(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(AddMemberBody.self, from: request)
+        let actor = try await actor(request)
+        let role = try parseRole(body.role)
+        let target: MemberTarget
+        switch (body.userId, body.email) {
+        case (let id?, nil):
+            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("user_id must be a UUID") }
+            target = .id(uuid)
+        case (nil, let email?):
+            guard let canonical = Email.canonical(email) else { throw Problem.badRequest("email is not a valid e-mail address") }
+            target = .email(canonical)
+        default:
+            throw Problem.badRequest("give exactly one of user_id or email")
+        }
+        let (member, revision) = try await tenancy.addMember(
+            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), target: target, role: role, expiresAt: body.expiresAt)
+        return try JSONBody.response(MemberResponse(member), status: .created, revision: revision)
+    }
+
+    @Sendable func getMember(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
+        let member = try await tenancy.member(
+            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"))
+        return try JSONBody.response(MemberResponse(member))
+    }
+
+    @Sendable func updateMember(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(PatchMemberBody.self, from: request)
+        let actor = try await actor(request)
+        var patch = MemberPatch()
+        switch body.role {
+        case .none: break
+        case .some(.none): throw Problem.badRequest("role must not be null")
+        case .some(.some(let text)): patch.role = .set(try parseRole(text))
+        }
+        if let expiresAt = body.expiresAt { patch.expiresAt = .set(expiresAt) }
+        let (member, revision) = try await tenancy.updateMember(
+            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"), patch: patch)
+        return try JSONBody.response(MemberResponse(member), revision: revision)
+    }
+
+    @Sendable func removeMember(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
+        let revision = try await tenancy.removeMember(
+            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"))
+        return JSONBody.noContent(revision: revision)
+    }
+
+    // MARK: Audit
+
+    @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let page = try Page(from: request)
+        let actor = try await actor(request)
+        let (items, total) = try await tenancy.audit(
+            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
+    }
+
+    @Sendable func platformAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let page = try Page(from: request)
+        let actor = try await actor(request)
+        let (items, total) = try await tenancy.platformAudit(actor: actor, limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+import Tenancy
+
+/// A whole instance as one JSON document: users (with their argon2id hashes, so logins keep
+/// working), orgs, memberships and the audit log. Sessions, refresh tokens and signing keys are
+/// left out on purpose: they are bound to the instance's master key and die with a restore.
+/// No secret appears in clear, but the hashes make a backup sensitive.
+public struct BackupDocument: Codable, Sendable, Equatable {
+    public static let currentVersion = 1
+
+    public var version: Int
+    public var createdAt: Date
+    public var users: [User]
+    public var orgs: [Org]
+    public var memberships: [Membership]
+    public var auditEvents: [AuditEvent]
+    /// Sections for the records later versions add (invites, bindings, service accounts, API
+    /// keys). Version 1 has none of them, so they are always empty and a restore refuses
+    /// anything in them rather than drop it silently.
+    public var invites: [JSONValue]
+    public var bindings: [JSONValue]
+    public var serviceAccounts: [JSONValue]
+    public var apiKeys: [JSONValue]
+
+    // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
+    public struct User: Codable, Sendable, Equatable {
+        public var id: String
+        public var email: String
+        public var name: String
+        public var emailVerified: Bool
+        public var isRoot: Bool
+        public var passwordHash: String
+        public var createdAt: Date
+        public var updatedAt: Date
+    }
+
+    public struct Org: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var description: String
+        public var metadata: [String: JSONValue]
+        public var createdAt: Date
+        public var updatedAt: Date
+    }
+
+    public struct Membership: Codable, Sendable, Equatable {
+        public var orgId: String
+        public var userId: String
+        public var role: Role
+        public var expiresAt: Date?
+        public var createdAt: Date
+        public var updatedAt: Date
+    }
+
+    public struct AuditEvent: Codable, Sendable, Equatable {
+        public var id: String
+        public var at: Date
+        public var actorType: String
+        public var actorId: String?
+        public var action: String
+        public var orgId: String?
+        public var target: String
+        public var details: [String: JSONValue]
+    }
+
+    /// Snake_case keys, lowercase UUIDs, RFC 3339 timestamps with microseconds (the stored precision).
+    public static func encode(_ document: BackupDocument) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(RFC3339.string(date, fractionDigits: 6))
+        }
+        return try encoder.encode(document)
+    }
+
+    public static func decode(_ data: Data) throws -> BackupDocument {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            guard let date = RFC3339.date(try c.decode(String.self)) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an RFC 3339 timestamp")
+            }
+            return date
+        }
+        do {
+            return try decoder.decode(BackupDocument.self, from: data)
+        } catch let error as DecodingError {
+            throw TenancyError.invalid("not a Portcullis backup: \(Self.describe(error))")
+        } catch {
+            throw TenancyError.invalid("not a Portcullis backup: the document is not valid JSON")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let c): return "missing \(path(c).isEmpty ? "" : path(c) + ".")\(key.stringValue)"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+            return c.codingPath.isEmpty ? "the document is not valid JSON" : "\(path(c)) is not valid"
+        @unknown default: return "the document is not valid"
+        }
+    }
+}
+
+/// Counts of what a restore loaded.
+public struct RestoreSummary: Sendable, Equatable {
+    public var users: Int
+    public var orgs: Int
+    public var memberships: Int
+    public var auditEvents: Int
+    public var revision: Int64
+}
+
+/// Exports and restores whole instances, on either backend (a SQLite backup restores into
+/// PostgreSQL and the other way round).
+public struct SQLBackup: Sendable {
+    public let db: any SQLDatabase
+
+    public init(database: any SQLDatabase) { db = database }
+
+    /// Reads everything in one transaction, so the document is one consistent state.
+    public func export(now: Date = Date()) async throws -> BackupDocument {
+        try await db.transaction { tx in
+            if tx.dialect == .postgres {
+                // One snapshot for every SELECT below (the default READ COMMITTED takes one per statement).
+                try await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            }
+            let users = try await tx.query(
+                "SELECT id, email, name, password_hash, email_verified, is_root, created_at, updated_at FROM users ORDER BY created_at, id"
+            ).map { r in
+                BackupDocument.User(
+                    id: try r.uuid("id").lowercasedString, email: try r.string("email"), name: try r.string("name"), emailVerified: try r.bool("email_verified"),
+                    isRoot: try r.bool("is_root"), passwordHash: try r.string("password_hash"),
+                    createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"))
+            }
+            let orgs = try await tx.query("SELECT \(SQLTenancyStore.orgColumns) FROM orgs o ORDER BY o.created_at, o.id").map { r in
+                let o = try SQLTenancyStore.decodeOrg(r)
+                return BackupDocument.Org(id: o.id.lowercasedString, name: o.name, description: o.description, metadata: o.metadata, createdAt: o.createdAt, updatedAt: o.updatedAt)
+            }
+            let memberships = try await tx.query(
+                "SELECT \(SQLTenancyStore.membershipColumns) FROM memberships m ORDER BY m.org_id, m.created_at, m.user_id"
+            ).map { r in
+                let m = try SQLTenancyStore.decodeMembership(r)
+                return BackupDocument.Membership(orgId: m.orgID.lowercasedString, userId: m.userID.lowercasedString, role: m.role, expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt)
+            }
+            let audit = try await tx.query("SELECT \(SQLTenancyStore.auditColumns) FROM audit_events ORDER BY seq").map { r in
+                let e = try SQLTenancyStore.decodeAudit(r)
+                return BackupDocument.AuditEvent(id: e.id.lowercasedString, at: e.at, actorType: e.actorType, actorId: e.actorID?.lowercasedString, action: e.action, orgId: e.orgID?.lowercasedString, target: e.target, details: e.details)
+            }
+            return BackupDocument(
+                version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
+                auditEvents: audit, invites: [], bindings: [], serviceAccounts: [], apiKeys: [])
+        }
+    }
+
+    /// Loads `document` into an empty instance in one transaction. "Empty" means no orgs and no
+    /// users other than root administrators; those (and their sessions) are replaced by the
+    /// backup's users, so the instance answers exactly as the backed-up one did.
+    public func restore(_ document: BackupDocument, actor: Actor?, now: Date = Date()) async throws -> RestoreSummary {
+        let records = try Self.validate(document)
+        do {
+            return try await db.transaction { tx in
+                let orgCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") ?? 0
+                let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
+                let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
+                guard orgCount == 0, userCount == 0, auditCount == 0 else {
+                    throw TenancyError.conflict("restore needs an empty instance (no orgs, no audit events, no users but root administrators)")
+                }
+                // The root accounts that exist are replaced; their sessions end with them.
+                let sessions = try await tx.query("SELECT id FROM sessions WHERE revoked_at IS NULL").map { try $0.uuid("id") }
+                try await tx.execute("DELETE FROM users")
+                for (id, u) in records.users {
+                    try await tx.execute(
+                        "INSERT INTO users (\(SQLIdentityStore.userColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        id, u.email, u.name, u.passwordHash, u.emailVerified, u.isRoot, u.createdAt, u.updatedAt)
+                }
+                let writer = SQLTenancyStore.Writer(tx: tx)
+                for o in records.orgs { try await writer.insertOrg(o) }
+                for m in records.memberships { try await writer.upsertMembership(m) }
+                for e in records.auditEvents { try await writer.appendAudit(e) }
+                let counts: [String: JSONValue] = [
+                    "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
+                    "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
+                    "backup_created_at": .string(RFC3339.string(document.createdAt)),
+                ]
+                try await writer.appendAudit(AuditEvent(
+                    at: now, actorType: actor?.type ?? "system", actorID: actor?.id, action: AuditAction.backupRestored,
+                    orgID: nil, target: "instance", details: counts))
+                for id in sessions {
+                    _ = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: id.lowercasedString, at: now)
+                }
+                let revision = try await ChangeLog.append(tx, kind: TenancyChange.restored, subject: "instance", at: now)
+                return RestoreSummary(users: records.users.count, orgs: records.orgs.count, memberships: records.memberships.count,
+                                      auditEvents: records.auditEvents.count, revision: revision)
+            }
+        } catch StorageError.uniqueViolation(let what) {
+            throw TenancyError.invalid("the backup repeats a record (\(what))")
+        } catch StorageError.foreignKeyViolation {
+            throw TenancyError.invalid("the backup has a membership whose org or user is missing")
+        }
+    }
+
+    /// The document's records as domain values, after the checks the schema cannot make.
+    struct Records {
+        var users: [(UUID, BackupDocument.User)] = []
+        var orgs: [Org] = []
+        var memberships: [Membership] = []
+        var auditEvents: [AuditEvent] = []
+    }
+
+    /// Checks what the schema cannot: the version, the sections this version cannot hold, ids,
+    /// and fields the API would have refused.
+    static func validate(_ d: BackupDocument) throws -> Records {
+        guard d.version == BackupDocument.currentVersion else {
+            throw TenancyError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
+        }
+        for (name, section) in [("invites", d.invites), ("bindings", d.bindings), ("service_accounts", d.serviceAccounts), ("api_keys", d.apiKeys)] where !section.isEmpty {
+            throw TenancyError.invalid("this server version cannot restore \(name)")
+        }
+        func id(_ text: String, _ what: String) throws -> UUID {
+            guard let id = UUID(uuidString: text) else { throw TenancyError.invalid("\(what) id \(text) is not a UUID") }
+            return id
+        }
+        var records = Records()
+        var emails = Set<String>()
+        for u in d.users {
+            guard u.email == u.email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased(), u.email.contains("@"), u.email.utf8.count <= 254 else {
+                throw TenancyError.invalid("user \(u.id) has an e-mail that is not in canonical form")
+            }
+            guard emails.insert(u.email).inserted else { throw TenancyError.invalid("e-mail \(u.email) appears twice") }
+            guard u.passwordHash.hasPrefix("$argon2id$") else {
+                throw TenancyError.invalid("user \(u.id) has a password hash that is not argon2id")
+            }
+            records.users.append((try id(u.id, "user"), u))
+        }
+        for o in d.orgs {
+            records.orgs.append(Org(
+                id: try id(o.id, "org"), name: try OrgFields.name(o.name), description: try OrgFields.description(o.description),
+                metadata: try OrgFields.metadata(.object(o.metadata)), createdAt: o.createdAt, updatedAt: o.updatedAt))
+        }
+        let userIDs = Set(records.users.map(\.0))
+        let orgIDs = Set(records.orgs.map(\.id))
+        var owned = Set<UUID>()
+        for m in d.memberships {
+            let membership = Membership(orgID: try id(m.orgId, "org"), userID: try id(m.userId, "user"), role: m.role,
+                                        expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt)
+            guard orgIDs.contains(membership.orgID), userIDs.contains(membership.userID) else {
+                throw TenancyError.invalid("a membership refers to an org or user that is not in the backup")
+            }
+            if m.role == .owner, m.expiresAt == nil { owned.insert(membership.orgID) }
+            records.memberships.append(membership)
+        }
+        if let orphan = orgIDs.subtracting(owned).first {
+            throw TenancyError.invalid("org \(orphan.lowercasedString) has no permanent owner")
+        }
+        for e in d.auditEvents {
+            records.auditEvents.append(AuditEvent(
+                id: try id(e.id, "audit event"), at: e.at, actorType: e.actorType, actorID: try e.actorId.map { try id($0, "actor") },
+                action: e.action, orgID: try e.orgId.map { try id($0, "org") }, target: e.target, details: e.details))
+        }
+        return records
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import Tenancy
+
+/// Orgs, memberships and the audit log on either SQL backend.
+public struct SQLTenancyStore: TenancyStore {
+    public let db: any SQLDatabase
+
+    public init(database: any SQLDatabase) { db = database }
+
+    static let orgColumns = "o.id, o.name, o.description, o.metadata, o.created_at, o.updated_at"
+    static let membershipColumns = "m.org_id, m.user_id, m.role, m.expires_at, m.created_at, m.updated_at"
+    static let auditColumns = "id, at, actor_type, actor_id, action, org_id, target, details"
+    /// A membership that still counts at bind `$n`.
+    static func current(_ n: Int) -> String { "(m.expires_at IS NULL OR m.expires_at > $\(n))" }
+
+    static func decodeOrg(_ row: SQLRow) throws -> Org {
+        Org(id: try row.uuid("id"), name: try row.string("name"), description: try row.string("description"),
+            metadata: JSONValue.object(fromJSON: try row.string("metadata")),
+            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+    }
+
+    static func decodeRole(_ row: SQLRow, _ column: String = "role") throws -> Role {
+        guard let role = Role(rawValue: try row.string(column)) else { throw StorageError.decoding(column: column) }
+        return role
+    }
+
+    static func decodeMembership(_ row: SQLRow) throws -> Membership {
+        Membership(orgID: try row.uuid("org_id"), userID: try row.uuid("user_id"), role: try decodeRole(row),
+                   expiresAt: try row.optionalDate("expires_at"), createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+    }
+
+    static func decodeAudit(_ row: SQLRow) throws -> AuditEvent {
+        AuditEvent(id: try row.uuid("id"), at: try row.date("at"), actorType: try row.string("actor_type"),
+                   actorID: try row.optionalUUID("actor_id"), action: try row.string("action"),
+                   orgID: try row.optionalUUID("org_id"), target: try row.string("target"),
+                   details: JSONValue.object(fromJSON: try row.string("details")))
+    }
+
+    /// `%text%` for LIKE with `\` as the escape character, so `%` and `_` in a filter match literally.
+    static func likePattern(_ text: String) -> String {
+        var escaped = ""
+        for ch in text.lowercased() {
+            if ch == "%" || ch == "_" || ch == "\\" { escaped.append("\\") }
+            escaped.append(ch)
+        }
+        return "%" + escaped + "%"
+    }
+
+    // MARK: Reads
+
+    public func org(id: UUID) async throws -> Org? {
+        try await Writer(tx: db).org(id: id)
+    }
+
+    public func membership(orgID: UUID, userID: UUID) async throws -> Membership? {
+        try await Writer(tx: db).membership(orgID: orgID, userID: userID)
+    }
+
+    public func orgs(memberUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int) {
+        let filter = nameContains.map { _ in " AND o.name_lower LIKE $3 ESCAPE '\\'" } ?? ""
+        let pattern: SQLValue = nameContains.map { .text(Self.likePattern($0)) } ?? .null
+        let from = "FROM orgs o JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)"
+        let binds: [SQLValue] = nameContains == nil ? [userID.sqlValue, now.sqlValue] : [userID.sqlValue, now.sqlValue, pattern]
+        let n = binds.count
+        let rows = try await db.query(
+            "SELECT \(Self.orgColumns), m.role \(from) ORDER BY o.created_at, o.id LIMIT $\(n + 1) OFFSET $\(n + 2)",
+            binds + [.int(Int64(limit)), .int(Int64(offset))])
+        let total = try await db.query("SELECT COUNT(*) AS n \(from)", binds).first?.int("n") ?? 0
+        return (try rows.map { OrgView(org: try Self.decodeOrg($0), role: try Self.decodeRole($0)) }, Int(total))
+    }
+
+    public func allOrgs(viewerUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int) {
+        let filter = nameContains.map { _ in " WHERE o.name_lower LIKE $3 ESCAPE '\\'" } ?? ""
+        let binds: [SQLValue] = [userID.sqlValue, now.sqlValue] + (nameContains.map { [.text(Self.likePattern($0))] } ?? [])
+        let n = binds.count
+        let rows = try await db.query(
+            """
+            SELECT \(Self.orgColumns), m.role FROM orgs o
+            LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)
+            ORDER BY o.created_at, o.id LIMIT $\(n + 1) OFFSET $\(n + 2)
+            """,
+            binds + [.int(Int64(limit)), .int(Int64(offset))])
+        // The count binds the same parameters, so it keeps the (unused) join for identical numbering.
+        let total = try await db.query(
+            "SELECT COUNT(*) AS n FROM orgs o LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)",
+            binds).first?.int("n") ?? 0
+        return (try rows.map { row in
+            OrgView(org: try Self.decodeOrg(row), role: row.isNull("role") ? nil : try Self.decodeRole(row))
+        }, Int(total))
+    }
+
+    static let memberSelect = "SELECT \(membershipColumns), u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id"
+
+    static func decodeMember(_ row: SQLRow) throws -> Member {
+        Member(membership: try decodeMembership(row), email: try row.string("email"), name: try row.string("name"))
+    }
+
+    public func members(orgID: UUID, limit: Int, offset: Int) async throws -> ([Member], Int) {
+        let rows = try await db.query(
+            "\(Self.memberSelect) WHERE m.org_id = $1 ORDER BY m.created_at, m.user_id LIMIT $2 OFFSET $3", orgID, limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1", orgID)?.int("n") ?? 0
+        return (try rows.map(Self.decodeMember), Int(total))
+    }
+
+    public func member(orgID: UUID, userID: UUID) async throws -> Member? {
+        try await db.queryFirst("\(Self.memberSelect) WHERE m.org_id = $1 AND m.user_id = $2", orgID, userID).map(Self.decodeMember)
+    }
+
+    public func auditEvents(orgID: UUID?, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+        if let orgID {
+            let rows = try await db.query(
+                "SELECT \(Self.auditColumns) FROM audit_events WHERE org_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3", orgID, limit, offset)
+            let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM audit_events WHERE org_id = $1", orgID)?.int("n") ?? 0
+            return (try rows.map(Self.decodeAudit), Int(total))
+        }
+        let rows = try await db.query("SELECT \(Self.auditColumns) FROM audit_events ORDER BY seq DESC LIMIT $1 OFFSET $2", limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
+        return (try rows.map(Self.decodeAudit), Int(total))
+    }
+
+    // MARK: Writes
+
+    public func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter) async throws -> T) async throws -> T {
+        try await db.transaction { tx in
+            if let orgID, tx.dialect == .postgres {
+                // SQLite transactions begin IMMEDIATE and so already exclude every other writer.
+                try await tx.execute("SELECT id FROM orgs WHERE id = $1 FOR UPDATE", orgID)
+            }
+            return try await body(Writer(tx: tx))
+        }
+    }
+
+    /// The statements of a tenancy write, run on whatever executor it is given (a transaction,
+    /// or the database itself for single reads).
+    struct Writer: TenancyWriter {
+        let tx: any SQLExecutor
+
+        func org(id: UUID) async throws -> Org? {
+            try await tx.queryFirst("SELECT \(SQLTenancyStore.orgColumns) FROM orgs o WHERE o.id = $1", id).map(SQLTenancyStore.decodeOrg)
+        }
+
+        func insertOrg(_ org: Org) async throws {
+            try await tx.execute(
+                "INSERT INTO orgs (id, name, name_lower, description, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.createdAt, org.updatedAt)
+        }
+
+        func updateOrg(_ org: Org) async throws {
+            try await tx.execute(
+                "UPDATE orgs SET name = $2, name_lower = $3, description = $4, metadata = $5, updated_at = $6 WHERE id = $1",
+                org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.updatedAt)
+        }
+
+        func deleteOrg(id: UUID) async throws {
+            try await tx.execute("DELETE FROM orgs WHERE id = $1", id)
+        }
+
+        func membership(orgID: UUID, userID: UUID) async throws -> Membership? {
+            try await tx.queryFirst(
+                "SELECT \(SQLTenancyStore.membershipColumns) FROM memberships m WHERE m.org_id = $1 AND m.user_id = $2", orgID, userID
+            ).map(SQLTenancyStore.decodeMembership)
+        }
+
+        func upsertMembership(_ m: Membership) async throws {
+            try await tx.execute(
+                """
+                INSERT INTO memberships (org_id, user_id, role, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, expires_at = excluded.expires_at,
+                    created_at = excluded.created_at, updated_at = excluded.updated_at
+                """,
+                m.orgID, m.userID, m.role.rawValue, m.expiresAt, m.createdAt, m.updatedAt)
+        }
+
+        func deleteMembership(orgID: UUID, userID: UUID) async throws {
+            try await tx.execute("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2", orgID, userID)
+        }
+
+        func permanentOwnerCount(orgID: UUID) async throws -> Int {
+            Int(try await tx.queryFirst(
+                "SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = 'owner' AND expires_at IS NULL", orgID
+            )?.int("n") ?? 0)
+        }
+
+        func user(id: UUID) async throws -> UserRef? {
+            try await tx.queryFirst("SELECT id, email, name FROM users WHERE id = $1", id).map(Self.decodeUserRef)
+        }
+
+        func user(email: String) async throws -> UserRef? {
+            try await tx.queryFirst("SELECT id, email, name FROM users WHERE email = $1", email).map(Self.decodeUserRef)
+        }
+
+        static func decodeUserRef(_ row: SQLRow) throws -> UserRef {
+            UserRef(id: try row.uuid("id"), email: try row.string("email"), name: try row.string("name"))
+        }
+
+        func appendAudit(_ e: AuditEvent) async throws {
+            try await tx.execute(
+                "INSERT INTO audit_events (\(SQLTenancyStore.auditColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                e.id, e.at, e.actorType, e.actorID, e.action, e.orgID, e.target, JSONValue.object(e.details).canonicalJSON)
+        }
+
+        func recordChange(kind: String, subject: String, at: Date) async throws -> Int64 {
+            try await ChangeLog.append(tx, kind: kind, subject: subject, at: at)
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+
+/// An organization: the tenant that owns memberships, invites, bindings and keys.
+public struct Org: Sendable, Equatable {
+    public var id: UUID
+    public var name: String
+    public var description: String
+    public var metadata: [String: JSONValue]
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(id: UUID, name: String, description: String, metadata: [String: JSONValue], createdAt: Date, updatedAt: Date) {
+        self.id = id
+        self.name = name
+        self.description = description
+        self.metadata = metadata
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// An org together with the caller's current role in it (nil: the root looking at an org it is not in).
+public struct OrgView: Sendable, Equatable {
+    public var org: Org
+    public var role: Role?
+
+    public init(org: Org, role: Role?) {
+        self.org = org
+        self.role = role
+    }
+}
+
+/// A user's role in an org; with `expiresAt` it is a time-bound grant that stops counting after it.
+public struct Membership: Sendable, Equatable {
+    public var orgID: UUID
+    public var userID: UUID
+    public var role: Role
+    public var expiresAt: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(orgID: UUID, userID: UUID, role: Role, expiresAt: Date?, createdAt: Date, updatedAt: Date) {
+        self.orgID = orgID
+        self.userID = userID
+        self.role = role
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    /// Whether the membership counts at `now`.
+    public func isCurrent(at now: Date) -> Bool {
+        expiresAt.map { $0 > now } ?? true
+    }
+}
+
+/// A membership with the member's user details, as listed.
+public struct Member: Sendable, Equatable {
+    public var membership: Membership
+    public var email: String
+    public var name: String
+
+    public init(membership: Membership, email: String, name: String) {
+        self.membership = membership
+        self.email = email
+        self.name = name
+    }
+}
+
+/// Just enough of a user to add them to an org.
+public struct UserRef: Sendable, Equatable {
+    public var id: UUID
+    public var email: String
+    public var name: String
+
+    public init(id: UUID, email: String, name: String) {
+        self.id = id
+        self.email = email
+        self.name = name
+    }
+}
+
+/// Who does something. Users today; API keys and service accounts act through the same type.
+public struct Actor: Sendable, Equatable {
+    public var type: String
+    public var id: UUID
+    /// The user whose org memberships count for this actor.
+    public var userID: UUID
+    public var isRoot: Bool
+
+    public static func user(_ id: UUID, isRoot: Bool) -> Actor {
+        Actor(type: "user", id: id, userID: id, isRoot: isRoot)
+    }
+
+    public init(type: String, id: UUID, userID: UUID, isRoot: Bool) {
+        self.type = type
+        self.id = id
+        self.userID = userID
+        self.isRoot = isRoot
+    }
+}
+
+/// One entry of the audit log, written in the same transaction as the change it records.
+public struct AuditEvent: Sendable, Equatable {
+    public var id: UUID
+    public var at: Date
+    public var actorType: String
+    public var actorID: UUID?
+    public var action: String
+    public var orgID: UUID?
+    public var target: String
+    public var details: [String: JSONValue]
+
+    public init(id: UUID = UUID(), at: Date, actorType: String, actorID: UUID?, action: String, orgID: UUID?, target: String, details: [String: JSONValue] = [:]) {
+        self.id = id
+        self.at = at
+        self.actorType = actorType
+        self.actorID = actorID
+        self.action = action
+        self.orgID = orgID
+        self.target = target
+        self.details = details
+    }
+}
+
+/// Audit action names.
+public enum AuditAction {
+    public static let orgCreated = "org.created"
+    public static let orgUpdated = "org.updated"
+    public static let orgDeleted = "org.deleted"
+    public static let memberAdded = "member.added"
+    public static let memberRoleChanged = "member.role_changed"
+    public static let memberUpdated = "member.updated"
+    public static let memberRemoved = "member.removed"
+    public static let memberLeft = "member.left"
+    public static let backupRestored = "backup.restored"
+}
+
+/// Who a new member is: an existing user by id or by e-mail.
+public enum MemberTarget: Sendable, Equatable {
+    case id(UUID)
+    case email(String)
+}
+
+/// A partial update: a field left out stays as it is.
+public enum FieldUpdate<Value: Sendable & Equatable>: Sendable, Equatable {
+    case keep
+    case set(Value)
+}
+
+/// Fields of `PATCH /v1/orgs/{id}`.
+public struct OrgPatch: Sendable, Equatable {
+    public var name: FieldUpdate<String> = .keep
+    public var description: FieldUpdate<String> = .keep
+    public var metadata: FieldUpdate<[String: JSONValue]> = .keep
+
+    public init(name: FieldUpdate<String> = .keep, description: FieldUpdate<String> = .keep, metadata: FieldUpdate<[String: JSONValue]> = .keep) {
+        self.name = name
+        self.description = description
+        self.metadata = metadata
+    }
+}
+
+/// Fields of `PATCH /v1/orgs/{id}/members/{user_id}`; `expiresAt: .set(nil)` makes the grant permanent.
+public struct MemberPatch: Sendable, Equatable {
+    public var role: FieldUpdate<Role> = .keep
+    public var expiresAt: FieldUpdate<Date?> = .keep
+
+    public init(role: FieldUpdate<Role> = .keep, expiresAt: FieldUpdate<Date?> = .keep) {
+        self.role = role
+        self.expiresAt = expiresAt
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+
+/// Validation of org fields (SPEC §10): name 1..200, description ≤ 1024, metadata a JSON object ≤ 16 KiB.
+public enum OrgFields {
+    public static let maxName = 200
+    public static let maxDescription = 1024
+    public static let maxMetadataBytes = 16 * 1024
+    public static let maxMetadataDepth = 16
+
+    public static func name(_ raw: String) throws -> String {
+        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty else { throw TenancyError.invalid("name must not be empty") }
+        guard name.count <= maxName else { throw TenancyError.invalid("name must be at most \(maxName) characters") }
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw TenancyError.invalid("name must not contain control characters")
+        }
+        return name
+    }
+
+    public static func description(_ raw: String) throws -> String {
+        guard raw.count <= maxDescription else { throw TenancyError.invalid("description must be at most \(maxDescription) characters") }
+        return raw
+    }
+
+    public static func metadata(_ value: JSONValue) throws -> [String: JSONValue] {
+        guard case .object(let object) = value else { throw TenancyError.invalid("metadata must be a JSON object") }
+        guard value.depth <= maxMetadataDepth else { throw TenancyError.invalid("metadata is nested deeper than \(maxMetadataDepth) levels") }
+        guard value.canonicalJSON.utf8.count <= maxMetadataBytes else {
+            throw TenancyError.invalid("metadata must be at most \(maxMetadataBytes) bytes of JSON")
+        }
+        return object
+    }
+
+    /// A `?name=` filter: trimmed, at most 200 characters.
+    public static func nameFilter(_ raw: String?) throws -> String? {
+        guard let raw else { return nil }
+        let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard text.count <= maxName else { throw TenancyError.invalid("name filter must be at most \(maxName) characters") }
+        return text.isEmpty ? nil : text
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Reads of orgs, memberships and the audit log. Implemented by the Storage module.
+public protocol TenancyStore: Sendable {
+    func org(id: UUID) async throws -> Org?
+    func membership(orgID: UUID, userID: UUID) async throws -> Membership?
+    /// Orgs where `userID` holds a current membership, oldest first, optionally filtered by a
+    /// case-insensitive substring of the name; with the total count.
+    func orgs(memberUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int)
+    /// Every org (root's `?scope=all`), with `userID`'s current role where it has one.
+    func allOrgs(viewerUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int)
+    /// Members of an org, oldest first (expired grants included, so admins can see and renew them).
+    func members(orgID: UUID, limit: Int, offset: Int) async throws -> ([Member], Int)
+    func member(orgID: UUID, userID: UUID) async throws -> Member?
+    /// Audit events, newest first; `orgID: nil` lists every event.
+    func auditEvents(orgID: UUID?, limit: Int, offset: Int) async throws -> ([AuditEvent], Int)
+
+    /// Runs `body` in one transaction. With `lockingOrg`, the org's row is locked first so that
+    /// rank and last-owner checks inside `body` see a state no concurrent writer can change.
+    func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter) async throws -> T) async throws -> T
+}
+
+/// Reads and writes inside one transaction.
+public protocol TenancyWriter: Sendable {
+    func org(id: UUID) async throws -> Org?
+    func insertOrg(_ org: Org) async throws
+    func updateOrg(_ org: Org) async throws
+    func deleteOrg(id: UUID) async throws
+    func membership(orgID: UUID, userID: UUID) async throws -> Membership?
+    /// Inserts or replaces the membership of (org, user).
+    func upsertMembership(_ membership: Membership) async throws
+    func deleteMembership(orgID: UUID, userID: UUID) async throws
+    /// Owners whose grant does not expire: the ones that keep an org from being orphaned.
+    func permanentOwnerCount(orgID: UUID) async throws -> Int
+    func user(id: UUID) async throws -> UserRef?
+    func user(email: String) async throws -> UserRef?
+    func appendAudit(_ event: AuditEvent) async throws
+    /// Appends to the change log; returns the revision of this transaction's write.
+    func recordChange(kind: String, subject: String, at: Date) async throws -> Int64
+}
+
+/// Change-log kinds written for tenancy writes (read by nodes that cache decisions).
+public enum TenancyChange {
+    public static let orgCreated = "org.created"
+    public static let orgUpdated = "org.updated"
+    public static let orgDeleted = "org.deleted"
+    /// Subject `<org_id>/<user_id>`.
+    public static let membershipChanged = "membership.changed"
+    public static let restored = "backup.restored"
+}

@@ -1,0 +1,286 @@
+import Foundation
+
+/// Orgs and memberships with the rank rules of SPEC §4. Every check goes through
+/// `PermissionTable` and `RankRules`; every write runs in one transaction with its audit event
+/// and change-log entry, and membership writes lock the org first (last-owner races).
+public struct TenancyService: Sendable {
+    public let store: any TenancyStore
+    public let permissions: PermissionTable
+    let now: @Sendable () -> Date
+
+    public init(store: any TenancyStore, permissions: PermissionTable = .builtIn, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.permissions = permissions
+        self.now = now
+    }
+
+    // MARK: Access
+
+    /// An actor's standing in one org: its current membership role, and whether it is the root.
+    struct Standing {
+        var role: Role?
+        var isRoot: Bool
+
+        /// Runs `rule` with the membership role, falling back to root powers (acting as an owner).
+        /// Returns the role the rule passed with and whether only root powers made it pass.
+        func passes(_ rule: (Role) -> Bool) -> (role: Role, viaRoot: Bool)? {
+            if let role, rule(role) { return (role, false) }
+            if isRoot, rule(.owner) { return (.owner, true) }
+            return nil
+        }
+    }
+
+    /// Non-members (and orgs that do not exist) are 404 alike: no existence leak.
+    func standing(org: Org?, membership: Membership?, actor: Actor, at now: Date) throws -> Standing {
+        guard org != nil else { throw TenancyError.notFound("no such org") }
+        let role = membership.flatMap { $0.isCurrent(at: now) ? $0.role : nil }
+        guard role != nil || actor.isRoot else { throw TenancyError.notFound("no such org") }
+        return Standing(role: role, isRoot: actor.isRoot)
+    }
+
+    func standing(orgID: UUID, actor: Actor, at now: Date) async throws -> Standing {
+        async let org = store.org(id: orgID)
+        async let membership = store.membership(orgID: orgID, userID: actor.userID)
+        return try standing(org: try await org, membership: try await membership, actor: actor, at: now)
+    }
+
+    func standing(orgID: UUID, actor: Actor, in tx: any TenancyWriter, at now: Date) async throws -> (Org, Standing) {
+        let org = try await tx.org(id: orgID)
+        let membership = try await tx.membership(orgID: orgID, userID: actor.userID)
+        let standing = try standing(org: org, membership: membership, actor: actor, at: now)
+        return (org!, standing)
+    }
+
+    /// The role that holds `permission` here, or 403.
+    func require(_ permission: String, _ standing: Standing) throws -> (role: Role, viaRoot: Bool) {
+        guard let pass = standing.passes({ permissions.allows($0, permission) }) else {
+            throw TenancyError.forbidden("your role in this org does not allow \(permission)")
+        }
+        return pass
+    }
+
+    // MARK: Orgs
+
+    public func createOrg(actor: Actor, name: String, description: String?, metadata: JSONValue?) async throws -> (OrgView, Int64) {
+        let name = try OrgFields.name(name)
+        let description = try OrgFields.description(description ?? "")
+        let metadata = try metadata.map(OrgFields.metadata) ?? [:]
+        let at = now()
+        let org = Org(id: UUID(), name: name, description: description, metadata: metadata, createdAt: at, updatedAt: at)
+        let revision = try await store.write(lockingOrg: nil) { tx in
+            try await tx.insertOrg(org)
+            try await tx.upsertMembership(Membership(orgID: org.id, userID: actor.userID, role: .owner, expiresAt: nil, createdAt: at, updatedAt: at))
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgCreated, org: org.id, target: Self.orgTarget(org.id), ["name": .string(name)]))
+            return try await tx.recordChange(kind: TenancyChange.orgCreated, subject: org.id.lowercasedString, at: at)
+        }
+        return (OrgView(org: org, role: .owner), revision)
+    }
+
+    public func listOrgs(actor: Actor, everyOrg: Bool, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int) {
+        let filter = try OrgFields.nameFilter(nameContains)
+        if everyOrg {
+            guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator may list every org") }
+            return try await store.allOrgs(viewerUserID: actor.userID, now: now(), nameContains: filter, limit: limit, offset: offset)
+        }
+        return try await store.orgs(memberUserID: actor.userID, now: now(), nameContains: filter, limit: limit, offset: offset)
+    }
+
+    public func org(actor: Actor, id: UUID) async throws -> OrgView {
+        let standing = try await standing(orgID: id, actor: actor, at: now())
+        _ = try require(Permission.orgRead, standing)
+        guard let org = try await store.org(id: id) else { throw TenancyError.notFound("no such org") }
+        return OrgView(org: org, role: standing.role)
+    }
+
+    /// Applies the fields given. A patch that changes nothing writes nothing (revision nil).
+    public func updateOrg(actor: Actor, id: UUID, patch: OrgPatch) async throws -> (OrgView, Int64?) {
+        var fields = patch
+        if case .set(let name) = patch.name { fields.name = .set(try OrgFields.name(name)) }
+        if case .set(let description) = patch.description { fields.description = .set(try OrgFields.description(description)) }
+        if case .set(let metadata) = patch.metadata { fields.metadata = .set(try OrgFields.metadata(.object(metadata))) }
+        let validated = fields
+        let at = now()
+        return try await store.write(lockingOrg: id) { tx in
+            let (current, standing) = try await standing(orgID: id, actor: actor, in: tx, at: at)
+            let pass = try require(Permission.orgUpdate, standing)
+            var org = current
+            var changed: [JSONValue] = []
+            if case .set(let v) = validated.name, v != org.name { org.name = v; changed.append(.string("name")) }
+            if case .set(let v) = validated.description, v != org.description { org.description = v; changed.append(.string("description")) }
+            if case .set(let v) = validated.metadata, v != org.metadata { org.metadata = v; changed.append(.string("metadata")) }
+            guard !changed.isEmpty else { return (OrgView(org: org, role: standing.role), nil) }
+            org.updatedAt = at
+            try await tx.updateOrg(org)
+            var details: [String: JSONValue] = ["fields": .array(changed)]
+            if changed.contains(.string("name")) { details["name"] = .string(org.name) }
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgUpdated, org: id, target: Self.orgTarget(id), details, viaRoot: pass.viaRoot))
+            let revision = try await tx.recordChange(kind: TenancyChange.orgUpdated, subject: id.lowercasedString, at: at)
+            return (OrgView(org: org, role: standing.role), revision)
+        }
+    }
+
+    /// Deletes the org and, through the schema's cascades, everything it owns.
+    public func deleteOrg(actor: Actor, id: UUID) async throws -> Int64 {
+        let at = now()
+        return try await store.write(lockingOrg: id) { tx in
+            let (org, standing) = try await standing(orgID: id, actor: actor, in: tx, at: at)
+            let pass = try require(Permission.orgDelete, standing)
+            try await tx.deleteOrg(id: id)
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgDeleted, org: id, target: Self.orgTarget(id), ["name": .string(org.name)], viaRoot: pass.viaRoot))
+            return try await tx.recordChange(kind: TenancyChange.orgDeleted, subject: id.lowercasedString, at: at)
+        }
+    }
+
+    // MARK: Members
+
+    public func members(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([Member], Int) {
+        let standing = try await standing(orgID: orgID, actor: actor, at: now())
+        _ = try require(Permission.membersRead, standing)
+        return try await store.members(orgID: orgID, limit: limit, offset: offset)
+    }
+
+    public func member(actor: Actor, orgID: UUID, userID: UUID) async throws -> Member {
+        let standing = try await standing(orgID: orgID, actor: actor, at: now())
+        _ = try require(Permission.membersRead, standing)
+        guard let member = try await store.member(orgID: orgID, userID: userID) else { throw TenancyError.notFound("no such member") }
+        return member
+    }
+
+    public func addMember(actor: Actor, orgID: UUID, target: MemberTarget, role: Role, expiresAt: Date?) async throws -> (Member, Int64) {
+        let at = now()
+        try Self.validateExpiry(expiresAt, now: at)
+        return try await store.write(lockingOrg: orgID) { tx in
+            let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: at)
+            _ = try require(Permission.membersWrite, standing)
+            guard let pass = standing.passes({ permissions.allows($0, Permission.membersWrite) && RankRules.mayGrant(actor: $0, role: role) }) else {
+                throw TenancyError.forbidden("you may grant only roles up to your own")
+            }
+            let user: UserRef?
+            switch target {
+            case .id(let id): user = try await tx.user(id: id)
+            case .email(let email): user = try await tx.user(email: email)
+            }
+            guard let user else { throw TenancyError.notFound("no user with this id or e-mail; invite them instead") }
+            let existing = try await tx.membership(orgID: orgID, userID: user.id)
+            if let existing, existing.isCurrent(at: at) { throw TenancyError.alreadyMember }
+            let membership = Membership(orgID: orgID, userID: user.id, role: role, expiresAt: expiresAt, createdAt: existing?.createdAt ?? at, updatedAt: at)
+            try await tx.upsertMembership(membership)
+            var details: [String: JSONValue] = ["role": .string(role.rawValue), "email": .string(user.email)]
+            if let expiresAt { details["expires_at"] = .string(expiresAt.ISO8601Format()) }
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.memberAdded, org: orgID, target: Self.userTarget(user.id), details, viaRoot: pass.viaRoot))
+            let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, user.id), at: at)
+            return (Member(membership: membership, email: user.email, name: user.name), revision)
+        }
+    }
+
+    /// Changes a member's role and/or expiry. A patch that changes nothing writes nothing.
+    public func updateMember(actor: Actor, orgID: UUID, userID: UUID, patch: MemberPatch) async throws -> (Member, Int64?) {
+        let at = now()
+        if case .set(let expiresAt) = patch.expiresAt { try Self.validateExpiry(expiresAt, now: at) }
+        return try await store.write(lockingOrg: orgID) { tx in
+            let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: at)
+            _ = try require(Permission.membersWrite, standing)
+            guard let current = try await tx.membership(orgID: orgID, userID: userID),
+                  let user = try await tx.user(id: userID) else { throw TenancyError.notFound("no such member") }
+            var updated = current
+            if case .set(let role) = patch.role { updated.role = role }
+            if case .set(let expiresAt) = patch.expiresAt { updated.expiresAt = expiresAt }
+            guard let pass = standing.passes({
+                permissions.allows($0, Permission.membersWrite) && RankRules.mayChange(actor: $0, target: current.role, to: updated.role)
+            }) else {
+                throw TenancyError.forbidden("you may change only members below your rank, to roles up to your own")
+            }
+            guard updated.role != current.role || updated.expiresAt != current.expiresAt else {
+                return (Member(membership: current, email: user.email, name: user.name), nil)
+            }
+            if Self.isPermanentOwner(current, at: at), !Self.isPermanentOwner(updated, at: at) {
+                try await Self.requireAnotherOwner(tx, orgID: orgID)
+            }
+            updated.updatedAt = at
+            try await tx.upsertMembership(updated)
+            var details: [String: JSONValue] = [:]
+            if updated.role != current.role {
+                details["from"] = .string(current.role.rawValue)
+                details["to"] = .string(updated.role.rawValue)
+            }
+            if updated.expiresAt != current.expiresAt {
+                details["expires_at"] = updated.expiresAt.map { .string($0.ISO8601Format()) } ?? .null
+            }
+            let action = updated.role != current.role ? AuditAction.memberRoleChanged : AuditAction.memberUpdated
+            try await tx.appendAudit(Self.event(actor, at: at, action, org: orgID, target: Self.userTarget(userID), details, viaRoot: pass.viaRoot))
+            let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
+            return (Member(membership: updated, email: user.email, name: user.name), revision)
+        }
+    }
+
+    /// Removes a member; removing oneself is leaving, which any member may do except the last owner.
+    public func removeMember(actor: Actor, orgID: UUID, userID: UUID) async throws -> Int64 {
+        let at = now()
+        return try await store.write(lockingOrg: orgID) { tx in
+            let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: at)
+            let leaving = userID == actor.userID && standing.role != nil
+            var viaRoot = false
+            if !leaving { viaRoot = try require(Permission.membersWrite, standing).viaRoot }
+            guard let current = try await tx.membership(orgID: orgID, userID: userID) else { throw TenancyError.notFound("no such member") }
+            if !leaving {
+                guard let pass = standing.passes({
+                    permissions.allows($0, Permission.membersWrite) && RankRules.mayManage(actor: $0, target: current.role)
+                }) else {
+                    throw TenancyError.forbidden("you may remove only members below your rank")
+                }
+                viaRoot = pass.viaRoot
+            }
+            if Self.isPermanentOwner(current, at: at) {
+                try await Self.requireAnotherOwner(tx, orgID: orgID)
+            }
+            try await tx.deleteMembership(orgID: orgID, userID: userID)
+            try await tx.appendAudit(Self.event(
+                actor, at: at, leaving ? AuditAction.memberLeft : AuditAction.memberRemoved, org: orgID,
+                target: Self.userTarget(userID), ["role": .string(current.role.rawValue)], viaRoot: viaRoot))
+            return try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
+        }
+    }
+
+    // MARK: Audit
+
+    public func audit(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+        let standing = try await standing(orgID: orgID, actor: actor, at: now())
+        _ = try require(Permission.auditRead, standing)
+        return try await store.auditEvents(orgID: orgID, limit: limit, offset: offset)
+    }
+
+    public func platformAudit(actor: Actor, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+        guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator may read the platform audit log") }
+        return try await store.auditEvents(orgID: nil, limit: limit, offset: offset)
+    }
+
+    // MARK: Helpers
+
+    /// An org must always keep an owner whose grant does not run out.
+    static func isPermanentOwner(_ m: Membership, at now: Date) -> Bool {
+        m.role == .owner && m.expiresAt == nil
+    }
+
+    static func requireAnotherOwner(_ tx: any TenancyWriter, orgID: UUID) async throws {
+        if try await tx.permanentOwnerCount(orgID: orgID) <= 1 { throw TenancyError.lastOwner }
+    }
+
+    static func validateExpiry(_ expiresAt: Date?, now: Date) throws {
+        if let expiresAt, expiresAt <= now { throw TenancyError.invalid("expires_at must be in the future") }
+    }
+
+    public static func event(_ actor: Actor, at: Date, _ action: String, org: UUID?, target: String, _ details: [String: JSONValue], viaRoot: Bool = false) -> AuditEvent {
+        var details = details
+        if viaRoot { details["as_root"] = .bool(true) }
+        return AuditEvent(at: at, actorType: actor.type, actorID: actor.id, action: action, orgID: org, target: target, details: details)
+    }
+
+    public static func orgTarget(_ id: UUID) -> String { "org:\(id.lowercasedString)" }
+    public static func userTarget(_ id: UUID) -> String { "user:\(id.lowercasedString)" }
+    public static func membershipSubject(_ org: UUID, _ user: UUID) -> String { "\(org.lowercasedString)/\(user.lowercasedString)" }
+}
+
+extension UUID {
+    /// The lowercase text form used in paths, object strings and the change log.
+    public var lowercasedString: String { uuidString.lowercased() }
+}
