@@ -18,8 +18,8 @@ struct BackupRoutes {
     }
 
     @Sendable func export(_ request: Request, context: AppRequestContext) async throws -> Response {
-        _ = try await authenticator.requireRoot(request)
-        let data = try BackupDocument.encode(try await backup.export())
+        let caller = try await authenticator.requireRoot(request)
+        let data = try BackupDocument.encode(try await backup.export(actor: .user(caller.user.id, isRoot: true)))
         return Response(
             status: .ok,
             headers: [.contentType: "application/json", .cacheControl: "no-store",
@@ -33,8 +33,10 @@ struct BackupRoutes {
 
     @Sendable func restore(_ request: Request, context: AppRequestContext) async throws -> Response {
         try JSONBody.requireJSON(request)
-        let buffer = try await JSONBody.collect(request, limit: Self.restoreLimit)
+        // Unlike other routes, the caller is checked before the body is read: nobody but the
+        // root may make the server buffer up to 256 MiB.
         let caller = try await authenticator.requireRoot(request)
+        let buffer = try await JSONBody.collect(request, limit: Self.restoreLimit)
         let document = try BackupDocument.decode(Data(buffer: buffer))
         let summary = try await backup.restore(document, actor: .user(caller.user.id, isRoot: true))
         return try JSONBody.response(

@@ -78,8 +78,8 @@ struct IdentityRoutes {
     }
 
     @Sendable func sessions(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let page = try Page(from: request)
         let caller = try await authenticator.authenticate(request)
+        let page = try Page(from: request)
         let (items, total) = try await auth.activeSessions(userID: caller.user.id, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map { SessionResponse($0, current: caller.sessionID) }, total: total, page: page))
     }

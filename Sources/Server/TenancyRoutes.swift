@@ -45,10 +45,10 @@ struct TenancyRoutes {
     }
 
     @Sendable func listOrgs(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
         let page = try Page(from: request)
         let scope = try request.singleQuery("scope")
         let name = try request.singleQuery("name")
-        let actor = try await actor(request)
         guard scope == nil || scope == "all" || scope == "member" else {
             throw Problem.badRequest("scope must be member or all")
         }
@@ -80,8 +80,8 @@ struct TenancyRoutes {
     // MARK: Members
 
     @Sendable func listMembers(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let page = try Page(from: request)
         let actor = try await actor(request)
+        let page = try Page(from: request)
         let (items, total) = try await tenancy.members(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map(MemberResponse.init), total: total, page: page))
@@ -139,16 +139,16 @@ struct TenancyRoutes {
     // MARK: Audit
 
     @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let page = try Page(from: request)
         let actor = try await actor(request)
+        let page = try Page(from: request)
         let (items, total) = try await tenancy.audit(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
     }
 
     @Sendable func platformAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let page = try Page(from: request)
         let actor = try await actor(request)
+        let page = try Page(from: request)
         let (items, total) = try await tenancy.platformAudit(actor: actor, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
     }

@@ -123,13 +123,18 @@ public struct SQLBackup: Sendable {
 
     public init(database: any SQLDatabase) { db = database }
 
-    /// Reads everything in one transaction, so the document is one consistent state.
-    public func export(now: Date = Date()) async throws -> BackupDocument {
+    /// Reads everything in one transaction, so the document is one consistent state, and records
+    /// the export in the audit log (a backup holds every password hash: who took one matters).
+    public func export(actor: Actor?, now: Date = Date()) async throws -> BackupDocument {
         try await db.transaction { tx in
             if tx.dialect == .postgres {
                 // One snapshot for every SELECT below (the default READ COMMITTED takes one per statement).
-                try await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             }
+            // Recorded first, so the document carries the event of its own making.
+            try await SQLTenancyStore.Writer(tx: tx).appendAudit(AuditEvent(
+                at: now, actorType: actor?.type ?? "system", actorID: actor?.id, action: AuditAction.backupExported,
+                orgID: nil, target: "instance"))
             let users = try await tx.query(
                 "SELECT id, email, name, password_hash, email_verified, is_root, created_at, updated_at FROM users ORDER BY created_at, id"
             ).map { r in
@@ -245,12 +250,19 @@ public struct SQLBackup: Sendable {
         }
         let userIDs = Set(records.users.map(\.0))
         let orgIDs = Set(records.orgs.map(\.id))
+        guard d.users.contains(where: \.isRoot) else {
+            throw TenancyError.invalid("the backup has no root administrator; the restored instance could not be administered")
+        }
         var owned = Set<UUID>()
+        var pairs = Set<String>()
         for m in d.memberships {
             let membership = Membership(orgID: try id(m.orgId, "org"), userID: try id(m.userId, "user"), role: m.role,
                                         expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt)
             guard orgIDs.contains(membership.orgID), userIDs.contains(membership.userID) else {
                 throw TenancyError.invalid("a membership refers to an org or user that is not in the backup")
+            }
+            guard pairs.insert("\(membership.orgID)/\(membership.userID)").inserted else {
+                throw TenancyError.invalid("user \(m.userId) appears twice among the members of org \(m.orgId)")
             }
             if m.role == .owner, m.expiresAt == nil { owned.insert(membership.orgID) }
             records.memberships.append(membership)

@@ -134,6 +134,7 @@ public enum AuditAction {
     public static let memberRemoved = "member.removed"
     public static let memberLeft = "member.left"
     public static let backupRestored = "backup.restored"
+    public static let backupExported = "backup.exported"
 }
 
 /// Who a new member is: an existing user by id or by e-mail.

@@ -1,7 +1,8 @@
 /// Who may grant, change or remove whom inside an org (SPEC §4).
 ///
 /// - An actor grants only roles at or below its own.
-/// - An actor changes or removes only members of strictly lower rank; owners also manage owners.
+/// - An actor changes or removes only members of strictly lower rank; an actor holding
+///   `members.owners` (owners, by the permission table) also manages owners.
 /// - Anyone may leave (remove themselves); the last-owner rule is checked separately against
 ///   the stored state, inside the writing transaction.
 public enum RankRules {
@@ -9,12 +10,12 @@ public enum RankRules {
         role <= actor
     }
 
-    public static func mayManage(actor: Role, target: Role) -> Bool {
-        target < actor || (actor == .owner && target == .owner)
+    public static func mayManage(actor: Role, target: Role, managesOwners: Bool) -> Bool {
+        target < actor || (target == .owner && managesOwners)
     }
 
     /// Changing `target`'s role to `newRole`.
-    public static func mayChange(actor: Role, target: Role, to newRole: Role) -> Bool {
-        mayManage(actor: actor, target: target) && mayGrant(actor: actor, role: newRole)
+    public static func mayChange(actor: Role, target: Role, to newRole: Role, managesOwners: Bool) -> Bool {
+        mayManage(actor: actor, target: target, managesOwners: managesOwners) && mayGrant(actor: actor, role: newRole)
     }
 }

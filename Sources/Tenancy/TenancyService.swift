@@ -152,7 +152,7 @@ public struct TenancyService: Sendable {
         return try await store.write(lockingOrg: orgID) { tx in
             let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: at)
             _ = try require(Permission.membersWrite, standing)
-            guard let pass = standing.passes({ permissions.allows($0, Permission.membersWrite) && RankRules.mayGrant(actor: $0, role: role) }) else {
+            guard let pass = standing.passes({ permissions.allows($0, role == .owner ? Permission.membersOwners : Permission.membersWrite) && RankRules.mayGrant(actor: $0, role: role) }) else {
                 throw TenancyError.forbidden("you may grant only roles up to your own")
             }
             let user: UserRef?
@@ -166,7 +166,7 @@ public struct TenancyService: Sendable {
             let membership = Membership(orgID: orgID, userID: user.id, role: role, expiresAt: expiresAt, createdAt: existing?.createdAt ?? at, updatedAt: at)
             try await tx.upsertMembership(membership)
             var details: [String: JSONValue] = ["role": .string(role.rawValue), "email": .string(user.email)]
-            if let expiresAt { details["expires_at"] = .string(expiresAt.ISO8601Format()) }
+            if let expiresAt { details["expires_at"] = .string(Self.timestamp(expiresAt)) }
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.memberAdded, org: orgID, target: Self.userTarget(user.id), details, viaRoot: pass.viaRoot))
             let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, user.id), at: at)
             return (Member(membership: membership, email: user.email, name: user.name), revision)
@@ -186,7 +186,7 @@ public struct TenancyService: Sendable {
             if case .set(let role) = patch.role { updated.role = role }
             if case .set(let expiresAt) = patch.expiresAt { updated.expiresAt = expiresAt }
             guard let pass = standing.passes({
-                permissions.allows($0, Permission.membersWrite) && RankRules.mayChange(actor: $0, target: current.role, to: updated.role)
+                permissions.allows($0, Permission.membersWrite) && RankRules.mayChange(actor: $0, target: current.role, to: updated.role, managesOwners: permissions.allows($0, Permission.membersOwners))
             }) else {
                 throw TenancyError.forbidden("you may change only members below your rank, to roles up to your own")
             }
@@ -204,7 +204,7 @@ public struct TenancyService: Sendable {
                 details["to"] = .string(updated.role.rawValue)
             }
             if updated.expiresAt != current.expiresAt {
-                details["expires_at"] = updated.expiresAt.map { .string($0.ISO8601Format()) } ?? .null
+                details["expires_at"] = updated.expiresAt.map { .string(Self.timestamp($0)) } ?? .null
             }
             let action = updated.role != current.role ? AuditAction.memberRoleChanged : AuditAction.memberUpdated
             try await tx.appendAudit(Self.event(actor, at: at, action, org: orgID, target: Self.userTarget(userID), details, viaRoot: pass.viaRoot))
@@ -224,7 +224,7 @@ public struct TenancyService: Sendable {
             guard let current = try await tx.membership(orgID: orgID, userID: userID) else { throw TenancyError.notFound("no such member") }
             if !leaving {
                 guard let pass = standing.passes({
-                    permissions.allows($0, Permission.membersWrite) && RankRules.mayManage(actor: $0, target: current.role)
+                    permissions.allows($0, Permission.membersWrite) && RankRules.mayManage(actor: $0, target: current.role, managesOwners: permissions.allows($0, Permission.membersOwners))
                 }) else {
                     throw TenancyError.forbidden("you may remove only members below your rank")
                 }
@@ -273,6 +273,11 @@ public struct TenancyService: Sendable {
         var details = details
         if viaRoot { details["as_root"] = .bool(true) }
         return AuditEvent(at: at, actorType: actor.type, actorID: actor.id, action: action, orgID: org, target: target, details: details)
+    }
+
+    /// Timestamps in audit details read like the API's (UTC, milliseconds).
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
     }
 
     public static func orgTarget(_ id: UUID) -> String { "org:\(id.lowercasedString)" }

@@ -188,7 +188,7 @@ struct Backup: AsyncParsableCommand {
     func run() async throws {
         let runtime = try await Runtime.open()
         let services = try await runtime.services()
-        let data = try BackupDocument.encode(try await services.backup.export())
+        let data = try BackupDocument.encode(try await services.backup.export(actor: nil))
         FileHandle.standardOutput.write(data)
         FileHandle.standardOutput.write(Data("\n".utf8))
         await runtime.database.close()

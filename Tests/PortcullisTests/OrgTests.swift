@@ -124,6 +124,8 @@ struct OrgTests {
             #expect(page1 + page2 == ids)
             #expect(try await api.items("/v1/orgs?offset=4", token: alice.access).isEmpty)
             #expect(try await api.items("/v1/orgs?limit=100", token: alice.access).count == 4)
+            // Authentication comes before query validation (SPEC §11 order).
+            #expect(try await api.send(.get, "/v1/orgs?limit=500").status == .unauthorized)
             for query in ["limit=0", "limit=101", "limit=-1", "limit=x", "offset=-1", "limit=1&limit=2", "scope=bogus", "name=a&name=b"] {
                 let reply = try await api.send(.get, "/v1/orgs?\(query)", token: alice.access)
                 #expect(reply.status == .badRequest, "\(query)")

@@ -43,11 +43,12 @@ struct RankRuleTests {
             let parts = key.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             let actor = Role(rawValue: parts[0])!, target = Role(rawValue: parts[1])!
             let writes = PermissionTable.builtIn.allows(actor, Permission.membersWrite)
+            let owners = PermissionTable.builtIn.allows(actor, Permission.membersOwners)
             for (i, newRole) in Role.ranked.enumerated() {
-                let allowed = writes && RankRules.mayChange(actor: actor, target: target, to: newRole)
+                let allowed = writes && RankRules.mayChange(actor: actor, target: target, to: newRole, managesOwners: owners)
                 #expect(allowed == (expected[i] == 200), "\(key) → \(newRole)")
             }
-            #expect((writes && RankRules.mayManage(actor: actor, target: target)) == (expected[4] == 204), "\(key) remove")
+            #expect((writes && RankRules.mayManage(actor: actor, target: target, managesOwners: owners)) == (expected[4] == 204), "\(key) remove")
         }
         for (actorName, expected) in Self.grant {
             let actor = Role(rawValue: actorName)!

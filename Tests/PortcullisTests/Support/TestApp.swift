@@ -38,13 +38,14 @@ func withServices<T: Sendable>(
 }
 
 /// Runs `body` against the full HTTP application, in process.
-func withApp(
+@discardableResult
+func withApp<T: Sendable>(
     _ backend: Backend, configure: (inout AppConfig) -> Void = { _ in }, clock: TestClock? = nil,
-    _ body: @escaping @Sendable (APIClient, AppServices) async throws -> Void
-) async throws {
+    _ body: @escaping @Sendable (APIClient, AppServices) async throws -> T
+) async throws -> T {
     try await withServices(backend, configure: configure, clock: clock) { services in
         let app = buildApplication(services: services, logger: testLogger)
-        try await app.test(.router) { client in
+        return try await app.test(.router) { client in
             try await body(APIClient(client: client), services)
         }
     }

@@ -1,0 +1,188 @@
+import Foundation
+import HTTPTypes
+import Server
+import Storage
+import Testing
+
+@Suite("Backup and restore")
+struct BackupTests {
+    static let rootPassword = "root password 123"
+    static func rootConfig(_ c: inout AppConfig) {
+        c.rootEmail = "root@example.com"
+        c.rootPassword = rootPassword
+    }
+
+    /// Everything each user can see, as canonical JSON text, for comparing two instances.
+    static func answers(_ api: APIClient, users: [String]) async throws -> [String: String] {
+        var out: [String: String] = [:]
+        func record(_ key: String, _ reply: APIClient.Reply) throws {
+            let object = try JSONSerialization.jsonObject(with: Data(buffer: reply.body))
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            out[key] = "\(reply.status.code) " + String(decoding: data, as: UTF8.self)
+        }
+        for email in users {
+            let token = try await api.login(email, password: email == "root@example.com" ? rootPassword : "correct horse battery").access
+            try record("\(email) me", try await api.send(.get, "/v1/me", token: token))
+            let orgs = try await api.send(.get, "/v1/orgs?limit=100", token: token)
+            try record("\(email) orgs", orgs)
+            for org in (orgs.json["items"] as? [[String: Any]] ?? []) {
+                let id = org["id"] as? String ?? ""
+                for path in ["", "/members?limit=100", "/audit?limit=100"] {
+                    try record("\(email) \(path) \(id)", try await api.send(.get, "/v1/orgs/\(id)\(path)", token: token))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Builds a small instance: three users, two orgs, every role, a time-bound grant, some history.
+    static func populate(_ api: APIClient) async throws {
+        let alice = try await api.signupAndLogin("alice@example.com")
+        _ = try await api.signup("bob@example.com")
+        _ = try await api.signup("carol@example.com")
+        let acme = try await api.createOrg(alice.access, name: "Acme", description: "rockets")
+        _ = try await api.send(.patch, "/v1/orgs/\(acme)", json: ["metadata": ["tier": "gold", "limits": ["seats": 12, "ratio": 0.5]]], token: alice.access)
+        try await api.addMember(alice.access, org: acme, email: "bob@example.com", role: "admin")
+        try await api.addMember(alice.access, org: acme, email: "carol@example.com", role: "viewer", expiresAt: "2999-12-31T23:59:59.123Z")
+        let bob = try await api.login("bob@example.com")
+        let globex = try await api.createOrg(bob.access, name: "Globex")
+        try await api.addMember(bob.access, org: globex, email: "carol@example.com", role: "editor")
+        _ = try await api.send(.patch, "/v1/orgs/\(globex)/members/\(try await api.login("carol@example.com").userID)", json: ["role": "admin"], token: bob.access)
+    }
+
+    static let users = ["root@example.com", "alice@example.com", "bob@example.com", "carol@example.com"]
+
+    @Test("a backup restored on the other backend gives the same answers", arguments: [(Backend.sqlite, Backend.postgres), (.postgres, .sqlite)])
+    func roundTrip(_ source: Backend, _ target: Backend) async throws {
+        try await withApp(source, configure: Self.rootConfig) { api, _ in
+            try await Self.populate(api)
+            let before = try await Self.answers(api, users: Self.users)
+            // root: me, orgs; alice: me, orgs, 1 org × 3; bob and carol: me, orgs, 2 orgs × 3.
+            #expect(before.count == 23)
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            #expect(try await api.send(.get, "/v1/admin/backup", token: try await api.login("alice@example.com").access).status == .forbidden)
+            let backup = try await api.send(.get, "/v1/admin/backup", token: root.access)
+            #expect(backup.status == .ok)
+            #expect(backup.headers[.cacheControl] == "no-store")
+            // No secret in clear: no password anywhere, every user carries an argon2id hash.
+            #expect(!backup.text.contains("correct horse battery"))
+            #expect(!backup.text.contains(Self.rootPassword))
+            let doc = backup.json
+            #expect(doc["version"] as? Int == 1)
+            let users = try #require(doc["users"] as? [[String: Any]])
+            #expect(users.count == 4)
+            #expect(users.allSatisfy { ($0["password_hash"] as? String)?.hasPrefix("$argon2id$") == true })
+            #expect((doc["orgs"] as? [Any])?.count == 2)
+            #expect((doc["memberships"] as? [Any])?.count == 5)
+            #expect((doc["invites"] as? [Any])?.isEmpty == true)
+
+            try await withApp(target, configure: Self.rootConfig) { api2, services2 in
+                let targetRoot = try await api2.login("root@example.com", password: Self.rootPassword)
+                let restored = try await api2.send(.post, "/v1/admin/restore", raw: backup.text, token: targetRoot.access)
+                #expect(restored.status == .ok, "\(restored.text)")
+                #expect(restored.json["orgs"] as? Int == 2)
+                #expect(restored.revision != nil)
+                // The target's own root account was replaced, and with it its session.
+                #expect(try await api2.send(.get, "/v1/me", token: targetRoot.access).status == .unauthorized)
+
+                let after = try await Self.answers(api2, users: Self.users)
+                #expect(after.keys.sorted() == before.keys.sorted())
+                for key in before.keys.sorted() {
+                    #expect(after[key] == before[key], "\(key)")
+                }
+                // The restore is itself in the platform audit log.
+                let newRoot = try await api2.login("root@example.com", password: Self.rootPassword)
+                let platform = try await api2.items("/v1/audit?limit=2", token: newRoot.access)
+                #expect(platform.map { $0["action"] as? String } == ["backup.restored", "backup.exported"])
+
+                // A second restore finds a non-empty instance and changes nothing.
+                let again = try await api2.send(.post, "/v1/admin/restore", raw: backup.text, token: newRoot.access)
+                #expect(again.status == .conflict)
+                let count = try await services2.database.queryFirst("SELECT COUNT(*) AS n FROM memberships")?.int("n")
+                #expect(count == 5)
+            }
+        }
+    }
+
+    @Test("bad restores are refused and change nothing", arguments: Backend.allCases)
+    func refusals(_ backend: Backend) async throws {
+        let source = try await withApp(.sqlite, configure: Self.rootConfig) { api, _ in
+            try await Self.populate(api)
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            return try await api.send(.get, "/v1/admin/backup", token: root.access).text
+        }
+        let good = try #require(try JSONSerialization.jsonObject(with: Data(source.utf8)) as? [String: Any])
+
+        func mutated(_ change: (inout [String: Any]) -> Void) throws -> String {
+            var doc = good
+            change(&doc)
+            return String(decoding: try JSONSerialization.data(withJSONObject: doc), as: UTF8.self)
+        }
+        let bad: [(String, String)] = [
+            ("garbage", "{not json"),
+            ("empty object", "{}"),
+            ("version", try mutated { $0["version"] = 99 }),
+            ("invites", try mutated { $0["invites"] = [["id": "x"]] }),
+            ("membership to a missing user", try mutated { doc in
+                var ms = doc["memberships"] as! [[String: Any]]
+                ms[0]["user_id"] = UUID().uuidString.lowercased()
+                doc["memberships"] = ms
+            }),
+            ("org without an owner", try mutated { doc in
+                doc["memberships"] = (doc["memberships"] as! [[String: Any]]).filter { $0["role"] as? String != "owner" }
+            }),
+            ("bad role", try mutated { doc in
+                var ms = doc["memberships"] as! [[String: Any]]
+                ms[0]["role"] = "god"
+                doc["memberships"] = ms
+            }),
+            ("plain password", try mutated { doc in
+                var us = doc["users"] as! [[String: Any]]
+                us[0]["password_hash"] = "hunter2"
+                doc["users"] = us
+            }),
+            ("duplicate e-mail", try mutated { doc in
+                var us = doc["users"] as! [[String: Any]]
+                us[1]["email"] = us[0]["email"]
+                doc["users"] = us
+            }),
+            ("membership listed twice", try mutated { doc in
+                // An owner row followed by a viewer row for the same pair must not slip through.
+                var ms = doc["memberships"] as! [[String: Any]]
+                var copy = ms.first { $0["role"] as? String == "owner" }!
+                copy["role"] = "viewer"
+                ms.append(copy)
+                doc["memberships"] = ms
+            }),
+            ("no root administrator", try mutated { doc in
+                doc["users"] = (doc["users"] as! [[String: Any]]).map { u in var u = u; u["is_root"] = false; return u }
+            }),
+            ("bad id", try mutated { doc in
+                var os = doc["orgs"] as! [[String: Any]]
+                os[0]["id"] = "1; DROP TABLE orgs"
+                doc["orgs"] = os
+            }),
+        ]
+        try await withApp(backend, configure: Self.rootConfig) { api, services in
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            for (name, body) in bad {
+                let reply = try await api.send(.post, "/v1/admin/restore", raw: body, token: root.access)
+                #expect(reply.status == .badRequest, "\(name): \(reply.text)")
+                #expect(reply.code == "invalid_request", "\(name)")
+            }
+            #expect(try await api.send(.post, "/v1/admin/restore", raw: source, token: root.access, contentType: "text/plain").status == .unsupportedMediaType)
+            _ = try await api.signup("someone@example.com")
+            let someone = try await api.login("someone@example.com")
+            #expect(try await api.send(.post, "/v1/admin/restore", raw: source, token: someone.access).status == .forbidden)
+            #expect(try await api.send(.post, "/v1/admin/restore", raw: source).status == .unauthorized)
+            // Still the instance it was: root's session works, no orgs, no restored users.
+            #expect(try await api.send(.get, "/v1/me", token: root.access).status == .ok)
+            let users = try await services.database.queryFirst("SELECT COUNT(*) AS n FROM users")?.int("n")
+            #expect(users == 2)
+            #expect(try await services.database.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") == 0)
+            // And with a non-root user present, even a good backup is refused: not empty.
+            let full = try await api.send(.post, "/v1/admin/restore", raw: source, token: root.access)
+            #expect(full.status == .conflict)
+        }
+    }
+}
