@@ -20,6 +20,8 @@ CREATE TABLE memberships (
     expires_at TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
+    -- The audit event that last set this membership, for explanations.
+    audit_event_id UUID,
     PRIMARY KEY (org_id, user_id)
 );
 CREATE INDEX memberships_user ON memberships (user_id);

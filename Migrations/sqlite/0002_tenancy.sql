@@ -20,6 +20,8 @@ CREATE TABLE memberships (
     expires_at INTEGER,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    -- The audit event that last set this membership, for explanations.
+    audit_event_id TEXT,
     PRIMARY KEY (org_id, user_id)
 );
 CREATE INDEX memberships_user ON memberships (user_id);

@@ -14,6 +14,8 @@ public struct AuthService: Sendable {
     public let sessionGuard: SessionGuard
     public let signupMode: SignupMode
     public let now: @Sendable () -> Date
+    public let verifiedTokens = VerifiedTokenCache()
+    public let userCache = UserCache()
 
     public init(users: any UserStore, sessions: any SessionStore, hasher: any PasswordHasher, tokens: TokenService, sessionGuard: SessionGuard, signupMode: SignupMode, now: @escaping @Sendable () -> Date = { Date() }) {
         self.users = users
@@ -119,7 +121,14 @@ public struct AuthService: Sendable {
 
     /// Verifies an access token and that its session is still alive.
     public func authenticate(accessToken: String) async throws -> VerifiedAccessToken {
-        let verified = try await tokens.verify(accessToken, now: now())
+        let key = Secrets.hash(accessToken)
+        let verified: VerifiedAccessToken
+        if let hit = verifiedTokens.get(key, now: now()) {
+            verified = hit
+        } else {
+            verified = try await tokens.verify(accessToken, now: now())
+            verifiedTokens.put(key, verified)
+        }
         guard try await sessionGuard.isAlive(sessionID: verified.sessionID, userID: verified.userID, now: now()) else {
             throw IdentityError.unauthenticated("session revoked")
         }
@@ -158,6 +167,7 @@ public struct AuthService: Sendable {
         guard let result = try await users.updateName(userID: userID, name: clean, now: now()) else {
             throw IdentityError.notFound
         }
+        userCache.invalidate(userID)
         return result
     }
 
@@ -175,6 +185,9 @@ public struct AuthService: Sendable {
     }
 
     public func user(id: UUID) async throws -> User? {
-        try await users.user(id: id)
+        if let hit = userCache.get(id) { return hit }
+        let user = try await users.user(id: id)
+        if let user { userCache.put(user) }
+        return user
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Identity
 import Logging
+import Policy
 import Storage
 import Tenancy
 
@@ -12,7 +13,12 @@ public struct AppServices: Sendable {
     public let tokens: TokenService
     public let auth: AuthService
     public let changeFeed: ChangeFeed
+    /// Applies the change log (other nodes' writes) to this node's memory; `at_least` reads through it.
+    public let changes: ChangeApplier
     public let tenancy: TenancyService
+    public let bindings: BindingService
+    public let policy: PolicyService
+    public let policyStore: SQLPolicyStore
     public let backup: SQLBackup
 
     /// Migrates the database, loads (or creates) signing keys, and creates the root admin from
@@ -21,6 +27,14 @@ public struct AppServices: Sendable {
         config: AppConfig, database: any SQLDatabase, logger: Logger,
         hasher: (any PasswordHasher)? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> AppServices {
+        var permissions = PermissionTable.builtIn
+        if let file = config.policyFile {
+            do {
+                permissions = PermissionTable.withCustom(try PermissionFile.load(path: file))
+            } catch {
+                throw ConfigError(variable: "PORTCULLIS_POLICY_FILE", message: error.message)
+            }
+        }
         try await Migrator(dialect: database.dialect).migrate(database)
         let store = SQLIdentityStore(database: database)
         let masterKey: Data
@@ -42,11 +56,20 @@ public struct AppServices: Sendable {
         let auth = AuthService(
             users: store, sessions: store, hasher: try hasher ?? Argon2idHasher(), tokens: tokens,
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
+        let grantCache = GrantCache(loader: SQLPolicyStore(database: database))
+        let apply = Self.applier(auth: auth, tokens: tokens, grants: grantCache)
+        let feed = ChangeFeed(database: database, interval: config.changePollInterval)
+        let tenancyStore = SQLTenancyStore(database: database, observer: apply)
+        let tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
+        let policyStore = SQLPolicyStore(database: database, observer: apply)
         let services = AppServices(
-            config: config, database: database, store: store, tokens: tokens, auth: auth,
-            changeFeed: ChangeFeed(database: database, interval: config.changePollInterval),
-            tenancy: TenancyService(store: SQLTenancyStore(database: database), now: now),
-            backup: SQLBackup(database: database))
+            config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
+            changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), handle: apply),
+            tenancy: tenancy,
+            bindings: BindingService(store: policyStore, tenancy: tenancy, now: now),
+            policy: PolicyService(cache: grantCache, permissions: permissions, now: now),
+            policyStore: policyStore,
+            backup: SQLBackup(database: database, observer: apply))
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }
@@ -68,21 +91,37 @@ public struct AppServices: Sendable {
         }
     }
 
-    /// Applies changes made by other nodes (or processes) to this node's in-memory state.
+    /// Applies changes (this node's own, right after commit, and other nodes' from the change
+    /// log) to the in-memory state: session liveness, signing keys, cached users and grants.
     public func apply(_ changes: [Change]) async {
-        var revoked: [UUID] = []
-        var keysChanged = false
-        for change in changes {
-            switch change.kind {
-            case ChangeKind.sessionRevoked:
-                if let id = UUID(uuidString: change.subject) { revoked.append(id) }
-            case ChangeKind.signingKeysChanged:
-                keysChanged = true
-            default:
-                break
+        await Self.applier(auth: auth, tokens: tokens, grants: policy.cache)(changes)
+    }
+
+    static func applier(auth: AuthService, tokens: TokenService, grants: GrantCache) -> ChangeObserver {
+        { changes in
+            var revoked: [UUID] = []
+            var keysChanged = false
+            for change in changes {
+                switch change.kind {
+                case ChangeKind.sessionRevoked:
+                    if let id = UUID(uuidString: change.subject) { revoked.append(id) }
+                case ChangeKind.signingKeysChanged:
+                    keysChanged = true
+                case ChangeKind.userCreated, ChangeKind.userUpdated:
+                    if let id = UUID(uuidString: change.subject) { auth.userCache.invalidate(id) }
+                case TenancyChange.orgCreated, TenancyChange.orgDeleted, BindingService.changeKind:
+                    if let id = UUID(uuidString: change.subject) { grants.invalidate(id) }
+                case TenancyChange.membershipChanged:
+                    if let id = UUID(uuidString: String(change.subject.prefix(36))) { grants.invalidate(id) }
+                case TenancyChange.restored:
+                    grants.invalidateAll()
+                    auth.userCache.invalidateAll()
+                default:
+                    break
+                }
             }
+            auth.sessionGuard.sessionsRevoked(revoked)
+            if keysChanged { try? await tokens.reload() }
         }
-        auth.sessionGuard.sessionsRevoked(revoked)
-        if keysChanged { try? await tokens.reload() }
     }
 }

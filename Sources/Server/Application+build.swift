@@ -28,6 +28,10 @@ public func registerRoutes(_ routes: RouteTable, services: AppServices) -> Route
     IdentityRoutes(auth: services.auth, authenticator: authenticator).register(routes)
     TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
+    BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
+    let policyRoutes = PolicyRoutes(services: services, authenticator: authenticator)
+    policyRoutes.register(routes)
+    AuthZENRoutes(policyRoutes: policyRoutes, config: services.config).register(routes)
     return routes
 }
 
@@ -38,16 +42,13 @@ extension RouteTable {
     }
 }
 
-/// Follows the change log so that revocations made on other nodes apply here within the poll interval.
+/// Follows the change log so that writes made on other nodes apply here within the poll interval.
 struct ChangeFollower: Service {
     let services: AppServices
 
     func run() async throws {
-        let start = (try? await services.changeFeed.latestRevision()) ?? 0
         await cancelWhenGracefulShutdown {
-            await services.changeFeed.follow(from: start) { changes in
-                await services.apply(changes)
-            }
+            await services.changes.run()
         }
     }
 }

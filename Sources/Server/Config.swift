@@ -29,6 +29,10 @@ public struct AppConfig: Sendable {
     public var logLevel = "info"
     /// How often the change log is polled for writes made by other nodes.
     public var changePollInterval: Duration = .milliseconds(50)
+    /// Custom permissions (`PORTCULLIS_POLICY_FILE`), YAML or JSON.
+    public var policyFile: String?
+    /// How long `at_least` waits for another node's write to arrive before reading through.
+    public var atLeastWait: Duration = .milliseconds(500)
 
     public init() {}
 
@@ -45,6 +49,7 @@ public struct AppConfig: Sendable {
             c.databaseURL = v
         }
         if let v = value("HOST") { c.host = v }
+        if let v = value("POLICY_FILE") { c.policyFile = v }
         if let v = value("PORT") {
             guard let p = Int(v), (0...65535).contains(p) else {
                 throw ConfigError(variable: "PORTCULLIS_PORT", message: "must be a port number 0...65535 (got \(v))")

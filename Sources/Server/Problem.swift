@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Identity
+import Policy
 import NIOCore
 import Storage
 import Tenancy
@@ -74,6 +75,8 @@ extension Problem {
             case .forbidden(let m): return .forbidden(m)
             case .notFound: return .notFound()
             }
+        case let e as PolicyError:
+            return .badRequest(e.message)
         case let e as TenancyError:
             switch e {
             case .invalid(let m): return .badRequest(m)

@@ -50,6 +50,7 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         public var expiresAt: Date?
         public var createdAt: Date
         public var updatedAt: Date
+        public var auditEventId: String?
     }
 
     public struct AuditEvent: Codable, Sendable, Equatable {
@@ -120,8 +121,12 @@ public struct RestoreSummary: Sendable, Equatable {
 /// PostgreSQL and the other way round).
 public struct SQLBackup: Sendable {
     public let db: any SQLDatabase
+    let observer: ChangeObserver?
 
-    public init(database: any SQLDatabase) { db = database }
+    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
+        db = database
+        self.observer = observer
+    }
 
     /// Reads everything in one transaction, so the document is one consistent state, and records
     /// the export in the audit log (a backup holds every password hash: who took one matters).
@@ -151,7 +156,7 @@ public struct SQLBackup: Sendable {
                 "SELECT \(SQLTenancyStore.membershipColumns) FROM memberships m ORDER BY m.org_id, m.created_at, m.user_id"
             ).map { r in
                 let m = try SQLTenancyStore.decodeMembership(r)
-                return BackupDocument.Membership(orgId: m.orgID.lowercasedString, userId: m.userID.lowercasedString, role: m.role, expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt)
+                return BackupDocument.Membership(orgId: m.orgID.lowercasedString, userId: m.userID.lowercasedString, role: m.role, expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt, auditEventId: m.auditEventID?.lowercasedString)
             }
             let audit = try await tx.query("SELECT \(SQLTenancyStore.auditColumns) FROM audit_events ORDER BY seq").map { r in
                 let e = try SQLTenancyStore.decodeAudit(r)
@@ -168,8 +173,10 @@ public struct SQLBackup: Sendable {
     /// backup's users, so the instance answers exactly as the backed-up one did.
     public func restore(_ document: BackupDocument, actor: Actor?, now: Date = Date()) async throws -> RestoreSummary {
         let records = try Self.validate(document)
+        let collector = ChangeCollector()
         do {
-            return try await db.transaction { tx in
+            let summary = try await db.transaction { tx in
+                collector.reset()
                 let orgCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") ?? 0
                 let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
@@ -184,7 +191,7 @@ public struct SQLBackup: Sendable {
                         "INSERT INTO users (\(SQLIdentityStore.userColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                         id, u.email, u.name, u.passwordHash, u.emailVerified, u.isRoot, u.createdAt, u.updatedAt)
                 }
-                let writer = SQLTenancyStore.Writer(tx: tx)
+                let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
                 for o in records.orgs { try await writer.insertOrg(o) }
                 for m in records.memberships { try await writer.upsertMembership(m) }
                 for e in records.auditEvents { try await writer.appendAudit(e) }
@@ -197,12 +204,14 @@ public struct SQLBackup: Sendable {
                     at: now, actorType: actor?.type ?? "system", actorID: actor?.id, action: AuditAction.backupRestored,
                     orgID: nil, target: "instance", details: counts))
                 for id in sessions {
-                    _ = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: id.lowercasedString, at: now)
+                    _ = try await writer.recordChange(kind: ChangeKind.sessionRevoked, subject: id.lowercasedString, at: now)
                 }
-                let revision = try await ChangeLog.append(tx, kind: TenancyChange.restored, subject: "instance", at: now)
+                let revision = try await writer.recordChange(kind: TenancyChange.restored, subject: "instance", at: now)
                 return RestoreSummary(users: records.users.count, orgs: records.orgs.count, memberships: records.memberships.count,
                                       auditEvents: records.auditEvents.count, revision: revision)
             }
+            if let observer { await observer(collector.changes) }
+            return summary
         } catch StorageError.uniqueViolation(let what) {
             throw TenancyError.invalid("the backup repeats a record (\(what))")
         } catch StorageError.foreignKeyViolation {
@@ -257,7 +266,8 @@ public struct SQLBackup: Sendable {
         var pairs = Set<String>()
         for m in d.memberships {
             let membership = Membership(orgID: try id(m.orgId, "org"), userID: try id(m.userId, "user"), role: m.role,
-                                        expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt)
+                                        expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt,
+                                        auditEventID: try m.auditEventId.map { try id($0, "audit event") })
             guard orgIDs.contains(membership.orgID), userIDs.contains(membership.userID) else {
                 throw TenancyError.invalid("a membership refers to an org or user that is not in the backup")
             }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The change log: one row per acknowledged write, numbered by a monotonic revision.
 /// Other nodes follow it (`ChangeFeed`) to keep their in-memory state exact, and clients use
@@ -27,9 +28,33 @@ public enum ChangeKind {
     public static let signingKeysChanged = "signing_keys.changed"
 }
 
+/// Collects the changes one transaction records, for the store's `ChangeObserver`.
+final class ChangeCollector: Sendable {
+    private let recorded = Mutex<[Change]>([])
+
+    func add(_ change: Change) { recorded.withLock { $0.append(change) } }
+    func reset() { recorded.withLock { $0.removeAll() } }
+    var changes: [Change] { recorded.withLock { $0 } }
+}
+
+/// Receives the changes a store committed, right after the commit: how a node applies its own
+/// writes to its in-memory state at once instead of waiting for the change feed.
+public typealias ChangeObserver = @Sendable ([Change]) async -> Void
+
 enum ChangeLog {
+    static let orderLockKey: Int64 = 0x5043_4C43_4847 // "PCLCHG"
+
     /// Appends a change inside the caller's transaction and returns its revision.
+    ///
+    /// On PostgreSQL an identity value is taken at insert but becomes visible at commit, so two
+    /// concurrent writers could commit revisions out of order and a follower reading
+    /// `revision > cursor` would skip the late one for ever. A transaction-scoped advisory lock
+    /// taken before the insert makes revision order and commit order the same. (SQLite
+    /// transactions are serialized already.)
     static func append(_ tx: any SQLExecutor, kind: String, subject: String, at: Date) async throws -> Int64 {
+        if tx.dialect == .postgres {
+            try await tx.execute("SELECT pg_advisory_xact_lock($1)", orderLockKey)
+        }
         guard let row = try await tx.queryFirst(
             "INSERT INTO changes (at, kind, subject) VALUES ($1, $2, $3) RETURNING revision", at, kind, subject)
         else { throw StorageError.other("change log insert returned nothing") }
@@ -69,22 +94,54 @@ public struct ChangeFeed: Sendable {
     public func changes(after revision: Int64, limit: Int = 1000) async throws -> [Change] {
         try await ChangeLog.since(database, revision: revision, limit: limit)
     }
+}
+
+/// Applies the change log to this node's in-memory state, in order, exactly once per change.
+///
+/// `run` polls on the feed's interval; `reach(n)` reads through at once when a request asks
+/// for revision n (`at_least`), so read-your-writes never waits for the next poll.
+public final class ChangeApplier: Sendable {
+    public let feed: ChangeFeed
+    let handle: @Sendable ([Change]) async -> Void
+    private let cursor: Mutex<Int64>
+    private let lock = AsyncLock()
+
+    public init(feed: ChangeFeed, from start: Int64, handle: @escaping @Sendable ([Change]) async -> Void) {
+        self.feed = feed
+        self.handle = handle
+        cursor = Mutex(start)
+    }
+
+    /// Every change up to this revision has been applied here.
+    public var applied: Int64 { cursor.withLock { $0 } }
+
+    /// Reads and applies whatever the database has beyond the cursor.
+    public func catchUp() async throws {
+        try await lock.withLock { [self] in
+            while true {
+                let from = applied
+                let batch = try await feed.changes(after: from)
+                guard let last = batch.last else { return }
+                await handle(batch)
+                cursor.withLock { $0 = last.revision }
+                if batch.count < 1000 { return }
+            }
+        }
+    }
+
+    /// True once revision `n` is applied here (catching up first when it is not yet).
+    /// False when the database itself has no such revision yet.
+    public func reach(_ revision: Int64) async throws -> Bool {
+        if applied >= revision { return true }
+        try await catchUp()
+        return applied >= revision
+    }
 
     /// Polls until the task is cancelled. Transient database errors are retried.
-    public func follow(from start: Int64, handle: @Sendable ([Change]) async -> Void) async {
-        var cursor = start
+    public func run() async {
         while !Task.isCancelled {
-            do {
-                let batch = try await changes(after: cursor)
-                if let last = batch.last {
-                    cursor = last.revision
-                    await handle(batch)
-                    if batch.count == 1000 { continue }
-                }
-            } catch {
-                // The database is down or busy: keep the cursor and try again.
-            }
-            try? await Task.sleep(for: interval)
+            try? await catchUp()
+            try? await Task.sleep(for: feed.interval)
         }
     }
 }

@@ -4,11 +4,15 @@ import Tenancy
 /// Orgs, memberships and the audit log on either SQL backend.
 public struct SQLTenancyStore: TenancyStore {
     public let db: any SQLDatabase
+    let observer: ChangeObserver?
 
-    public init(database: any SQLDatabase) { db = database }
+    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
+        db = database
+        self.observer = observer
+    }
 
     static let orgColumns = "o.id, o.name, o.description, o.metadata, o.created_at, o.updated_at"
-    static let membershipColumns = "m.org_id, m.user_id, m.role, m.expires_at, m.created_at, m.updated_at"
+    static let membershipColumns = "m.org_id, m.user_id, m.role, m.expires_at, m.created_at, m.updated_at, m.audit_event_id"
     static let auditColumns = "id, at, actor_type, actor_id, action, org_id, target, details"
     /// A membership that still counts at bind `$n`.
     static func current(_ n: Int) -> String { "(m.expires_at IS NULL OR m.expires_at > $\(n))" }
@@ -26,7 +30,8 @@ public struct SQLTenancyStore: TenancyStore {
 
     static func decodeMembership(_ row: SQLRow) throws -> Membership {
         Membership(orgID: try row.uuid("org_id"), userID: try row.uuid("user_id"), role: try decodeRole(row),
-                   expiresAt: try row.optionalDate("expires_at"), createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+                   expiresAt: try row.optionalDate("expires_at"), createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"),
+                   auditEventID: try row.optionalUUID("audit_event_id"))
     }
 
     static func decodeAudit(_ row: SQLRow) throws -> AuditEvent {
@@ -118,22 +123,42 @@ public struct SQLTenancyStore: TenancyStore {
         return (try rows.map(Self.decodeAudit), Int(total))
     }
 
+    public func auditEvent(id: UUID) async throws -> AuditEvent? {
+        try await db.queryFirst("SELECT \(Self.auditColumns) FROM audit_events WHERE id = $1", id).map(Self.decodeAudit)
+    }
+
     // MARK: Writes
 
     public func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter) async throws -> T) async throws -> T {
-        try await db.transaction { tx in
+        try await Self.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
+            try await body(Writer(tx: tx, collector: collector))
+        }
+    }
+
+    /// One org-scoped write transaction: locks the org (PostgreSQL; SQLite transactions begin
+    /// IMMEDIATE and so already exclude every other writer), runs `body`, and after the commit
+    /// hands the recorded changes to `observer`.
+    static func write<T: Sendable>(
+        _ db: any SQLDatabase, observer: ChangeObserver?, lockingOrg orgID: UUID?,
+        _ body: @Sendable (any SQLExecutor, ChangeCollector) async throws -> T
+    ) async throws -> T {
+        let collector = ChangeCollector()
+        let result = try await db.transaction { tx in
+            collector.reset() // a retried transaction starts over
             if let orgID, tx.dialect == .postgres {
-                // SQLite transactions begin IMMEDIATE and so already exclude every other writer.
                 try await tx.execute("SELECT id FROM orgs WHERE id = $1 FOR UPDATE", orgID)
             }
-            return try await body(Writer(tx: tx))
+            return try await body(tx, collector)
         }
+        if let observer { await observer(collector.changes) }
+        return result
     }
 
     /// The statements of a tenancy write, run on whatever executor it is given (a transaction,
     /// or the database itself for single reads).
     struct Writer: TenancyWriter {
         let tx: any SQLExecutor
+        var collector: ChangeCollector? = nil
 
         func org(id: UUID) async throws -> Org? {
             try await tx.queryFirst("SELECT \(SQLTenancyStore.orgColumns) FROM orgs o WHERE o.id = $1", id).map(SQLTenancyStore.decodeOrg)
@@ -164,11 +189,11 @@ public struct SQLTenancyStore: TenancyStore {
         func upsertMembership(_ m: Membership) async throws {
             try await tx.execute(
                 """
-                INSERT INTO memberships (org_id, user_id, role, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+                INSERT INTO memberships (org_id, user_id, role, expires_at, created_at, updated_at, audit_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, expires_at = excluded.expires_at,
-                    created_at = excluded.created_at, updated_at = excluded.updated_at
+                    created_at = excluded.created_at, updated_at = excluded.updated_at, audit_event_id = excluded.audit_event_id
                 """,
-                m.orgID, m.userID, m.role.rawValue, m.expiresAt, m.createdAt, m.updatedAt)
+                m.orgID, m.userID, m.role.rawValue, m.expiresAt, m.createdAt, m.updatedAt, m.auditEventID)
         }
 
         func deleteMembership(orgID: UUID, userID: UUID) async throws {
@@ -200,7 +225,9 @@ public struct SQLTenancyStore: TenancyStore {
         }
 
         func recordChange(kind: String, subject: String, at: Date) async throws -> Int64 {
-            try await ChangeLog.append(tx, kind: kind, subject: subject, at: at)
+            let revision = try await ChangeLog.append(tx, kind: kind, subject: subject, at: at)
+            collector?.add(Change(revision: revision, at: at, kind: kind, subject: subject))
+            return revision
         }
     }
 }

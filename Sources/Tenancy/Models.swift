@@ -38,14 +38,17 @@ public struct Membership: Sendable, Equatable {
     public var expiresAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The audit event that last set this membership (for `explain`).
+    public var auditEventID: UUID?
 
-    public init(orgID: UUID, userID: UUID, role: Role, expiresAt: Date?, createdAt: Date, updatedAt: Date) {
+    public init(orgID: UUID, userID: UUID, role: Role, expiresAt: Date?, createdAt: Date, updatedAt: Date, auditEventID: UUID? = nil) {
         self.orgID = orgID
         self.userID = userID
         self.role = role
         self.expiresAt = expiresAt
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.auditEventID = auditEventID
     }
 
     /// Whether the membership counts at `now`.
@@ -135,6 +138,8 @@ public enum AuditAction {
     public static let memberLeft = "member.left"
     public static let backupRestored = "backup.restored"
     public static let backupExported = "backup.exported"
+    public static let bindingSet = "binding.set"
+    public static let bindingRemoved = "binding.removed"
 }
 
 /// Who a new member is: an existing user by id or by e-mail.

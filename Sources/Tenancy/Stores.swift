@@ -14,6 +14,7 @@ public protocol TenancyStore: Sendable {
     func member(orgID: UUID, userID: UUID) async throws -> Member?
     /// Audit events, newest first; `orgID: nil` lists every event.
     func auditEvents(orgID: UUID?, limit: Int, offset: Int) async throws -> ([AuditEvent], Int)
+    func auditEvent(id: UUID) async throws -> AuditEvent?
 
     /// Runs `body` in one transaction. With `lockingOrg`, the org's row is locked first so that
     /// rank and last-owner checks inside `body` see a state no concurrent writer can change.

@@ -59,6 +59,18 @@ public struct TenancyService: Sendable {
         return pass
     }
 
+    /// For other modules' org-scoped routes (bindings, invites, keys): the role with which
+    /// `actor` holds `permission` in the org, or 404 for non-members and 403 for too low a role.
+    public func access(_ permission: String, actor: Actor, orgID: UUID) async throws -> Role {
+        try require(permission, try await standing(orgID: orgID, actor: actor, at: now())).role
+    }
+
+    /// The same inside a write transaction; `viaRoot` tells whether only root powers made it pass.
+    public func access(_ permission: String, actor: Actor, orgID: UUID, in tx: any TenancyWriter, at now: Date) async throws -> (role: Role, viaRoot: Bool) {
+        let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: now)
+        return try require(permission, standing)
+    }
+
     // MARK: Orgs
 
     public func createOrg(actor: Actor, name: String, description: String?, metadata: JSONValue?) async throws -> (OrgView, Int64) {
@@ -68,9 +80,11 @@ public struct TenancyService: Sendable {
         let at = now()
         let org = Org(id: UUID(), name: name, description: description, metadata: metadata, createdAt: at, updatedAt: at)
         let revision = try await store.write(lockingOrg: nil) { tx in
+            let event = Self.event(actor, at: at, AuditAction.orgCreated, org: org.id, target: Self.orgTarget(org.id), ["name": .string(name)])
             try await tx.insertOrg(org)
-            try await tx.upsertMembership(Membership(orgID: org.id, userID: actor.userID, role: .owner, expiresAt: nil, createdAt: at, updatedAt: at))
-            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgCreated, org: org.id, target: Self.orgTarget(org.id), ["name": .string(name)]))
+            try await tx.upsertMembership(Membership(
+                orgID: org.id, userID: actor.userID, role: .owner, expiresAt: nil, createdAt: at, updatedAt: at, auditEventID: event.id))
+            try await tx.appendAudit(event)
             return try await tx.recordChange(kind: TenancyChange.orgCreated, subject: org.id.lowercasedString, at: at)
         }
         return (OrgView(org: org, role: .owner), revision)
@@ -163,11 +177,13 @@ public struct TenancyService: Sendable {
             guard let user else { throw TenancyError.notFound("no user with this id or e-mail; invite them instead") }
             let existing = try await tx.membership(orgID: orgID, userID: user.id)
             if let existing, existing.isCurrent(at: at) { throw TenancyError.alreadyMember }
-            let membership = Membership(orgID: orgID, userID: user.id, role: role, expiresAt: expiresAt, createdAt: existing?.createdAt ?? at, updatedAt: at)
-            try await tx.upsertMembership(membership)
             var details: [String: JSONValue] = ["role": .string(role.rawValue), "email": .string(user.email)]
             if let expiresAt { details["expires_at"] = .string(Self.timestamp(expiresAt)) }
-            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.memberAdded, org: orgID, target: Self.userTarget(user.id), details, viaRoot: pass.viaRoot))
+            let event = Self.event(actor, at: at, AuditAction.memberAdded, org: orgID, target: Self.userTarget(user.id), details, viaRoot: pass.viaRoot)
+            let membership = Membership(
+                orgID: orgID, userID: user.id, role: role, expiresAt: expiresAt, createdAt: existing?.createdAt ?? at, updatedAt: at, auditEventID: event.id)
+            try await tx.upsertMembership(membership)
+            try await tx.appendAudit(event)
             let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, user.id), at: at)
             return (Member(membership: membership, email: user.email, name: user.name), revision)
         }
@@ -197,7 +213,6 @@ public struct TenancyService: Sendable {
                 try await Self.requireAnotherOwner(tx, orgID: orgID)
             }
             updated.updatedAt = at
-            try await tx.upsertMembership(updated)
             var details: [String: JSONValue] = [:]
             if updated.role != current.role {
                 details["from"] = .string(current.role.rawValue)
@@ -207,7 +222,10 @@ public struct TenancyService: Sendable {
                 details["expires_at"] = updated.expiresAt.map { .string(Self.timestamp($0)) } ?? .null
             }
             let action = updated.role != current.role ? AuditAction.memberRoleChanged : AuditAction.memberUpdated
-            try await tx.appendAudit(Self.event(actor, at: at, action, org: orgID, target: Self.userTarget(userID), details, viaRoot: pass.viaRoot))
+            let event = Self.event(actor, at: at, action, org: orgID, target: Self.userTarget(userID), details, viaRoot: pass.viaRoot)
+            updated.auditEventID = event.id
+            try await tx.upsertMembership(updated)
+            try await tx.appendAudit(event)
             let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
             return (Member(membership: updated, email: user.email, name: user.name), revision)
         }
@@ -276,7 +294,7 @@ public struct TenancyService: Sendable {
     }
 
     /// Timestamps in audit details read like the API's (UTC, milliseconds).
-    static func timestamp(_ date: Date) -> String {
+    public static func timestamp(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
     }
 

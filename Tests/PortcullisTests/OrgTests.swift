@@ -161,30 +161,37 @@ struct OrgTests {
             let mallory = try await api.signupAndLogin("mallory@example.com")
             _ = try await api.createOrg(mallory.access, name: "Mallory's")
             // A valid body for every route under an org, so the 404 is about membership alone.
-            let bodies: [String: [String: Any]] = [
-                "PATCH /v1/orgs/{org_id}": ["name": "Pwned"],
-                "POST /v1/orgs/{org_id}/members": ["email": "mallory@example.com", "role": "viewer"],
-                "PATCH /v1/orgs/{org_id}/members/{user_id}": ["role": "viewer"],
-            ]
+            func bodies(_ orgID: String) -> [String: [String: Any]] {
+                [
+                    "PATCH /v1/orgs/{org_id}": ["name": "Pwned"],
+                    "POST /v1/orgs/{org_id}/members": ["email": "mallory@example.com", "role": "viewer"],
+                    "PATCH /v1/orgs/{org_id}/members/{user_id}": ["role": "viewer"],
+                    "PUT /v1/orgs/{org_id}/bindings": ["subject": ["user_id": mallory.userID], "resource": "org:\(orgID)/doc:1", "role": "viewer"],
+                ]
+            }
             let orgRoutes = RouteTable.all(services: services).routes.filter { $0.path.hasPrefix("/v1/orgs/{org_id}") }
             #expect(orgRoutes.count >= 8)
             for route in orgRoutes {
                 let key = "\(route.method) \(route.path)"
-                let body = bodies[key] ?? (route.method == .post || route.method == .patch || route.method == .put ? [:] : nil)
+                let needsBody = route.method == .post || route.method == .patch || route.method == .put
+                let body = bodies(org)[key] ?? (needsBody ? [:] : nil)
                 for orgID in [org, UUID().uuidString.lowercased()] {
-                    let path = route.path.replacingOccurrences(of: "{org_id}", with: orgID).replacingOccurrences(of: "{user_id}", with: alice.userID)
-                    let reply = try await api.send(route.method, path, json: body, token: mallory.access)
+                    let path = route.path.replacingOccurrences(of: "{org_id}", with: orgID)
+                        .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
+                    let reply = try await api.send(route.method, path, json: bodies(orgID)[key] ?? body, token: mallory.access)
                     #expect(reply.status == .notFound, "\(key) as a non-member: \(reply.text)")
                     #expect(reply.code == "not_found")
                 }
                 for bad in ["not-a-uuid", "1", "%27%20OR%201%3D1", String(repeating: "f", count: 300)] {
-                    let path = route.path.replacingOccurrences(of: "{org_id}", with: bad).replacingOccurrences(of: "{user_id}", with: alice.userID)
+                    let path = route.path.replacingOccurrences(of: "{org_id}", with: bad)
+                        .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: body, token: alice.access)
                     #expect(reply.status == .notFound, "\(key) with org id \(bad): \(reply.text)")
                 }
-                if route.path.contains("{user_id}") {
-                    let path = route.path.replacingOccurrences(of: "{org_id}", with: org).replacingOccurrences(of: "{user_id}", with: "nope")
-                    #expect(try await api.send(route.method, path, json: body, token: alice.access).status == .notFound, "\(key) bad user id")
+                if route.path.contains("{user_id}") || route.path.contains("{binding_id}") {
+                    let path = route.path.replacingOccurrences(of: "{org_id}", with: org)
+                        .replacingOccurrences(of: "{user_id}", with: "nope").replacingOccurrences(of: "{binding_id}", with: "nope")
+                    #expect(try await api.send(route.method, path, json: body, token: alice.access).status == .notFound, "\(key) bad id")
                 }
             }
             // Nothing Mallory tried changed Alice's org.

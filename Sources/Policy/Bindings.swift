@@ -1,0 +1,113 @@
+import Foundation
+import Tenancy
+
+/// A role on one object of an org (and everything below it), for a user or service account.
+public struct Binding: Sendable, Equatable {
+    public var id: UUID
+    public var orgID: UUID
+    public var principal: Principal
+    public var resource: ObjectRef
+    public var role: Role
+    public var expiresAt: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+    public var auditEventID: UUID?
+
+    public init(id: UUID, orgID: UUID, principal: Principal, resource: ObjectRef, role: Role, expiresAt: Date?, createdAt: Date, updatedAt: Date, auditEventID: UUID?) {
+        self.id = id
+        self.orgID = orgID
+        self.principal = principal
+        self.resource = resource
+        self.role = role
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.auditEventID = auditEventID
+    }
+}
+
+/// Reads and org-locked writes of bindings. Implemented by the Storage module.
+public protocol BindingStore: Sendable {
+    func bindings(orgID: UUID, limit: Int, offset: Int) async throws -> ([Binding], Int)
+    /// Runs `body` in one transaction with the org row locked, with tenancy and binding statements.
+    func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T
+}
+
+public protocol BindingWriter: Sendable {
+    func binding(id: UUID, orgID: UUID) async throws -> Binding?
+    func binding(orgID: UUID, principal: Principal, resourcePath: String) async throws -> Binding?
+    func upsertBinding(_ binding: Binding) async throws
+    func deleteBinding(id: UUID) async throws
+    /// Whether the principal may hold a binding in the org: an existing user, or one of the org's service accounts.
+    func principalExists(_ principal: Principal, orgID: UUID) async throws -> Bool
+}
+
+/// `PUT/GET/DELETE /v1/orgs/{org_id}/bindings`: admin+ (`bindings.write`), never above one's own role.
+public struct BindingService: Sendable {
+    public let store: any BindingStore
+    public let tenancy: TenancyService
+    let now: @Sendable () -> Date
+
+    public init(store: any BindingStore, tenancy: TenancyService, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.tenancy = tenancy
+        self.now = now
+    }
+
+    public static let changeKind = "binding.changed"
+
+    public func list(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([Binding], Int) {
+        _ = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID)
+        return try await store.bindings(orgID: orgID, limit: limit, offset: offset)
+    }
+
+    /// Creates or replaces the binding of (principal, resource). Returns it, whether it is new, and the revision.
+    public func set(actor: Actor, orgID: UUID, principal: Principal, resource: String, role: Role, expiresAt: Date?) async throws -> (Binding, created: Bool, revision: Int64) {
+        let object: ObjectRef
+        do { object = try ObjectRef.parse(resource) } catch { throw TenancyError.invalid(error.message) }
+        guard object.orgID == orgID else { throw TenancyError.invalid("resource must lie in the binding's org (org:\(orgID.lowercasedString)…)") }
+        let at = now()
+        if let expiresAt, expiresAt <= at { throw TenancyError.invalid("expires_at must be in the future") }
+        return try await store.writeBindings(lockingOrg: orgID) { tx, bindings in
+            let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
+            guard role <= actorRole else { throw TenancyError.forbidden("you may bind only roles up to your own") }
+            guard try await bindings.principalExists(principal, orgID: orgID) else {
+                throw TenancyError.invalid("the subject is not a user, or not a service account of this org")
+            }
+            let existing = try await bindings.binding(orgID: orgID, principal: principal, resourcePath: object.path)
+            if let existing, existing.role > actorRole {
+                throw TenancyError.forbidden("this binding grants more than your role; only a higher role may replace it")
+            }
+            var details: [String: JSONValue] = [
+                "subject": .string("\(principal.typeName):\(principal.id.lowercasedString)"), "resource": .string(object.string), "role": .string(role.rawValue),
+            ]
+            if let expiresAt { details["expires_at"] = .string(TenancyService.timestamp(expiresAt)) }
+            if let existing { details["previous_role"] = .string(existing.role.rawValue) }
+            let id = existing?.id ?? UUID()
+            let event = TenancyService.event(actor, at: at, AuditAction.bindingSet, org: orgID, target: "binding:\(id.lowercasedString)", details, viaRoot: viaRoot)
+            let binding = Binding(
+                id: id, orgID: orgID, principal: principal, resource: object, role: role, expiresAt: expiresAt,
+                createdAt: existing?.createdAt ?? at, updatedAt: at, auditEventID: event.id)
+            try await bindings.upsertBinding(binding)
+            try await tx.appendAudit(event)
+            let revision = try await tx.recordChange(kind: Self.changeKind, subject: orgID.lowercasedString, at: at)
+            return (binding, existing == nil, revision)
+        }
+    }
+
+    public func remove(actor: Actor, orgID: UUID, bindingID: UUID) async throws -> Int64 {
+        let at = now()
+        return try await store.writeBindings(lockingOrg: orgID) { tx, bindings in
+            let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
+            guard let binding = try await bindings.binding(id: bindingID, orgID: orgID) else { throw TenancyError.notFound("no such binding") }
+            guard binding.role <= actorRole else { throw TenancyError.forbidden("this binding grants more than your role") }
+            try await bindings.deleteBinding(id: bindingID)
+            try await tx.appendAudit(TenancyService.event(
+                actor, at: at, AuditAction.bindingRemoved, org: orgID, target: "binding:\(bindingID.lowercasedString)",
+                ["subject": .string("\(binding.principal.typeName):\(binding.principal.id.lowercasedString)"),
+                 "resource": .string(binding.resource.string), "role": .string(binding.role.rawValue)],
+                viaRoot: viaRoot))
+            return try await tx.recordChange(kind: Self.changeKind, subject: orgID.lowercasedString, at: at)
+        }
+    }
+}

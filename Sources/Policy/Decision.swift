@@ -1,0 +1,89 @@
+import Foundation
+import Tenancy
+
+/// The answer to "may this subject do this action on this object?".
+public struct Decision: Sendable, Equatable {
+    public var allowed: Bool
+    /// The subject's effective role on the object (after key scopes), nil when it has none.
+    public var role: Role?
+    public var reason: String
+
+    public init(allowed: Bool, role: Role?, reason: String) {
+        self.allowed = allowed
+        self.role = role
+        self.reason = reason
+    }
+}
+
+/// One grant on a decision's path, for `explain`.
+public struct GrantOnPath: Sendable, Equatable {
+    public enum Kind: String, Sendable { case membership, binding }
+    public var kind: Kind
+    public var role: Role
+    /// The object the grant is on (the org for memberships).
+    public var resource: String
+    public var bindingID: UUID?
+    public var expiresAt: Instant
+    public var auditEventID: UUID?
+    /// Whether this grant is the one the effective role came from.
+    public var decisive: Bool
+}
+
+/// A decision with the grants that made it.
+public struct Explanation: Sendable, Equatable {
+    public var decision: Decision
+    public var requiredRole: Role
+    public var grants: [GrantOnPath]
+}
+
+/// A resolved action: the least role that performs it.
+public struct Requirement: Sendable, Equatable {
+    public var action: String
+    public var role: Role
+}
+
+/// Pure decision logic over one org's grants.
+public enum DecisionEngine {
+    @inline(__always)
+    public static func decide(_ grants: OrgGrants?, subject: Subject, object: ObjectRef, required: Requirement, now: Instant) -> Decision {
+        guard let grants else {
+            return Decision(allowed: false, role: nil, reason: "no such org, or the subject has no grant in it")
+        }
+        let held = grants.role(of: subject.principal, on: object.path, at: now)
+        guard let held else {
+            return Decision(allowed: false, role: nil, reason: "no current membership or binding grants access")
+        }
+        let role = subject.scopes.map { $0.narrow(held, in: object.orgID) } ?? held
+        guard let role else {
+            return Decision(allowed: false, role: nil, reason: "the key's scopes do not include this org")
+        }
+        if role >= required.role {
+            return Decision(allowed: true, role: role, reason: "\(role.rawValue) may \(required.action) (needs \(required.role.rawValue))")
+        }
+        let capped = role < held ? " (capped by the key's scopes)" : ""
+        return Decision(allowed: false, role: role, reason: "\(role.rawValue)\(capped) is below \(required.role.rawValue), needed for \(required.action)")
+    }
+
+    /// The grants of `subject` that lie on `object`'s path, with the decisive one marked.
+    public static func explain(_ grants: OrgGrants?, subject: Subject, object: ObjectRef, required: Requirement, now: Instant) -> Explanation {
+        let decision = decide(grants, subject: subject, object: object, required: required, now: now)
+        var sources: [GrantOnPath] = []
+        let orgString = ObjectRef(orgID: object.orgID).string
+        if let grants {
+            if let m = grants.members[subject.principal] {
+                sources.append(GrantOnPath(kind: .membership, role: m.role, resource: orgString, bindingID: nil,
+                                           expiresAt: m.expiresAt, auditEventID: m.auditEventID, decisive: false))
+            }
+            for b in grants.bindings[subject.principal] ?? [] where object.isWithin(b.path) {
+                sources.append(GrantOnPath(kind: .binding, role: b.role, resource: orgString + b.path, bindingID: b.id,
+                                           expiresAt: b.expiresAt, auditEventID: b.auditEventID, decisive: false))
+            }
+        }
+        // The decisive grant: the highest current one (the membership wins a tie).
+        let current = sources.indices.filter { sources[$0].expiresAt > now }
+        if let best = current.max(by: { sources[$0].role < sources[$1].role || (sources[$0].role == sources[$1].role && $0 > $1) }) {
+            sources[best].decisive = true
+        }
+        return Explanation(decision: decision, requiredRole: required.role, grants: sources)
+    }
+}

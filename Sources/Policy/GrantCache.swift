@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+
+/// Loads one org's grants from the database; nil when the org does not exist.
+public protocol GrantLoader: Sendable {
+    func grants(orgID: UUID) async throws -> OrgGrants?
+}
+
+/// Every org's grants, held in memory so that decisions never wait on the database.
+///
+/// Orgs load lazily on first use (one query per table) and stay until a write touches them:
+/// `invalidate(org)` drops the org at once, and its next decision reloads it. A generation
+/// number per shard keeps a load that raced with an invalidation from installing stale grants.
+/// Lookups take one uncontended lock of one of 64 shards.
+public final class GrantCache: Sendable {
+    enum Entry: Sendable {
+        case present(OrgGrants)
+        case absent
+    }
+
+    struct Shard: Sendable {
+        var entries: [UUID: Entry] = [:]
+        var absentCount = 0
+        /// Bumped by every invalidation in the shard; a load started before it must not install.
+        var generation: UInt64 = 0
+    }
+
+    static let shardCount = 64
+    /// Unknown org ids are remembered too (so probing random ids costs no query), but only this many per shard.
+    static let absentLimit = 4096
+
+    /// Mutex is non-copyable, so each shard's lives in a small box the array can hold.
+    final class ShardBox: Sendable {
+        let state = Mutex(Shard())
+        func withLock<R>(_ body: (inout Shard) -> R) -> R { state.withLock { body(&$0) } }
+    }
+
+    let loader: any GrantLoader
+    private let shards: [ShardBox]
+
+    public init(loader: any GrantLoader) {
+        self.loader = loader
+        shards = (0..<Self.shardCount).map { _ in ShardBox() }
+    }
+
+    @inline(__always)
+    private func shard(_ org: UUID) -> ShardBox {
+        // The UUID's last byte is random in v4 ids and spreads orgs evenly.
+        shards[Int(org.uuid.15) & (Self.shardCount - 1)]
+    }
+
+    /// The cached grants when present, without loading: the hot path's first try.
+    @inline(__always)
+    public func cached(_ org: UUID) -> OrgGrants?? {
+        let entry = shard(org).withLock { $0.entries[org] }
+        switch entry {
+        case .present(let g): return .some(g)
+        case .absent: return .some(nil)
+        case nil: return nil
+        }
+    }
+
+    /// The org's grants, loading them on a miss; nil when the org does not exist.
+    public func grants(_ org: UUID) async throws -> OrgGrants? {
+        if let hit = cached(org) { return hit }
+        let shard = shard(org)
+        let generation = shard.withLock { $0.generation }
+        let loaded = try await loader.grants(orgID: org)
+        shard.withLock { s in
+            guard s.generation == generation else { return }
+            if let loaded {
+                s.entries[org] = .present(loaded)
+            } else {
+                if s.absentCount >= Self.absentLimit {
+                    s.entries = s.entries.filter { if case .absent = $0.value { return false } else { return true } }
+                    s.absentCount = 0
+                }
+                s.entries[org] = .absent
+                s.absentCount += 1
+            }
+        }
+        return loaded
+    }
+
+    /// Installs grants directly (preloading, benchmarks).
+    public func install(_ org: UUID, _ grants: OrgGrants) {
+        shard(org).withLock { $0.entries[org] = .present(grants) }
+    }
+
+    /// Forgets an org: the next decision about it reloads from the database.
+    public func invalidate(_ org: UUID) {
+        shard(org).withLock { s in
+            if case .absent? = s.entries.removeValue(forKey: org) { s.absentCount -= 1 }
+            s.generation &+= 1
+        }
+    }
+
+    public func invalidateAll() {
+        for shard in shards {
+            shard.withLock { s in
+                s.entries.removeAll()
+                s.absentCount = 0
+                s.generation &+= 1
+            }
+        }
+    }
+
+    /// Orgs held (present or known absent), for metrics and tests.
+    public var count: Int { shards.reduce(0) { n, s in n + s.withLock { $0.entries.count } } }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Hummingbird
+import Policy
+import Tenancy
+
+/// OpenID AuthZEN Authorization API 1.0 (evaluation, evaluations, PDP metadata), mapped onto
+/// the same decisions as `/v1/authorize`:
+/// - subject `{type: "user" | "service_account", id}`;
+/// - resource `{type: "org", id: <org_id>}`, or `{type, id, properties: {org_id}}` for an object
+///   inside an org (`org:<org_id>/<type>:<id>`), or any type with `id` a full object string;
+/// - action `{name}`: a role name or a permission.
+struct AuthZENRoutes {
+    let policyRoutes: PolicyRoutes
+    let config: AppConfig
+
+    func register(_ routes: RouteTable) {
+        routes.on(.post, "/access/v1/evaluation", use: evaluation)
+        routes.on(.post, "/access/v1/evaluations", use: evaluations)
+        routes.on(.get, "/.well-known/authzen-configuration", use: metadata)
+    }
+
+    struct Entity: Decodable, Sendable {
+        let type: String?
+        let id: String?
+        let properties: [String: JSONValue]?
+    }
+
+    struct ActionBody: Decodable, Sendable {
+        let name: String?
+    }
+
+    struct EvaluationBody: Decodable, Sendable {
+        let subject: Entity?
+        let resource: Entity?
+        let action: ActionBody?
+        let context: JSONValue?
+    }
+
+    struct Options: Decodable, Sendable {
+        let evaluationsSemantic: String?
+    }
+
+    struct EvaluationsBody: Decodable, Sendable {
+        let subject: Entity?
+        let resource: Entity?
+        let action: ActionBody?
+        let context: JSONValue?
+        let evaluations: [EvaluationBody]?
+        let options: Options?
+    }
+
+    struct DecisionContext: Encodable, Sendable {
+        let reason: String
+        let role: OrNull<String>
+    }
+
+    struct EvaluationResponse: Encodable, Sendable {
+        let decision: Bool
+        let context: DecisionContext
+    }
+
+    func subject(_ e: Entity?, field: String) throws -> SubjectBody {
+        guard let e, let type = e.type, let id = e.id else { throw Problem.badRequest("\(field) needs type and id") }
+        switch type {
+        case "user": return SubjectBody(userId: id, token: nil, serviceAccountId: nil)
+        case "service_account": return SubjectBody(userId: nil, token: nil, serviceAccountId: id)
+        default: throw Problem.badRequest("\(field).type must be user or service_account")
+        }
+    }
+
+    func object(_ e: Entity?, field: String) throws -> ObjectRef {
+        guard let e, let type = e.type, let id = e.id else { throw Problem.badRequest("\(field) needs type and id") }
+        if id.hasPrefix("org:") { return try PolicyRoutes.object(id, field: "\(field).id") }
+        if type == "org" { return try PolicyRoutes.object("org:" + id, field: "\(field).id") }
+        guard case .string(let org)? = e.properties?["org_id"] else {
+            throw Problem.badRequest("\(field): give properties.org_id, or an id of the form org:<org_id>/\(type):<id>")
+        }
+        return try PolicyRoutes.object("org:\(org)/\(type):\(id)", field: field)
+    }
+
+    func action(_ a: ActionBody?, field: String) throws -> Requirement {
+        guard let name = a?.name else { throw Problem.badRequest("\(field) needs a name") }
+        return try policyRoutes.requirement(name, field: "\(field).name")
+    }
+
+    func evaluate(_ check: PolicyRoutes.Check) async throws -> EvaluationResponse {
+        let d = try await policyRoutes.decide(check, .cached)
+        return EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
+    }
+
+    @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(EvaluationBody.self, from: request)
+        let caller = try await policyRoutes.authenticator.authenticate(request)
+        let subject = try subject(body.subject, field: "subject")
+        let object = try object(body.resource, field: "resource")
+        let required = try action(body.action, field: "action")
+        let resolved = try await policyRoutes.resolve(subject, caller: caller)
+        _ = try await policyRoutes.settle(.cached, atLeast: nil, request)
+        return try JSONBody.response(try await evaluate(PolicyRoutes.Check(subject: resolved, object: object, requirement: required)))
+    }
+
+    struct EvaluationsResponse: Encodable, Sendable {
+        let evaluations: [EvaluationResponse]
+    }
+
+    @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(EvaluationsBody.self, from: request, limit: PolicyRoutes.batchBodyLimit)
+        let caller = try await policyRoutes.authenticator.authenticate(request)
+        let semantic = body.options?.evaluationsSemantic ?? "execute_all"
+        guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {
+            throw Problem.badRequest("options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit")
+        }
+        // Without `evaluations` the request is a single evaluation (spec: backwards compatible).
+        let items = body.evaluations ?? [EvaluationBody(subject: nil, resource: nil, action: nil, context: nil)]
+        guard items.count <= PolicyRoutes.batchLimit else { throw Problem.badRequest("at most \(PolicyRoutes.batchLimit) evaluations") }
+        var checks: [PolicyRoutes.Check] = []
+        for (i, item) in items.enumerated() {
+            let field = "evaluations[\(i)]"
+            let subject = try subject(item.subject ?? body.subject, field: "\(field).subject")
+            let object = try object(item.resource ?? body.resource, field: "\(field).resource")
+            let required = try action(item.action ?? body.action, field: "\(field).action")
+            checks.append(PolicyRoutes.Check(subject: try await policyRoutes.resolve(subject, caller: caller), object: object, requirement: required))
+        }
+        _ = try await policyRoutes.settle(.cached, atLeast: nil, request)
+        var results: [EvaluationResponse] = []
+        for check in checks {
+            let result = try await evaluate(check)
+            results.append(result)
+            if semantic == "deny_on_first_deny" && !result.decision { break }
+            if semantic == "permit_on_first_permit" && result.decision { break }
+        }
+        return try JSONBody.response(EvaluationsResponse(evaluations: results))
+    }
+
+    struct Metadata: Encodable {
+        let policyDecisionPoint: String
+        let accessEvaluationEndpoint: String
+        let accessEvaluationsEndpoint: String
+    }
+
+    @Sendable func metadata(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let base = config.publicURL
+        return try JSONBody.response(Metadata(
+            policyDecisionPoint: base, accessEvaluationEndpoint: base + "/access/v1/evaluation",
+            accessEvaluationsEndpoint: base + "/access/v1/evaluations"))
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import Hummingbird
+import Policy
+import Tenancy
+
+/// `GET/PUT /v1/orgs/{org_id}/bindings`, `DELETE /v1/orgs/{org_id}/bindings/{binding_id}`.
+struct BindingRoutes {
+    let bindings: BindingService
+    let authenticator: Authenticator
+
+    func register(_ routes: RouteTable) {
+        routes.on(.get, "/v1/orgs/{org_id}/bindings", use: list)
+        routes.on(.put, "/v1/orgs/{org_id}/bindings", use: set)
+        routes.on(.delete, "/v1/orgs/{org_id}/bindings/{binding_id}", use: remove)
+    }
+
+    func actor(_ request: Request) async throws -> Actor {
+        let caller = try await authenticator.authenticate(request)
+        return Actor.user(caller.user.id, isRoot: caller.user.isRoot)
+    }
+
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
+        let page = try Page(from: request)
+        let (items, total) = try await bindings.list(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map(BindingResponse.init), total: total, page: page))
+    }
+
+    @Sendable func set(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(BindingBody.self, from: request)
+        let actor = try await actor(request)
+        let role = try parseRole(body.role)
+        let principal: Principal
+        switch (body.subject.userId, body.subject.serviceAccountId, body.subject.token) {
+        case (let id?, nil, nil):
+            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("subject.user_id must be a UUID") }
+            principal = .user(uuid)
+        case (nil, let id?, nil):
+            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("subject.service_account_id must be a UUID") }
+            principal = .serviceAccount(uuid)
+        default:
+            throw Problem.badRequest("subject must have exactly one of user_id or service_account_id")
+        }
+        let (binding, created, revision) = try await bindings.set(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), principal: principal,
+            resource: body.resource, role: role, expiresAt: body.expiresAt)
+        return try JSONBody.response(BindingResponse(binding), status: created ? .created : .ok, revision: revision)
+    }
+
+    @Sendable func remove(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await actor(request)
+        let revision = try await bindings.remove(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
+            bindingID: try TenancyRoutes.pathID(context, "binding_id", "binding"))
+        return JSONBody.noContent(revision: revision)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Policy
+import Tenancy
+
+struct SubjectBody: Decodable, Sendable {
+    let userId: String?
+    let token: String?
+    let serviceAccountId: String?
+}
+
+struct CheckBody: Decodable, Sendable {
+    let subject: SubjectBody?
+    let object: String
+    let action: String
+    let consistency: String?
+    let atLeast: Int64?
+}
+
+struct BatchBody: Decodable, Sendable {
+    let checks: [CheckBody]
+    let consistency: String?
+    let atLeast: Int64?
+}
+
+struct CapabilitiesBody: Decodable, Sendable {
+    let subject: SubjectBody?
+    let objects: [String]
+    let consistency: String?
+    let atLeast: Int64?
+}
+
+struct LookupBody: Decodable, Sendable {
+    let subject: SubjectBody?
+    let permission: String
+    let type: String?
+}
+
+struct IdentifyBody: Decodable, Sendable {
+    let token: String
+}
+
+struct DecisionResponse: Encodable, Sendable {
+    let allowed: Bool
+    let role: OrNull<String>
+    let reason: String
+
+    init(_ d: Decision) {
+        allowed = d.allowed
+        role = OrNull(d.role?.rawValue)
+        reason = d.reason
+    }
+}
+
+struct BindingBody: Decodable, Sendable {
+    let subject: SubjectBody
+    let resource: String
+    let role: String
+    let expiresAt: Date?
+}
+
+struct BindingResponse: Encodable, Sendable {
+    struct SubjectRef: Encodable, Sendable {
+        let userId: String?
+        let serviceAccountId: String?
+    }
+
+    let id: String
+    let orgId: String
+    let subject: SubjectRef
+    let resource: String
+    let role: String
+    let expiresAt: OrNull<Date>
+    let createdAt: Date
+    let updatedAt: Date
+
+    init(_ b: Binding) {
+        id = b.id.lowercasedString
+        orgId = b.orgID.lowercasedString
+        switch b.principal {
+        case .user(let id): subject = SubjectRef(userId: id.lowercasedString, serviceAccountId: nil)
+        case .serviceAccount(let id): subject = SubjectRef(userId: nil, serviceAccountId: id.lowercasedString)
+        }
+        resource = b.resource.string
+        role = b.role.rawValue
+        expiresAt = OrNull(b.expiresAt)
+        createdAt = b.createdAt
+        updatedAt = b.updatedAt
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import Policy
+import Tenancy
+
+/// Grants for the decision cache, and role bindings, on either SQL backend.
+public struct SQLPolicyStore: GrantLoader, BindingStore {
+    public let db: any SQLDatabase
+    let observer: ChangeObserver?
+
+    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
+        db = database
+        self.observer = observer
+    }
+
+    static let bindingColumns = "id, org_id, subject_type, subject_id, resource_path, role, expires_at, created_at, updated_at, audit_event_id"
+
+    static func principal(_ row: SQLRow) throws -> Principal {
+        let id = try row.uuid("subject_id")
+        switch try row.string("subject_type") {
+        case "user": return .user(id)
+        case "service_account": return .serviceAccount(id)
+        default: throw StorageError.decoding(column: "subject_type")
+        }
+    }
+
+    static func decodeBinding(_ row: SQLRow) throws -> Binding {
+        let org = try row.uuid("org_id")
+        return Binding(
+            id: try row.uuid("id"), orgID: org, principal: try principal(row),
+            resource: ObjectRef(orgID: org, path: try row.string("resource_path")),
+            role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at"),
+            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"), auditEventID: try row.optionalUUID("audit_event_id"))
+    }
+
+    // MARK: GrantLoader
+
+    public func grants(orgID: UUID) async throws -> OrgGrants? {
+        guard try await db.queryFirst("SELECT id FROM orgs WHERE id = $1", orgID) != nil else { return nil }
+        var grants = OrgGrants()
+        for row in try await db.query("SELECT user_id, role, expires_at, audit_event_id FROM memberships WHERE org_id = $1", orgID) {
+            grants.members[.user(try row.uuid("user_id"))] = MemberGrant(
+                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
+                auditEventID: try row.optionalUUID("audit_event_id"))
+        }
+        for row in try await db.query(
+            "SELECT id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1", orgID) {
+            grants.bindings[try Self.principal(row), default: []].append(BindingGrant(
+                id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
+                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")))
+        }
+        return grants
+    }
+
+    /// Every org's grants at once (warming a cache, and the cold-load benchmark).
+    public func allGrants() async throws -> [UUID: OrgGrants] {
+        var all: [UUID: OrgGrants] = [:]
+        for row in try await db.query("SELECT id FROM orgs") { all[try row.uuid("id")] = OrgGrants() }
+        for row in try await db.query("SELECT org_id, user_id, role, expires_at, audit_event_id FROM memberships") {
+            all[try row.uuid("org_id"), default: OrgGrants()].members[.user(try row.uuid("user_id"))] = MemberGrant(
+                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
+                auditEventID: try row.optionalUUID("audit_event_id"))
+        }
+        for row in try await db.query("SELECT id, org_id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings") {
+            all[try row.uuid("org_id"), default: OrgGrants()].bindings[try Self.principal(row), default: []].append(BindingGrant(
+                id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
+                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")))
+        }
+        return all
+    }
+
+    /// Every membership and binding of one principal, across orgs (for lookup).
+    public func grants(of principal: Principal) async throws -> ([(UUID, MemberGrant)], [(UUID, BindingGrant)]) {
+        var memberships: [(UUID, MemberGrant)] = []
+        if case .user(let id) = principal {
+            for row in try await db.query("SELECT org_id, role, expires_at FROM memberships WHERE user_id = $1", id) {
+                memberships.append((try row.uuid("org_id"), MemberGrant(
+                    role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)))
+            }
+        }
+        var bindings: [(UUID, BindingGrant)] = []
+        for row in try await db.query(
+            "SELECT id, org_id, resource_path, role, expires_at FROM bindings WHERE subject_type = $1 AND subject_id = $2 ORDER BY org_id, resource_path",
+            principal.typeName, principal.id) {
+            bindings.append((try row.uuid("org_id"), BindingGrant(
+                id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
+                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)))
+        }
+        return (memberships, bindings)
+    }
+
+    // MARK: BindingStore
+
+    public func bindings(orgID: UUID, limit: Int, offset: Int) async throws -> ([Binding], Int) {
+        let rows = try await db.query(
+            "SELECT \(Self.bindingColumns) FROM bindings WHERE org_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3", orgID, limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1", orgID)?.int("n") ?? 0
+        return (try rows.map(Self.decodeBinding), Int(total))
+    }
+
+    public func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T {
+        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
+            try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
+        }
+    }
+
+    struct Writer: BindingWriter {
+        let tx: any SQLExecutor
+
+        func binding(id: UUID, orgID: UUID) async throws -> Binding? {
+            try await tx.queryFirst("SELECT \(SQLPolicyStore.bindingColumns) FROM bindings WHERE id = $1 AND org_id = $2", id, orgID)
+                .map(SQLPolicyStore.decodeBinding)
+        }
+
+        func binding(orgID: UUID, principal: Principal, resourcePath: String) async throws -> Binding? {
+            try await tx.queryFirst(
+                "SELECT \(SQLPolicyStore.bindingColumns) FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3 AND resource_path = $4",
+                orgID, principal.typeName, principal.id, resourcePath
+            ).map(SQLPolicyStore.decodeBinding)
+        }
+
+        func upsertBinding(_ b: Binding) async throws {
+            try await tx.execute(
+                """
+                INSERT INTO bindings (\(SQLPolicyStore.bindingColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                ON CONFLICT (id) DO UPDATE SET role = excluded.role, expires_at = excluded.expires_at,
+                    updated_at = excluded.updated_at, audit_event_id = excluded.audit_event_id
+                """,
+                b.id, b.orgID, b.principal.typeName, b.principal.id, b.resource.path, b.role.rawValue, b.expiresAt, b.createdAt, b.updatedAt, b.auditEventID)
+        }
+
+        func deleteBinding(id: UUID) async throws {
+            try await tx.execute("DELETE FROM bindings WHERE id = $1", id)
+        }
+
+        func principalExists(_ principal: Principal, orgID: UUID) async throws -> Bool {
+            switch principal {
+            case .user(let id):
+                return try await tx.queryFirst("SELECT id FROM users WHERE id = $1", id) != nil
+            case .serviceAccount:
+                // Service accounts arrive with API keys; until then none exists.
+                return false
+            }
+        }
+    }
+}
