@@ -6,11 +6,7 @@ import Testing
 
 @Suite("Backup and restore")
 struct BackupTests {
-    static let rootPassword = "root password 123"
-    static func rootConfig(_ c: inout AppConfig) {
-        c.rootEmail = "root@example.com"
-        c.rootPassword = rootPassword
-    }
+    static let rootPassword = testRootPassword
 
     /// Everything each user can see, as canonical JSON text, for comparing two instances.
     static func answers(_ api: APIClient, users: [String]) async throws -> [String: String] {
@@ -54,7 +50,7 @@ struct BackupTests {
 
     @Test("a backup restored on the other backend gives the same answers", arguments: [(Backend.sqlite, Backend.postgres), (.postgres, .sqlite)])
     func roundTrip(_ source: Backend, _ target: Backend) async throws {
-        try await withApp(source, configure: Self.rootConfig) { api, _ in
+        try await withApp(source, configure: rootSetup) { api, _ in
             try await Self.populate(api)
             let before = try await Self.answers(api, users: Self.users)
             // root: me, orgs; alice: me, orgs, 1 org × 3; bob and carol: me, orgs, 2 orgs × 3.
@@ -76,7 +72,7 @@ struct BackupTests {
             #expect((doc["memberships"] as? [Any])?.count == 5)
             #expect((doc["invites"] as? [Any])?.isEmpty == true)
 
-            try await withApp(target, configure: Self.rootConfig) { api2, services2 in
+            try await withApp(target, configure: rootSetup) { api2, services2 in
                 let targetRoot = try await api2.login("root@example.com", password: Self.rootPassword)
                 let restored = try await api2.send(.post, "/v1/admin/restore", raw: backup.text, token: targetRoot.access)
                 #expect(restored.status == .ok, "\(restored.text)")
@@ -106,7 +102,7 @@ struct BackupTests {
 
     @Test("bad restores are refused and change nothing", arguments: Backend.allCases)
     func refusals(_ backend: Backend) async throws {
-        let source = try await withApp(.sqlite, configure: Self.rootConfig) { api, _ in
+        let source = try await withApp(.sqlite, configure: rootSetup) { api, _ in
             try await Self.populate(api)
             let root = try await api.login("root@example.com", password: Self.rootPassword)
             return try await api.send(.get, "/v1/admin/backup", token: root.access).text
@@ -163,7 +159,7 @@ struct BackupTests {
                 doc["orgs"] = os
             }),
         ]
-        try await withApp(backend, configure: Self.rootConfig) { api, services in
+        try await withApp(backend, configure: rootSetup) { api, services in
             let root = try await api.login("root@example.com", password: Self.rootPassword)
             for (name, body) in bad {
                 let reply = try await api.send(.post, "/v1/admin/restore", raw: body, token: root.access)

@@ -107,10 +107,7 @@ struct OrgTests {
 
     @Test("listing: pagination bounds, stable order, name filter, root scope", arguments: Backend.allCases)
     func listing(_ backend: Backend) async throws {
-        try await withApp(backend, configure: { c in
-            c.rootEmail = "root@example.com"
-            c.rootPassword = "root password 123"
-        }) { api, _ in
+        try await withApp(backend, configure: rootSetup) { api, _ in
             let alice = try await api.signupAndLogin("alice@example.com")
             let names = ["100% real", "alpha_beta", "AlphaXbeta", "Zed"]
             var ids: [String] = []
@@ -359,10 +356,7 @@ struct OrgTests {
 
     @Test("every mutation writes its audit event; refused ones write none", arguments: Backend.allCases)
     func audit(_ backend: Backend) async throws {
-        try await withApp(backend, configure: { c in
-            c.rootEmail = "root@example.com"
-            c.rootPassword = "root password 123"
-        }) { api, _ in
+        try await withApp(backend, configure: rootSetup) { api, _ in
             let alice = try await api.signupAndLogin("alice@example.com")
             let bob = try await api.signupAndLogin("bob@example.com")
             let org = try await api.createOrg(alice.access)

@@ -114,6 +114,14 @@ struct Tokens: Sendable {
     }
 }
 
+let testRootPassword = "root password 123"
+
+/// Configures the root admin `root@example.com` (password `testRootPassword`).
+func rootSetup(_ c: inout AppConfig) {
+    c.rootEmail = "root@example.com"
+    c.rootPassword = testRootPassword
+}
+
 /// A clock tests can move forward (for expiring grants); starts at the real time.
 final class TestClock: Sendable {
     private let offset = Mutex<TimeInterval>(0)
