@@ -57,14 +57,19 @@ public struct AppServices: Sendable {
             users: store, sessions: store, hasher: try hasher ?? Argon2idHasher(), tokens: tokens,
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
         let grantCache = GrantCache(loader: SQLPolicyStore(database: database))
-        let apply = Self.applier(auth: auth, tokens: tokens, grants: grantCache)
+        let applyRemote = Self.applier(auth: auth, tokens: tokens, grants: grantCache)
+        let local = LocalChanges()
+        let apply: ChangeObserver = { changes in
+            await applyRemote(changes)
+            local.note(changes)
+        }
         let feed = ChangeFeed(database: database, interval: config.changePollInterval)
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)
         let tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
         let policyStore = SQLPolicyStore(database: database, observer: apply)
         let services = AppServices(
             config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
-            changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), handle: apply),
+            changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, handle: applyRemote),
             tenancy: tenancy,
             bindings: BindingService(store: policyStore, tenancy: tenancy, now: now),
             policy: PolicyService(cache: grantCache, permissions: permissions, now: now),

@@ -103,12 +103,14 @@ public struct ChangeFeed: Sendable {
 public final class ChangeApplier: Sendable {
     public let feed: ChangeFeed
     let handle: @Sendable ([Change]) async -> Void
+    let local: LocalChanges
     private let cursor: Mutex<Int64>
     private let lock = AsyncLock()
 
-    public init(feed: ChangeFeed, from start: Int64, handle: @escaping @Sendable ([Change]) async -> Void) {
+    public init(feed: ChangeFeed, from start: Int64, local: LocalChanges = LocalChanges(), handle: @escaping @Sendable ([Change]) async -> Void) {
         self.feed = feed
         self.handle = handle
+        self.local = local
         cursor = Mutex(start)
     }
 
@@ -122,7 +124,10 @@ public final class ChangeApplier: Sendable {
                 let from = applied
                 let batch = try await feed.changes(after: from)
                 guard let last = batch.last else { return }
-                await handle(batch)
+                // This node's own writes were applied right after their commit; applying them
+                // again would only drop freshly loaded cache entries.
+                let foreign = batch.filter { !local.take($0.revision) }
+                if !foreign.isEmpty { await handle(foreign) }
                 cursor.withLock { $0 = last.revision }
                 if batch.count < 1000 { return }
             }
@@ -143,5 +148,25 @@ public final class ChangeApplier: Sendable {
             try? await catchUp()
             try? await Task.sleep(for: feed.interval)
         }
+    }
+}
+
+/// Revisions this node wrote and already applied (through a store's `ChangeObserver`), so the
+/// applier can skip them when it meets them in the log. Bounded: if it ever fills (revisions
+/// far ahead of the cursor), it is cleared, which only costs a redundant invalidation.
+public final class LocalChanges: Sendable {
+    private let revisions = Mutex(Set<Int64>())
+
+    public init() {}
+
+    public func note(_ changes: [Change]) {
+        revisions.withLock { set in
+            if set.count > 100_000 { set.removeAll() }
+            for c in changes { set.insert(c.revision) }
+        }
+    }
+
+    func take(_ revision: Int64) -> Bool {
+        revisions.withLock { $0.remove(revision) != nil }
     }
 }
