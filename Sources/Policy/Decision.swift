@@ -44,14 +44,13 @@ public struct Requirement: Sendable, Equatable {
 
 /// Pure decision logic over one org's grants.
 public enum DecisionEngine {
+    public static let noGrant = "no current membership or binding grants access"
+
     @inline(__always)
     public static func decide(_ grants: OrgGrants?, subject: Subject, object: ObjectRef, required: Requirement, now: Instant) -> Decision {
-        guard let grants else {
-            return Decision(allowed: false, role: nil, reason: "no such org, or the subject has no grant in it")
-        }
-        let held = grants.role(of: subject.principal, on: object.path, at: now)
-        guard let held else {
-            return Decision(allowed: false, role: nil, reason: "no current membership or binding grants access")
+        // An unknown org and an org without a grant for the subject read the same: ids cannot be probed.
+        guard let held = grants?.role(of: subject.principal, on: object.path, at: now) else {
+            return Decision(allowed: false, role: nil, reason: Self.noGrant)
         }
         let role = subject.scopes.map { $0.narrow(held, in: object.orgID) } ?? held
         guard let role else {

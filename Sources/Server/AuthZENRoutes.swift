@@ -83,8 +83,8 @@ struct AuthZENRoutes {
         return try policyRoutes.requirement(name, field: "\(field).name")
     }
 
-    func evaluate(_ check: PolicyRoutes.Check) async throws -> EvaluationResponse {
-        let d = try await policyRoutes.decide(check, .cached)
+    func evaluate(_ check: PolicyRoutes.Check, _ consistency: Consistency) async throws -> EvaluationResponse {
+        let d = try await policyRoutes.decide(check, consistency)
         return EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
     }
 
@@ -94,9 +94,10 @@ struct AuthZENRoutes {
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
         let required = try action(body.action, field: "action")
+        let atLeast = try PolicyRoutes.atLeast(nil, request)
         let resolved = try await policyRoutes.resolve(subject, caller: caller)
-        _ = try await policyRoutes.settle(.cached, atLeast: nil, request)
-        return try JSONBody.response(try await evaluate(PolicyRoutes.Check(subject: resolved, object: object, requirement: required)))
+        let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
+        return try JSONBody.response(try await evaluate(PolicyRoutes.Check(subject: resolved, object: object, requirement: required), consistency))
     }
 
     struct EvaluationsResponse: Encodable, Sendable {
@@ -110,8 +111,10 @@ struct AuthZENRoutes {
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {
             throw Problem.badRequest("options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit")
         }
-        // Without `evaluations` the request is a single evaluation (spec: backwards compatible).
-        let items = body.evaluations ?? [EvaluationBody(subject: nil, resource: nil, action: nil, context: nil)]
+        // Without `evaluations` (or with none) the request is one evaluation of the defaults.
+        let given = body.evaluations ?? []
+        let items = given.isEmpty ? [EvaluationBody(subject: nil, resource: nil, action: nil, context: nil)] : given
+        let atLeast = try PolicyRoutes.atLeast(nil, request)
         guard items.count <= PolicyRoutes.batchLimit else { throw Problem.badRequest("at most \(PolicyRoutes.batchLimit) evaluations") }
         var checks: [PolicyRoutes.Check] = []
         for (i, item) in items.enumerated() {
@@ -121,10 +124,10 @@ struct AuthZENRoutes {
             let required = try action(item.action ?? body.action, field: "\(field).action")
             checks.append(PolicyRoutes.Check(subject: try await policyRoutes.resolve(subject, caller: caller), object: object, requirement: required))
         }
-        _ = try await policyRoutes.settle(.cached, atLeast: nil, request)
+        let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
         var results: [EvaluationResponse] = []
         for check in checks {
-            let result = try await evaluate(check)
+            let result = try await evaluate(check, consistency)
             results.append(result)
             if semantic == "deny_on_first_deny" && !result.decision { break }
             if semantic == "permit_on_first_permit" && result.decision { break }

@@ -31,8 +31,6 @@ public struct AppConfig: Sendable {
     public var changePollInterval: Duration = .milliseconds(50)
     /// Custom permissions (`PORTCULLIS_POLICY_FILE`), YAML or JSON.
     public var policyFile: String?
-    /// How long `at_least` waits for another node's write to arrive before reading through.
-    public var atLeastWait: Duration = .milliseconds(500)
 
     public init() {}
 

@@ -87,13 +87,13 @@ public enum JSONBody {
 
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
-            let p = context.codingPath.map { key in key.intValue.map { "[\($0)]" } ?? snake(key.stringValue) }.joined(separator: ".")
+            let p = context.codingPath.map { key in key.intValue.map { "[\($0)]" } ?? KeyCase.snake(key.stringValue) }.joined(separator: ".")
             return p.isEmpty ? "body" : p
         }
         switch error {
         case .keyNotFound(let key, let context):
             let parent = path(context)
-            return "missing field \(parent == "body" ? "" : parent + ".")\(snake(key.stringValue))"
+            return "missing field \(parent == "body" ? "" : parent + ".")\(KeyCase.snake(key.stringValue))"
         case .typeMismatch(let type, let context):
             return "\(path(context)) has the wrong type (expected \(typeName(type)))"
         case .valueNotFound(let type, let context):
@@ -114,13 +114,6 @@ public enum JSONBody {
         }
     }
 
-    static func snake(_ s: String) -> String {
-        var out = ""
-        for ch in s {
-            if ch.isUppercase { out.append("_"); out.append(Character(ch.lowercased())) } else { out.append(ch) }
-        }
-        return out
-    }
 
     /// A JSON response with the project's conventions (snake_case, RFC 3339 UTC).
     public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, revision: Int64? = nil) throws -> Response {

@@ -81,17 +81,21 @@ struct PolicyRoutes {
         do { return try policy.requirement(action) } catch { throw Problem.badRequest("\(field): \(error.message)") }
     }
 
-    /// `at_least` (body) or the `Portcullis-Revision` request header: never answer from a state
-    /// older than that revision. Catches up from the change log at once; if the log has no such
-    /// revision yet, the answer reads through the database.
-    func settle(_ consistency: Consistency, atLeast body: Int64?, _ request: Request) async throws -> Consistency {
-        var wanted = body
-        if wanted == nil, let header = request.headers[.portcullisRevision] {
-            guard let n = Int64(header) else { throw Problem.badRequest("Portcullis-Revision must be an integer") }
-            wanted = n
+    /// `at_least` from the body, else the `Portcullis-Revision` request header (field validation).
+    static func atLeast(_ body: Int64?, _ request: Request) throws -> Int64? {
+        if let body {
+            guard body >= 0 else { throw Problem.badRequest("at_least must not be negative") }
+            return body
         }
-        guard let n = wanted, consistency == .cached else { return consistency }
-        guard n >= 0 else { throw Problem.badRequest("at_least must not be negative") }
+        guard let header = request.headers[.portcullisRevision] else { return nil }
+        guard let n = Int64(header), n >= 0 else { throw Problem.badRequest("the Portcullis-Revision header must be a non-negative integer") }
+        return n
+    }
+
+    /// Never answer from a state older than revision `atLeast`: catch up from the change log at
+    /// once; if the log has no such revision yet, read through the database.
+    func settle(_ consistency: Consistency, atLeast: Int64?) async throws -> Consistency {
+        guard let n = atLeast, consistency == .cached else { return consistency }
         return try await services.changes.reach(n) ? .cached : .strong
     }
 
@@ -118,8 +122,9 @@ struct PolicyRoutes {
         let object = try Self.object(body.object)
         let required = try requirement(body.action)
         let consistency = try Self.consistency(body.consistency)
+        let atLeast = try Self.atLeast(body.atLeast, request)
         let subject = try await resolve(body.subject, caller: caller)
-        let settled = try await settle(consistency, atLeast: body.atLeast, request)
+        let settled = try await settle(consistency, atLeast: atLeast)
         let decision = try await decide(Check(subject: subject, object: object, requirement: required), settled)
         return try JSONBody.response(DecisionResponse(decision))
     }
@@ -131,14 +136,22 @@ struct PolicyRoutes {
         let caller = try await authenticator.authenticate(request)
         guard body.checks.count <= Self.batchLimit else { throw Problem.badRequest("a batch holds at most \(Self.batchLimit) checks") }
         let consistency = try Self.consistency(body.consistency)
+        var atLeast = try Self.atLeast(body.atLeast, request)
         var checks: [Check] = []
+        var strong: [Bool] = []
         checks.reserveCapacity(body.checks.count)
         var subjects: [String: ResolvedSubject] = [:]
         for (i, c) in body.checks.enumerated() {
             let object = try Self.object(c.object, field: "checks[\(i)].object")
             let required = try requirement(c.action, field: "checks[\(i)].action")
-            if c.consistency != nil { _ = try Self.consistency(c.consistency) }
-            let key = [c.subject?.userId, c.subject?.token, c.subject?.serviceAccountId].map { $0 ?? "" }.joined(separator: "\u{0}")
+            let own = c.consistency == nil ? consistency : try Self.consistency(c.consistency)
+            if let n = c.atLeast {
+                guard n >= 0 else { throw Problem.badRequest("checks[\(i)].at_least must not be negative") }
+                atLeast = max(atLeast ?? n, n)
+            }
+            strong.append(own == .strong)
+            // One resolution per distinct subject; "self" cannot collide with any given subject.
+            let key = c.subject.map { "u:\($0.userId ?? "-")|t:\($0.token ?? "-")|s:\($0.serviceAccountId ?? "-")" } ?? "self"
             let subject: ResolvedSubject
             if let known = subjects[key] { subject = known } else {
                 subject = try await resolve(c.subject, caller: caller)
@@ -146,13 +159,12 @@ struct PolicyRoutes {
             }
             checks.append(Check(subject: subject, object: object, requirement: required))
         }
-        let strongest = body.checks.contains { $0.consistency == "strong" } ? Consistency.strong : consistency
-        let settled = try await settle(strongest, atLeast: body.atLeast ?? body.checks.compactMap(\.atLeast).max(), request)
+        // The batch waits once for the highest revision asked for; strong checks read through on their own.
+        let settled = try await settle(.cached, atLeast: atLeast)
         var results: [DecisionResponse] = []
         results.reserveCapacity(checks.count)
         for (i, check) in checks.enumerated() {
-            let own = body.checks[i].consistency.flatMap(Consistency.init(rawValue:))
-            results.append(DecisionResponse(try await decide(check, own == .strong ? .strong : settled)))
+            results.append(DecisionResponse(try await decide(check, strong[i] ? .strong : settled)))
         }
         return try JSONBody.response(BatchResponse(results: results))
     }
@@ -164,6 +176,7 @@ struct PolicyRoutes {
         let bindingId: OrNull<String>
         let expiresAt: OrNull<Date>
         let decisive: Bool
+        let auditEventId: OrNull<String>
         let auditEvent: OrNull<AuditEventResponse>
     }
 
@@ -181,20 +194,24 @@ struct PolicyRoutes {
         let object = try Self.object(body.object)
         let required = try requirement(body.action)
         let consistency = try Self.consistency(body.consistency)
+        let atLeast = try Self.atLeast(body.atLeast, request)
         let resolved = try await resolve(body.subject, caller: caller)
-        let settled = try await settle(consistency, atLeast: body.atLeast, request)
+        let settled = try await settle(consistency, atLeast: atLeast)
         guard case .subject(let subject) = resolved else {
             let d = Decision(allowed: false, role: nil, reason: "the subject's token is not valid")
             return try JSONBody.response(ExplainResponse(allowed: false, role: OrNull(nil), reason: d.reason, requiredRole: required.role.rawValue, grants: []))
         }
         let explanation = try await policy.explain(subject, object, required, consistency: settled)
+        // The audit events themselves are shown only to callers who may read the org's audit log.
+        let actor = Actor.user(caller.user.id, isRoot: caller.user.isRoot)
+        let mayReadAudit = (try? await services.tenancy.access(Permission.auditRead, actor: actor, orgID: object.orgID)) != nil
         var grants: [GrantResponse] = []
         for g in explanation.grants {
-            let event = try await g.auditEventID.asyncMap { try await services.tenancy.store.auditEvent(id: $0) } ?? nil
+            let event = mayReadAudit ? try await g.auditEventID.asyncMap { try await services.tenancy.store.auditEvent(id: $0) } ?? nil : nil
             grants.append(GrantResponse(
                 kind: g.kind.rawValue, role: g.role.rawValue, resource: g.resource, bindingId: OrNull(g.bindingID?.lowercasedString),
                 expiresAt: OrNull(g.expiresAt.isFinite ? Date(timeIntervalSince1970: g.expiresAt) : nil), decisive: g.decisive,
-                auditEvent: OrNull(event.map(AuditEventResponse.init))))
+                auditEventId: OrNull(g.auditEventID?.lowercasedString), auditEvent: OrNull(event.map(AuditEventResponse.init))))
         }
         let d = explanation.decision
         return try JSONBody.response(ExplainResponse(
@@ -215,8 +232,9 @@ struct PolicyRoutes {
         guard body.objects.count <= Self.batchLimit else { throw Problem.badRequest("at most \(Self.batchLimit) objects") }
         let objects = try body.objects.enumerated().map { try Self.object($1, field: "objects[\($0)]") }
         let consistency = try Self.consistency(body.consistency)
+        let atLeast = try Self.atLeast(body.atLeast, request)
         let resolved = try await resolve(body.subject, caller: caller)
-        let settled = try await settle(consistency, atLeast: body.atLeast, request)
+        let settled = try await settle(consistency, atLeast: atLeast)
         var results: [CapabilityResponse] = []
         for object in objects {
             guard case .subject(let subject) = resolved else {
@@ -249,23 +267,22 @@ struct PolicyRoutes {
         }
         let now = Date().instant
         let (memberships, bindings) = try await services.policyStore.grants(of: subject.principal)
-        var items: [LookupItem] = []
-        func add(_ object: ObjectRef, _ held: Role) {
-            guard let role = subject.scopes.map({ $0.narrow(held, in: object.orgID) }) ?? held, role >= required.role else { return }
-            items.append(LookupItem(object: object.string, role: role.rawValue))
-        }
+        // The subject's grants per org, so each candidate object gets the same role authorize gives it.
+        var perOrg: [UUID: OrgGrants] = [:]
+        for (org, grant) in memberships { perOrg[org, default: OrgGrants()].members[subject.principal] = grant }
+        for (org, grant) in bindings { perOrg[org, default: OrgGrants()].bindings[subject.principal, default: []].append(grant) }
+        var candidates: [ObjectRef] = []
         if body.type == nil || body.type == "org" {
-            var best: [UUID: Role] = [:]
-            for (org, grant) in memberships where grant.expiresAt > now { best[org] = max(best[org] ?? grant.role, grant.role) }
-            for (org, grant) in bindings where grant.expiresAt > now && grant.path.isEmpty { best[org] = max(best[org] ?? grant.role, grant.role) }
-            for (org, role) in best.sorted(by: { $0.key.uuidString < $1.key.uuidString }) { add(ObjectRef(orgID: org), role) }
+            candidates = perOrg.keys.map { ObjectRef(orgID: $0) }
         } else if let type = body.type {
-            for (org, grant) in bindings where grant.expiresAt > now {
-                let object = ObjectRef(orgID: org, path: grant.path)
-                // The binding's own role, or the org membership's if higher: both reach this object.
-                let viaMembership = memberships.first { $0.0 == org && $0.1.expiresAt > now }?.1.role
-                if object.type == type { add(object, max(grant.role, viaMembership ?? grant.role)) }
-            }
+            candidates = bindings.map { ObjectRef(orgID: $0.0, path: $0.1.path) }.filter { $0.type == type }
+        }
+        var seen = Set<ObjectRef>()
+        var items: [LookupItem] = []
+        for object in candidates.sorted(by: { $0.string < $1.string }) where seen.insert(object).inserted {
+            guard let held = perOrg[object.orgID]?.role(of: subject.principal, on: object.path, at: now),
+                  let role = subject.scopes.map({ $0.narrow(held, in: object.orgID) }) ?? held, role >= required.role else { continue }
+            items.append(LookupItem(object: object.string, role: role.rawValue))
         }
         return try JSONBody.response(LookupResponse(items: items))
     }
@@ -306,11 +323,14 @@ struct PolicyRoutes {
     /// `data` `{"revision", "kind", "subject", "at"}`. Sidecars use it to keep their own caches exact.
     @Sendable func watch(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await authenticator.authenticate(request)
+        // A reconnecting EventSource sends Last-Event-ID: it resumes there, not at `since`.
         var since: Int64
-        if let text = try request.singleQuery("since") {
-            guard let n = Int64(text), n >= 0 else { throw Problem.badRequest("since must be a non-negative integer") }
+        let query = try request.singleQuery("since")
+        if let last = request.headers[HTTPField.Name("Last-Event-ID")!] {
+            guard let n = Int64(last), n >= 0 else { throw Problem.badRequest("Last-Event-ID must be a non-negative integer") }
             since = n
-        } else if let last = request.headers[HTTPField.Name("Last-Event-ID")!], let n = Int64(last), n >= 0 {
+        } else if let text = query {
+            guard let n = Int64(text), n >= 0 else { throw Problem.badRequest("since must be a non-negative integer") }
             since = n
         } else {
             since = try await services.changeFeed.latestRevision()

@@ -1,4 +1,5 @@
 import Foundation
+import Policy
 import Tenancy
 
 /// A whole instance as one JSON document: users (with their argon2id hashes, so logins keep
@@ -14,11 +15,11 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     public var orgs: [Org]
     public var memberships: [Membership]
     public var auditEvents: [AuditEvent]
-    /// Sections for the records later versions add (invites, bindings, service accounts, API
-    /// keys). Version 1 has none of them, so they are always empty and a restore refuses
-    /// anything in them rather than drop it silently.
+    public var bindings: [Binding]
+    /// Sections for the records later versions add (invites, service accounts, API keys).
+    /// Version 1 has none of them, so they are always empty and a restore refuses anything in
+    /// them rather than drop it silently.
     public var invites: [JSONValue]
-    public var bindings: [JSONValue]
     public var serviceAccounts: [JSONValue]
     public var apiKeys: [JSONValue]
 
@@ -46,6 +47,21 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     public struct Membership: Codable, Sendable, Equatable {
         public var orgId: String
         public var userId: String
+        public var role: Role
+        public var expiresAt: Date?
+        public var createdAt: Date
+        public var updatedAt: Date
+        public var auditEventId: String?
+    }
+
+    public struct Binding: Codable, Sendable, Equatable {
+        public var id: String
+        public var orgId: String
+        /// `user` or `service_account`.
+        public var subjectType: String
+        public var subjectId: String
+        /// The full object string.
+        public var resource: String
         public var role: Role
         public var expiresAt: Date?
         public var createdAt: Date
@@ -97,10 +113,10 @@ public struct BackupDocument: Codable, Sendable, Equatable {
 
     static func describe(_ error: DecodingError) -> String {
         func path(_ c: DecodingError.Context) -> String {
-            c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? KeyCase.snake($0.stringValue) }.joined(separator: ".")
         }
         switch error {
-        case .keyNotFound(let key, let c): return "missing \(path(c).isEmpty ? "" : path(c) + ".")\(key.stringValue)"
+        case .keyNotFound(let key, let c): return "missing \(path(c).isEmpty ? "" : path(c) + ".")\(KeyCase.snake(key.stringValue))"
         case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
             return c.codingPath.isEmpty ? "the document is not valid JSON" : "\(path(c)) is not valid"
         @unknown default: return "the document is not valid"
@@ -158,13 +174,20 @@ public struct SQLBackup: Sendable {
                 let m = try SQLTenancyStore.decodeMembership(r)
                 return BackupDocument.Membership(orgId: m.orgID.lowercasedString, userId: m.userID.lowercasedString, role: m.role, expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt, auditEventId: m.auditEventID?.lowercasedString)
             }
+            let bindings = try await tx.query("SELECT \(SQLPolicyStore.bindingColumns) FROM bindings ORDER BY created_at, id").map { r in
+                let b = try SQLPolicyStore.decodeBinding(r)
+                return BackupDocument.Binding(
+                    id: b.id.lowercasedString, orgId: b.orgID.lowercasedString, subjectType: b.principal.typeName,
+                    subjectId: b.principal.id.lowercasedString, resource: b.resource.string, role: b.role, expiresAt: b.expiresAt,
+                    createdAt: b.createdAt, updatedAt: b.updatedAt, auditEventId: b.auditEventID?.lowercasedString)
+            }
             let audit = try await tx.query("SELECT \(SQLTenancyStore.auditColumns) FROM audit_events ORDER BY seq").map { r in
                 let e = try SQLTenancyStore.decodeAudit(r)
                 return BackupDocument.AuditEvent(id: e.id.lowercasedString, at: e.at, actorType: e.actorType, actorId: e.actorID?.lowercasedString, action: e.action, orgId: e.orgID?.lowercasedString, target: e.target, details: e.details)
             }
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
-                auditEvents: audit, invites: [], bindings: [], serviceAccounts: [], apiKeys: [])
+                auditEvents: audit, bindings: bindings, invites: [], serviceAccounts: [], apiKeys: [])
         }
     }
 
@@ -194,10 +217,13 @@ public struct SQLBackup: Sendable {
                 let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
                 for o in records.orgs { try await writer.insertOrg(o) }
                 for m in records.memberships { try await writer.upsertMembership(m) }
+                let bindingWriter = SQLPolicyStore.Writer(tx: tx)
+                for b in records.bindings { try await bindingWriter.upsertBinding(b) }
                 for e in records.auditEvents { try await writer.appendAudit(e) }
                 let counts: [String: JSONValue] = [
                     "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
                     "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
+                    "bindings": .number(Double(records.bindings.count)),
                     "backup_created_at": .string(RFC3339.string(document.createdAt)),
                 ]
                 try await writer.appendAudit(AuditEvent(
@@ -224,6 +250,7 @@ public struct SQLBackup: Sendable {
         var users: [(UUID, BackupDocument.User)] = []
         var orgs: [Org] = []
         var memberships: [Membership] = []
+        var bindings: [Policy.Binding] = []
         var auditEvents: [AuditEvent] = []
     }
 
@@ -233,7 +260,7 @@ public struct SQLBackup: Sendable {
         guard d.version == BackupDocument.currentVersion else {
             throw TenancyError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
         }
-        for (name, section) in [("invites", d.invites), ("bindings", d.bindings), ("service_accounts", d.serviceAccounts), ("api_keys", d.apiKeys)] where !section.isEmpty {
+        for (name, section) in [("invites", d.invites), ("service_accounts", d.serviceAccounts), ("api_keys", d.apiKeys)] where !section.isEmpty {
             throw TenancyError.invalid("this server version cannot restore \(name)")
         }
         func id(_ text: String, _ what: String) throws -> UUID {
@@ -279,6 +306,23 @@ public struct SQLBackup: Sendable {
         }
         if let orphan = orgIDs.subtracting(owned).first {
             throw TenancyError.invalid("org \(orphan.lowercasedString) has no permanent owner")
+        }
+        var boundPairs = Set<String>()
+        for b in d.bindings {
+            guard b.subjectType == "user" else { throw TenancyError.invalid("binding \(b.id): this server version restores only user bindings") }
+            let org = try id(b.orgId, "org"), subject = try id(b.subjectId, "user")
+            guard orgIDs.contains(org), userIDs.contains(subject) else {
+                throw TenancyError.invalid("binding \(b.id) refers to an org or user that is not in the backup")
+            }
+            let resource: ObjectRef
+            do { resource = try ObjectRef.parse(b.resource) } catch { throw TenancyError.invalid("binding \(b.id): \(error.message)") }
+            guard resource.orgID == org else { throw TenancyError.invalid("binding \(b.id): the resource lies outside its org") }
+            guard boundPairs.insert("\(org)/\(subject)/\(resource.path)").inserted else {
+                throw TenancyError.invalid("binding \(b.id) repeats another binding's subject and resource")
+            }
+            records.bindings.append(Policy.Binding(
+                id: try id(b.id, "binding"), orgID: org, principal: .user(subject), resource: resource, role: b.role, expiresAt: b.expiresAt,
+                createdAt: b.createdAt, updatedAt: b.updatedAt, auditEventID: try b.auditEventId.map { try id($0, "audit event") }))
         }
         for e in d.auditEvents {
             records.auditEvents.append(AuditEvent(

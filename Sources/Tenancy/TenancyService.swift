@@ -61,14 +61,18 @@ public struct TenancyService: Sendable {
 
     /// For other modules' org-scoped routes (bindings, invites, keys): the role with which
     /// `actor` holds `permission` in the org, or 404 for non-members and 403 for too low a role.
+    /// The root ranks as an owner everywhere.
     public func access(_ permission: String, actor: Actor, orgID: UUID) async throws -> Role {
-        try require(permission, try await standing(orgID: orgID, actor: actor, at: now())).role
+        let standing = try await standing(orgID: orgID, actor: actor, at: now())
+        let pass = try require(permission, standing)
+        return standing.isRoot ? .owner : pass.role
     }
 
     /// The same inside a write transaction; `viaRoot` tells whether only root powers made it pass.
     public func access(_ permission: String, actor: Actor, orgID: UUID, in tx: any TenancyWriter, at now: Date) async throws -> (role: Role, viaRoot: Bool) {
         let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: now)
-        return try require(permission, standing)
+        let pass = try require(permission, standing)
+        return (standing.isRoot ? .owner : pass.role, pass.viaRoot)
     }
 
     // MARK: Orgs

@@ -51,6 +51,19 @@ struct Runtime {
     }
 }
 
+extension Runtime {
+    /// Backups touch only tables: no signing keys, so no master key is needed or created.
+    func migratedBackup() async throws -> SQLBackup {
+        do {
+            try await Migrator(dialect: database.dialect).migrate(database)
+        } catch let error as StorageError {
+            await database.close()
+            fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+        }
+        return SQLBackup(database: database)
+    }
+}
+
 func describe(_ error: StorageError) -> String {
     switch error {
     case .unavailable(let m), .other(let m), .inconsistentMigrations(let m), .conflict(let m): return m
@@ -187,8 +200,8 @@ struct Backup: AsyncParsableCommand {
 
     func run() async throws {
         let runtime = try await Runtime.open()
-        let services = try await runtime.services()
-        let data = try BackupDocument.encode(try await services.backup.export(actor: nil))
+        let backup = try await runtime.migratedBackup()
+        let data = try BackupDocument.encode(try await backup.export(actor: nil))
         FileHandle.standardOutput.write(data)
         FileHandle.standardOutput.write(Data("\n".utf8))
         await runtime.database.close()
@@ -202,9 +215,9 @@ struct Restore: AsyncParsableCommand {
     func run() async throws {
         let input = FileHandle.standardInput.readDataToEndOfFile()
         let runtime = try await Runtime.open()
-        let services = try await runtime.services()
+        let backup = try await runtime.migratedBackup()
         do {
-            let summary = try await services.backup.restore(try BackupDocument.decode(input), actor: nil)
+            let summary = try await backup.restore(try BackupDocument.decode(input), actor: nil)
             FileHandle.standardError.write(Data(
                 "restored \(summary.users) users, \(summary.orgs) orgs, \(summary.memberships) memberships, \(summary.auditEvents) audit events\n".utf8))
         } catch let error as TenancyError {

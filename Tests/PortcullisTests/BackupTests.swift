@@ -23,7 +23,7 @@ struct BackupTests {
             try record("\(email) orgs", orgs)
             for org in (orgs.json["items"] as? [[String: Any]] ?? []) {
                 let id = org["id"] as? String ?? ""
-                for path in ["", "/members?limit=100", "/audit?limit=100"] {
+                for path in ["", "/members?limit=100", "/audit?limit=100", "/bindings?limit=100"] {
                     try record("\(email) \(path) \(id)", try await api.send(.get, "/v1/orgs/\(id)\(path)", token: token))
                 }
             }
@@ -43,7 +43,11 @@ struct BackupTests {
         let bob = try await api.login("bob@example.com")
         let globex = try await api.createOrg(bob.access, name: "Globex")
         try await api.addMember(bob.access, org: globex, email: "carol@example.com", role: "editor")
-        _ = try await api.send(.patch, "/v1/orgs/\(globex)/members/\(try await api.login("carol@example.com").userID)", json: ["role": "admin"], token: bob.access)
+        let carol = try await api.login("carol@example.com")
+        _ = try await api.send(.patch, "/v1/orgs/\(globex)/members/\(carol.userID)", json: ["role": "admin"], token: bob.access)
+        let bound = try await api.send(.put, "/v1/orgs/\(acme)/bindings",
+                                       json: ["subject": ["user_id": carol.userID], "resource": "org:\(acme)/project:p1", "role": "editor"], token: alice.access)
+        #expect(bound.status == .created)
     }
 
     static let users = ["root@example.com", "alice@example.com", "bob@example.com", "carol@example.com"]
@@ -53,8 +57,8 @@ struct BackupTests {
         try await withApp(source, configure: rootSetup) { api, _ in
             try await Self.populate(api)
             let before = try await Self.answers(api, users: Self.users)
-            // root: me, orgs; alice: me, orgs, 1 org × 3; bob and carol: me, orgs, 2 orgs × 3.
-            #expect(before.count == 23)
+            // root: me, orgs; alice: me, orgs, 1 org × 4; bob and carol: me, orgs, 2 orgs × 4.
+            #expect(before.count == 28)
             let root = try await api.login("root@example.com", password: Self.rootPassword)
             #expect(try await api.send(.get, "/v1/admin/backup", token: try await api.login("alice@example.com").access).status == .forbidden)
             let backup = try await api.send(.get, "/v1/admin/backup", token: root.access)
@@ -64,6 +68,7 @@ struct BackupTests {
             #expect(!backup.text.contains("correct horse battery"))
             #expect(!backup.text.contains(Self.rootPassword))
             let doc = backup.json
+            let acme = try #require((doc["orgs"] as? [[String: Any]])?.first { $0["name"] as? String == "Acme" }?["id"] as? String)
             #expect(doc["version"] as? Int == 1)
             let users = try #require(doc["users"] as? [[String: Any]])
             #expect(users.count == 4)
@@ -71,6 +76,7 @@ struct BackupTests {
             #expect((doc["orgs"] as? [Any])?.count == 2)
             #expect((doc["memberships"] as? [Any])?.count == 5)
             #expect((doc["invites"] as? [Any])?.isEmpty == true)
+            #expect((doc["bindings"] as? [[String: Any]])?.first?["resource"] as? String != nil)
 
             try await withApp(target, configure: rootSetup) { api2, services2 in
                 let targetRoot = try await api2.login("root@example.com", password: Self.rootPassword)
@@ -86,6 +92,10 @@ struct BackupTests {
                 for key in before.keys.sorted() {
                     #expect(after[key] == before[key], "\(key)")
                 }
+                // Decisions come out the same: Carol's binding survived the trip.
+                let carol = try await api2.login("carol@example.com")
+                #expect(try await api2.allowed(carol.access, "org:\(acme)/project:p1/doc:1", "editor"))
+                #expect(try await api2.allowed(carol.access, "org:\(acme)/project:p2", "editor") == false)
                 // The restore is itself in the platform audit log.
                 let newRoot = try await api2.login("root@example.com", password: Self.rootPassword)
                 let platform = try await api2.items("/v1/audit?limit=2", token: newRoot.access)
@@ -149,6 +159,11 @@ struct BackupTests {
                 copy["role"] = "viewer"
                 ms.append(copy)
                 doc["memberships"] = ms
+            }),
+            ("binding outside its org", try mutated { doc in
+                var bs = doc["bindings"] as! [[String: Any]]
+                bs[0]["resource"] = "org:\(UUID().uuidString.lowercased())/project:p1"
+                doc["bindings"] = bs
             }),
             ("no root administrator", try mutated { doc in
                 doc["users"] = (doc["users"] as! [[String: Any]]).map { u in var u = u; u["is_root"] = false; return u }
