@@ -31,7 +31,7 @@ let package = Package(
         ),
         // Pure domain modules: no HTTP framework, no database driver.
         .target(name: "Tenancy", swiftSettings: swiftSettings),
-        .target(name: "Policy", dependencies: ["Tenancy"], swiftSettings: swiftSettings),
+        .target(name: "Policy", dependencies: ["Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Tenancy"], swiftSettings: swiftSettings),
         .target(
             name: "Identity",
@@ -85,6 +85,13 @@ let package = Package(
                 "Server", "Storage", "Identity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // `make bench`: the decision path in process (decisions/s, memory per membership, cold load).
+        .executableTarget(
+            name: "portcullis-bench",
+            dependencies: ["Policy", "Tenancy", "Storage", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/portcullis-bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -66,6 +66,10 @@ public protocol SigningKeyStore: Sendable {
     /// once on an empty database make exactly one). Returns whether it inserted.
     func activateFirstKey(_ key: SigningKeyRecord) async throws -> Bool
     /// Inserts `key` as the active key and retires every other active key, publishing the
-    /// retired ones until `retiredPublishUntil`. Returns the change's revision.
-    func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision
+    /// retired ones until `retiredPublishUntil`, and audits it as done by `actor` ("system" when
+    /// nil). Returns the change's revision.
+    func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: (type: String, id: UUID)?) async throws -> Revision
+    /// The same, but only when the active key was created before `cutoff` (automatic rotation:
+    /// several nodes may decide at once, one rotates). Nil when the active key is recent enough.
+    func rotateKey(ifActiveOlderThan cutoff: Date, to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision?
 }

@@ -82,12 +82,25 @@ public final class TokenService: Sendable {
 
     /// Makes a new active key; the previous ones stay published until every token they signed expired.
     @discardableResult
-    public func rotate(now: Date = Date()) async throws -> (key: SigningKeyRecord, revision: Revision) {
+    public func rotate(now: Date = Date(), by actor: (type: String, id: UUID)? = nil) async throws -> (key: SigningKeyRecord, revision: Revision) {
         let key = try makeKey(now: now)
-        let publishUntil = now.addingTimeInterval((settings.accessTokenTTL + settings.leeway).seconds)
-        let revision = try await store.rotateKey(to: key, retiredPublishUntil: publishUntil)
+        let revision = try await store.rotateKey(to: key, retiredPublishUntil: retiredPublishUntil(now), actor: actor)
         try await reload(now: now)
         return (key, revision)
+    }
+
+    /// Automatic rotation: a new key when the active one is older than `age`. Nil when it is not.
+    public func rotateIfOlder(than age: Duration, now: Date = Date()) async throws -> Revision? {
+        let key = try makeKey(now: now)
+        let revision = try await store.rotateKey(
+            ifActiveOlderThan: now.addingTimeInterval(-age.seconds), to: key, retiredPublishUntil: retiredPublishUntil(now))
+        if revision != nil { try await reload(now: now) }
+        return revision
+    }
+
+    /// A retired key stays published until every token it signed has expired.
+    func retiredPublishUntil(_ now: Date) -> Date {
+        now.addingTimeInterval((settings.accessTokenTTL + settings.leeway).seconds)
     }
 
     /// Reads the keys from the database and rebuilds the key collection.

@@ -20,6 +20,9 @@ public struct AppServices: Sendable {
     public let policy: PolicyService
     public let policyStore: SQLPolicyStore
     public let backup: SQLBackup
+    public let keys: KeyService
+    /// Verifies presented API keys from memory and coalesces their `last_used_at` writes.
+    public let keyVerifier: APIKeyVerifier
 
     /// Migrates the database, loads (or creates) signing keys, and creates the root admin from
     /// `PORTCULLIS_ROOT_EMAIL`/`PORTCULLIS_ROOT_PASSWORD` when there is none yet.
@@ -57,7 +60,8 @@ public struct AppServices: Sendable {
             users: store, sessions: store, hasher: try hasher ?? Argon2idHasher(), tokens: tokens,
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
         let grantCache = GrantCache(loader: SQLPolicyStore(database: database))
-        let applyRemote = Self.applier(auth: auth, tokens: tokens, grants: grantCache)
+        let keyVerifier = APIKeyVerifier(lookup: SQLKeyStore(database: database))
+        let applyRemote = Self.applier(auth: auth, tokens: tokens, grants: grantCache, keys: keyVerifier)
         let local = LocalChanges()
         let apply: ChangeObserver = { changes in
             await applyRemote(changes)
@@ -74,7 +78,9 @@ public struct AppServices: Sendable {
             bindings: BindingService(store: policyStore, tenancy: tenancy, now: now),
             policy: PolicyService(cache: grantCache, permissions: permissions, now: now),
             policyStore: policyStore,
-            backup: SQLBackup(database: database, observer: apply))
+            backup: SQLBackup(database: database, observer: apply),
+            keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
+            keyVerifier: keyVerifier)
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }
@@ -99,10 +105,10 @@ public struct AppServices: Sendable {
     /// Applies changes (this node's own, right after commit, and other nodes' from the change
     /// log) to the in-memory state: session liveness, signing keys, cached users and grants.
     public func apply(_ changes: [Change]) async {
-        await Self.applier(auth: auth, tokens: tokens, grants: policy.cache)(changes)
+        await Self.applier(auth: auth, tokens: tokens, grants: policy.cache, keys: keyVerifier)(changes)
     }
 
-    static func applier(auth: AuthService, tokens: TokenService, grants: GrantCache) -> ChangeObserver {
+    static func applier(auth: AuthService, tokens: TokenService, grants: GrantCache, keys: APIKeyVerifier) -> ChangeObserver {
         { changes in
             var revoked: [UUID] = []
             var keysChanged = false
@@ -114,13 +120,28 @@ public struct AppServices: Sendable {
                     keysChanged = true
                 case ChangeKind.userCreated, ChangeKind.userUpdated:
                     if let id = UUID(uuidString: change.subject) { auth.userCache.invalidate(id) }
-                case TenancyChange.orgCreated, TenancyChange.orgDeleted, BindingService.changeKind:
+                case TenancyChange.orgCreated, BindingService.changeKind:
                     if let id = UUID(uuidString: change.subject) { grants.invalidate(id) }
                 case TenancyChange.membershipChanged:
                     if let id = UUID(uuidString: String(change.subject.prefix(36))) { grants.invalidate(id) }
+                case KeyService.keyRevoked:
+                    if let id = UUID(uuidString: change.subject) { keys.invalidate { $0.id == id } }
+                case KeyService.serviceAccountChanged:
+                    let parts = change.subject.split(separator: "/")
+                    if parts.count == 2, let org = UUID(uuidString: String(parts[0])), let account = UUID(uuidString: String(parts[1])) {
+                        grants.invalidate(org)
+                        keys.invalidate { $0.owner == .serviceAccount(id: account, orgID: org) }
+                    }
+                case TenancyChange.orgDeleted:
+                    if let id = UUID(uuidString: change.subject) {
+                        grants.invalidate(id)
+                        // Its service accounts' keys went with it.
+                        keys.invalidate { if case .serviceAccount(_, let org) = $0.owner { return org == id } else { return false } }
+                    }
                 case TenancyChange.restored:
                     grants.invalidateAll()
                     auth.userCache.invalidateAll()
+                    keys.invalidate { _ in true }
                 default:
                     break
                 }

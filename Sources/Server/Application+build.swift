@@ -15,20 +15,24 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
         router: router,
         configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
         logger: logger)
-    app.addServices(ChangeFollower(services: services))
+    app.addServices(ChangeFollower(services: services), KeyUsageFlusher(services: services))
+    if let age = services.config.signingKeyRotation {
+        app.addServices(SigningKeyRotator(services: services, age: age))
+    }
     return app
 }
 
 /// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
 @discardableResult
 public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
-    let authenticator = Authenticator(auth: services.auth)
+    let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache)
     PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config)
         .register(routes)
     IdentityRoutes(auth: services.auth, authenticator: authenticator).register(routes)
     TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
+    KeyRoutes(keys: services.keys, verifier: services.keyVerifier, authenticator: authenticator).register(routes)
     let policyRoutes = PolicyRoutes(services: services, authenticator: authenticator)
     policyRoutes.register(routes)
     AuthZENRoutes(policyRoutes: policyRoutes, config: services.config).register(routes)
@@ -49,6 +53,38 @@ struct ChangeFollower: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await services.changes.run()
+        }
+    }
+}
+
+/// Writes API keys' `last_used_at` in batches: one UPDATE per used key per interval, not per request.
+struct KeyUsageFlusher: Service {
+    let services: AppServices
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: services.config.keyUsageFlushInterval)
+                try? await services.keyVerifier.flushUses()
+            }
+        }
+        // Whatever was seen since the last flush is written on the way out.
+        try? await services.keyVerifier.flushUses()
+    }
+}
+
+/// Rotates the signing key once the active one is older than the configured age. Every node runs
+/// it; the store rotates only if the key is still old under its lock, so one rotation happens.
+struct SigningKeyRotator: Service {
+    let services: AppServices
+    let age: Duration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                _ = try? await services.tokens.rotateIfOlder(than: age)
+                try? await Task.sleep(for: .seconds(60))
+            }
         }
     }
 }

@@ -2,23 +2,73 @@ import Foundation
 import Hummingbird
 import Identity
 import Policy
+import Tenancy
 
-/// Who is calling.
+/// Who is calling: a user in a session, a user through an API key, or a service account's key.
 public struct Caller: Sendable {
-    public var user: User
-    /// The session of the access token; nil for callers that are not sessions (API keys, later).
-    public var sessionID: UUID?
-    /// Set when the caller authenticated with an API key: what its scopes leave of the owner's authority.
-    public var scopes: KeyScopes? = nil
+    public enum Credential: Sendable {
+        case session(UUID)
+        case userKey(APIKey)
+        case serviceAccountKey(APIKey, accountID: UUID, orgID: UUID)
+    }
+
+    public var credential: Credential
+    /// The person behind the call; nil for service accounts.
+    public var user: User?
+    /// Set for API keys: what the key's scopes leave of its owner's authority.
+    public var scopes: KeyScopes?
+
+    public var sessionID: UUID? {
+        if case .session(let id) = credential { return id }
+        return nil
+    }
+
+    public var key: APIKey? {
+        switch credential {
+        case .session: return nil
+        case .userKey(let k), .serviceAccountKey(let k, _, _): return k
+        }
+    }
+
+    public var principal: Principal {
+        if case .serviceAccountKey(_, let account, _) = credential { return .serviceAccount(account) }
+        return .user(user!.id)
+    }
 
     /// The caller as the subject of a decision.
-    public var subject: Subject { Subject(principal: .user(user.id), scopes: scopes) }
+    public var subject: Subject { Subject(principal: principal, scopes: scopes) }
 
-    /// May ask decisions about subjects other than itself (SPEC §5).
-    /// Root may, in a session or through an unscoped key; otherwise only a key with `authz:check`.
-    public var mayCheckOthers: Bool {
-        if scopes?.authzCheck == true { return true }
-        return user.isRoot && (scopes == nil || scopes == .unrestricted)
+    /// Root, in a session or through an unscoped key.
+    public var isRoot: Bool { (user?.isRoot ?? false) && (scopes == nil || scopes == .unrestricted) }
+
+    /// May ask decisions about subjects other than itself (SPEC §5): root, or a key with `authz:check`.
+    public var mayCheckOthers: Bool { scopes?.authzCheck == true || isRoot }
+
+    /// The caller as an actor of org writes, narrowed like its decisions are.
+    func actor(serviceAccountRole: Role?) -> Actor {
+        switch credential {
+        case .serviceAccountKey(_, let account, let org):
+            return Actor(type: "service_account", id: account, userID: account, isRoot: false, orgs: scopes?.orgs, roleCap: scopes?.roleCap,
+                         serviceAccountGrant: Actor.ServiceAccountGrant(orgID: org, role: serviceAccountRole ?? .viewer))
+        case .userKey:
+            return Actor(type: "user", id: user!.id, userID: user!.id, isRoot: isRoot, orgs: scopes?.orgs, roleCap: scopes?.roleCap)
+        case .session:
+            return .user(user!.id, isRoot: user!.isRoot)
+        }
+    }
+
+    /// A person, not a service account (403 otherwise).
+    func requireUser() throws -> User {
+        guard let user else { throw Problem.forbidden("a service account has no user account") }
+        return user
+    }
+
+    /// A signed-in session, not an API key: keys cannot mint keys or touch credentials and sessions.
+    func requireSession() throws -> (User, UUID) {
+        guard let user, let session = sessionID else {
+            throw Problem.forbidden("this needs a signed-in session; an API key cannot do it")
+        }
+        return (user, session)
     }
 }
 
@@ -26,13 +76,14 @@ public struct Caller: Sendable {
 struct ResolvedToken: Sendable {
     var caller: Caller
     var expiresAt: Date?
-    var user: User { caller.user }
     var subject: Subject { caller.subject }
 }
 
-/// Resolves `Authorization: Bearer …` to a caller, or throws 401.
+/// Resolves `Authorization: Bearer …` (an access token or an API key) to a caller, or throws 401.
 struct Authenticator: Sendable {
     let auth: AuthService
+    let keys: APIKeyVerifier
+    let grants: GrantCache
 
     func authenticate(_ request: Request) async throws -> Caller {
         guard let header = request.headers[.authorization] else { throw Problem.unauthenticated() }
@@ -47,6 +98,7 @@ struct Authenticator: Sendable {
 
     /// A token's identity: the caller of a request, or the subject of `identify` and `authorize`.
     func resolve(token: String) async throws -> ResolvedToken {
+        if APIKeyFormat.looksLikeKey(token) { return try await resolve(key: token) }
         let verified: VerifiedAccessToken
         do {
             verified = try await auth.authenticate(accessToken: token)
@@ -56,12 +108,41 @@ struct Authenticator: Sendable {
         guard let user = try await auth.user(id: verified.userID) else {
             throw Problem.unauthenticated("invalid or expired credentials")
         }
-        return ResolvedToken(caller: Caller(user: user, sessionID: verified.sessionID), expiresAt: verified.expiresAt)
+        return ResolvedToken(caller: Caller(credential: .session(verified.sessionID), user: user), expiresAt: verified.expiresAt)
+    }
+
+    func resolve(key presented: String) async throws -> ResolvedToken {
+        guard let key = try await keys.verify(presented, now: auth.now()) else {
+            throw Problem.unauthenticated("invalid, expired or revoked API key")
+        }
+        // Scopes were validated when the key was made; a stored key never widens on a parse error.
+        let scopes = (try? KeyScopes.parse(key.scopes)) ?? KeyScopes(orgs: [], roleCap: .viewer, authzCheck: false)
+        switch key.owner {
+        case .user(let id):
+            guard let user = try await auth.user(id: id) else { throw Problem.unauthenticated("invalid, expired or revoked API key") }
+            return ResolvedToken(caller: Caller(credential: .userKey(key), user: user, scopes: scopes), expiresAt: key.expiresAt)
+        case .serviceAccount(let account, let org):
+            return ResolvedToken(
+                caller: Caller(credential: .serviceAccountKey(key, accountID: account, orgID: org), user: nil, scopes: scopes), expiresAt: key.expiresAt)
+        }
+    }
+
+    /// The caller as an org actor; a service account's role comes from its org's grants.
+    func actor(_ request: Request) async throws -> Actor {
+        let caller = try await authenticate(request)
+        return try await actor(caller)
+    }
+
+    func actor(_ caller: Caller) async throws -> Actor {
+        guard case .serviceAccountKey(_, let account, let org) = caller.credential else { return caller.actor(serviceAccountRole: nil) }
+        let role = try await grants.grants(org)?.members[.serviceAccount(account)]?.role
+        guard role != nil else { throw Problem.unauthenticated("the service account no longer exists") }
+        return caller.actor(serviceAccountRole: role)
     }
 
     func requireRoot(_ request: Request) async throws -> Caller {
         let caller = try await authenticate(request)
-        guard caller.user.isRoot else { throw Problem.forbidden("only the platform administrator may do this") }
+        guard caller.isRoot else { throw Problem.forbidden("only the platform administrator may do this") }
         return caller
     }
 }

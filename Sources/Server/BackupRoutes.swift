@@ -19,7 +19,7 @@ struct BackupRoutes {
 
     @Sendable func export(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await authenticator.requireRoot(request)
-        let data = try BackupDocument.encode(try await backup.export(actor: .user(caller.user.id, isRoot: true)))
+        let data = try BackupDocument.encode(try await backup.export(actor: caller.actor(serviceAccountRole: nil)))
         return Response(
             status: .ok,
             headers: [.contentType: "application/json", .cacheControl: "no-store",
@@ -38,7 +38,7 @@ struct BackupRoutes {
         let caller = try await authenticator.requireRoot(request)
         let buffer = try await JSONBody.collect(request, limit: Self.restoreLimit)
         let document = try BackupDocument.decode(Data(buffer: buffer))
-        let summary = try await backup.restore(document, actor: .user(caller.user.id, isRoot: true))
+        let summary = try await backup.restore(document, actor: caller.actor(serviceAccountRole: nil))
         return try JSONBody.response(
             RestoreResponse(users: summary.users, orgs: summary.orgs, memberships: summary.memberships, auditEvents: summary.auditEvents),
             revision: summary.revision)

@@ -15,8 +15,7 @@ struct BindingRoutes {
     }
 
     func actor(_ request: Request) async throws -> Actor {
-        let caller = try await authenticator.authenticate(request)
-        return Actor.user(caller.user.id, isRoot: caller.user.isRoot)
+        try await authenticator.actor(request)
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {

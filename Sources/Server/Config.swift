@@ -29,6 +29,10 @@ public struct AppConfig: Sendable {
     public var logLevel = "info"
     /// How often the change log is polled for writes made by other nodes.
     public var changePollInterval: Duration = .milliseconds(50)
+    /// How often API keys' `last_used_at` is written (`PORTCULLIS_KEY_USAGE_FLUSH_SECONDS`).
+    public var keyUsageFlushInterval: Duration = .seconds(10)
+    /// Rotate the signing key when the active one is older than this (`PORTCULLIS_SIGNING_KEY_ROTATION_DAYS`); nil: only by hand.
+    public var signingKeyRotation: Duration?
     /// Custom permissions (`PORTCULLIS_POLICY_FILE`), YAML or JSON.
     public var policyFile: String?
 
@@ -48,6 +52,18 @@ public struct AppConfig: Sendable {
         }
         if let v = value("HOST") { c.host = v }
         if let v = value("POLICY_FILE") { c.policyFile = v }
+        if let v = value("KEY_USAGE_FLUSH_SECONDS") {
+            guard let n = Int(v), (1...3600).contains(n) else {
+                throw ConfigError(variable: "PORTCULLIS_KEY_USAGE_FLUSH_SECONDS", message: "must be 1...3600 (got \(v))")
+            }
+            c.keyUsageFlushInterval = .seconds(n)
+        }
+        if let v = value("SIGNING_KEY_ROTATION_DAYS") {
+            guard let n = Double(v), n >= 1, n <= 3650 else {
+                throw ConfigError(variable: "PORTCULLIS_SIGNING_KEY_ROTATION_DAYS", message: "must be a number of days from 1 to 3650 (got \(v))")
+            }
+            c.signingKeyRotation = .seconds(n * 86_400)
+        }
         if let v = value("PORT") {
             guard let p = Int(v), (0...65535).contains(p) else {
                 throw ConfigError(variable: "PORTCULLIS_PORT", message: "must be a port number 0...65535 (got \(v))")

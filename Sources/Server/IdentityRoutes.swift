@@ -46,50 +46,48 @@ struct IdentityRoutes {
 
     @Sendable func logout(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decodeOptional(LogoutBody.self, from: request, default: LogoutBody(all: nil))
-        let caller = try await authenticator.authenticate(request)
-        guard let sessionID = caller.sessionID else { throw Problem.forbidden("only a signed-in session can log out") }
-        let revision = try await auth.logout(userID: caller.user.id, sessionID: sessionID, all: body.all ?? false)
+        let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
+        let revision = try await auth.logout(userID: user.id, sessionID: sessionID, all: body.all ?? false)
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func me(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
-        return try JSONBody.response(UserResponse(caller.user))
+        let user = try await authenticator.authenticate(request).requireUser()
+        return try JSONBody.response(UserResponse(user))
     }
 
     @Sendable func updateMe(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(UpdateMeBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await authenticator.authenticate(request).requireUser()
         guard let name = body.name else {
             // Nothing to change: PATCH with no known field leaves the user as it is.
-            return try JSONBody.response(UserResponse(caller.user))
+            return try JSONBody.response(UserResponse(caller))
         }
-        let (user, revision) = try await auth.updateName(userID: caller.user.id, name: name)
+        let (user, revision) = try await auth.updateName(userID: caller.id, name: name)
         return try JSONBody.response(UserResponse(user), revision: revision)
     }
 
     @Sendable func changePassword(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ChangePasswordBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
-        guard let sessionID = caller.sessionID else { throw Problem.forbidden("credentials can only be changed from a signed-in session") }
+        let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
         let revision = try await auth.changePassword(
-            userID: caller.user.id, currentSessionID: sessionID, current: body.currentPassword, new: body.newPassword)
+            userID: user.id, currentSessionID: sessionID, current: body.currentPassword, new: body.newPassword)
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func sessions(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
+        let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
         let page = try Page(from: request)
-        let (items, total) = try await auth.activeSessions(userID: caller.user.id, limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map { SessionResponse($0, current: caller.sessionID) }, total: total, page: page))
+        let (items, total) = try await auth.activeSessions(userID: user.id, limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map { SessionResponse($0, current: sessionID) }, total: total, page: page))
     }
 
     @Sendable func deleteSession(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
+        let (user, _) = try await authenticator.authenticate(request).requireSession()
         guard let id = context.parameters.get("session_id").flatMap(UUID.init(uuidString:)) else {
             throw Problem.notFound("no such session")
         }
-        let revision = try await auth.revokeSession(userID: caller.user.id, sessionID: id)
+        let revision = try await auth.revokeSession(userID: user.id, sessionID: id)
         return JSONBody.noContent(revision: revision)
     }
 }

@@ -82,8 +82,8 @@ struct PlatformRoutes {
     }
 
     @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
-        _ = try await authenticator.requireRoot(request)
-        let (key, revision) = try await tokens.rotate()
+        let caller = try await authenticator.requireRoot(request)
+        let (key, revision) = try await tokens.rotate(by: ("user", try caller.requireUser().id))
         return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt), revision: revision)
     }
 }

@@ -45,12 +45,13 @@ struct PolicyRoutes {
         guard given == 1 else { throw Problem.badRequest("subject must have exactly one of user_id, token, service_account_id") }
         if let text = body.userId {
             guard let id = UUID(uuidString: text) else { throw Problem.badRequest("subject.user_id must be a UUID") }
-            if id == caller.user.id { return .subject(caller.subject) }
+            if caller.principal == .user(id) { return .subject(caller.subject) }
             try requireCheckOthers(caller)
             return .subject(.user(id))
         }
         if let text = body.serviceAccountId {
             guard let id = UUID(uuidString: text) else { throw Problem.badRequest("subject.service_account_id must be a UUID") }
+            if caller.principal == .serviceAccount(id) { return .subject(caller.subject) }
             try requireCheckOthers(caller)
             return .subject(Subject(principal: .serviceAccount(id)))
         }
@@ -203,7 +204,7 @@ struct PolicyRoutes {
         }
         let explanation = try await policy.explain(subject, object, required, consistency: settled)
         // The audit events themselves are shown only to callers who may read the org's audit log.
-        let actor = Actor.user(caller.user.id, isRoot: caller.user.isRoot)
+        let actor = try await authenticator.actor(caller)
         let mayReadAudit = (try? await services.tenancy.access(Permission.auditRead, actor: actor, orgID: object.orgID)) != nil
         var grants: [GrantResponse] = []
         for g in explanation.grants {
@@ -303,9 +304,23 @@ struct PolicyRoutes {
         guard !body.token.isEmpty, body.token.utf8.count <= 8192, let resolved = try? await authenticator.resolve(token: body.token) else {
             throw Problem.unauthenticated("the token is not valid")
         }
-        return try JSONBody.response(IdentifyResponse(
-            type: "user", userId: OrNull(resolved.user.id.lowercasedString), email: OrNull(resolved.user.email),
-            keyId: OrNull(nil), serviceAccountId: OrNull(nil), orgId: OrNull(nil), expiresAt: OrNull(resolved.expiresAt)))
+        let c = resolved.caller
+        let response: IdentifyResponse
+        switch c.credential {
+        case .session:
+            response = IdentifyResponse(
+                type: "user", userId: OrNull(c.user?.id.lowercasedString), email: OrNull(c.user?.email), keyId: OrNull(nil),
+                serviceAccountId: OrNull(nil), orgId: OrNull(nil), expiresAt: OrNull(resolved.expiresAt))
+        case .userKey(let key):
+            response = IdentifyResponse(
+                type: "api_key", userId: OrNull(c.user?.id.lowercasedString), email: OrNull(c.user?.email), keyId: OrNull(key.id.lowercasedString),
+                serviceAccountId: OrNull(nil), orgId: OrNull(nil), expiresAt: OrNull(key.expiresAt))
+        case .serviceAccountKey(let key, let account, let org):
+            response = IdentifyResponse(
+                type: "service_account", userId: OrNull(nil), email: OrNull(nil), keyId: OrNull(key.id.lowercasedString),
+                serviceAccountId: OrNull(account.lowercasedString), orgId: OrNull(org.lowercasedString), expiresAt: OrNull(key.expiresAt))
+        }
+        return try JSONBody.response(response)
     }
 
     struct PermissionsResponse: Encodable {

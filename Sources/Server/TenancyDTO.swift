@@ -21,6 +21,11 @@ struct OrgResponse: Encodable, Sendable {
     let createdAt: Date
     let updatedAt: Date
     let role: OrNull<String>
+    let settings: Settings
+
+    struct Settings: Encodable, Sendable {
+        let maxKeyTtl: OrNull<Int>
+    }
 
     init(_ view: OrgView) {
         id = view.org.id.lowercasedString
@@ -30,6 +35,7 @@ struct OrgResponse: Encodable, Sendable {
         createdAt = view.org.createdAt
         updatedAt = view.org.updatedAt
         role = OrNull(view.role?.rawValue)
+        settings = Settings(maxKeyTtl: OrNull(view.org.maxKeyTTL))
     }
 }
 
@@ -91,14 +97,27 @@ struct PatchOrgBody: Decodable, Sendable {
     var name: String??
     var description: String??
     var metadata: JSONValue??
+    var settings: Settings?
 
-    enum CodingKeys: String, CodingKey { case name, description, metadata }
+    struct Settings: Decodable, Sendable {
+        var maxKeyTtl: Int??
+
+        enum CodingKeys: String, CodingKey { case maxKeyTtl }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxKeyTtl = try c.decodePresence(Int.self, forKey: .maxKeyTtl)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case name, description, metadata, settings }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decodePresence(String.self, forKey: .name)
         description = try c.decodePresence(String.self, forKey: .description)
         metadata = try c.decodePresence(JSONValue.self, forKey: .metadata)
+        settings = try c.decodeIfPresent(Settings.self, forKey: .settings)
     }
 
     func patch() throws -> OrgPatch {
@@ -116,6 +135,7 @@ struct PatchOrgBody: Decodable, Sendable {
             case .some: throw Problem.badRequest("metadata must be a JSON object")
             }
         }
+        if let ttl = settings?.maxKeyTtl { patch.maxKeyTTL = .set(ttl) }
         return patch
     }
 }

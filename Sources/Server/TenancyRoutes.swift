@@ -25,8 +25,7 @@ struct TenancyRoutes {
     }
 
     func actor(_ request: Request) async throws -> Actor {
-        let caller = try await authenticator.authenticate(request)
-        return Actor.user(caller.user.id, isRoot: caller.user.isRoot)
+        try await authenticator.actor(request)
     }
 
     /// Ids in paths are UUIDs; anything else is simply not found (SPEC §11).

@@ -42,6 +42,7 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         public var metadata: [String: JSONValue]
         public var createdAt: Date
         public var updatedAt: Date
+        public var maxKeyTtl: Int?
     }
 
     public struct Membership: Codable, Sendable, Equatable {
@@ -166,7 +167,7 @@ public struct SQLBackup: Sendable {
             }
             let orgs = try await tx.query("SELECT \(SQLTenancyStore.orgColumns) FROM orgs o ORDER BY o.created_at, o.id").map { r in
                 let o = try SQLTenancyStore.decodeOrg(r)
-                return BackupDocument.Org(id: o.id.lowercasedString, name: o.name, description: o.description, metadata: o.metadata, createdAt: o.createdAt, updatedAt: o.updatedAt)
+                return BackupDocument.Org(id: o.id.lowercasedString, name: o.name, description: o.description, metadata: o.metadata, createdAt: o.createdAt, updatedAt: o.updatedAt, maxKeyTtl: o.maxKeyTTL)
             }
             let memberships = try await tx.query(
                 "SELECT \(SQLTenancyStore.membershipColumns) FROM memberships m ORDER BY m.org_id, m.created_at, m.user_id"
@@ -282,7 +283,8 @@ public struct SQLBackup: Sendable {
         for o in d.orgs {
             records.orgs.append(Org(
                 id: try id(o.id, "org"), name: try OrgFields.name(o.name), description: try OrgFields.description(o.description),
-                metadata: try OrgFields.metadata(.object(o.metadata)), createdAt: o.createdAt, updatedAt: o.updatedAt))
+                metadata: try OrgFields.metadata(.object(o.metadata)), createdAt: o.createdAt, updatedAt: o.updatedAt,
+                maxKeyTTL: try OrgFields.maxKeyTTL(o.maxKeyTtl)))
         }
         let userIDs = Set(records.users.map(\.0))
         let orgIDs = Set(records.orgs.map(\.id))

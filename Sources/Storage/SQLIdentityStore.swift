@@ -1,5 +1,6 @@
 import Foundation
 import Identity
+import Tenancy
 
 /// Users, sessions, refresh tokens and signing keys on either SQL backend.
 public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
@@ -210,11 +211,28 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
         }
     }
 
-    public func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision {
+    public func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: (type: String, id: UUID)?) async throws -> Revision {
         try await db.transaction { tx in
             try await Self.lockSigningKeys(tx)
+            try await Self.auditRotation(tx, key, actor: actor)
             return try await Self.activate(tx, key, retiredPublishUntil: retiredPublishUntil)
         }
+    }
+
+    public func rotateKey(ifActiveOlderThan cutoff: Date, to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision? {
+        try await db.transaction { tx in
+            try await Self.lockSigningKeys(tx)
+            let active = try await tx.queryFirst("SELECT MAX(created_at) AS newest FROM signing_keys WHERE retired_at IS NULL")
+            if let newest = try active?.optionalDate("newest"), newest >= cutoff { return nil }
+            try await Self.auditRotation(tx, key, actor: nil)
+            return try await Self.activate(tx, key, retiredPublishUntil: retiredPublishUntil)
+        }
+    }
+
+    static func auditRotation(_ tx: any SQLExecutor, _ key: SigningKeyRecord, actor: (type: String, id: UUID)?) async throws {
+        try await SQLTenancyStore.Writer(tx: tx).appendAudit(AuditEvent(
+            at: key.createdAt, actorType: actor?.type ?? "system", actorID: actor?.id, action: AuditAction.signingKeyRotated,
+            orgID: nil, target: "signing_key:\(key.kid)", details: ["kid": .string(key.kid)]))
     }
 
     /// Serializes key activation across nodes (PostgreSQL); SQLite's BEGIN IMMEDIATE already does.

@@ -42,6 +42,9 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
                 role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
                 auditEventID: try row.optionalUUID("audit_event_id"))
         }
+        for row in try await db.query("SELECT id, role FROM service_accounts WHERE org_id = $1", orgID) {
+            grants.members[.serviceAccount(try row.uuid("id"))] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
+        }
         for row in try await db.query(
             "SELECT id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1", orgID) {
             grants.bindings[try Self.principal(row), default: []].append(BindingGrant(
@@ -60,6 +63,9 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
                 role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
                 auditEventID: try row.optionalUUID("audit_event_id"))
         }
+        for row in try await db.query("SELECT id, org_id, role FROM service_accounts") {
+            all[try row.uuid("org_id"), default: OrgGrants()].members[.serviceAccount(try row.uuid("id"))] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
+        }
         for row in try await db.query("SELECT id, org_id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings") {
             all[try row.uuid("org_id"), default: OrgGrants()].bindings[try Self.principal(row), default: []].append(BindingGrant(
                 id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
@@ -71,10 +77,15 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
     /// Every membership and binding of one principal, across orgs (for lookup).
     public func grants(of principal: Principal) async throws -> ([(UUID, MemberGrant)], [(UUID, BindingGrant)]) {
         var memberships: [(UUID, MemberGrant)] = []
-        if case .user(let id) = principal {
+        switch principal {
+        case .user(let id):
             for row in try await db.query("SELECT org_id, role, expires_at FROM memberships WHERE user_id = $1", id) {
                 memberships.append((try row.uuid("org_id"), MemberGrant(
                     role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)))
+            }
+        case .serviceAccount(let id):
+            for row in try await db.query("SELECT org_id, role FROM service_accounts WHERE id = $1", id) {
+                memberships.append((try row.uuid("org_id"), MemberGrant(role: try SQLTenancyStore.decodeRole(row))))
             }
         }
         var bindings: [(UUID, BindingGrant)] = []
@@ -136,9 +147,8 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
             switch principal {
             case .user(let id):
                 return try await tx.queryFirst("SELECT id FROM users WHERE id = $1", id) != nil
-            case .serviceAccount:
-                // Service accounts arrive with API keys; until then none exists.
-                return false
+            case .serviceAccount(let id):
+                return try await tx.queryFirst("SELECT id FROM service_accounts WHERE id = $1 AND org_id = $2", id, orgID) != nil
             }
         }
     }

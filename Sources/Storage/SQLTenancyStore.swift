@@ -11,7 +11,7 @@ public struct SQLTenancyStore: TenancyStore {
         self.observer = observer
     }
 
-    static let orgColumns = "o.id, o.name, o.description, o.metadata, o.created_at, o.updated_at"
+    static let orgColumns = "o.id, o.name, o.description, o.metadata, o.created_at, o.updated_at, o.max_key_ttl"
     static let membershipColumns = "m.org_id, m.user_id, m.role, m.expires_at, m.created_at, m.updated_at, m.audit_event_id"
     static let auditColumns = "id, at, actor_type, actor_id, action, org_id, target, details"
     /// A membership that still counts at bind `$n`.
@@ -20,7 +20,8 @@ public struct SQLTenancyStore: TenancyStore {
     static func decodeOrg(_ row: SQLRow) throws -> Org {
         Org(id: try row.uuid("id"), name: try row.string("name"), description: try row.string("description"),
             metadata: JSONValue.object(fromJSON: try row.string("metadata")),
-            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"),
+            maxKeyTTL: try row.optionalInt("max_key_ttl").map(Int.init))
     }
 
     static func decodeRole(_ row: SQLRow, _ column: String = "role") throws -> Role {
@@ -166,14 +167,14 @@ public struct SQLTenancyStore: TenancyStore {
 
         func insertOrg(_ org: Org) async throws {
             try await tx.execute(
-                "INSERT INTO orgs (id, name, name_lower, description, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.createdAt, org.updatedAt)
+                "INSERT INTO orgs (id, name, name_lower, description, metadata, created_at, updated_at, max_key_ttl) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.createdAt, org.updatedAt, org.maxKeyTTL)
         }
 
         func updateOrg(_ org: Org) async throws {
             try await tx.execute(
-                "UPDATE orgs SET name = $2, name_lower = $3, description = $4, metadata = $5, updated_at = $6 WHERE id = $1",
-                org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.updatedAt)
+                "UPDATE orgs SET name = $2, name_lower = $3, description = $4, metadata = $5, updated_at = $6, max_key_ttl = $7 WHERE id = $1",
+                org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.updatedAt, org.maxKeyTTL)
         }
 
         func deleteOrg(id: UUID) async throws {

@@ -8,14 +8,17 @@ public struct Org: Sendable, Equatable {
     public var metadata: [String: JSONValue]
     public var createdAt: Date
     public var updatedAt: Date
+    /// `settings.max_key_ttl`: keys scoped to this org live at most this many seconds.
+    public var maxKeyTTL: Int?
 
-    public init(id: UUID, name: String, description: String, metadata: [String: JSONValue], createdAt: Date, updatedAt: Date) {
+    public init(id: UUID, name: String, description: String, metadata: [String: JSONValue], createdAt: Date, updatedAt: Date, maxKeyTTL: Int? = nil) {
         self.id = id
         self.name = name
         self.description = description
         self.metadata = metadata
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.maxKeyTTL = maxKeyTTL
     }
 }
 
@@ -83,23 +86,52 @@ public struct UserRef: Sendable, Equatable {
     }
 }
 
-/// Who does something. Users today; API keys and service accounts act through the same type.
+/// Who does something: a user in a session, a user through an API key (narrowed by its
+/// scopes), or an org's service account.
 public struct Actor: Sendable, Equatable {
     public var type: String
     public var id: UUID
-    /// The user whose org memberships count for this actor.
+    /// The user whose org memberships count for this actor (for a service account: its own id,
+    /// which has no memberships).
     public var userID: UUID
     public var isRoot: Bool
+    /// A key's `org:` scopes: the only orgs it may act in (nil: any).
+    public var orgs: Set<UUID>?
+    /// A key's `role:` scope: the highest role it may act with.
+    public var roleCap: Role?
+    /// A service account's one grant: its org and role.
+    public var serviceAccountGrant: ServiceAccountGrant?
+
+    public struct ServiceAccountGrant: Sendable, Equatable {
+        public var orgID: UUID
+        public var role: Role
+        public init(orgID: UUID, role: Role) {
+            self.orgID = orgID
+            self.role = role
+        }
+    }
 
     public static func user(_ id: UUID, isRoot: Bool) -> Actor {
         Actor(type: "user", id: id, userID: id, isRoot: isRoot)
     }
 
-    public init(type: String, id: UUID, userID: UUID, isRoot: Bool) {
+    public init(type: String, id: UUID, userID: UUID, isRoot: Bool, orgs: Set<UUID>? = nil, roleCap: Role? = nil, serviceAccountGrant: ServiceAccountGrant? = nil) {
         self.type = type
         self.id = id
         self.userID = userID
         self.isRoot = isRoot
+        self.orgs = orgs
+        self.roleCap = roleCap
+        self.serviceAccountGrant = serviceAccountGrant
+    }
+
+    /// The role this actor may act with in `org`, given the membership role found for `userID`.
+    public func effectiveRole(membership: Role?, in org: UUID) -> Role? {
+        var role = membership
+        if let grant = serviceAccountGrant { role = grant.orgID == org ? grant.role : nil }
+        if let orgs, !orgs.contains(org) { return nil }
+        if let cap = roleCap, let r = role { role = min(r, cap) }
+        return role
     }
 }
 
@@ -140,6 +172,11 @@ public enum AuditAction {
     public static let backupExported = "backup.exported"
     public static let bindingSet = "binding.set"
     public static let bindingRemoved = "binding.removed"
+    public static let keyCreated = "key.created"
+    public static let keyRevoked = "key.revoked"
+    public static let serviceAccountCreated = "service_account.created"
+    public static let serviceAccountDeleted = "service_account.deleted"
+    public static let signingKeyRotated = "signing_key.rotated"
 }
 
 /// Who a new member is: an existing user by id or by e-mail.
@@ -159,11 +196,13 @@ public struct OrgPatch: Sendable, Equatable {
     public var name: FieldUpdate<String> = .keep
     public var description: FieldUpdate<String> = .keep
     public var metadata: FieldUpdate<[String: JSONValue]> = .keep
+    public var maxKeyTTL: FieldUpdate<Int?> = .keep
 
-    public init(name: FieldUpdate<String> = .keep, description: FieldUpdate<String> = .keep, metadata: FieldUpdate<[String: JSONValue]> = .keep) {
+    public init(name: FieldUpdate<String> = .keep, description: FieldUpdate<String> = .keep, metadata: FieldUpdate<[String: JSONValue]> = .keep, maxKeyTTL: FieldUpdate<Int?> = .keep) {
         self.name = name
         self.description = description
         self.metadata = metadata
+        self.maxKeyTTL = maxKeyTTL
     }
 }
 

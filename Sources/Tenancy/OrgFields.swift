@@ -31,6 +31,13 @@ public enum OrgFields {
         return object
     }
 
+    /// `settings.max_key_ttl`: one minute to ten years.
+    public static func maxKeyTTL(_ seconds: Int?) throws -> Int? {
+        guard let seconds else { return nil }
+        guard (60...(10 * 365 * 86_400)).contains(seconds) else { throw TenancyError.invalid("settings.max_key_ttl must be from 60 seconds to 10 years") }
+        return seconds
+    }
+
     /// A `?name=` filter: trimmed, at most 200 characters.
     public static func nameFilter(_ raw: String?) throws -> String? {
         guard let raw else { return nil }

@@ -32,8 +32,8 @@ public struct TenancyService: Sendable {
 
     /// Non-members (and orgs that do not exist) are 404 alike: no existence leak.
     func standing(org: Org?, membership: Membership?, actor: Actor, at now: Date) throws -> Standing {
-        guard org != nil else { throw TenancyError.notFound("no such org") }
-        let role = membership.flatMap { $0.isCurrent(at: now) ? $0.role : nil }
+        guard let org else { throw TenancyError.notFound("no such org") }
+        let role = actor.effectiveRole(membership: membership.flatMap { $0.isCurrent(at: now) ? $0.role : nil }, in: org.id)
         guard role != nil || actor.isRoot else { throw TenancyError.notFound("no such org") }
         return Standing(role: role, isRoot: actor.isRoot)
     }
@@ -79,6 +79,9 @@ public struct TenancyService: Sendable {
 
     public func createOrg(actor: Actor, name: String, description: String?, metadata: JSONValue?) async throws -> (OrgView, Int64) {
         let name = try OrgFields.name(name)
+        guard actor.serviceAccountGrant == nil, actor.orgs == nil else {
+            throw TenancyError.forbidden("a service account or org-scoped key cannot create orgs")
+        }
         let description = try OrgFields.description(description ?? "")
         let metadata = try metadata.map(OrgFields.metadata) ?? [:]
         let at = now()
@@ -100,7 +103,20 @@ public struct TenancyService: Sendable {
             guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator may list every org") }
             return try await store.allOrgs(viewerUserID: actor.userID, now: now(), nameContains: filter, limit: limit, offset: offset)
         }
-        return try await store.orgs(memberUserID: actor.userID, now: now(), nameContains: filter, limit: limit, offset: offset)
+        if let grant = actor.serviceAccountGrant {
+            guard let org = try await store.org(id: grant.orgID), filter.map({ org.name.lowercased().contains($0.lowercased()) }) ?? true,
+                  let role = actor.effectiveRole(membership: nil, in: org.id) else { return ([], 0) }
+            return (offset == 0 ? [OrgView(org: org, role: role)] : [], 1)
+        }
+        guard actor.orgs != nil || actor.roleCap != nil else {
+            return try await store.orgs(memberUserID: actor.userID, now: now(), nameContains: filter, limit: limit, offset: offset)
+        }
+        // A scoped key sees only its orgs, with its capped role: filter the member's list.
+        let (all, _) = try await store.orgs(memberUserID: actor.userID, now: now(), nameContains: filter, limit: 10_000, offset: 0)
+        let visible = all.compactMap { view -> OrgView? in
+            actor.effectiveRole(membership: view.role, in: view.org.id).map { OrgView(org: view.org, role: $0) }
+        }
+        return (Array(visible.dropFirst(offset).prefix(limit)), visible.count)
     }
 
     public func org(actor: Actor, id: UUID) async throws -> OrgView {
@@ -116,6 +132,7 @@ public struct TenancyService: Sendable {
         if case .set(let name) = patch.name { fields.name = .set(try OrgFields.name(name)) }
         if case .set(let description) = patch.description { fields.description = .set(try OrgFields.description(description)) }
         if case .set(let metadata) = patch.metadata { fields.metadata = .set(try OrgFields.metadata(.object(metadata))) }
+        if case .set(let ttl) = patch.maxKeyTTL { fields.maxKeyTTL = .set(try OrgFields.maxKeyTTL(ttl)) }
         let validated = fields
         let at = now()
         return try await store.write(lockingOrg: id) { tx in
@@ -126,6 +143,7 @@ public struct TenancyService: Sendable {
             if case .set(let v) = validated.name, v != org.name { org.name = v; changed.append(.string("name")) }
             if case .set(let v) = validated.description, v != org.description { org.description = v; changed.append(.string("description")) }
             if case .set(let v) = validated.metadata, v != org.metadata { org.metadata = v; changed.append(.string("metadata")) }
+            if case .set(let v) = validated.maxKeyTTL, v != org.maxKeyTTL { org.maxKeyTTL = v; changed.append(.string("settings.max_key_ttl")) }
             guard !changed.isEmpty else { return (OrgView(org: org, role: standing.role), nil) }
             org.updatedAt = at
             try await tx.updateOrg(org)

@@ -164,6 +164,8 @@ struct OrgTests {
                     "POST /v1/orgs/{org_id}/members": ["email": "mallory@example.com", "role": "viewer"],
                     "PATCH /v1/orgs/{org_id}/members/{user_id}": ["role": "viewer"],
                     "PUT /v1/orgs/{org_id}/bindings": ["subject": ["user_id": mallory.userID], "resource": "org:\(orgID)/doc:1", "role": "viewer"],
+                    "POST /v1/orgs/{org_id}/service-accounts": ["name": "ci", "role": "viewer"],
+                    "POST /v1/orgs/{org_id}/service-accounts/{account_id}/keys": ["name": "ci key"],
                 ]
             }
             let orgRoutes = RouteTable.all(services: services).routes.filter { $0.path.hasPrefix("/v1/orgs/{org_id}") }
@@ -175,6 +177,7 @@ struct OrgTests {
                 for orgID in [org, UUID().uuidString.lowercased()] {
                     let path = route.path.replacingOccurrences(of: "{org_id}", with: orgID)
                         .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{account_id}", with: UUID().uuidString).replacingOccurrences(of: "{key_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: bodies(orgID)[key] ?? body, token: mallory.access)
                     #expect(reply.status == .notFound, "\(key) as a non-member: \(reply.text)")
                     #expect(reply.code == "not_found")
@@ -182,12 +185,14 @@ struct OrgTests {
                 for bad in ["not-a-uuid", "1", "%27%20OR%201%3D1", String(repeating: "f", count: 300)] {
                     let path = route.path.replacingOccurrences(of: "{org_id}", with: bad)
                         .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{account_id}", with: UUID().uuidString).replacingOccurrences(of: "{key_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: body, token: alice.access)
                     #expect(reply.status == .notFound, "\(key) with org id \(bad): \(reply.text)")
                 }
-                if route.path.contains("{user_id}") || route.path.contains("{binding_id}") {
+                if ["{user_id}", "{binding_id}", "{account_id}", "{key_id}"].contains(where: route.path.contains) {
                     let path = route.path.replacingOccurrences(of: "{org_id}", with: org)
                         .replacingOccurrences(of: "{user_id}", with: "nope").replacingOccurrences(of: "{binding_id}", with: "nope")
+                        .replacingOccurrences(of: "{account_id}", with: "nope").replacingOccurrences(of: "{key_id}", with: "nope")
                     #expect(try await api.send(route.method, path, json: body, token: alice.access).status == .notFound, "\(key) bad id")
                 }
             }

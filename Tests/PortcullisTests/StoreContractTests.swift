@@ -175,7 +175,7 @@ struct StoreContractTests {
             #expect(try await store.activateFirstKey(key("a", 0)))
             #expect(try await store.activateFirstKey(key("b", 1)) == false)
             let before = try await ChangeFeed(database: db).latestRevision()
-            #expect(try await store.rotateKey(to: key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900)) > before)
+            #expect(try await store.rotateKey(to: key("c", 2), retiredPublishUntil: Self.now.addingTimeInterval(900), actor: nil) > before)
             let keys = try await store.signingKeys()
             #expect(keys.map(\.kid) == ["a", "c"])
             #expect(keys[0].retiredAt == Self.now.addingTimeInterval(2))

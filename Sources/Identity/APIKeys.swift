@@ -1,0 +1,140 @@
+import Foundation
+import Synchronization
+
+/// Who an API key acts for: a user (narrowed by the key's scopes), or an org's service account.
+public enum KeyOwner: Sendable, Equatable, Hashable {
+    case user(UUID)
+    case serviceAccount(id: UUID, orgID: UUID)
+}
+
+/// An API key as stored and listed; the secret itself is never kept.
+public struct APIKey: Sendable, Equatable {
+    public var id: UUID
+    public var prefix: String
+    public var name: String
+    public var owner: KeyOwner
+    public var scopes: [String]
+    public var createdAt: Date
+    public var expiresAt: Date?
+    public var lastUsedAt: Date?
+    public var revokedAt: Date?
+
+    public init(id: UUID, prefix: String, name: String, owner: KeyOwner, scopes: [String], createdAt: Date, expiresAt: Date?, lastUsedAt: Date? = nil, revokedAt: Date? = nil) {
+        self.id = id
+        self.prefix = prefix
+        self.name = name
+        self.owner = owner
+        self.scopes = scopes
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.lastUsedAt = lastUsedAt
+        self.revokedAt = revokedAt
+    }
+
+    public func isUsable(at now: Date) -> Bool {
+        revokedAt == nil && (expiresAt.map { $0 > now } ?? true)
+    }
+}
+
+/// `pcl_<prefix>_<secret>`: the prefix (12 hex characters) finds the row, the secret (256 random
+/// bits, base64url, 43 characters) proves possession.
+///
+/// Only SHA-256 of the secret is stored. A fast hash is right here, unlike for passwords: the
+/// secret is 256 uniformly random bits, so there is nothing to guess or look up in a dictionary,
+/// and a slow hash would cost every API request tens of milliseconds for no gain.
+public enum APIKeyFormat {
+    public static let scheme = "pcl"
+
+    public struct Minted: Sendable {
+        public let prefix: String
+        public let secretHash: String
+        /// The whole key, shown once.
+        public let key: String
+    }
+
+    public static func mint() -> Minted {
+        var generator = SystemRandomNumberGenerator()
+        let prefix = (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let secret = Secrets.token(bytes: 32)
+        return Minted(prefix: prefix, secretHash: Secrets.hash(secret), key: "\(scheme)_\(prefix)_\(secret)")
+    }
+
+    /// Splits a presented key; nil when it does not have the shape of one.
+    public static func parse(_ key: String) -> (prefix: String, secret: String)? {
+        let parts = key.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == scheme, parts[1].utf8.count == 12,
+              parts[1].utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }),
+              parts[2].utf8.count >= 43, parts[2].utf8.count <= 64 else { return nil }
+        return (String(parts[1]), String(parts[2]))
+    }
+
+    public static func looksLikeKey(_ token: String) -> Bool { token.hasPrefix(scheme + "_") }
+}
+
+/// Finds a key by its prefix, with the stored hash of its secret.
+public protocol APIKeyLookup: Sendable {
+    func key(prefix: String) async throws -> (APIKey, secretHash: String)?
+    /// Writes coalesced `last_used_at` values (only ever moving them forward).
+    func recordUse(_ uses: [UUID: Date]) async throws
+}
+
+/// Verifies presented API keys: one in-memory lookup and one constant-time comparison on the
+/// hot path. Revocations (local, or from the change log) drop the cached entry at once.
+public final class APIKeyVerifier: Sendable {
+    let lookup: any APIKeyLookup
+    private let cache = Mutex([String: (APIKey, String)]())
+    private let uses = Mutex([UUID: Date]())
+    let capacity: Int
+
+    public init(lookup: any APIKeyLookup, capacity: Int = 100_000) {
+        self.lookup = lookup
+        self.capacity = capacity
+    }
+
+    /// The key, if `presented` is a usable key; nil otherwise (unknown, wrong secret, expired, revoked).
+    public func verify(_ presented: String, now: Date) async throws -> APIKey? {
+        guard let (prefix, secret) = APIKeyFormat.parse(presented) else { return nil }
+        var entry = cache.withLock { $0[prefix] }
+        if entry == nil {
+            guard let loaded = try await lookup.key(prefix: prefix) else { return nil }
+            cache.withLock { table in
+                if table.count >= capacity { table.removeAll(keepingCapacity: true) }
+                table[prefix] = loaded
+            }
+            entry = loaded
+        }
+        guard let (key, hash) = entry else { return nil }
+        guard Secrets.constantTimeEquals(Secrets.hash(secret), hash), key.isUsable(at: now) else { return nil }
+        uses.withLock { $0[key.id] = now }
+        return key
+    }
+
+    /// Forgets cached keys matching `predicate` (a revocation, a deleted service account).
+    public func invalidate(where predicate: (APIKey) -> Bool) {
+        cache.withLock { table in
+            for (prefix, entry) in table where predicate(entry.0) { table.removeValue(forKey: prefix) }
+        }
+    }
+
+    /// When this node last saw the key used, if after its last flush.
+    public func pendingUse(_ id: UUID) -> Date? { uses.withLock { $0[id] } }
+
+    /// Writes the uses seen since the last flush: one UPDATE per key per flush, not per request.
+    public func flushUses() async throws {
+        let batch = uses.withLock { table -> [UUID: Date] in
+            let b = table
+            table.removeAll()
+            return b
+        }
+        guard !batch.isEmpty else { return }
+        do {
+            try await lookup.recordUse(batch)
+        } catch {
+            // Keep them for the next flush; a newer use of the same key wins.
+            uses.withLock { table in
+                for (id, at) in batch where (table[id] ?? .distantPast) < at { table[id] = at }
+            }
+            throw error
+        }
+    }
+}

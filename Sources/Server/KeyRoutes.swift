@@ -1,0 +1,182 @@
+import Foundation
+import Hummingbird
+import Identity
+import Policy
+import Tenancy
+
+struct CreateKeyBody: Decodable, Sendable {
+    let name: String
+    let expiresIn: Int?
+    let scopes: [String]?
+}
+
+struct KeyResponse: Encodable, Sendable {
+    let id: String
+    let name: String
+    let prefix: String
+    let scopes: [String]
+    let createdAt: Date
+    let expiresAt: OrNull<Date>
+    let lastUsedAt: OrNull<Date>
+    let serviceAccountId: String?
+    /// The whole key: only in the creation response.
+    let key: String?
+
+    init(_ k: APIKey, lastUsed: Date? = nil, secret: String? = nil) {
+        id = k.id.lowercasedString
+        name = k.name
+        prefix = k.prefix
+        scopes = k.scopes
+        createdAt = k.createdAt
+        expiresAt = OrNull(k.expiresAt)
+        // A use this node saw but has not written yet is newer than the stored value.
+        lastUsedAt = OrNull([k.lastUsedAt, lastUsed].compactMap { $0 }.max())
+        if case .serviceAccount(let account, _) = k.owner { serviceAccountId = account.lowercasedString } else { serviceAccountId = nil }
+        key = secret
+    }
+}
+
+struct CreateServiceAccountBody: Decodable, Sendable {
+    let name: String
+    let role: String
+}
+
+struct ServiceAccountResponse: Encodable, Sendable {
+    let id: String
+    let orgId: String
+    let name: String
+    let role: String
+    let createdAt: Date
+
+    init(_ a: ServiceAccount) {
+        id = a.id.lowercasedString
+        orgId = a.orgID.lowercasedString
+        name = a.name
+        role = a.role.rawValue
+        createdAt = a.createdAt
+    }
+}
+
+/// User API keys and org service accounts with their keys.
+struct KeyRoutes {
+    let keys: KeyService
+    let verifier: APIKeyVerifier
+    let authenticator: Authenticator
+
+    func register(_ routes: RouteTable) {
+        routes.on(.post, "/v1/keys", use: createKey)
+        routes.on(.get, "/v1/keys", use: listKeys)
+        routes.on(.get, "/v1/keys/{key_id}", use: getKey)
+        routes.on(.delete, "/v1/keys/{key_id}", use: revokeKey)
+        routes.on(.get, "/v1/orgs/{org_id}/service-accounts", use: listAccounts)
+        routes.on(.post, "/v1/orgs/{org_id}/service-accounts", use: createAccount)
+        routes.on(.delete, "/v1/orgs/{org_id}/service-accounts/{account_id}", use: deleteAccount)
+        routes.on(.get, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys", use: listAccountKeys)
+        routes.on(.post, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys", use: createAccountKey)
+        routes.on(.delete, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys/{key_id}", use: revokeAccountKey)
+    }
+
+    /// Scopes as given, checked; and the orgs they name (for the org key-lifetime policy).
+    static func scopes(_ given: [String]?) throws -> ([String], [UUID]) {
+        let list = given ?? []
+        guard list.count <= 50 else { throw Problem.badRequest("at most 50 scopes") }
+        let parsed: KeyScopes
+        do { parsed = try KeyScopes.parse(list) } catch { throw Problem.badRequest(error.message) }
+        // Stored in canonical form: lowercase org ids, no repeats, sorted.
+        let canonical = Array(Set(list.map { $0.hasPrefix("org:") ? $0.lowercased() : $0 })).sorted()
+        return (canonical, Array(parsed.orgs ?? []))
+    }
+
+    func response(_ key: APIKey, secret: String? = nil) -> KeyResponse {
+        KeyResponse(key, lastUsed: verifier.pendingUse(key.id), secret: secret)
+    }
+
+    // MARK: User keys
+
+    @Sendable func createKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(CreateKeyBody.self, from: request)
+        let caller = try await authenticator.authenticate(request)
+        let (scopes, orgs) = try Self.scopes(body.scopes)
+        _ = try caller.requireSession()
+        let created = try await keys.createUserKey(
+            actor: try await authenticator.actor(caller), name: body.name, expiresIn: body.expiresIn, scopes: scopes, scopedOrgs: orgs)
+        return try JSONBody.response(response(created.key, secret: created.secret), status: .created, revision: created.revision)
+    }
+
+    @Sendable func listKeys(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.authenticate(request)
+        let page = try Page(from: request)
+        _ = try caller.requireUser()
+        let (items, total) = try await keys.userKeys(actor: try await authenticator.actor(caller), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map { response($0) }, total: total, page: page))
+    }
+
+    @Sendable func getKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.authenticate(request)
+        _ = try caller.requireUser()
+        let key = try await keys.userKey(actor: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "key_id", "key"))
+        return try JSONBody.response(response(key))
+    }
+
+    @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.authenticate(request)
+        _ = try caller.requireUser()
+        let revision = try await keys.revokeUserKey(actor: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "key_id", "key"))
+        return JSONBody.noContent(revision: revision)
+    }
+
+    // MARK: Service accounts
+
+    @Sendable func listAccounts(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await authenticator.actor(request)
+        let page = try Page(from: request)
+        let (items, total) = try await keys.serviceAccounts(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map(ServiceAccountResponse.init), total: total, page: page))
+    }
+
+    @Sendable func createAccount(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(CreateServiceAccountBody.self, from: request)
+        let caller = try await authenticator.authenticate(request)
+        let role = try parseRole(body.role)
+        let (account, revision) = try await keys.createServiceAccount(
+            actor: try await authenticator.actor(caller), orgID: try TenancyRoutes.pathID(context, "org_id", "org"), name: body.name, role: role)
+        return try JSONBody.response(ServiceAccountResponse(account), status: .created, revision: revision)
+    }
+
+    @Sendable func deleteAccount(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await authenticator.actor(request)
+        let revision = try await keys.deleteServiceAccount(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), id: try TenancyRoutes.pathID(context, "account_id", "service account"))
+        return JSONBody.noContent(revision: revision)
+    }
+
+    @Sendable func listAccountKeys(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await authenticator.actor(request)
+        let page = try Page(from: request)
+        let (items, total) = try await keys.serviceAccountKeys(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
+            accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map { response($0) }, total: total, page: page))
+    }
+
+    @Sendable func createAccountKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(CreateKeyBody.self, from: request)
+        let caller = try await authenticator.authenticate(request)
+        let (scopes, orgs) = try Self.scopes(body.scopes)
+        _ = try caller.requireSession()
+        let created = try await keys.createServiceAccountKey(
+            actor: try await authenticator.actor(caller), orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
+            accountID: try TenancyRoutes.pathID(context, "account_id", "service account"),
+            name: body.name, expiresIn: body.expiresIn, scopes: scopes, scopedOrgs: orgs)
+        return try JSONBody.response(response(created.key, secret: created.secret), status: .created, revision: created.revision)
+    }
+
+    @Sendable func revokeAccountKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await authenticator.actor(request)
+        let revision = try await keys.revokeServiceAccountKey(
+            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
+            accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), keyID: try TenancyRoutes.pathID(context, "key_id", "key"))
+        return JSONBody.noContent(revision: revision)
+    }
+}
