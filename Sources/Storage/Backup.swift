@@ -1,4 +1,5 @@
 import Foundation
+import Identity
 import Policy
 import Tenancy
 
@@ -16,12 +17,12 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     public var memberships: [Membership]
     public var auditEvents: [AuditEvent]
     public var bindings: [Binding]
-    /// Sections for the records later versions add (invites, service accounts, API keys).
-    /// Version 1 has none of them, so they are always empty and a restore refuses anything in
-    /// them rather than drop it silently.
+    public var serviceAccounts: [ServiceAccount]
+    /// Keys with the SHA-256 of their secret (never the secret): they keep working after a restore.
+    public var apiKeys: [APIKey]
+    /// Invites arrive in a later version; version 1 has none, and a restore refuses any rather
+    /// than drop them silently.
     public var invites: [JSONValue]
-    public var serviceAccounts: [JSONValue]
-    public var apiKeys: [JSONValue]
 
     // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
     public struct User: Codable, Sendable, Equatable {
@@ -68,6 +69,28 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         public var createdAt: Date
         public var updatedAt: Date
         public var auditEventId: String?
+    }
+
+    public struct ServiceAccount: Codable, Sendable, Equatable {
+        public var id: String
+        public var orgId: String
+        public var name: String
+        public var role: Role
+        public var createdAt: Date
+    }
+
+    public struct APIKey: Codable, Sendable, Equatable {
+        public var id: String
+        public var prefix: String
+        public var secretHash: String
+        public var name: String
+        public var userId: String?
+        public var serviceAccountId: String?
+        public var scopes: [String]
+        public var createdAt: Date
+        public var expiresAt: Date?
+        public var lastUsedAt: Date?
+        public var revokedAt: Date?
     }
 
     public struct AuditEvent: Codable, Sendable, Equatable {
@@ -182,13 +205,28 @@ public struct SQLBackup: Sendable {
                     subjectId: b.principal.id.lowercasedString, resource: b.resource.string, role: b.role, expiresAt: b.expiresAt,
                     createdAt: b.createdAt, updatedAt: b.updatedAt, auditEventId: b.auditEventID?.lowercasedString)
             }
+            let accounts = try await tx.query("SELECT \(SQLKeyStore.accountColumns) FROM service_accounts ORDER BY created_at, id").map { r in
+                let a = try SQLKeyStore.decodeAccount(r)
+                return BackupDocument.ServiceAccount(id: a.id.lowercasedString, orgId: a.orgID.lowercasedString, name: a.name, role: a.role, createdAt: a.createdAt)
+            }
+            let keys = try await tx.query("SELECT \(SQLKeyStore.keyColumns), secret_hash FROM api_keys ORDER BY created_at, id").map { r in
+                let k = try SQLKeyStore.decodeKey(r)
+                var user: String?, account: String?
+                switch k.owner {
+                case .user(let u): user = u.lowercasedString
+                case .serviceAccount(let a, _): account = a.lowercasedString
+                }
+                return BackupDocument.APIKey(
+                    id: k.id.lowercasedString, prefix: k.prefix, secretHash: try r.string("secret_hash"), name: k.name, userId: user,
+                    serviceAccountId: account, scopes: k.scopes, createdAt: k.createdAt, expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt)
+            }
             let audit = try await tx.query("SELECT \(SQLTenancyStore.auditColumns) FROM audit_events ORDER BY seq").map { r in
                 let e = try SQLTenancyStore.decodeAudit(r)
                 return BackupDocument.AuditEvent(id: e.id.lowercasedString, at: e.at, actorType: e.actorType, actorId: e.actorID?.lowercasedString, action: e.action, orgId: e.orgID?.lowercasedString, target: e.target, details: e.details)
             }
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
-                auditEvents: audit, bindings: bindings, invites: [], serviceAccounts: [], apiKeys: [])
+                auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: [])
         }
     }
 
@@ -218,13 +256,17 @@ public struct SQLBackup: Sendable {
                 let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
                 for o in records.orgs { try await writer.insertOrg(o) }
                 for m in records.memberships { try await writer.upsertMembership(m) }
+                let keyWriter = SQLKeyStore.Writer(tx: tx)
+                for a in records.serviceAccounts { try await keyWriter.insertServiceAccount(a) }
+                for (k, hash) in records.apiKeys { try await keyWriter.insertKey(k, secretHash: hash) }
                 let bindingWriter = SQLPolicyStore.Writer(tx: tx)
                 for b in records.bindings { try await bindingWriter.upsertBinding(b) }
                 for e in records.auditEvents { try await writer.appendAudit(e) }
                 let counts: [String: JSONValue] = [
                     "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
                     "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
-                    "bindings": .number(Double(records.bindings.count)),
+                    "bindings": .number(Double(records.bindings.count)), "service_accounts": .number(Double(records.serviceAccounts.count)),
+                    "api_keys": .number(Double(records.apiKeys.count)),
                     "backup_created_at": .string(RFC3339.string(document.createdAt)),
                 ]
                 try await writer.appendAudit(AuditEvent(
@@ -252,6 +294,8 @@ public struct SQLBackup: Sendable {
         var orgs: [Org] = []
         var memberships: [Membership] = []
         var bindings: [Policy.Binding] = []
+        var serviceAccounts: [Policy.ServiceAccount] = []
+        var apiKeys: [(Identity.APIKey, String)] = []
         var auditEvents: [AuditEvent] = []
     }
 
@@ -261,9 +305,7 @@ public struct SQLBackup: Sendable {
         guard d.version == BackupDocument.currentVersion else {
             throw TenancyError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
         }
-        for (name, section) in [("invites", d.invites), ("service_accounts", d.serviceAccounts), ("api_keys", d.apiKeys)] where !section.isEmpty {
-            throw TenancyError.invalid("this server version cannot restore \(name)")
-        }
+        if !d.invites.isEmpty { throw TenancyError.invalid("this server version cannot restore invites") }
         func id(_ text: String, _ what: String) throws -> UUID {
             guard let id = UUID(uuidString: text) else { throw TenancyError.invalid("\(what) id \(text) is not a UUID") }
             return id
@@ -309,21 +351,64 @@ public struct SQLBackup: Sendable {
         if let orphan = orgIDs.subtracting(owned).first {
             throw TenancyError.invalid("org \(orphan.lowercasedString) has no permanent owner")
         }
+        var accountOrgs: [UUID: UUID] = [:]
+        for a in d.serviceAccounts {
+            let account = Policy.ServiceAccount(id: try id(a.id, "service account"), orgID: try id(a.orgId, "org"), name: a.name, role: a.role, createdAt: a.createdAt)
+            guard orgIDs.contains(account.orgID) else { throw TenancyError.invalid("service account \(a.id) refers to an org that is not in the backup") }
+            guard accountOrgs.updateValue(account.orgID, forKey: account.id) == nil else { throw TenancyError.invalid("service account \(a.id) appears twice") }
+            records.serviceAccounts.append(account)
+        }
+        var prefixes = Set<String>()
+        for k in d.apiKeys {
+            guard k.secretHash.utf8.count == 64, k.secretHash.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
+                throw TenancyError.invalid("key \(k.id) has no SHA-256 secret hash")
+            }
+            guard APIKeyFormat.parse("pcl_\(k.prefix)_" + String(repeating: "a", count: 43)) != nil, prefixes.insert(k.prefix).inserted else {
+                throw TenancyError.invalid("key \(k.id) has a malformed or repeated prefix")
+            }
+            guard (try? KeyScopes.parse(k.scopes)) != nil else { throw TenancyError.invalid("key \(k.id) has an unknown scope") }
+            let owner: KeyOwner
+            switch (k.userId, k.serviceAccountId) {
+            case (let u?, nil):
+                let user = try id(u, "user")
+                guard userIDs.contains(user) else { throw TenancyError.invalid("key \(k.id) belongs to a user that is not in the backup") }
+                owner = .user(user)
+            case (nil, let a?):
+                let account = try id(a, "service account")
+                guard let org = accountOrgs[account] else { throw TenancyError.invalid("key \(k.id) belongs to a service account that is not in the backup") }
+                owner = .serviceAccount(id: account, orgID: org)
+            default:
+                throw TenancyError.invalid("key \(k.id) must belong to exactly one user or service account")
+            }
+            records.apiKeys.append((Identity.APIKey(
+                id: try id(k.id, "key"), prefix: k.prefix, name: k.name, owner: owner, scopes: k.scopes, createdAt: k.createdAt,
+                expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt), k.secretHash))
+        }
         var boundPairs = Set<String>()
         for b in d.bindings {
-            guard b.subjectType == "user" else { throw TenancyError.invalid("binding \(b.id): this server version restores only user bindings") }
-            let org = try id(b.orgId, "org"), subject = try id(b.subjectId, "user")
-            guard orgIDs.contains(org), userIDs.contains(subject) else {
-                throw TenancyError.invalid("binding \(b.id) refers to an org or user that is not in the backup")
+            let org = try id(b.orgId, "org"), subject = try id(b.subjectId, b.subjectType)
+            let principal: Principal
+            switch b.subjectType {
+            case "user":
+                guard userIDs.contains(subject) else { throw TenancyError.invalid("binding \(b.id) refers to a user that is not in the backup") }
+                principal = .user(subject)
+            case "service_account":
+                guard accountOrgs[subject] == org else { throw TenancyError.invalid("binding \(b.id) refers to a service account not of its org") }
+                principal = .serviceAccount(subject)
+            default:
+                throw TenancyError.invalid("binding \(b.id): subject_type must be user or service_account")
+            }
+            guard orgIDs.contains(org) else {
+                throw TenancyError.invalid("binding \(b.id) refers to an org that is not in the backup")
             }
             let resource: ObjectRef
             do { resource = try ObjectRef.parse(b.resource) } catch { throw TenancyError.invalid("binding \(b.id): \(error.message)") }
             guard resource.orgID == org else { throw TenancyError.invalid("binding \(b.id): the resource lies outside its org") }
-            guard boundPairs.insert("\(org)/\(subject)/\(resource.path)").inserted else {
+            guard boundPairs.insert("\(org)/\(b.subjectType):\(subject)/\(resource.path)").inserted else {
                 throw TenancyError.invalid("binding \(b.id) repeats another binding's subject and resource")
             }
             records.bindings.append(Policy.Binding(
-                id: try id(b.id, "binding"), orgID: org, principal: .user(subject), resource: resource, role: b.role, expiresAt: b.expiresAt,
+                id: try id(b.id, "binding"), orgID: org, principal: principal, resource: resource, role: b.role, expiresAt: b.expiresAt,
                 createdAt: b.createdAt, updatedAt: b.updatedAt, auditEventID: try b.auditEventId.map { try id($0, "audit event") }))
         }
         for e in d.auditEvents {

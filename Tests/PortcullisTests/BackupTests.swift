@@ -32,7 +32,8 @@ struct BackupTests {
     }
 
     /// Builds a small instance: three users, two orgs, every role, a time-bound grant, some history.
-    static func populate(_ api: APIClient) async throws {
+    @discardableResult
+    static func populate(_ api: APIClient) async throws -> (userKey: String, accountKey: String) {
         let alice = try await api.signupAndLogin("alice@example.com")
         _ = try await api.signup("bob@example.com")
         _ = try await api.signup("carol@example.com")
@@ -48,6 +49,10 @@ struct BackupTests {
         let bound = try await api.send(.put, "/v1/orgs/\(acme)/bindings",
                                        json: ["subject": ["user_id": carol.userID], "resource": "org:\(acme)/project:p1", "role": "editor"], token: alice.access)
         #expect(bound.status == .created)
+        let userKey = try await api.createKey(alice.access, name: "alice's", scopes: ["role:viewer"]).key
+        let account = try #require(try await api.send(.post, "/v1/orgs/\(acme)/service-accounts", json: ["name": "ci", "role": "editor"], token: alice.access).json["id"] as? String)
+        let accountKey = try #require(try await api.send(.post, "/v1/orgs/\(acme)/service-accounts/\(account)/keys", json: ["name": "ci"], token: alice.access).json["key"] as? String)
+        return (userKey, accountKey)
     }
 
     static let users = ["root@example.com", "alice@example.com", "bob@example.com", "carol@example.com"]
@@ -55,7 +60,7 @@ struct BackupTests {
     @Test("a backup restored on the other backend gives the same answers", arguments: [(Backend.sqlite, Backend.postgres), (.postgres, .sqlite)])
     func roundTrip(_ source: Backend, _ target: Backend) async throws {
         try await withApp(source, configure: rootSetup) { api, _ in
-            try await Self.populate(api)
+            let keys = try await Self.populate(api)
             let before = try await Self.answers(api, users: Self.users)
             // root: me, orgs; alice: me, orgs, 1 org × 4; bob and carol: me, orgs, 2 orgs × 4.
             #expect(before.count == 28)
@@ -96,6 +101,11 @@ struct BackupTests {
                 let carol = try await api2.login("carol@example.com")
                 #expect(try await api2.allowed(carol.access, "org:\(acme)/project:p1/doc:1", "editor"))
                 #expect(try await api2.allowed(carol.access, "org:\(acme)/project:p2", "editor") == false)
+                // API keys (stored as hashes) and service accounts keep working.
+                #expect(try await api2.send(.get, "/v1/me", token: keys.userKey).status == .ok)
+                #expect(try await api2.allowed(keys.userKey, "org:\(acme)", "owner") == false)
+                #expect(try await api2.allowed(keys.accountKey, "org:\(acme)", "editor"))
+                #expect(!backup.text.contains(String(keys.userKey.split(separator: "_", maxSplits: 2)[2])))
                 // The restore is itself in the platform audit log.
                 let newRoot = try await api2.login("root@example.com", password: Self.rootPassword)
                 let platform = try await api2.items("/v1/audit?limit=2", token: newRoot.access)
