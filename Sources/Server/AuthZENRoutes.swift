@@ -90,6 +90,7 @@ struct AuthZENRoutes {
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(EvaluationBody.self, from: request)
+        await policyRoutes.catchUpEarly(nil, request)
         let caller = try await policyRoutes.authenticator.authenticate(request)
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
@@ -106,6 +107,7 @@ struct AuthZENRoutes {
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(EvaluationsBody.self, from: request, limit: PolicyRoutes.batchBodyLimit)
+        await policyRoutes.catchUpEarly(nil, request)
         let caller = try await policyRoutes.authenticator.authenticate(request)
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {

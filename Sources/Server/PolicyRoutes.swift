@@ -93,6 +93,13 @@ struct PolicyRoutes {
         return n
     }
 
+    /// A requested revision is reached before the caller is authenticated too, so a key or
+    /// session revoked at or before it is already refused (validation still comes later).
+    func catchUpEarly(_ body: Int64?, _ request: Request) async {
+        guard let n = (try? Self.atLeast(body, request)) ?? nil else { return }
+        _ = try? await services.changes.reach(n)
+    }
+
     /// Never answer from a state older than revision `atLeast`: catch up from the change log at
     /// once; if the log has no such revision yet, read through the database.
     func settle(_ consistency: Consistency, atLeast: Int64?) async throws -> Consistency {
@@ -119,6 +126,7 @@ struct PolicyRoutes {
 
     @Sendable func authorize(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(CheckBody.self, from: request)
+        await catchUpEarly(body.atLeast, request)
         let caller = try await authenticator.authenticate(request)
         let object = try Self.object(body.object)
         let required = try requirement(body.action)
@@ -134,6 +142,7 @@ struct PolicyRoutes {
 
     @Sendable func batch(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(BatchBody.self, from: request, limit: Self.batchBodyLimit)
+        await catchUpEarly(body.atLeast ?? body.checks.compactMap(\.atLeast).max(), request)
         let caller = try await authenticator.authenticate(request)
         guard body.checks.count <= Self.batchLimit else { throw Problem.badRequest("a batch holds at most \(Self.batchLimit) checks") }
         let consistency = try Self.consistency(body.consistency)
@@ -191,6 +200,7 @@ struct PolicyRoutes {
 
     @Sendable func explain(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(CheckBody.self, from: request)
+        await catchUpEarly(body.atLeast, request)
         let caller = try await authenticator.authenticate(request)
         let object = try Self.object(body.object)
         let required = try requirement(body.action)
@@ -229,6 +239,7 @@ struct PolicyRoutes {
 
     @Sendable func capabilities(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(CapabilitiesBody.self, from: request, limit: Self.batchBodyLimit)
+        await catchUpEarly(body.atLeast, request)
         let caller = try await authenticator.authenticate(request)
         guard body.objects.count <= Self.batchLimit else { throw Problem.badRequest("at most \(Self.batchLimit) objects") }
         let objects = try body.objects.enumerated().map { try Self.object($1, field: "objects[\($0)]") }

@@ -275,11 +275,14 @@ struct KeyTests {
         }
     }
 
-    @Test("a key revoked on one node stops working on another", arguments: Backend.allCases)
+    @Test("a revoked key and a deleted service account stop working on another node", arguments: Backend.allCases)
     func crossNodeRevocation(_ backend: Backend) async throws {
         try await withApp(backend) { api, nodeA in
             let alice = try await api.signupAndLogin("alice@example.com")
             let (id, key) = try await api.createKey(alice.access)
+            let org = try await api.createOrg(alice.access)
+            let account = try #require(try await api.send(.post, "/v1/orgs/\(org)/service-accounts", json: ["name": "ci", "role": "viewer"], token: alice.access).json["id"] as? String)
+            let accountKey = try #require(try await api.send(.post, "/v1/orgs/\(org)/service-accounts/\(account)/keys", json: ["name": "k"], token: alice.access).json["key"] as? String)
             var config = nodeA.config
             config.changePollInterval = .milliseconds(20)
             let nodeB = try await AppServices.start(config: config, database: nodeA.database, logger: testLogger, hasher: testHasher)
@@ -297,6 +300,21 @@ struct KeyTests {
                 }
                 #expect(rejected)
                 #expect(ContinuousClock.now - start < .milliseconds(500))
+
+                #expect(try await b.allowed(accountKey, "org:\(org)", "viewer")) // cached on B
+                let deleted = try await api.send(.delete, "/v1/orgs/\(org)/service-accounts/\(account)", token: alice.access)
+                #expect(deleted.status == .noContent)
+                // With the deletion's revision, B's very next answer already refuses the key.
+                let after = try await b.send(.post, "/v1/authorize", json: ["object": "org:\(org)", "action": "viewer"], token: accountKey,
+                                             headers: [HTTPField.Name("Portcullis-Revision")!: String(deleted.revision ?? 0)])
+                #expect(after.status == .unauthorized)
+                var gone = false
+                let t = ContinuousClock.now
+                while ContinuousClock.now - t < .seconds(2) {
+                    if try await b.send(.get, "/v1/orgs/\(org)", token: accountKey).status == .unauthorized { gone = true; break }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                #expect(gone)
             }
         }
     }
