@@ -124,7 +124,9 @@ struct PolicyRoutes {
 
     // MARK: Handlers
 
-    @Sendable func authorize(_ request: Request, context: AppRequestContext) async throws -> Response {
+    /// One check from a request, in the contract's order: body (400), caller (401), fields
+    /// (400), may-ask-about-subject (403); then the consistency it is answered at.
+    func check(_ request: Request) async throws -> (Caller, Check, Consistency) {
         let body = try await JSONBody.decode(CheckBody.self, from: request)
         await catchUpEarly(body.atLeast, request)
         let caller = try await authenticator.authenticate(request)
@@ -134,8 +136,12 @@ struct PolicyRoutes {
         let atLeast = try Self.atLeast(body.atLeast, request)
         let subject = try await resolve(body.subject, caller: caller)
         let settled = try await settle(consistency, atLeast: atLeast)
-        let decision = try await decide(Check(subject: subject, object: object, requirement: required), settled)
-        return try JSONBody.response(DecisionResponse(decision))
+        return (caller, Check(subject: subject, object: object, requirement: required), settled)
+    }
+
+    @Sendable func authorize(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (_, check, consistency) = try await check(request)
+        return try JSONBody.response(DecisionResponse(try await decide(check, consistency)))
     }
 
     struct BatchResponse: Encodable { let results: [DecisionResponse] }
@@ -199,16 +205,9 @@ struct PolicyRoutes {
     }
 
     @Sendable func explain(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CheckBody.self, from: request)
-        await catchUpEarly(body.atLeast, request)
-        let caller = try await authenticator.authenticate(request)
-        let object = try Self.object(body.object)
-        let required = try requirement(body.action)
-        let consistency = try Self.consistency(body.consistency)
-        let atLeast = try Self.atLeast(body.atLeast, request)
-        let resolved = try await resolve(body.subject, caller: caller)
-        let settled = try await settle(consistency, atLeast: atLeast)
-        guard case .subject(let subject) = resolved else {
+        let (caller, check, settled) = try await check(request)
+        let (object, required) = (check.object, check.requirement)
+        guard case .subject(let subject) = check.subject else {
             let d = Decision(allowed: false, role: nil, reason: "the subject's token is not valid")
             return try JSONBody.response(ExplainResponse(allowed: false, role: OrNull(nil), reason: d.reason, requiredRole: required.role.rawValue, grants: []))
         }

@@ -51,6 +51,29 @@ func withApp<T: Sendable>(
     }
 }
 
+/// A second node on `nodeA`'s database, following the change log every 20 ms, with its own
+/// HTTP client: for tests of what other nodes see.
+func withSecondNode(_ nodeA: AppServices, _ body: @escaping @Sendable (APIClient, AppServices) async throws -> Void) async throws {
+    var config = nodeA.config
+    config.changePollInterval = .milliseconds(20)
+    let nodeB = try await AppServices.start(config: config, database: nodeA.database, logger: testLogger, hasher: testHasher)
+    let follower = Task { await nodeB.changes.run() }
+    defer { follower.cancel() }
+    try await buildApplication(services: nodeB, logger: testLogger).test(.router) { client in
+        try await body(APIClient(client: client), nodeB)
+    }
+}
+
+/// Polls `condition` every 5 ms for up to two seconds; returns how long it took, or nil.
+func eventually(_ condition: () async throws -> Bool) async throws -> Duration? {
+    let start = ContinuousClock.now
+    while ContinuousClock.now - start < .seconds(2) {
+        if try await condition() { return ContinuousClock.now - start }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    return nil
+}
+
 /// A small JSON client over HummingbirdTesting.
 struct APIClient: Sendable {
     let client: any TestClientProtocol
