@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // argon2id from the reference C implementation (Debian libargon2-dev).
@@ -29,10 +30,16 @@ let package = Package(
             pkgConfig: "libargon2",
             providers: [.apt(["libargon2-dev"])]
         ),
+        // SMTP through libcurl (Debian libcurl4-openssl-dev); its variadic setters stay in C.
+        .target(
+            name: "CCurlSMTP",
+            path: "Sources/CCurlSMTP",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
         // Pure domain modules: no HTTP framework, no database driver.
         .target(name: "Tenancy", swiftSettings: swiftSettings),
         .target(name: "Policy", dependencies: ["Tenancy", "Identity"], swiftSettings: swiftSettings),
-        .target(name: "Invites", dependencies: ["Tenancy"], swiftSettings: swiftSettings),
+        .target(name: "Invites", dependencies: ["Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(
             name: "Identity",
             dependencies: [
@@ -61,7 +68,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Identity", "Tenancy", "Migrations",
+                "Identity", "Tenancy", "Policy", "Invites", "Migrations",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -72,8 +79,9 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Storage", "Identity", "Tenancy", "Policy", "Invites", "APIDocs",
+                "Storage", "Identity", "Tenancy", "Policy", "Invites", "APIDocs", "CCurlSMTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -14,6 +14,12 @@ public struct AuthService: Sendable {
     public let sessionGuard: SessionGuard
     public let signupMode: SignupMode
     public let now: @Sendable () -> Date
+    /// Where mailed links point.
+    public var links = MailLinks(publicURL: "http://localhost:8080")
+    public static let resetLifetime: TimeInterval = 3600
+    public static let verificationLifetime: TimeInterval = 7 * 86_400
+    /// How long a woken or new invite stays pending.
+    public static let inviteLifetime: TimeInterval = 7 * 86_400
     public let verifiedTokens = VerifiedTokenCache()
     public let userCache = UserCache()
 
@@ -62,8 +68,55 @@ public struct AuthService: Sendable {
         let user = User(
             id: UUID(), email: email, name: name, emailVerified: request.emailVerified,
             isRoot: request.isRoot, createdAt: at, updatedAt: at)
-        let revision = try await users.createUser(UserCredentials(user: user, passwordHash: hash))
+        // An unverified address gets a verification mail, committed with the account.
+        var verification: PendingToken?
+        if !user.emailVerified {
+            let token = Secrets.token()
+            verification = PendingToken(
+                hash: Secrets.hash(token), expiresAt: at.addingTimeInterval(Self.verificationLifetime),
+                mail: OutgoingMail(to: email, template: MailTemplate.verifyEmail, variables: [
+                    "name": name, "email": email, "link": links.verifyEmail(token), "expires_at": at.addingTimeInterval(Self.verificationLifetime).ISO8601Format(),
+                ]))
+        }
+        let revision = try await users.createUser(UserCredentials(user: user, passwordHash: hash), verification: verification)
         return (user, revision)
+    }
+
+    // MARK: - E-mail tokens
+
+    /// Always succeeds the same way, whether or not the account exists (no enumeration).
+    public func requestPasswordReset(email raw: String) async throws {
+        guard let email = Email.canonical(raw), let account = try await users.credentials(email: email) else { return }
+        let at = now()
+        let token = Secrets.token()
+        try await users.createResetToken(userID: account.user.id, PendingToken(
+            hash: Secrets.hash(token), expiresAt: at.addingTimeInterval(Self.resetLifetime),
+            mail: OutgoingMail(to: email, template: MailTemplate.passwordReset, variables: [
+                "name": account.user.name, "email": email, "link": links.resetPassword(token),
+                "expires_at": at.addingTimeInterval(Self.resetLifetime).ISO8601Format(),
+            ])), now: at)
+    }
+
+    /// Sets a new password with a mailed reset token (single use, one hour); every session ends.
+    public func confirmPasswordReset(token: String, newPassword: String) async throws -> Revision {
+        try PasswordPolicy.validate(newPassword)
+        guard token.utf8.count <= 256 else { throw IdentityError.invalidToken }
+        let hash = try await hasher.hash(newPassword)
+        guard let result = try await users.resetPassword(tokenHash: Secrets.hash(token), newHash: hash, now: now()) else {
+            throw IdentityError.invalidToken
+        }
+        sessionGuard.sessionsRevoked(result.revoked)
+        userCache.invalidate(result.userID)
+        return result.revision
+    }
+
+    public func verifyEmail(token: String) async throws -> Revision {
+        guard token.utf8.count <= 256,
+              let result = try await users.verifyEmail(tokenHash: Secrets.hash(token), now: now(), inviteLifetime: Self.inviteLifetime) else {
+            throw IdentityError.invalidToken
+        }
+        userCache.invalidate(result.userID)
+        return result.revision
     }
 
     // MARK: - Sessions

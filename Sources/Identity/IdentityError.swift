@@ -11,4 +11,6 @@ public enum IdentityError: Error, Sendable, Equatable {
     case unauthenticated(String)
     case forbidden(String)
     case notFound
+    /// A mailed token that is unknown, spent, expired or meant for something else.
+    case invalidToken
 }

@@ -2,8 +2,17 @@ import Foundation
 
 /// Persistence for users. Implemented by the Storage module for SQLite and PostgreSQL.
 public protocol UserStore: Sendable {
-    /// Inserts the user; throws `IdentityError.emailTaken` when the e-mail is in use.
-    func createUser(_ credentials: UserCredentials) async throws -> Revision
+    /// Inserts the user (and, in the same transaction, its e-mail verification token and mail);
+    /// throws `IdentityError.emailTaken` when the e-mail is in use.
+    func createUser(_ credentials: UserCredentials, verification: PendingToken?) async throws -> Revision
+    /// Stores a password-reset token and its mail together.
+    func createResetToken(userID: UUID, _ token: PendingToken, now: Date) async throws
+    /// Spends a reset token: sets the new hash and revokes every session, in one transaction.
+    /// Nil when the token is unknown, spent, expired or for another purpose.
+    func resetPassword(tokenHash: String, newHash: String, now: Date) async throws -> (userID: UUID, revision: Revision, revoked: [UUID])?
+    /// Spends a verification token: marks the e-mail verified and wakes the dormant invites for
+    /// it (pending again, expiring after `inviteLifetime`). Nil for a bad token.
+    func verifyEmail(tokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> (userID: UUID, revision: Revision)?
     func user(id: UUID) async throws -> User?
     func credentials(email: String) async throws -> UserCredentials?
     func credentials(id: UUID) async throws -> UserCredentials?

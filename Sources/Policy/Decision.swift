@@ -40,6 +40,11 @@ public struct Explanation: Sendable, Equatable {
 public struct Requirement: Sendable, Equatable {
     public var action: String
     public var role: Role
+
+    public init(action: String, role: Role) {
+        self.action = action
+        self.role = role
+    }
 }
 
 /// Pure decision logic over one org's grants.

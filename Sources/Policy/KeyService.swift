@@ -65,10 +65,9 @@ public struct KeyService: Sendable {
         self.now = now
     }
 
+    /// The same rules as org names: 1 to 200 characters, no control characters.
     static func name(_ raw: String) throws -> String {
-        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...maxNameLength).contains(name.count) else { throw TenancyError.invalid("name must be 1 to \(maxNameLength) characters") }
-        return name
+        try OrgFields.name(raw)
     }
 
     static func lifetime(_ seconds: Int?) throws -> Int? {
@@ -78,10 +77,15 @@ public struct KeyService: Sendable {
     }
 
     /// Orgs named by `org:` scopes must cap the lifetime by their `max_key_ttl`. Returns the expiry.
-    func expiry(_ lifetime: Int?, scopedOrgs: [UUID], at: Date, in tx: any KeyWriter) async throws -> Date? {
+    /// Only orgs the owner is in count: a scope naming any other org grants nothing, and
+    /// answering with its policy would tell a stranger the org exists.
+    func expiry(_ lifetime: Int?, scopedOrgs: [UUID], owner: Actor, at: Date, in tx: any KeyWriter, _ tenancy: any TenancyWriter) async throws -> Date? {
         var limit: Int?
         for org in scopedOrgs {
-            if let ttl = try await tx.maxKeyTTL(orgID: org) { limit = min(limit ?? ttl, ttl) }
+            var member = owner.serviceAccountGrant?.orgID == org
+            if !member { member = try await tenancy.membership(orgID: org, userID: owner.userID)?.isCurrent(at: at) == true }
+            guard member, let ttl = try await tx.maxKeyTTL(orgID: org) else { continue }
+            limit = min(limit ?? ttl, ttl)
         }
         guard let limit else { return lifetime.map { at.addingTimeInterval(Double($0)) } }
         if let lifetime, lifetime > limit {
@@ -101,7 +105,7 @@ public struct KeyService: Sendable {
         return try await store.writeKeys(lockingOrg: nil) { tx, keys in
             let key = APIKey(
                 id: UUID(), prefix: minted.prefix, name: name, owner: .user(actor.userID), scopes: scopes, createdAt: at,
-                expiresAt: try await expiry(lifetime, scopedOrgs: scopedOrgs, at: at, in: keys))
+                expiresAt: try await expiry(lifetime, scopedOrgs: scopedOrgs, owner: actor, at: at, in: keys, tx))
             try await keys.insertKey(key, secretHash: minted.secretHash)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyCreated, org: nil, target: "key:\(key.id.lowercasedString)",
@@ -177,8 +181,9 @@ public struct KeyService: Sendable {
     }
 
     func account(actor: Actor, orgID: UUID, id: UUID) async throws -> ServiceAccount {
-        _ = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID)
+        let actorRole = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID)
         guard let account = try await store.serviceAccount(id: id), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
+        guard account.role <= actorRole else { throw TenancyError.forbidden("this service account's role exceeds your own") }
         return account
     }
 
@@ -193,7 +198,8 @@ public struct KeyService: Sendable {
             guard account.role <= actorRole else { throw TenancyError.forbidden("this service account's role exceeds your own") }
             let key = APIKey(
                 id: UUID(), prefix: minted.prefix, name: name, owner: .serviceAccount(id: accountID, orgID: orgID), scopes: scopes, createdAt: at,
-                expiresAt: try await expiry(lifetime, scopedOrgs: Array(Set(scopedOrgs + [orgID])), at: at, in: keys))
+                expiresAt: try await expiry(lifetime, scopedOrgs: [orgID], owner: Actor(type: "service_account", id: accountID, userID: accountID, isRoot: false,
+                                                                                       serviceAccountGrant: .init(orgID: orgID, role: account.role)), at: at, in: keys, tx))
             try await keys.insertKey(key, secretHash: minted.secretHash)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyCreated, org: orgID, target: "key:\(key.id.lowercasedString)",

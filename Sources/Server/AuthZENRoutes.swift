@@ -97,6 +97,7 @@ struct AuthZENRoutes {
         let required = try action(body.action, field: "action")
         let atLeast = try PolicyRoutes.atLeast(nil, request)
         let resolved = try await policyRoutes.resolve(subject, caller: caller)
+        if !policyRoutes.isSelf(resolved, caller) { try await policyRoutes.requireAdministers(caller, object.orgID) }
         let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
         return try JSONBody.response(try await evaluate(PolicyRoutes.Check(subject: resolved, object: object, requirement: required), consistency))
     }
@@ -124,7 +125,9 @@ struct AuthZENRoutes {
             let subject = try subject(item.subject ?? body.subject, field: "\(field).subject")
             let object = try object(item.resource ?? body.resource, field: "\(field).resource")
             let required = try action(item.action ?? body.action, field: "\(field).action")
-            checks.append(PolicyRoutes.Check(subject: try await policyRoutes.resolve(subject, caller: caller), object: object, requirement: required))
+            let resolved = try await policyRoutes.resolve(subject, caller: caller)
+            if !policyRoutes.isSelf(resolved, caller) { try await policyRoutes.requireAdministers(caller, object.orgID) }
+            checks.append(PolicyRoutes.Check(subject: resolved, object: object, requirement: required))
         }
         let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
         var results: [EvaluationResponse] = []

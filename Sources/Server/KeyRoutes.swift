@@ -120,7 +120,8 @@ struct KeyRoutes {
 
     @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await authenticator.authenticate(request)
-        _ = try caller.requireUser()
+        // A key must not be able to revoke its owner's other (perhaps stronger) keys.
+        _ = try caller.requireSession()
         let revision = try await keys.revokeUserKey(actor: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "key_id", "key"))
         return JSONBody.noContent(revision: revision)
     }

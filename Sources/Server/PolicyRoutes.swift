@@ -38,6 +38,22 @@ struct PolicyRoutes {
         case invalidToken
     }
 
+    /// A non-root caller with `authz:check` asks about others only inside orgs it administers
+    /// (its own role there, after its scopes, at least admin): a key cannot read the grants of
+    /// orgs its owner does not run.
+    func requireAdministers(_ caller: Caller, _ org: UUID) async throws {
+        guard !caller.isRoot else { return }
+        let d = try await policy.decide(caller.subject, ObjectRef(orgID: org), Requirement(action: "admin", role: .admin))
+        guard d.allowed else {
+            throw Problem.forbidden("with authz:check you may ask about other subjects only in orgs where you are an admin or owner")
+        }
+    }
+
+    func isSelf(_ subject: ResolvedSubject, _ caller: Caller) -> Bool {
+        if case .subject(let s) = subject { return s.principal == caller.principal }
+        return false
+    }
+
     /// Field checks of a subject (400), then whether the caller may ask about it (403).
     func resolve(_ body: SubjectBody?, caller: Caller) async throws -> ResolvedSubject {
         guard let body else { return .subject(caller.subject) }
@@ -135,6 +151,7 @@ struct PolicyRoutes {
         let consistency = try Self.consistency(body.consistency)
         let atLeast = try Self.atLeast(body.atLeast, request)
         let subject = try await resolve(body.subject, caller: caller)
+        if body.subject != nil, !isSelf(subject, caller) { try await requireAdministers(caller, object.orgID) }
         let settled = try await settle(consistency, atLeast: atLeast)
         return (caller, Check(subject: subject, object: object, requirement: required), settled)
     }
@@ -173,6 +190,7 @@ struct PolicyRoutes {
                 subject = try await resolve(c.subject, caller: caller)
                 subjects[key] = subject
             }
+            if c.subject != nil, !isSelf(subject, caller) { try await requireAdministers(caller, object.orgID) }
             checks.append(Check(subject: subject, object: object, requirement: required))
         }
         // The batch waits once for the highest revision asked for; strong checks read through on their own.
@@ -245,6 +263,9 @@ struct PolicyRoutes {
         let consistency = try Self.consistency(body.consistency)
         let atLeast = try Self.atLeast(body.atLeast, request)
         let resolved = try await resolve(body.subject, caller: caller)
+        if body.subject != nil, !isSelf(resolved, caller) {
+            for org in Set(objects.map(\.orgID)) { try await requireAdministers(caller, org) }
+        }
         let settled = try await settle(consistency, atLeast: atLeast)
         var results: [CapabilityResponse] = []
         for object in objects {
@@ -273,9 +294,11 @@ struct PolicyRoutes {
         if let type = body.type, type != "org", !ObjectRef.isValidType(type) {
             throw Problem.badRequest("type must be org or an object type (a-z, 0-9, _ and -)")
         }
-        guard case .subject(let subject) = try await resolve(body.subject, caller: caller) else {
+        let resolved = try await resolve(body.subject, caller: caller)
+        guard case .subject(let subject) = resolved else {
             return try JSONBody.response(LookupResponse(items: []))
         }
+        let foreign = body.subject != nil && !isSelf(resolved, caller) && !caller.isRoot
         let now = Date().instant
         let (memberships, bindings) = try await services.policyStore.grants(of: subject.principal)
         // The subject's grants per org, so each candidate object gets the same role authorize gives it.
@@ -291,6 +314,7 @@ struct PolicyRoutes {
         var seen = Set<ObjectRef>()
         var items: [LookupItem] = []
         for object in candidates.sorted(by: { $0.string < $1.string }) where seen.insert(object).inserted {
+            if foreign, (try? await requireAdministers(caller, object.orgID)) == nil { continue }
             guard let held = perOrg[object.orgID]?.role(of: subject.principal, on: object.path, at: now),
                   let role = subject.scopes.map({ $0.narrow(held, in: object.orgID) }) ?? held, role >= required.role else { continue }
             items.append(LookupItem(object: object.string, role: role.rawValue))
@@ -360,7 +384,10 @@ struct PolicyRoutes {
         } else {
             since = try await services.changeFeed.latestRevision()
         }
-        try requireCheckOthers(caller)
+        // The change log names every org and user: only the root (or its unscoped key) may follow it.
+        guard caller.isRoot || (caller.user?.isRoot == true && caller.scopes?.authzCheck == true) else {
+            throw Problem.forbidden("only the platform administrator may watch the change log")
+        }
         let feed = services.changeFeed
         let start = since
         let body = ResponseBody { writer in

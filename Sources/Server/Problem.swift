@@ -74,6 +74,7 @@ extension Problem {
             case .unauthenticated: return .unauthenticated("invalid or expired credentials")
             case .forbidden(let m): return .forbidden(m)
             case .notFound: return .notFound()
+            case .invalidToken: return .badRequest("the token is invalid, used or expired", code: "invalid_token")
             }
         case let e as PolicyError:
             return .badRequest(e.message)

@@ -21,18 +21,75 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
             passwordHash: try row.string("password_hash"))
     }
 
-    public func createUser(_ credentials: UserCredentials) async throws -> Revision {
-        let u = credentials.user
+    public func createUser(_ credentials: UserCredentials, verification: PendingToken?) async throws -> Revision {
         do {
             return try await db.transaction { tx in
-                try await tx.execute(
-                    "INSERT INTO users (\(Self.userColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    u.id, u.email, u.name, credentials.passwordHash, u.emailVerified, u.isRoot, u.createdAt, u.updatedAt)
-                return try await ChangeLog.append(tx, kind: ChangeKind.userCreated, subject: u.id.uuidString.lowercased(), at: u.createdAt)
+                try await Self.insertUser(tx, credentials)
+                if let verification {
+                    try await Self.insertToken(tx, verification, purpose: "verify_email", userID: credentials.user.id, at: credentials.user.createdAt)
+                }
+                return try await ChangeLog.append(tx, kind: ChangeKind.userCreated, subject: credentials.user.id.uuidString.lowercased(), at: credentials.user.createdAt)
             }
         } catch StorageError.uniqueViolation {
             throw IdentityError.emailTaken
         }
+    }
+
+    static func insertUser(_ tx: any SQLExecutor, _ credentials: UserCredentials) async throws {
+        let u = credentials.user
+        try await tx.execute(
+            "INSERT INTO users (\(Self.userColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            u.id, u.email, u.name, credentials.passwordHash, u.emailVerified, u.isRoot, u.createdAt, u.updatedAt)
+    }
+
+    /// A token's hash and its mail, in the caller's transaction.
+    static func insertToken(_ tx: any SQLExecutor, _ token: PendingToken, purpose: String, userID: UUID, at: Date) async throws {
+        try await tx.execute(
+            "INSERT INTO action_tokens (token_hash, purpose, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            token.hash, purpose, userID, at, token.expiresAt)
+        try await SQLOutbox.enqueue(tx, token.mail, at: at)
+    }
+
+    /// Marks a token used; returns its user when it was unused, unexpired and for `purpose`.
+    static func spendToken(_ tx: any SQLExecutor, hash: String, purpose: String, now: Date) async throws -> UUID? {
+        try await tx.queryFirst(
+            "UPDATE action_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
+            hash, purpose, now
+        )?.uuid("user_id")
+    }
+
+    public func createResetToken(userID: UUID, _ token: PendingToken, now: Date) async throws {
+        try await db.transaction { tx in
+            try await Self.insertToken(tx, token, purpose: "password_reset", userID: userID, at: now)
+        }
+    }
+
+    public func resetPassword(tokenHash: String, newHash: String, now: Date) async throws -> (userID: UUID, revision: Revision, revoked: [UUID])? {
+        try await db.transaction { tx in
+            guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "password_reset", now: now) else { return nil }
+            try await tx.execute("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3", newHash, now, userID)
+            let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: .passwordReset, now: now)
+            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            return (userID, revision, revoked)
+        }
+    }
+
+    public func verifyEmail(tokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> (userID: UUID, revision: Revision)? {
+        try await db.transaction { tx in
+            guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "verify_email", now: now),
+                  let row = try await tx.queryFirst("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1 RETURNING email", userID, now)
+            else { return nil }
+            try await Self.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
+            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            return (userID, revision)
+        }
+    }
+
+    /// Dormant invites for a now-proven address become pending, with a fresh expiry.
+    static func wakeDormantInvites(_ tx: any SQLExecutor, email: String, now: Date, lifetime: TimeInterval) async throws {
+        try await tx.execute(
+            "UPDATE invites SET dormant = FALSE, expires_at = $2 WHERE email = $1 AND dormant = TRUE AND state = 'pending'",
+            email, now.addingTimeInterval(lifetime))
     }
 
     public func user(id: UUID) async throws -> User? {

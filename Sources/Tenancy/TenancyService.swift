@@ -79,8 +79,8 @@ public struct TenancyService: Sendable {
 
     public func createOrg(actor: Actor, name: String, description: String?, metadata: JSONValue?) async throws -> (OrgView, Int64) {
         let name = try OrgFields.name(name)
-        guard actor.serviceAccountGrant == nil, actor.orgs == nil else {
-            throw TenancyError.forbidden("a service account or org-scoped key cannot create orgs")
+        guard actor.serviceAccountGrant == nil, actor.orgs == nil, actor.roleCap == nil else {
+            throw TenancyError.forbidden("a service account or a scoped key cannot create orgs")
         }
         let description = try OrgFields.description(description ?? "")
         let metadata = try metadata.map(OrgFields.metadata) ?? [:]

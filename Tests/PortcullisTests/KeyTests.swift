@@ -135,6 +135,12 @@ struct KeyTests {
             let checker = try await api.createKey(bob.access, scopes: ["authz:check"]).key
             #expect(try await api.allowed(checker, "org:\(a)", "owner", subject: ["user_id": alice.userID]))
             #expect(try await api.allowed(checker, "org:\(a)", "viewer", subject: ["token": readOnly]))
+            // ...but only inside orgs the key's owner administers: nothing about strangers' orgs.
+            let c = try await api.createOrg(alice.access, name: "C")
+            #expect(try await api.authorize(checker, "org:\(c)", "owner", subject: ["user_id": alice.userID]).status == .forbidden)
+            #expect(try await api.send(.get, "/v1/watch", token: checker).status == .forbidden)
+            let lookup = try await api.send(.post, "/v1/lookup", json: ["permission": "viewer", "subject": ["user_id": alice.userID]], token: checker)
+            #expect((lookup.json["items"] as? [[String: Any]])?.compactMap { $0["object"] as? String }.contains("org:\(c)") == false)
 
             // Bob loses org A: every key of his loses it at the same moment.
             let unscoped = try await api.createKey(bob.access).key

@@ -62,12 +62,12 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let alice = makeUser("alice@example.com")
-            let r1 = try await store.createUser(alice)
+            let r1 = try await store.createUser(alice, verification: nil)
             #expect(try await store.credentials(email: "alice@example.com")?.user == alice.user)
             #expect(try await store.user(id: alice.user.id) == alice.user)
             #expect(try await store.user(id: UUID()) == nil)
-            await #expect(throws: IdentityError.emailTaken) { try await store.createUser(makeUser("alice@example.com")) }
-            let r2 = try await store.createUser(makeUser("bob@example.com"))
+            await #expect(throws: IdentityError.emailTaken) { try await store.createUser(makeUser("alice@example.com"), verification: nil) }
+            let r2 = try await store.createUser(makeUser("bob@example.com"), verification: nil)
             #expect(r2 > r1, "revisions are monotonic")
             #expect(try await store.rootExists() == false)
             let renamed = try #require(try await store.updateName(userID: alice.user.id, name: "Alice", now: Self.now.addingTimeInterval(5)))
@@ -84,7 +84,7 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("carol@example.com")
-            try await store.createUser(user)
+            try await store.createUser(user, verification: nil)
             let session = makeSession(user)
             try await store.createSession(session, refreshHash: "h1", refreshExpiresAt: session.expiresAt)
             let later = Self.now.addingTimeInterval(10)
@@ -114,7 +114,7 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("dan@example.com")
-            try await store.createUser(user)
+            try await store.createUser(user, verification: nil)
             let session = makeSession(user)
             try await store.createSession(session, refreshHash: "same", refreshExpiresAt: session.expiresAt)
             let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
@@ -142,7 +142,7 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("erin@example.com")
-            try await store.createUser(user)
+            try await store.createUser(user, verification: nil)
             var ids: [UUID] = []
             for i in 0..<3 {
                 let s = makeSession(user, created: Self.now.addingTimeInterval(Double(i)))
@@ -192,7 +192,7 @@ struct StoreContractTests {
             let feed = ChangeFeed(database: db)
             let start = try await feed.latestRevision()
             let u = makeUser("feed@example.com")
-            let r = try await store.createUser(u)
+            let r = try await store.createUser(u, verification: nil)
             let changes = try await feed.changes(after: start)
             #expect(changes.map(\.revision) == [r])
             #expect(changes.first?.kind == ChangeKind.userCreated)

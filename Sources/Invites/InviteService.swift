@@ -1,0 +1,255 @@
+import Foundation
+import Identity
+import Tenancy
+
+/// Org invites, platform invites and their state machine (SPEC §6):
+///
+///     pending ──accept──▶ accepted      pending ──revoke──▶ revoked
+///        │  ──decline─▶ declined          expired = pending past expires_at (read-time)
+///        └──resend (pending or expired)──▶ pending with a new token and expiry
+///
+/// Dormant invites (no account for the address yet) wait; signing up with an invite token, or
+/// verifying the address, wakes every one of them with a fresh expiry.
+public struct InviteService: Sendable {
+    public let store: any InviteStore
+    public let tenancy: TenancyService
+    public let links: MailLinks
+    let now: @Sendable () -> Date
+
+    public static let lifetime: TimeInterval = AuthService.inviteLifetime
+    public static let changeKind = "invite.changed"
+
+    public init(store: any InviteStore, tenancy: TenancyService, links: MailLinks, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.tenancy = tenancy
+        self.links = links
+        self.now = now
+    }
+
+    /// Who is asking: an org actor plus the address invites are matched against.
+    public struct Invitee: Sendable {
+        public var actor: Actor
+        public var email: String?
+        public init(actor: Actor, email: String?) {
+            self.actor = actor
+            self.email = email
+        }
+    }
+
+    func mail(for invite: Invite, token: String, inviterName: String) -> OutgoingMail {
+        OutgoingMail(to: invite.email, template: MailTemplate.invite, variables: [
+            "org_name": invite.orgName, "role": invite.role.rawValue, "inviter_name": inviterName, "email": invite.email,
+            "link": invite.dormant ? links.signup(token) : links.acceptInvite(token), "expires_at": invite.expiresAt.ISO8601Format(),
+            "has_account": invite.dormant ? "" : "yes",
+        ])
+    }
+
+    // MARK: Org invites
+
+    public func create(by invitee: Invitee, orgID: UUID, email raw: String, role: Role) async throws -> (Invite, Int64) {
+        guard let email = Email.canonical(raw) else { throw TenancyError.invalid("email is not a valid e-mail address") }
+        let at = now()
+        let token = Secrets.token()
+        return try await store.writeInvites(lockingOrg: orgID) { tx, invites in
+            let (actorRole, viaRoot) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: orgID, in: tx, at: at)
+            guard role <= actorRole else { throw TenancyError.forbidden("you may invite only to roles up to your own") }
+            guard let org = try await tx.org(id: orgID) else { throw TenancyError.notFound("no such org") }
+            let user = try await tx.user(email: email)
+            if let user, let m = try await tx.membership(orgID: orgID, userID: user.id), m.isCurrent(at: at) { throw TenancyError.alreadyMember }
+            if try await invites.livePendingInvite(orgID: orgID, email: email, now: at) != nil {
+                throw TenancyError.conflict("a pending invite for this address exists; resend or revoke it")
+            }
+            let invite = Invite(
+                id: UUID(), orgID: orgID, orgName: org.name, email: email, role: role, storedState: .pending, dormant: user == nil,
+                inviterID: invitee.actor.type == "user" ? invitee.actor.id : nil, platformInviteID: nil, createdAt: at,
+                expiresAt: at.addingTimeInterval(Self.lifetime))
+            try await invites.insertInvite(invite, tokenHash: Secrets.hash(token))
+            let inviter = try await tx.user(id: invitee.actor.userID)
+            try await invites.enqueue(mail(for: invite, token: token, inviterName: inviter?.name ?? org.name), at: at)
+            try await tx.appendAudit(TenancyService.event(
+                invitee.actor, at: at, "invite.created", org: orgID, target: "invite:\(invite.id.lowercasedString)",
+                ["email": .string(email), "role": .string(role.rawValue), "dormant": .bool(invite.dormant)], viaRoot: viaRoot))
+            return (invite, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+        }
+    }
+
+    public func list(by invitee: Invitee, orgID: UUID, state: InviteState?, limit: Int, offset: Int) async throws -> ([Invite], Int) {
+        _ = try await tenancy.access(Permission.invitesRead, actor: invitee.actor, orgID: orgID)
+        return try await store.invites(orgID: orgID, state: state, now: now(), limit: limit, offset: offset)
+    }
+
+    /// The invitee may read its invite; otherwise org non-members get 404, members without `invites.read` 403.
+    public func get(by invitee: Invitee, id: UUID) async throws -> Invite {
+        guard let invite = try await store.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+        if invite.email == invitee.email, !invite.dormant { return invite }
+        _ = try await tenancy.access(Permission.invitesRead, actor: invitee.actor, orgID: invite.orgID)
+        return invite
+    }
+
+    public func mine(email: String, state: InviteState?, limit: Int, offset: Int) async throws -> ([Invite], Int) {
+        try await store.invites(email: email, state: state, now: now(), limit: limit, offset: offset)
+    }
+
+    /// Revoke: the inviter, or any org member holding `invites.write`.
+    public func revoke(by invitee: Invitee, id: UUID) async throws -> Int64 {
+        try await manage(by: invitee, id: id, action: "invite.revoked") { invite, invites, at in
+            guard invite.state(at: at) == .pending else { throw InviteError.notPending(invite.state(at: at)) }
+            try await invites.setState(inviteID: invite.id, .revoked)
+            return nil
+        }
+    }
+
+    /// Resend: a new token (the old link dies) and a fresh expiry; for pending or expired invites.
+    public func resend(by invitee: Invitee, id: UUID) async throws -> (Invite, Int64) {
+        var renewed: Invite?
+        let revision = try await manage(by: invitee, id: id, action: "invite.resent") { invite, invites, at in
+            let state = invite.state(at: at)
+            guard state == .pending || state == .expired else { throw InviteError.notPending(state) }
+            let token = Secrets.token()
+            var updated = invite
+            updated.expiresAt = at.addingTimeInterval(Self.lifetime)
+            try await invites.renew(inviteID: invite.id, tokenHash: Secrets.hash(token), expiresAt: updated.expiresAt)
+            return (updated, token)
+        } afterRenew: { updated in renewed = updated }
+        return (renewed!, revision)
+    }
+
+    /// Shared by revoke and resend: find, authorize (inviter or `invites.write`), act, audit.
+    func manage(
+        by invitee: Invitee, id: UUID, action: String,
+        _ act: @Sendable @escaping (Invite, any InviteWriter, Date) async throws -> (Invite, String)?,
+        afterRenew: (Invite) -> Void = { _ in }
+    ) async throws -> Int64 {
+        guard let found = try await store.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+        let at = now()
+        let result = try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
+            guard let invite = try await invites.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+            var viaRoot = false
+            if invite.inviterID != invitee.actor.id || invitee.actor.type != "user" {
+                viaRoot = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: invite.orgID, in: tx, at: at).viaRoot
+            }
+            let renewed = try await act(invite, invites, at)
+            if let (updated, token) = renewed {
+                let inviter = try await tx.user(id: invitee.actor.userID)
+                try await invites.enqueue(mail(for: updated, token: token, inviterName: inviter?.name ?? updated.orgName), at: at)
+            }
+            try await tx.appendAudit(TenancyService.event(
+                invitee.actor, at: at, action, org: invite.orgID, target: "invite:\(invite.id.lowercasedString)",
+                ["email": .string(invite.email)], viaRoot: viaRoot))
+            return (renewed?.0, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+        }
+        if let updated = result.0 { afterRenew(updated) }
+        return result.1
+    }
+
+    /// Accept or decline, by the invitee only. Accepting creates the membership in the same
+    /// transaction; the second of two concurrent accepts finds the invite accepted (409).
+    public func respond(userID: UUID, email: String, id: UUID, accept: Bool) async throws -> (Invite, Int64) {
+        guard let found = try await store.invite(id: id), found.email == email, !found.dormant else {
+            throw TenancyError.notFound("no such invite")
+        }
+        return try await respond(userID: userID, email: email, invite: found, accept: accept)
+    }
+
+    /// `POST /v1/invites/claim`: accept by the mailed token, as the signed-in invitee.
+    public func claim(userID: UUID, email: String, token: String) async throws -> (Invite, Int64) {
+        guard token.utf8.count <= 256, let found = try await store.writeInvites(lockingOrg: nil, { _, invites in
+            try await invites.invite(tokenHash: Secrets.hash(token))
+        }), found.email == email, !found.dormant else {
+            throw TenancyError.notFound("no invite for this token and account")
+        }
+        return try await respond(userID: userID, email: email, invite: found, accept: true)
+    }
+
+    func respond(userID: UUID, email: String, invite found: Invite, accept: Bool) async throws -> (Invite, Int64) {
+        let at = now()
+        let actor = Actor.user(userID, isRoot: false)
+        return try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
+            guard var invite = try await invites.invite(id: found.id) else { throw TenancyError.notFound("no such invite") }
+            switch invite.state(at: at) {
+            case .expired: throw InviteError.expired
+            case .pending: break
+            case let other: throw InviteError.notPending(other)
+            }
+            if accept {
+                let existing = try await tx.membership(orgID: invite.orgID, userID: userID)
+                if let existing, existing.isCurrent(at: at) { throw TenancyError.alreadyMember }
+                let event = TenancyService.event(actor, at: at, AuditAction.memberAdded, org: invite.orgID, target: TenancyService.userTarget(userID),
+                                                 ["role": .string(invite.role.rawValue), "email": .string(email), "invite_id": .string(invite.id.lowercasedString)])
+                try await tx.upsertMembership(Membership(
+                    orgID: invite.orgID, userID: userID, role: invite.role, expiresAt: nil, createdAt: existing?.createdAt ?? at, updatedAt: at,
+                    auditEventID: event.id))
+                try await tx.appendAudit(event)
+                _ = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: TenancyService.membershipSubject(invite.orgID, userID), at: at)
+            }
+            invite.storedState = accept ? .accepted : .declined
+            try await invites.setState(inviteID: invite.id, invite.storedState)
+            try await tx.appendAudit(TenancyService.event(
+                actor, at: at, accept ? "invite.accepted" : "invite.declined", org: invite.orgID, target: "invite:\(invite.id.lowercasedString)",
+                ["email": .string(email)]))
+            return (invite, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+        }
+    }
+
+    // MARK: Platform invites
+
+    public struct OrgInviteRequest: Sendable {
+        public var orgID: UUID
+        public var role: Role
+        public init(orgID: UUID, role: Role) {
+            self.orgID = orgID
+            self.role = role
+        }
+    }
+
+    public func createPlatformInvite(by root: Actor, email raw: String, orgInvites: [OrgInviteRequest]) async throws -> (PlatformInvite, Int64) {
+        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may invite to the platform") }
+        guard let email = Email.canonical(raw) else { throw TenancyError.invalid("email is not a valid e-mail address") }
+        guard orgInvites.count <= 50 else { throw TenancyError.invalid("at most 50 org invites") }
+        let at = now()
+        let token = Secrets.token()
+        return try await store.writeInvites(lockingOrg: nil) { tx, invites in
+            if try await tx.user(email: email) != nil { throw TenancyError.conflict("an account with this e-mail exists; invite it to an org instead") }
+            let expires = at.addingTimeInterval(Self.lifetime)
+            var platform = PlatformInvite(id: UUID(), email: email, storedState: .pending, inviterID: root.id, createdAt: at, expiresAt: expires, orgInvites: [])
+            try await invites.insertPlatformInvite(platform, tokenHash: Secrets.hash(token))
+            for request in orgInvites {
+                guard let org = try await tx.org(id: request.orgID) else { throw TenancyError.invalid("org \(request.orgID.lowercasedString) does not exist") }
+                let invite = Invite(
+                    id: UUID(), orgID: org.id, orgName: org.name, email: email, role: request.role, storedState: .pending, dormant: true,
+                    inviterID: root.id, platformInviteID: platform.id, createdAt: at, expiresAt: expires)
+                // The org invite's own token is never mailed: the signup goes through the platform token.
+                try await invites.insertInvite(invite, tokenHash: Secrets.hash(Secrets.token()))
+                platform.orgInvites.append(invite)
+            }
+            try await invites.enqueue(OutgoingMail(to: email, template: MailTemplate.platformInvite, variables: [
+                "email": email, "link": links.signup(token), "expires_at": expires.ISO8601Format(),
+                "org_names": platform.orgInvites.map(\.orgName).joined(separator: ", "),
+            ]), at: at)
+            try await tx.appendAudit(TenancyService.event(
+                root, at: at, "platform_invite.created", org: nil, target: "platform_invite:\(platform.id.lowercasedString)",
+                ["email": .string(email), "org_invites": .number(Double(orgInvites.count))]))
+            return (platform, try await tx.recordChange(kind: Self.changeKind, subject: platform.id.lowercasedString, at: at))
+        }
+    }
+
+    public func platformInvites(by root: Actor, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
+        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may list platform invites") }
+        return try await store.platformInvites(now: now(), limit: limit, offset: offset)
+    }
+
+    /// Revokes a pending platform invite and the org invites attached to it.
+    public func revokePlatformInvite(by root: Actor, id: UUID) async throws -> Int64 {
+        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may revoke platform invites") }
+        let at = now()
+        return try await store.writeInvites(lockingOrg: nil) { tx, invites in
+            guard let platform = try await invites.platformInvite(id: id) else { throw TenancyError.notFound("no such platform invite") }
+            guard platform.state(at: at) == .pending else { throw InviteError.notPending(platform.state(at: at)) }
+            try await invites.setPlatformState(id: id, .revoked)
+            for invite in platform.orgInvites where invite.storedState == .pending { try await invites.setState(inviteID: invite.id, .revoked) }
+            try await tx.appendAudit(TenancyService.event(
+                root, at: at, "platform_invite.revoked", org: nil, target: "platform_invite:\(id.lowercasedString)", ["email": .string(platform.email)]))
+            return try await tx.recordChange(kind: Self.changeKind, subject: id.lowercasedString, at: at)
+        }
+    }
+}
