@@ -5,9 +5,9 @@ set -euo pipefail
 
 apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config)
 # Python modules the black-box tests import, with their PyPI and Debian package names.
-py_modules=(jwt cryptography requests pytest)
-py_dists=(PyJWT cryptography requests pytest)
-py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest)
+py_modules=(jwt cryptography requests pytest aiosmtpd)
+py_dists=(PyJWT cryptography requests pytest aiosmtpd)
+py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd)
 
 err() { echo "install-deps: error: $*" >&2; }
 

@@ -10,14 +10,26 @@ command -v swift >/dev/null || { echo "test: error: swift not found" >&2; exit 1
 
 scripts/install-deps.sh
 
-# The EXIT trap stops PostgreSQL on every path; INT/TERM go through exit so it also runs then.
-trap 'scripts/pg-test.sh stop' EXIT
+# The EXIT trap stops PostgreSQL and the SMTP sink on every path; INT/TERM go through exit so it also runs then.
+sink_pid=""
+trap 'scripts/pg-test.sh stop; [[ -n "$sink_pid" ]] && kill "$sink_pid" 2>/dev/null || true' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 # Start failing fails the run: the PostgreSQL half of the storage tests must never be skipped.
 url=$(scripts/pg-test.sh start)
 export PORTCULLIS_TEST_POSTGRES_URL="$url"
 echo "test: PostgreSQL at $url" >&2
+
+# A real SMTP server (aiosmtpd, with AUTH) that keeps every message it accepts as a file.
+sink_dir=$(mktemp -d)
+python3 scripts/smtp_sink.py --dir "$sink_dir/mail" --port 0 --user portcullis --password sink-secret >"$sink_dir/log" 2>&1 &
+sink_pid=$!
+for _ in $(seq 1 100); do grep -q '^ready ' "$sink_dir/log" && break; sleep 0.1; done
+sink_port=$(sed -n 's/^ready //p' "$sink_dir/log")
+[[ -n "$sink_port" ]] || { cat "$sink_dir/log" >&2; echo "test: error: the SMTP sink did not start" >&2; exit 1; }
+export PORTCULLIS_TEST_SMTP_URL="smtp://portcullis:sink-secret@127.0.0.1:$sink_port"
+export PORTCULLIS_TEST_SMTP_DIR="$sink_dir/mail"
+echo "test: SMTP sink at 127.0.0.1:$sink_port" >&2
 
 # One build for both halves: the test bundle and the server binary the black-box tests start.
 swift build --build-tests

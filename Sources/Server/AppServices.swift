@@ -1,5 +1,7 @@
 import Foundation
 import Identity
+import Invites
+import NIOPosix
 import Logging
 import Policy
 import Storage
@@ -23,6 +25,9 @@ public struct AppServices: Sendable {
     public let keys: KeyService
     /// Verifies presented API keys from memory and coalesces their `last_used_at` writes.
     public let keyVerifier: APIKeyVerifier
+    public let invites: InviteService
+    public let outbox: SQLOutbox
+    public let mailSender: OutboxSender
 
     /// Migrates the database, loads (or creates) signing keys, and creates the root admin from
     /// `PORTCULLIS_ROOT_EMAIL`/`PORTCULLIS_ROOT_PASSWORD` when there is none yet.
@@ -56,9 +61,14 @@ public struct AppServices: Sendable {
         } catch KeySealerError.cannotOpen {
             throw ConfigError(variable: "PORTCULLIS_MASTER_KEY", message: KeySealerError.cannotOpen.description)
         }
-        let auth = AuthService(
+        var auth = AuthService(
             users: store, sessions: store, hasher: try hasher ?? Argon2idHasher(), tokens: tokens,
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
+        auth.links = MailLinks(publicURL: config.publicURL)
+        let templates = try MailTemplates.load(directory: config.templatesDir)
+        let mailer: any Mailer = config.smtpURL == "log"
+            ? LogMailer(logger: logger)
+            : try SMTPMailer(url: config.smtpURL, from: config.mailFrom, pool: Self.mailPool)
         let grantCache = GrantCache(loader: SQLPolicyStore(database: database))
         let keyVerifier = APIKeyVerifier(lookup: SQLKeyStore(database: database))
         let applyRemote = Self.applier(auth: auth, tokens: tokens, grants: grantCache, keys: keyVerifier)
@@ -80,12 +90,22 @@ public struct AppServices: Sendable {
             policyStore: policyStore,
             backup: SQLBackup(database: database, observer: apply),
             keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
-            keyVerifier: keyVerifier)
+            keyVerifier: keyVerifier,
+            invites: InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now),
+            outbox: SQLOutbox(database: database),
+            mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval))
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }
         return services
     }
+
+    /// SMTP sends block a thread each; they get threads of their own (never the hashing pool).
+    static let mailPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
 
     /// Creates a root admin unless one exists. Returns the user when it created one.
     @discardableResult

@@ -15,7 +15,7 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
         router: router,
         configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
         logger: logger)
-    app.addServices(ChangeFollower(services: services), KeyUsageFlusher(services: services))
+    app.addServices(ChangeFollower(services: services), KeyUsageFlusher(services: services), services.mailSender)
     if let age = services.config.signingKeyRotation {
         app.addServices(SigningKeyRotator(services: services, age: age))
     }
@@ -28,11 +28,12 @@ public func registerRoutes(_ routes: RouteTable, services: AppServices) -> Route
     let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache)
     PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config)
         .register(routes)
-    IdentityRoutes(auth: services.auth, authenticator: authenticator).register(routes)
+    IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store).register(routes)
     TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
     KeyRoutes(keys: services.keys, verifier: services.keyVerifier, authenticator: authenticator).register(routes)
+    InviteRoutes(services: services, authenticator: authenticator).register(routes)
     let policyRoutes = PolicyRoutes(services: services, authenticator: authenticator)
     policyRoutes.register(routes)
     AuthZENRoutes(policyRoutes: policyRoutes, config: services.config).register(routes)

@@ -33,6 +33,13 @@ public struct AppConfig: Sendable {
     public var keyUsageFlushInterval: Duration = .seconds(10)
     /// Rotate the signing key when the active one is older than this (`PORTCULLIS_SIGNING_KEY_ROTATION_DAYS`); nil: only by hand.
     public var signingKeyRotation: Duration?
+    /// `log` (print mail to the log) or `smtp://[user:pass@]host[:port]` / `smtps://…`.
+    public var smtpURL = "log"
+    public var mailFrom = "Portcullis <portcullis@localhost>"
+    /// A directory of mail templates overriding the built-in ones.
+    public var templatesDir: String?
+    /// How often the outbox is checked for due mail.
+    public var outboxInterval: Duration = .seconds(1)
     /// Custom permissions (`PORTCULLIS_POLICY_FILE`), YAML or JSON.
     public var policyFile: String?
 
@@ -52,6 +59,19 @@ public struct AppConfig: Sendable {
         }
         if let v = value("HOST") { c.host = v }
         if let v = value("POLICY_FILE") { c.policyFile = v }
+        if let v = value("SMTP_URL") {
+            guard v == "log" || v.hasPrefix("smtp://") || v.hasPrefix("smtps://") else {
+                throw ConfigError(variable: "PORTCULLIS_SMTP_URL", message: "must be log, smtp://[user:pass@]host[:port] or smtps://…")
+            }
+            c.smtpURL = v
+        }
+        if let v = value("MAIL_FROM") {
+            guard v.contains("@"), !v.contains("\n"), !v.contains("\r") else {
+                throw ConfigError(variable: "PORTCULLIS_MAIL_FROM", message: "must be an address, optionally with a name: Name <a@b.c>")
+            }
+            c.mailFrom = v
+        }
+        if let v = value("TEMPLATES_DIR") { c.templatesDir = v }
         if let v = value("KEY_USAGE_FLUSH_SECONDS") {
             guard let n = Int(v), (1...3600).contains(n) else {
                 throw ConfigError(variable: "PORTCULLIS_KEY_USAGE_FLUSH_SECONDS", message: "must be 1...3600 (got \(v))")

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Identity
+import Invites
 import Policy
 import NIOCore
 import Storage
@@ -75,6 +76,11 @@ extension Problem {
             case .forbidden(let m): return .forbidden(m)
             case .notFound: return .notFound()
             case .invalidToken: return .badRequest("the token is invalid, used or expired", code: "invalid_token")
+            }
+        case let e as InviteError:
+            switch e {
+            case .expired: return Problem(.gone, code: "invite_expired", detail: "the invite has expired; ask for it to be resent")
+            case .notPending(let state): return Problem(.conflict, code: "conflict", detail: "the invite is \(state.rawValue), not pending")
             }
         case let e as PolicyError:
             return .badRequest(e.message)

@@ -139,7 +139,7 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct Admin: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Administrative tasks.", subcommands: [CreateRoot.self])
+    static let configuration = CommandConfiguration(abstract: "Administrative tasks.", subcommands: [CreateRoot.self, Outbox.self])
 
     struct CreateRoot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -171,6 +171,26 @@ struct Admin: AsyncParsableCommand {
                 case .weakPassword(let m): fail(m)
                 default: fail("\(error)")
                 }
+            }
+            await runtime.database.close()
+        }
+    }
+}
+
+extension Admin {
+    struct Outbox: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List mail that has not been sent yet (waiting for a retry, or given up), with its last error.")
+
+        func run() async throws {
+            let runtime = try await Runtime.open()
+            _ = try await runtime.migratedBackup() // the outbox table may not exist yet
+            let outbox = SQLOutbox(database: runtime.database)
+            let (pending, failed, sent) = try await outbox.counts(maxAttempts: OutboxSender.maxAttempts)
+            say("outbox: \(pending) pending, \(failed) given up, \(sent) sent")
+            for m in try await outbox.unsent() {
+                let state = m.attempts >= OutboxSender.maxAttempts ? "given up" : "pending"
+                say("\(m.id.uuidString.lowercased())  \(state)  \(m.template)  to \(m.recipient)  attempts \(m.attempts)  next \(RFC3339.string(m.nextAttemptAt))  \(m.lastError ?? "")")
             }
             await runtime.database.close()
         }

@@ -166,6 +166,7 @@ struct OrgTests {
                     "PUT /v1/orgs/{org_id}/bindings": ["subject": ["user_id": mallory.userID], "resource": "org:\(orgID)/doc:1", "role": "viewer"],
                     "POST /v1/orgs/{org_id}/service-accounts": ["name": "ci", "role": "viewer"],
                     "POST /v1/orgs/{org_id}/service-accounts/{account_id}/keys": ["name": "ci key"],
+                    "POST /v1/orgs/{org_id}/invites": ["email": "someone@example.com", "role": "viewer"],
                 ]
             }
             let orgRoutes = RouteTable.all(services: services).routes.filter { $0.path.hasPrefix("/v1/orgs/{org_id}") }

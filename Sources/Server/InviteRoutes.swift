@@ -1,0 +1,233 @@
+import Foundation
+import Hummingbird
+import Identity
+import Invites
+import Tenancy
+
+struct InviteResponse: Encodable, Sendable {
+    let id: String
+    let orgId: String
+    let orgName: String
+    let email: String
+    let role: String
+    let state: String
+    let dormant: Bool
+    let inviterId: OrNull<String>
+    let createdAt: Date
+    let expiresAt: Date
+
+    init(_ i: Invite, now: Date) {
+        id = i.id.lowercasedString
+        orgId = i.orgID.lowercasedString
+        orgName = i.orgName
+        email = i.email
+        role = i.role.rawValue
+        state = i.state(at: now).rawValue
+        dormant = i.dormant
+        inviterId = OrNull(i.inviterID?.lowercasedString)
+        createdAt = i.createdAt
+        expiresAt = i.expiresAt
+    }
+}
+
+struct PlatformInviteResponse: Encodable, Sendable {
+    let id: String
+    let email: String
+    let state: String
+    let orgInvites: [InviteResponse]
+    let createdAt: Date
+    let expiresAt: Date
+
+    init(_ p: PlatformInvite, now: Date) {
+        id = p.id.lowercasedString
+        email = p.email
+        state = p.state(at: now).rawValue
+        orgInvites = p.orgInvites.map { InviteResponse($0, now: now) }
+        createdAt = p.createdAt
+        expiresAt = p.expiresAt
+    }
+}
+
+struct CreateInviteBody: Decodable, Sendable {
+    let email: String
+    let role: String
+}
+
+struct PlatformInviteBody: Decodable, Sendable {
+    struct OrgInvite: Decodable, Sendable {
+        let orgId: String
+        let role: String
+    }
+    let email: String
+    let orgInvites: [OrgInvite]?
+}
+
+struct TokenBody: Decodable, Sendable {
+    let token: String
+}
+
+struct ResetRequestBody: Decodable, Sendable {
+    let email: String
+}
+
+struct ResetConfirmBody: Decodable, Sendable {
+    let token: String
+    let newPassword: String
+}
+
+/// Org invites, platform invites, and the mailed-token flows (password reset, e-mail verification).
+struct InviteRoutes {
+    let services: AppServices
+    let authenticator: Authenticator
+    var invites: InviteService { services.invites }
+    var now: Date { services.auth.now() }
+
+    func register(_ routes: RouteTable) {
+        routes.on(.post, "/v1/orgs/{org_id}/invites", use: create)
+        routes.on(.get, "/v1/orgs/{org_id}/invites", use: list)
+        routes.on(.get, "/v1/invites/{invite_id}", use: get)
+        routes.on(.delete, "/v1/invites/{invite_id}", use: revoke)
+        routes.on(.post, "/v1/invites/{invite_id}/resend", use: resend)
+        routes.on(.post, "/v1/invites/{invite_id}/accept", use: accept)
+        routes.on(.post, "/v1/invites/{invite_id}/decline", use: decline)
+        routes.on(.post, "/v1/invites/claim", use: claim)
+        routes.on(.get, "/v1/me/invites", use: mine)
+        routes.on(.post, "/v1/platform-invites", use: createPlatform)
+        routes.on(.get, "/v1/platform-invites", use: listPlatform)
+        routes.on(.delete, "/v1/platform-invites/{platform_invite_id}", use: revokePlatform)
+        routes.on(.post, "/v1/auth/password-reset", use: requestReset)
+        routes.on(.post, "/v1/auth/password-reset/confirm", use: confirmReset)
+        routes.on(.post, "/v1/auth/verify-email", use: verifyEmail)
+    }
+
+    func invitee(_ request: Request) async throws -> InviteService.Invitee {
+        let caller = try await authenticator.authenticate(request)
+        return InviteService.Invitee(actor: try await authenticator.actor(caller), email: caller.user?.email)
+    }
+
+    static func state(_ request: Request) throws -> InviteState? {
+        guard let text = try request.singleQuery("state") else { return nil }
+        guard let state = InviteState(rawValue: text) else {
+            throw Problem.badRequest("state must be one of \(InviteState.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return state
+    }
+
+    // MARK: Org invites
+
+    @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(CreateInviteBody.self, from: request)
+        let who = try await invitee(request)
+        let role = try parseRole(body.role)
+        let (invite, revision) = try await invites.create(by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), email: body.email, role: role)
+        return try JSONBody.response(InviteResponse(invite, now: now), status: .created, revision: revision)
+    }
+
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let who = try await invitee(request)
+        let page = try Page(from: request)
+        let state = try Self.state(request)
+        let (items, total) = try await invites.list(
+            by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), state: state, limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map { InviteResponse($0, now: now) }, total: total, page: page))
+    }
+
+    @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let who = try await invitee(request)
+        let invite = try await invites.get(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"))
+        return try JSONBody.response(InviteResponse(invite, now: now))
+    }
+
+    @Sendable func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let who = try await invitee(request)
+        let revision = try await invites.revoke(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"))
+        return JSONBody.noContent(revision: revision)
+    }
+
+    @Sendable func resend(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let who = try await invitee(request)
+        let (invite, revision) = try await invites.resend(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"))
+        return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
+    }
+
+    func respond(_ request: Request, _ context: AppRequestContext, accept: Bool) async throws -> Response {
+        let caller = try await authenticator.authenticate(request)
+        let user = try caller.requireUser()
+        let (invite, revision) = try await invites.respond(
+            userID: user.id, email: user.email, id: try TenancyRoutes.pathID(context, "invite_id", "invite"), accept: accept)
+        return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
+    }
+
+    @Sendable func accept(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await respond(request, context, accept: true)
+    }
+
+    @Sendable func decline(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await respond(request, context, accept: false)
+    }
+
+    @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(TokenBody.self, from: request)
+        let user = try await authenticator.authenticate(request).requireUser()
+        let (invite, revision) = try await invites.claim(userID: user.id, email: user.email, token: body.token)
+        return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
+    }
+
+    @Sendable func mine(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let user = try await authenticator.authenticate(request).requireUser()
+        let page = try Page(from: request)
+        let state = try Self.state(request)
+        let (items, total) = try await invites.mine(email: user.email, state: state, limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map { InviteResponse($0, now: now) }, total: total, page: page))
+    }
+
+    // MARK: Platform invites
+
+    @Sendable func createPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(PlatformInviteBody.self, from: request)
+        let caller = try await authenticator.authenticate(request)
+        var orgInvites: [InviteService.OrgInviteRequest] = []
+        for (i, o) in (body.orgInvites ?? []).enumerated() {
+            guard let org = UUID(uuidString: o.orgId) else { throw Problem.badRequest("org_invites[\(i)].org_id must be a UUID") }
+            orgInvites.append(.init(orgID: org, role: try parseRole(o.role, field: "org_invites[\(i)].role")))
+        }
+        guard caller.isRoot else { throw Problem.forbidden("only the platform administrator may do this") }
+        let (invite, revision) = try await invites.createPlatformInvite(by: try await authenticator.actor(caller), email: body.email, orgInvites: orgInvites)
+        return try JSONBody.response(PlatformInviteResponse(invite, now: now), status: .created, revision: revision)
+    }
+
+    @Sendable func listPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.requireRoot(request)
+        let page = try Page(from: request)
+        let (items, total) = try await invites.platformInvites(by: try await authenticator.actor(caller), limit: page.limit, offset: page.offset)
+        return try JSONBody.response(ListResponse(items: items.map { PlatformInviteResponse($0, now: now) }, total: total, page: page))
+    }
+
+    @Sendable func revokePlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.requireRoot(request)
+        let revision = try await invites.revokePlatformInvite(
+            by: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
+        return JSONBody.noContent(revision: revision)
+    }
+
+    // MARK: Mailed tokens
+
+    /// Always 202 with the same body: whether an account exists is not revealed.
+    @Sendable func requestReset(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
+        try await services.auth.requestPasswordReset(email: body.email)
+        return try JSONBody.response(["status": "if the address has an account, a reset link is on its way"], status: .accepted)
+    }
+
+    @Sendable func confirmReset(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(ResetConfirmBody.self, from: request)
+        let revision = try await services.auth.confirmPasswordReset(token: body.token, newPassword: body.newPassword)
+        return JSONBody.noContent(revision: revision)
+    }
+
+    @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(TokenBody.self, from: request)
+        let revision = try await services.auth.verifyEmail(token: body.token)
+        return JSONBody.noContent(revision: revision)
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import Identity
+import Invites
+import Tenancy
+
+/// Org and platform invites on either SQL backend.
+public struct SQLInviteStore: InviteStore {
+    public let db: any SQLDatabase
+    let observer: ChangeObserver?
+
+    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
+        db = database
+        self.observer = observer
+    }
+
+    static let select = """
+        SELECT i.id, i.org_id, o.name AS org_name, i.email, i.role, i.state, i.dormant, i.inviter_id, i.platform_invite_id, i.created_at, i.expires_at
+        FROM invites i JOIN orgs o ON o.id = i.org_id
+        """
+
+    static func decode(_ row: SQLRow) throws -> Invite {
+        guard let state = InviteState(rawValue: try row.string("state")) else { throw StorageError.decoding(column: "state") }
+        return Invite(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), orgName: try row.string("org_name"), email: try row.string("email"),
+            role: try SQLTenancyStore.decodeRole(row), storedState: state, dormant: try row.bool("dormant"),
+            inviterID: try row.optionalUUID("inviter_id"), platformInviteID: try row.optionalUUID("platform_invite_id"),
+            createdAt: try row.date("created_at"), expiresAt: try row.date("expires_at"))
+    }
+
+    /// SQL for a state filter; `expired` and `pending` are told apart by `expires_at` at `$n`.
+    static func stateFilter(_ state: InviteState?, now n: Int) -> String {
+        switch state {
+        case nil: return ""
+        case .pending: return " AND i.state = 'pending' AND (i.dormant = TRUE OR i.expires_at > $\(n))"
+        case .expired: return " AND i.state = 'pending' AND i.dormant = FALSE AND i.expires_at <= $\(n)"
+        case let s?: return " AND i.state = '\(s.rawValue)'"
+        }
+    }
+
+    public func invites(orgID: UUID, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int) {
+        let filter = "WHERE i.org_id = $1" + Self.stateFilter(state, now: 2)
+        let rows = try await db.query("\(Self.select) \(filter) AND $2 = $2 ORDER BY i.created_at DESC, i.id LIMIT $3 OFFSET $4", orgID, now, limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM invites i \(filter) AND $2 = $2", orgID, now)?.int("n") ?? 0
+        return (try rows.map(Self.decode), Int(total))
+    }
+
+    public func invites(email: String, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int) {
+        let filter = "WHERE i.email = $1 AND i.dormant = FALSE" + Self.stateFilter(state, now: 2)
+        let rows = try await db.query("\(Self.select) \(filter) AND $2 = $2 ORDER BY i.created_at DESC, i.id LIMIT $3 OFFSET $4", email, now, limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM invites i \(filter) AND $2 = $2", email, now)?.int("n") ?? 0
+        return (try rows.map(Self.decode), Int(total))
+    }
+
+    public func invite(id: UUID) async throws -> Invite? {
+        try await Writer(tx: db).invite(id: id)
+    }
+
+    public func platformInvites(now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
+        let rows = try await db.query("SELECT id FROM platform_invites ORDER BY created_at DESC, id LIMIT $1 OFFSET $2", limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
+        var out: [PlatformInvite] = []
+        for row in rows { if let p = try await Writer(tx: db).platformInvite(id: try row.uuid("id")) { out.append(p) } }
+        return (out, Int(total))
+    }
+
+    public func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T {
+        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
+            try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
+        }
+    }
+
+    public func signup(_ credentials: UserCredentials, inviteTokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> Int64? {
+        let collector = ChangeCollector()
+        do {
+            let revision: Int64? = try await db.transaction { tx in
+                collector.reset()
+                let email = credentials.user.email
+                // A platform invite's token, or an org invite's: either proves the address.
+                if let p = try await tx.queryFirst(
+                    "SELECT id FROM platform_invites WHERE token_hash = $1 AND email = $2 AND state = 'pending' AND expires_at > $3", inviteTokenHash, email, now) {
+                    try await tx.execute("UPDATE platform_invites SET state = 'accepted' WHERE id = $1", try p.uuid("id"))
+                } else if try await tx.queryFirst(
+                    "SELECT id FROM invites WHERE token_hash = $1 AND email = $2 AND state = 'pending' AND (dormant = TRUE OR expires_at > $3)",
+                    inviteTokenHash, email, now) == nil {
+                    return nil
+                }
+                try await SQLIdentityStore.insertUser(tx, credentials)
+                try await SQLIdentityStore.wakeDormantInvites(tx, email: email, now: now, lifetime: inviteLifetime)
+                let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
+                return try await writer.recordChange(kind: ChangeKind.userCreated, subject: credentials.user.id.lowercasedString, at: now)
+            }
+            if let observer { await observer(collector.changes) }
+            return revision
+        } catch StorageError.uniqueViolation {
+            throw IdentityError.emailTaken
+        }
+    }
+
+    struct Writer: InviteWriter {
+        let tx: any SQLExecutor
+
+        func invite(id: UUID) async throws -> Invite? {
+            try await tx.queryFirst("\(SQLInviteStore.select) WHERE i.id = $1", id).map(SQLInviteStore.decode)
+        }
+
+        func invite(tokenHash: String) async throws -> Invite? {
+            try await tx.queryFirst("\(SQLInviteStore.select) WHERE i.token_hash = $1", tokenHash).map(SQLInviteStore.decode)
+        }
+
+        func livePendingInvite(orgID: UUID, email: String, now: Date) async throws -> Invite? {
+            try await tx.queryFirst(
+                "\(SQLInviteStore.select) WHERE i.org_id = $1 AND i.email = $2 AND i.state = 'pending' AND (i.dormant = TRUE OR i.expires_at > $3)",
+                orgID, email, now
+            ).map(SQLInviteStore.decode)
+        }
+
+        func insertInvite(_ i: Invite, tokenHash: String) async throws {
+            try await tx.execute(
+                """
+                INSERT INTO invites (id, org_id, email, role, state, dormant, token_hash, inviter_id, platform_invite_id, created_at, expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                """,
+                i.id, i.orgID, i.email, i.role.rawValue, i.storedState.rawValue, i.dormant, tokenHash, i.inviterID, i.platformInviteID, i.createdAt, i.expiresAt)
+        }
+
+        func setState(inviteID: UUID, _ state: InviteState) async throws {
+            try await tx.execute("UPDATE invites SET state = $2 WHERE id = $1", inviteID, state.rawValue)
+        }
+
+        func renew(inviteID: UUID, tokenHash: String, expiresAt: Date) async throws {
+            try await tx.execute("UPDATE invites SET token_hash = $2, expires_at = $3, state = 'pending' WHERE id = $1", inviteID, tokenHash, expiresAt)
+        }
+
+        func platformInvite(id: UUID) async throws -> PlatformInvite? {
+            guard let row = try await tx.queryFirst(
+                "SELECT id, email, state, inviter_id, created_at, expires_at FROM platform_invites WHERE id = $1", id) else { return nil }
+            guard let state = InviteState(rawValue: try row.string("state")) else { throw StorageError.decoding(column: "state") }
+            let attached = try await tx.query("\(SQLInviteStore.select) WHERE i.platform_invite_id = $1 ORDER BY i.created_at, i.id", id).map(SQLInviteStore.decode)
+            return PlatformInvite(
+                id: try row.uuid("id"), email: try row.string("email"), storedState: state, inviterID: try row.optionalUUID("inviter_id"),
+                createdAt: try row.date("created_at"), expiresAt: try row.date("expires_at"), orgInvites: attached)
+        }
+
+        func insertPlatformInvite(_ p: PlatformInvite, tokenHash: String) async throws {
+            try await tx.execute(
+                "INSERT INTO platform_invites (id, email, state, token_hash, inviter_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                p.id, p.email, p.storedState.rawValue, tokenHash, p.inviterID, p.createdAt, p.expiresAt)
+        }
+
+        func setPlatformState(id: UUID, _ state: InviteState) async throws {
+            try await tx.execute("UPDATE platform_invites SET state = $2 WHERE id = $1", id, state.rawValue)
+        }
+
+        func enqueue(_ mail: OutgoingMail, at: Date) async throws {
+            try await SQLOutbox.enqueue(tx, mail, at: at)
+        }
+    }
+}
