@@ -1,4 +1,7 @@
-"""Login latency: N sequential logins against a fresh server on SQLite; prints percentiles."""
+"""Login latency: N sequential logins against a fresh server on SQLite; prints percentiles.
+
+    python3 scripts/bench_login.py BINARY N [RESULT_JSON]
+"""
 import json, statistics, sys, tempfile, time, urllib.request
 from pathlib import Path
 
@@ -26,6 +29,9 @@ def main():
     q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))]
     print(f"login latency over {n} sequential logins (the server's shipped argon2id parameters): "
           f"p50 {statistics.median(samples):.1f} ms, p90 {q(0.9):.1f} ms, p99 {q(0.99):.1f} ms")
+    if len(sys.argv) > 3:
+        Path(sys.argv[3]).write_text(json.dumps(
+            {"logins": n, "p50_ms": statistics.median(samples), "p90_ms": q(0.9), "p99_ms": q(0.99)}, indent=2))
 
 
 if __name__ == "__main__":

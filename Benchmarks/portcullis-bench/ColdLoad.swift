@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import Policy
+import Storage
+import Tenancy
+
+/// Writes the dataset into a fresh database with multi-row INSERTs, then times what a node does
+/// at start: `SQLPolicyStore.allGrants()` and installing every org into a `GrantCache`.
+enum ColdLoad {
+    static let rowsPerStatement = 1000
+    static let rowsPerTransaction = 100_000
+    /// Only looks like an argon2id hash; nobody logs in as these users.
+    static let passwordHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+
+    struct Literals {
+        let dialect: SQLDialect
+        var now: String { dialect == .sqlite ? "1767225600000000" : "'2026-01-01 00:00:00+00'" }
+        func uuid(_ u: UUID) -> String { "'" + u.uuidString.lowercased() + "'" }
+    }
+
+    static func sqlite(dataset: Dataset, keepAt: String?) async throws -> ColdLoadInfo {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portcullis-bench-\(getpid())")
+        let path = keepAt ?? dir.appendingPathComponent("bench.db").path
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        defer {
+            if keepAt == nil { try? FileManager.default.removeItem(at: dir) }
+        }
+        let writer = try SQLiteDatabase(path: path)
+        try await Migrator(dialect: .sqlite).migrate(writer)
+        let (insertSeconds, rows) = try await insert(dataset, into: writer)
+        await writer.close()
+        let size = ["", "-wal"].reduce(0) { n, s in
+            n + ((try? FileManager.default.attributesOfItem(atPath: path + s)[.size] as? Int) ?? 0)
+        }
+        say(String(format: "SQLite: inserted %d rows in %.1f s (%.0f MiB on disk)", rows, insertSeconds, Double(size) / 1_048_576))
+        // A new connection pool, as a starting node would have (the OS page cache is warm).
+        let reader = try SQLiteDatabase(path: path)
+        let info = try await load(dataset: dataset, db: reader, backend: "sqlite", insertSeconds: insertSeconds, rows: rows, size: size)
+        await reader.close()
+        return info
+    }
+
+    static func postgres(dataset: Dataset, url: String) async throws -> ColdLoadInfo {
+        var logger = Logger(label: "portcullis-bench")
+        logger.logLevel = .warning
+        let log = logger
+        let schema = "portcullis_bench_\(getpid())"
+        let admin = try await PostgresDatabase(url: url, logger: log, maximumConnections: 2)
+        try await admin.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+        try await admin.execute("CREATE SCHEMA \(schema)")
+        do {
+            let scoped = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
+            let db = try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)
+            try await Migrator(dialect: .postgres).migrate(db)
+            let (insertSeconds, rows) = try await insert(dataset, into: db)
+            let size = try await db.queryFirst("SELECT pg_total_relation_size('memberships') + pg_total_relation_size('bindings') + pg_total_relation_size('orgs') + pg_total_relation_size('users') AS n")?.int("n")
+            say(String(format: "PostgreSQL: inserted %d rows in %.1f s (%.0f MiB in tables and indexes)", rows, insertSeconds, Double(size ?? 0) / 1_048_576))
+            await db.close()
+            let reader = try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)
+            let info = try await load(dataset: dataset, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
+            await reader.close()
+            try await admin.execute("DROP SCHEMA \(schema) CASCADE")
+            await admin.close()
+            return info
+        } catch {
+            try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
+            await admin.close()
+            throw error
+        }
+    }
+
+    static func load(dataset: Dataset, db: any SQLDatabase, backend: String, insertSeconds: Double, rows: Int, size: Int?) async throws -> ColdLoadInfo {
+        let rss0 = Memory.residentBytes()
+        let start = ContinuousClock.now
+        let all = try await SQLPolicyStore(database: db).allGrants()
+        let queried = seconds(since: start)
+        let installStart = ContinuousClock.now
+        let cache = GrantCache(loader: NoLoader())
+        for (org, grants) in all { cache.install(org, grants) }
+        let installed = seconds(since: installStart)
+        let total = seconds(since: start)
+        let rss1 = Memory.residentBytes()
+        let memberships = all.values.reduce(0) { $0 + $1.members.count }
+        let bindings = all.values.reduce(0) { $0 + $1.bindings.values.reduce(0) { $0 + $1.count } }
+        precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount && cache.count == dataset.orgCount,
+                     "\(backend) loaded \(memberships) memberships, \(bindings) bindings, \(cache.count) orgs")
+        say(String(format: "%@ cold load: allGrants %.2f s + install %.2f s = %.2f s for %d memberships, %d bindings (RSS +%.0f MiB)",
+                   backend, queried, installed, total, memberships, bindings, Double(rss1 - rss0) / 1_048_576))
+        return ColdLoadInfo(
+            backend: backend, insertSeconds: insertSeconds, insertedRows: rows, databaseBytes: size,
+            allGrantsSeconds: queried, installSeconds: installed, totalSeconds: total,
+            memberships: memberships, bindings: bindings, rssGrowthBytes: rss1 - rss0,
+            target: "<= 3 s for 1M memberships")
+    }
+
+    /// Users, orgs, memberships, bindings: multi-row INSERTs of literal values (all generated
+    /// here, nothing user-supplied), 100k rows per transaction.
+    static func insert(_ d: Dataset, into db: any SQLDatabase) async throws -> (Double, Int) {
+        let l = Literals(dialect: db.dialect)
+        let now = l.now
+        let hash = "'" + passwordHash + "'"
+        let start = ContinuousClock.now
+        var rows = 0
+        try await insertRows(db, "users (id, email, password_hash, created_at, updated_at)", count: d.userCount) { i in
+            "(\(l.uuid(d.users[i])), 'bench-\(i)@example.com', \(hash), \(now), \(now))"
+        }
+        rows += d.userCount
+        try await insertRows(db, "orgs (id, name, name_lower, created_at, updated_at)", count: d.orgCount) { o in
+            "(\(l.uuid(d.orgs[o])), 'Bench org \(o)', 'bench org \(o)', \(now), \(now))"
+        }
+        rows += d.orgCount
+        try await insertRows(db, "memberships (org_id, user_id, role, created_at, updated_at)", count: d.membershipCount) { i in
+            "(\(l.uuid(d.orgs[i / Dataset.membersPerOrg])), \(l.uuid(d.users[Int(d.memberUser[i])])), '\(d.memberRole[i].rawValue)', \(now), \(now))"
+        }
+        rows += d.membershipCount
+        try await insertRows(db, "bindings (id, org_id, subject_type, subject_id, resource_path, role, created_at, updated_at)", count: d.bindingCount) { i in
+            "(\(l.uuid(d.bindingID[i])), \(l.uuid(d.orgs[i / Dataset.bindingsPerOrg])), 'user', \(l.uuid(d.users[Int(d.bindingUser[i])])), '\(d.bindingPath[i])', '\(d.bindingRole[i].rawValue)', \(now), \(now))"
+        }
+        rows += d.bindingCount
+        return (seconds(since: start), rows)
+    }
+
+    static func insertRows(_ db: any SQLDatabase, _ into: String, count: Int, _ row: (Int) -> String) async throws {
+        var first = 0
+        while first < count {
+            let end = min(count, first + rowsPerTransaction)
+            var statements: [String] = []
+            var i = first
+            while i < end {
+                let stop = min(end, i + rowsPerStatement)
+                var sql = "INSERT INTO \(into) VALUES "
+                sql.reserveCapacity(200 * (stop - i))
+                for j in i..<stop {
+                    if j > i { sql += "," }
+                    sql += row(j)
+                }
+                statements.append(sql)
+                i = stop
+            }
+            let batch = statements
+            try await db.transaction { tx in
+                for sql in batch { try await tx.execute(sql) }
+            }
+            first = end
+        }
+    }
+}
