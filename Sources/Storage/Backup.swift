@@ -20,9 +20,9 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     public var serviceAccounts: [ServiceAccount]
     /// Keys with the SHA-256 of their secret (never the secret): they keep working after a restore.
     public var apiKeys: [APIKey]
-    /// Invites arrive in a later version; version 1 has none, and a restore refuses any rather
-    /// than drop them silently.
-    public var invites: [JSONValue]
+    /// Invites with the hash of their token (links already mailed keep working).
+    public var invites: [Invite]
+    public var platformInvites: [PlatformInvite]?
 
     // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
     public struct User: Codable, Sendable, Equatable {
@@ -69,6 +69,30 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         public var createdAt: Date
         public var updatedAt: Date
         public var auditEventId: String?
+    }
+
+    public struct Invite: Codable, Sendable, Equatable {
+        public var id: String
+        public var orgId: String
+        public var email: String
+        public var role: Role
+        public var state: String
+        public var dormant: Bool
+        public var tokenHash: String
+        public var inviterId: String?
+        public var platformInviteId: String?
+        public var createdAt: Date
+        public var expiresAt: Date
+    }
+
+    public struct PlatformInvite: Codable, Sendable, Equatable {
+        public var id: String
+        public var email: String
+        public var state: String
+        public var tokenHash: String
+        public var inviterId: String?
+        public var createdAt: Date
+        public var expiresAt: Date
     }
 
     public struct ServiceAccount: Codable, Sendable, Equatable {
@@ -220,13 +244,27 @@ public struct SQLBackup: Sendable {
                     id: k.id.lowercasedString, prefix: k.prefix, secretHash: try r.string("secret_hash"), name: k.name, userId: user,
                     serviceAccountId: account, scopes: k.scopes, createdAt: k.createdAt, expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt)
             }
+            let platformInvites = try await tx.query(
+                "SELECT id, email, state, token_hash, inviter_id, created_at, expires_at FROM platform_invites ORDER BY created_at, id").map { r in
+                BackupDocument.PlatformInvite(
+                    id: try r.uuid("id").lowercasedString, email: try r.string("email"), state: try r.string("state"), tokenHash: try r.string("token_hash"),
+                    inviterId: try r.optionalUUID("inviter_id")?.lowercasedString, createdAt: try r.date("created_at"), expiresAt: try r.date("expires_at"))
+            }
+            let invites = try await tx.query(
+                "SELECT id, org_id, email, role, state, dormant, token_hash, inviter_id, platform_invite_id, created_at, expires_at FROM invites ORDER BY created_at, id").map { r in
+                BackupDocument.Invite(
+                    id: try r.uuid("id").lowercasedString, orgId: try r.uuid("org_id").lowercasedString, email: try r.string("email"),
+                    role: try SQLTenancyStore.decodeRole(r), state: try r.string("state"), dormant: try r.bool("dormant"), tokenHash: try r.string("token_hash"),
+                    inviterId: try r.optionalUUID("inviter_id")?.lowercasedString, platformInviteId: try r.optionalUUID("platform_invite_id")?.lowercasedString,
+                    createdAt: try r.date("created_at"), expiresAt: try r.date("expires_at"))
+            }
             let audit = try await tx.query("SELECT \(SQLTenancyStore.auditColumns) FROM audit_events ORDER BY seq").map { r in
                 let e = try SQLTenancyStore.decodeAudit(r)
                 return BackupDocument.AuditEvent(id: e.id.lowercasedString, at: e.at, actorType: e.actorType, actorId: e.actorID?.lowercasedString, action: e.action, orgId: e.orgID?.lowercasedString, target: e.target, details: e.details)
             }
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
-                auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: [])
+                auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: invites, platformInvites: platformInvites)
         }
     }
 
@@ -261,6 +299,20 @@ public struct SQLBackup: Sendable {
                 for (k, hash) in records.apiKeys { try await keyWriter.insertKey(k, secretHash: hash) }
                 let bindingWriter = SQLPolicyStore.Writer(tx: tx)
                 for b in records.bindings { try await bindingWriter.upsertBinding(b) }
+                for p in document.platformInvites ?? [] {
+                    try await tx.execute(
+                        "INSERT INTO platform_invites (id, email, state, token_hash, inviter_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        UUID(uuidString: p.id)!, p.email, p.state, p.tokenHash, p.inviterId.flatMap(UUID.init(uuidString:)), p.createdAt, p.expiresAt)
+                }
+                for i in document.invites {
+                    try await tx.execute(
+                        """
+                        INSERT INTO invites (id, org_id, email, role, state, dormant, token_hash, inviter_id, platform_invite_id, created_at, expires_at)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                        """,
+                        UUID(uuidString: i.id)!, UUID(uuidString: i.orgId)!, i.email, i.role.rawValue, i.state, i.dormant, i.tokenHash,
+                        i.inviterId.flatMap(UUID.init(uuidString:)), i.platformInviteId.flatMap(UUID.init(uuidString:)), i.createdAt, i.expiresAt)
+                }
                 for e in records.auditEvents { try await writer.appendAudit(e) }
                 let counts: [String: JSONValue] = [
                     "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
@@ -305,7 +357,16 @@ public struct SQLBackup: Sendable {
         guard d.version == BackupDocument.currentVersion else {
             throw TenancyError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
         }
-        if !d.invites.isEmpty { throw TenancyError.invalid("this server version cannot restore invites") }
+        let states = ["pending", "accepted", "declined", "revoked"]
+        var platformIDs = Set<UUID>()
+        for p in d.platformInvites ?? [] {
+            let pid = try id(p.id, "platform invite")
+            guard ["pending", "accepted", "revoked"].contains(p.state), p.tokenHash.utf8.count == 64 else {
+                throw TenancyError.invalid("platform invite \(p.id) has a bad state or token hash")
+            }
+            if let inviter = p.inviterId { _ = try id(inviter, "user") }
+            platformIDs.insert(pid)
+        }
         func id(_ text: String, _ what: String) throws -> UUID {
             guard let id = UUID(uuidString: text) else { throw TenancyError.invalid("\(what) id \(text) is not a UUID") }
             return id
@@ -332,6 +393,15 @@ public struct SQLBackup: Sendable {
         let orgIDs = Set(records.orgs.map(\.id))
         guard d.users.contains(where: \.isRoot) else {
             throw TenancyError.invalid("the backup has no root administrator; the restored instance could not be administered")
+        }
+        for i in d.invites {
+            _ = try id(i.id, "invite")
+            guard orgIDs.contains(try id(i.orgId, "org")) else { throw TenancyError.invalid("invite \(i.id) refers to an org that is not in the backup") }
+            guard states.contains(i.state), i.tokenHash.utf8.count == 64 else { throw TenancyError.invalid("invite \(i.id) has a bad state or token hash") }
+            if let p = i.platformInviteId, !platformIDs.contains(try id(p, "platform invite")) {
+                throw TenancyError.invalid("invite \(i.id) refers to a platform invite that is not in the backup")
+            }
+            if let inviter = i.inviterId { _ = try id(inviter, "user") }
         }
         var owned = Set<UUID>()
         var pairs = Set<String>()

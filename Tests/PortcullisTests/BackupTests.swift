@@ -23,7 +23,7 @@ struct BackupTests {
             try record("\(email) orgs", orgs)
             for org in (orgs.json["items"] as? [[String: Any]] ?? []) {
                 let id = org["id"] as? String ?? ""
-                for path in ["", "/members?limit=100", "/audit?limit=100", "/bindings?limit=100"] {
+                for path in ["", "/members?limit=100", "/audit?limit=100", "/bindings?limit=100", "/invites?limit=100"] {
                     try record("\(email) \(path) \(id)", try await api.send(.get, "/v1/orgs/\(id)\(path)", token: token))
                 }
             }
@@ -49,6 +49,7 @@ struct BackupTests {
         let bound = try await api.send(.put, "/v1/orgs/\(acme)/bindings",
                                        json: ["subject": ["user_id": carol.userID], "resource": "org:\(acme)/project:p1", "role": "editor"], token: alice.access)
         #expect(bound.status == .created)
+        #expect(try await api.send(.post, "/v1/orgs/\(acme)/invites", json: ["email": "dave@example.com", "role": "viewer"], token: alice.access).status == .created)
         let userKey = try await api.createKey(alice.access, name: "alice's", scopes: ["role:viewer"]).key
         let account = try #require(try await api.send(.post, "/v1/orgs/\(acme)/service-accounts", json: ["name": "ci", "role": "editor"], token: alice.access).json["id"] as? String)
         let accountKey = try #require(try await api.send(.post, "/v1/orgs/\(acme)/service-accounts/\(account)/keys", json: ["name": "ci"], token: alice.access).json["key"] as? String)
@@ -62,8 +63,8 @@ struct BackupTests {
         try await withApp(source, configure: rootSetup) { api, _ in
             let keys = try await Self.populate(api)
             let before = try await Self.answers(api, users: Self.users)
-            // root: me, orgs; alice: me, orgs, 1 org × 4; bob and carol: me, orgs, 2 orgs × 4.
-            #expect(before.count == 28)
+            // root: me, orgs; alice: me, orgs, 1 org × 5; bob and carol: me, orgs, 2 orgs × 5.
+            #expect(before.count == 33)
             let root = try await api.login("root@example.com", password: Self.rootPassword)
             #expect(try await api.send(.get, "/v1/admin/backup", token: try await api.login("alice@example.com").access).status == .forbidden)
             let backup = try await api.send(.get, "/v1/admin/backup", token: root.access)
@@ -80,7 +81,7 @@ struct BackupTests {
             #expect(users.allSatisfy { ($0["password_hash"] as? String)?.hasPrefix("$argon2id$") == true })
             #expect((doc["orgs"] as? [Any])?.count == 2)
             #expect((doc["memberships"] as? [Any])?.count == 5)
-            #expect((doc["invites"] as? [Any])?.isEmpty == true)
+            #expect((doc["invites"] as? [[String: Any]])?.first?["email"] as? String == "dave@example.com")
             #expect((doc["bindings"] as? [[String: Any]])?.first?["resource"] as? String != nil)
 
             try await withApp(target, configure: rootSetup) { api2, services2 in
@@ -139,6 +140,11 @@ struct BackupTests {
             ("empty object", "{}"),
             ("version", try mutated { $0["version"] = 99 }),
             ("invites", try mutated { $0["invites"] = [["id": "x"]] }),
+            ("invite to a missing org", try mutated { doc in
+                var invites = doc["invites"] as! [[String: Any]]
+                invites[0]["org_id"] = UUID().uuidString.lowercased()
+                doc["invites"] = invites
+            }),
             ("membership to a missing user", try mutated { doc in
                 var ms = doc["memberships"] as! [[String: Any]]
                 ms[0]["user_id"] = UUID().uuidString.lowercased()

@@ -47,8 +47,10 @@ struct InviteTests {
             #expect(try await api.send(.get, "/v1/invites/\(id)", token: bob.access).json["state"] as? String == "pending")
             #expect(try await api.items("/v1/me/invites", token: bob.access).count == 1)
 
+            #expect(try await api.allowed(bob.access, "org:\(org)", "editor") == false) // warms the decision cache
             let accepted = try await api.send(.post, "/v1/invites/\(id)/accept", token: bob.access)
             #expect(accepted.status == .ok && accepted.json["state"] as? String == "accepted")
+            #expect(try await api.allowed(bob.access, "org:\(org)", "editor")) // invalidated at once
             #expect(try await api.send(.get, "/v1/orgs/\(org)", token: bob.access).json["role"] as? String == "editor")
             for (method, path) in [(HTTPRequest.Method.post, "accept"), (.post, "decline")] {
                 #expect(try await api.send(method, "/v1/invites/\(id)/\(path)", token: bob.access).status == .conflict, "\(path) after accept")
