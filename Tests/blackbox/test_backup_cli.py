@@ -85,3 +85,23 @@ def test_restore_refuses_a_broken_document(tmp_path):
     result = _cli(tmp_path, "restore", stdin=b'{"version": 1}')
     assert result.returncode == 1
     assert b"not a Portcullis backup" in result.stderr
+
+
+def test_admin_outbox_shows_mail_that_could_not_be_sent(tmp_path):
+    # Nothing listens on port 9: every send fails, and the mail must wait, visibly.
+    with running_server(_binary(), tmp_path, SMTP_URL="smtp://127.0.0.1:9") as base:
+        r = requests.post(f"{base}/v1/users", json={"email": "waiting@example.com", "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        import time
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            shown = _cli(tmp_path, "admin", "outbox")
+            if b"attempts 1" in shown.stdout:
+                break
+            time.sleep(0.3)
+    assert shown.returncode == 0, shown.stderr.decode()
+    out = shown.stdout.decode()
+    assert "outbox: 1 pending, 0 given up, 0 sent" in out
+    assert "verify_email  to waiting@example.com  attempts 1" in out
+    assert "SMTP error" in out
+    assert PASSWORD not in out
