@@ -27,7 +27,7 @@ sink_pid=$!
 for _ in $(seq 1 100); do grep -q '^ready ' "$sink_dir/log" && break; sleep 0.1; done
 sink_port=$(sed -n 's/^ready //p' "$sink_dir/log")
 [[ -n "$sink_port" ]] || { cat "$sink_dir/log" >&2; echo "test: error: the SMTP sink did not start" >&2; exit 1; }
-export PORTCULLIS_TEST_SMTP_URL="smtp://portcullis:sink-secret@127.0.0.1:$sink_port"
+export PORTCULLIS_TEST_SMTP_URL="smtp://portcullis:sink-secret@127.0.0.1:$sink_port?insecure_auth=1"
 export PORTCULLIS_TEST_SMTP_DIR="$sink_dir/mail"
 echo "test: SMTP sink at 127.0.0.1:$sink_port" >&2
 

@@ -36,12 +36,17 @@ public struct InviteService: Sendable {
         }
     }
 
-    func mail(for invite: Invite, token: String, inviterName: String) -> OutgoingMail {
-        OutgoingMail(to: invite.email, template: MailTemplate.invite, variables: [
+    /// The mail for an invite: the accept link for an address with a verified account, else
+    /// the signup link. (`has_account` is left out, not empty, when false: Mustache sections
+    /// treat any present string as true.)
+    func mail(for invite: Invite, token: String, inviter: UserRef?, hasAccount: Bool) -> OutgoingMail {
+        let inviterName = inviter.map { $0.name.isEmpty ? $0.email : $0.name } ?? invite.orgName
+        var variables = [
             "org_name": invite.orgName, "role": invite.role.rawValue, "inviter_name": inviterName, "email": invite.email,
-            "link": invite.dormant ? links.signup(token) : links.acceptInvite(token), "expires_at": invite.expiresAt.ISO8601Format(),
-            "has_account": invite.dormant ? "" : "yes",
-        ])
+            "link": hasAccount ? links.acceptInvite(token) : links.signup(token), "expires_at": invite.expiresAt.ISO8601Format(),
+        ]
+        if hasAccount { variables["has_account"] = "yes" }
+        return OutgoingMail(to: invite.email, template: MailTemplate.invite, variables: variables)
     }
 
     // MARK: Org invites
@@ -59,13 +64,15 @@ public struct InviteService: Sendable {
             if try await invites.livePendingInvite(orgID: orgID, email: email, now: at) != nil {
                 throw TenancyError.conflict("a pending invite for this address exists; resend or revoke it")
             }
+            // Dormant until the address is proven: no account, or one whose e-mail is unverified
+            // (whoever signed up with someone else's address must not collect their invites).
             let invite = Invite(
-                id: UUID(), orgID: orgID, orgName: org.name, email: email, role: role, storedState: .pending, dormant: user == nil,
+                id: UUID(), orgID: orgID, orgName: org.name, email: email, role: role, storedState: .pending, dormant: user?.emailVerified != true,
                 inviterID: invitee.actor.type == "user" ? invitee.actor.id : nil, platformInviteID: nil, createdAt: at,
                 expiresAt: at.addingTimeInterval(Self.lifetime))
             try await invites.insertInvite(invite, tokenHash: Secrets.hash(token))
             let inviter = try await tx.user(id: invitee.actor.userID)
-            try await invites.enqueue(mail(for: invite, token: token, inviterName: inviter?.name ?? org.name), at: at)
+            try await invites.enqueue(mail(for: invite, token: token, inviter: inviter, hasAccount: user != nil), at: at)
             try await tx.appendAudit(TenancyService.event(
                 invitee.actor, at: at, "invite.created", org: orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(email), "role": .string(role.rawValue), "dormant": .bool(invite.dormant)], viaRoot: viaRoot))
@@ -124,14 +131,21 @@ public struct InviteService: Sendable {
         let at = now()
         let result = try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
             guard let invite = try await invites.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+            // The inviter may revoke while still a member of the org; anyone else (and any
+            // resend, which mails in the org's name) needs invites.write and a role at least the invite's.
             var viaRoot = false
-            if invite.inviterID != invitee.actor.id || invitee.actor.type != "user" {
-                viaRoot = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: invite.orgID, in: tx, at: at).viaRoot
+            let isInviter = invite.inviterID == invitee.actor.id && invitee.actor.type == "user"
+            let stillMember = try await tx.membership(orgID: invite.orgID, userID: invitee.actor.userID)?.isCurrent(at: at) == true
+            if !(isInviter && stillMember && action == "invite.revoked") {
+                let (role, root) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: invite.orgID, in: tx, at: at)
+                guard invite.role <= role else { throw TenancyError.forbidden("this invite grants more than your role") }
+                viaRoot = root
             }
             let renewed = try await act(invite, invites, at)
             if let (updated, token) = renewed {
                 let inviter = try await tx.user(id: invitee.actor.userID)
-                try await invites.enqueue(mail(for: updated, token: token, inviterName: inviter?.name ?? updated.orgName), at: at)
+                let account = try await tx.user(email: updated.email)
+                try await invites.enqueue(mail(for: updated, token: token, inviter: inviter, hasAccount: account != nil), at: at)
             }
             try await tx.appendAudit(TenancyService.event(
                 invitee.actor, at: at, action, org: invite.orgID, target: "invite:\(invite.id.lowercasedString)",

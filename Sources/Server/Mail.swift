@@ -57,7 +57,9 @@ struct SMTPMailer: Mailer {
         user = parts.user?.removingPercentEncoding
         password = parts.password?.removingPercentEncoding
         let query = Dictionary((parts.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
-        requireTLS = query["starttls"] == "required"
+        // Credentials never cross a plain connection: with a user, STARTTLS is required unless
+        // the URL says `?insecure_auth=1` (test servers on loopback).
+        requireTLS = query["starttls"] == "required" || (parts.user != nil && scheme == "smtp" && query["insecure_auth"] != "1")
         insecure = query["insecure"] == "1"
         parts.user = nil
         parts.password = nil
@@ -134,24 +136,30 @@ struct MailTemplates: Sendable {
 
     static let builtIn: [String: (subject: String, text: String, html: String)] = [
         MailTemplate.invite: (
-            "You are invited to join {{org_name}}",
-            "{{inviter_name}} invited you to join {{org_name}} as {{role}}.\n\n{{#has_account}}Accept the invitation:{{/has_account}}{{^has_account}}Create your account to accept:{{/has_account}}\n{{{link}}}\n\nThe invitation expires at {{expires_at}}. If you did not expect it, ignore this mail.\n",
+            "You are invited to join {{{org_name}}}",
+            "{{{inviter_name}}} invited you to join {{{org_name}}} as {{{role}}}.\n\n{{#has_account}}Accept the invitation:{{/has_account}}{{^has_account}}Create your account to accept:{{/has_account}}\n{{{link}}}\n\nThe invitation expires at {{{expires_at}}}. If you did not expect it, ignore this mail.\n",
             "<p>{{inviter_name}} invited you to join <strong>{{org_name}}</strong> as {{role}}.</p><p><a href=\"{{link}}\">{{#has_account}}Accept the invitation{{/has_account}}{{^has_account}}Create your account to accept{{/has_account}}</a></p><p>The invitation expires at {{expires_at}}. If you did not expect it, ignore this mail.</p>"),
         MailTemplate.platformInvite: (
             "You are invited to Portcullis",
-            "You are invited to create an account.{{#org_names}} Invitations to {{org_names}} wait for you there.{{/org_names}}\n\nCreate your account:\n{{{link}}}\n\nThe invitation expires at {{expires_at}}.\n",
+            "You are invited to create an account.{{#org_names}} Invitations to {{{org_names}}} wait for you there.{{/org_names}}\n\nCreate your account:\n{{{link}}}\n\nThe invitation expires at {{{expires_at}}}.\n",
             "<p>You are invited to create an account.{{#org_names}} Invitations to {{org_names}} wait for you there.{{/org_names}}</p><p><a href=\"{{link}}\">Create your account</a></p><p>The invitation expires at {{expires_at}}.</p>"),
         MailTemplate.passwordReset: (
             "Reset your password",
-            "Someone asked to reset the password of {{email}}.\n\nChoose a new password (the link works once, for one hour):\n{{{link}}}\n\nIf it was not you, ignore this mail; your password stays as it is.\n",
+            "Someone asked to reset the password of {{{email}}}.\n\nChoose a new password (the link works once, for one hour):\n{{{link}}}\n\nIf it was not you, ignore this mail; your password stays as it is.\n",
             "<p>Someone asked to reset the password of {{email}}.</p><p><a href=\"{{link}}\">Choose a new password</a> (the link works once, for one hour).</p><p>If it was not you, ignore this mail; your password stays as it is.</p>"),
         MailTemplate.verifyEmail: (
             "Confirm your e-mail address",
-            "Confirm that {{email}} is yours:\n{{{link}}}\n",
+            "Confirm that {{{email}}} is yours:\n{{{link}}}\n",
             "<p><a href=\"{{link}}\">Confirm that {{email}} is yours</a>.</p>"),
     ]
 
     static func load(directory: String?) throws -> MailTemplates {
+        if let directory {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ConfigError(variable: "PORTCULLIS_TEMPLATES_DIR", message: "\(directory) is not a directory")
+            }
+        }
         var parts: [String: Parts] = [:]
         for (name, defaults) in builtIn {
             func source(_ suffix: String, _ fallback: String) throws -> String {
@@ -191,7 +199,8 @@ public struct OutboxSender: Service {
     let templates: MailTemplates
     let logger: Logger
     let interval: Duration
-    public static let maxAttempts = 12
+    /// With the backoff capped at an hour, about two and a half days of trying.
+    public static let maxAttempts = 60
 
     static func backoff(attempts: Int) -> TimeInterval {
         min(5 * pow(2, Double(max(attempts - 1, 0))), 3600)

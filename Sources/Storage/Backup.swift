@@ -280,7 +280,8 @@ public struct SQLBackup: Sendable {
                 let orgCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") ?? 0
                 let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
-                guard orgCount == 0, userCount == 0, auditCount == 0 else {
+                let platformCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
+                guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0 else {
                     throw TenancyError.conflict("restore needs an empty instance (no orgs, no audit events, no users but root administrators)")
                 }
                 // The root accounts that exist are replaced; their sessions end with them.

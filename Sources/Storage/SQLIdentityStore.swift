@@ -67,6 +67,9 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     public func resetPassword(tokenHash: String, newHash: String, now: Date) async throws -> (userID: UUID, revision: Revision, revoked: [UUID])? {
         try await db.transaction { tx in
             guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "password_reset", now: now) else { return nil }
+            // Every other reset link of the account dies with this one.
+            try await tx.execute(
+                "UPDATE action_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL", userID, now)
             try await tx.execute("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3", newHash, now, userID)
             let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: .passwordReset, now: now)
             let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)

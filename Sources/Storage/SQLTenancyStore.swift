@@ -208,15 +208,15 @@ public struct SQLTenancyStore: TenancyStore {
         }
 
         func user(id: UUID) async throws -> UserRef? {
-            try await tx.queryFirst("SELECT id, email, name FROM users WHERE id = $1", id).map(Self.decodeUserRef)
+            try await tx.queryFirst("SELECT id, email, name, email_verified FROM users WHERE id = $1", id).map(Self.decodeUserRef)
         }
 
         func user(email: String) async throws -> UserRef? {
-            try await tx.queryFirst("SELECT id, email, name FROM users WHERE email = $1", email).map(Self.decodeUserRef)
+            try await tx.queryFirst("SELECT id, email, name, email_verified FROM users WHERE email = $1", email).map(Self.decodeUserRef)
         }
 
         static func decodeUserRef(_ row: SQLRow) throws -> UserRef {
-            UserRef(id: try row.uuid("id"), email: try row.string("email"), name: try row.string("name"))
+            UserRef(id: try row.uuid("id"), email: try row.string("email"), name: try row.string("name"), emailVerified: try row.bool("email_verified"))
         }
 
         func appendAudit(_ e: AuditEvent) async throws {

@@ -78,11 +78,13 @@ public struct UserRef: Sendable, Equatable {
     public var id: UUID
     public var email: String
     public var name: String
+    public var emailVerified: Bool
 
-    public init(id: UUID, email: String, name: String) {
+    public init(id: UUID, email: String, name: String, emailVerified: Bool = false) {
         self.id = id
         self.email = email
         self.name = name
+        self.emailVerified = emailVerified
     }
 }
 

@@ -17,6 +17,16 @@ extension AppServices {
     }
 }
 
+extension APIClient {
+    /// Signs up, proves the address with the mailed verification token, and logs in.
+    func signupVerified(_ email: String, _ services: AppServices) async throws -> Tokens {
+        let tokens = try await signupAndLogin(email)
+        let token = try await services.mailedToken(to: email, template: "verify_email")
+        #expect(try await send(.post, "/v1/auth/verify-email", json: ["token": token]).status == .noContent)
+        return tokens
+    }
+}
+
 @Suite("Invites, platform invites, mailed tokens")
 struct InviteTests {
     @Test("org invites: every transition, and every forbidden one", arguments: Backend.allCases)
@@ -24,8 +34,8 @@ struct InviteTests {
         let clock = TestClock()
         try await withApp(backend, clock: clock) { api, services in
             let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let carol = try await api.signupAndLogin("carol@example.com")
+            let bob = try await api.signupVerified("bob@example.com", services)
+            let carol = try await api.signupVerified("carol@example.com", services)
             let org = try await api.createOrg(alice.access)
             func invite(_ email: String, _ role: String = "editor", token: String = alice.access) async throws -> APIClient.Reply {
                 try await api.send(.post, "/v1/orgs/\(org)/invites", json: ["email": email, "role": role], token: token)
@@ -107,7 +117,7 @@ struct InviteTests {
     func doubleAccept(_ backend: Backend) async throws {
         try await withApp(backend) { api, services in
             let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
+            let bob = try await api.signupVerified("bob@example.com", services)
             let org = try await api.createOrg(alice.access)
             let id = try #require(try await api.send(.post, "/v1/orgs/\(org)/invites", json: ["email": "bob@example.com", "role": "viewer"], token: alice.access).json["id"] as? String)
             let codes = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -163,12 +173,20 @@ struct InviteTests {
             _ = try await api.send(.post, "/v1/orgs/\(org)/invites", json: ["email": "late@example.com", "role": "viewer"], token: alice.access)
             let late = try await api.signupAndLogin("late@example.com")
             #expect(try await api.items("/v1/me/invites", token: late.access).isEmpty)
+            // An invite to an account whose address is unproven is dormant too: whoever signed up
+            // with someone else's address must not collect that person's invites.
+            let second = try await api.createOrg(alice.access, name: "Second")
+            let toUnverified = try await api.send(.post, "/v1/orgs/\(second)/invites", json: ["email": "late@example.com", "role": "viewer"], token: alice.access)
+            #expect(toUnverified.json["dormant"] as? Bool == true)
+            let unverifiedID = try #require(toUnverified.json["id"] as? String)
+            #expect(try await api.send(.post, "/v1/invites/\(unverifiedID)/accept", token: late.access).status == .notFound)
             let token = try await services.mailedToken(to: "late@example.com", template: "verify_email")
             #expect(try await api.send(.post, "/v1/auth/verify-email", json: ["token": "wrong"]).code == "invalid_token")
             #expect(try await api.send(.post, "/v1/auth/verify-email", json: ["token": token]).status == .noContent)
             #expect(try await api.send(.post, "/v1/auth/verify-email", json: ["token": token]).code == "invalid_token")
             #expect(try await api.send(.get, "/v1/me", token: late.access).json["email_verified"] as? Bool == true)
-            #expect(try await api.items("/v1/me/invites", token: late.access).count == 1)
+            #expect(try await api.items("/v1/me/invites", token: late.access).count == 2)
+            #expect(try await api.send(.post, "/v1/invites/\(unverifiedID)/accept", token: late.access).status == .ok)
         }
     }
 
