@@ -13,8 +13,19 @@ public enum Secrets {
     /// Opaque tokens carry 256 bits of entropy, so one SHA-256 is enough to store them:
     /// no dictionary exists to attack, and a slow hash would only slow down every request.
     public static func hash(_ token: String) -> String {
-        let digest = SHA256.hash(data: Data(token.utf8))
-        return digest.map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: Data(token.utf8)))
+    }
+
+    /// Lowercase hex, without a formatter call per byte (this runs on every authenticated request).
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Compares without an early exit, so timing does not reveal a matching prefix.

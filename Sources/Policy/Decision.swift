@@ -2,16 +2,43 @@ import Foundation
 import Tenancy
 
 /// The answer to "may this subject do this action on this object?".
+///
+/// The reason is kept as a small value and turned into text only when asked for: a decision
+/// made millions of times a second must not build a string each time.
 public struct Decision: Sendable, Equatable {
+    public enum Why: Sendable, Equatable {
+        case noGrant
+        case outOfScope
+        case allowed(action: String, needs: Role)
+        case below(action: String, needs: Role, capped: Bool)
+        case text(String)
+    }
+
     public var allowed: Bool
     /// The subject's effective role on the object (after key scopes), nil when it has none.
     public var role: Role?
-    public var reason: String
+    public var why: Why
 
-    public init(allowed: Bool, role: Role?, reason: String) {
+    public init(allowed: Bool, role: Role?, why: Why) {
         self.allowed = allowed
         self.role = role
-        self.reason = reason
+        self.why = why
+    }
+
+    public init(allowed: Bool, role: Role?, reason: String) {
+        self.init(allowed: allowed, role: role, why: .text(reason))
+    }
+
+    /// Short human text.
+    public var reason: String {
+        switch why {
+        case .noGrant: return DecisionEngine.noGrant
+        case .outOfScope: return "the key's scopes do not include this org"
+        case .allowed(let action, let needs): return "\(role?.rawValue ?? "") may \(action) (needs \(needs.rawValue))"
+        case .below(let action, let needs, let capped):
+            return "\(role?.rawValue ?? "")\(capped ? " (capped by the key's scopes)" : "") is below \(needs.rawValue), needed for \(action)"
+        case .text(let text): return text
+        }
     }
 }
 
@@ -55,17 +82,16 @@ public enum DecisionEngine {
     public static func decide(_ grants: OrgGrants?, subject: Subject, object: ObjectRef, required: Requirement, now: Instant) -> Decision {
         // An unknown org and an org without a grant for the subject read the same: ids cannot be probed.
         guard let held = grants?.role(of: subject.principal, on: object.path, at: now) else {
-            return Decision(allowed: false, role: nil, reason: Self.noGrant)
+            return Decision(allowed: false, role: nil, why: .noGrant)
         }
         let role = subject.scopes.map { $0.narrow(held, in: object.orgID) } ?? held
         guard let role else {
-            return Decision(allowed: false, role: nil, reason: "the key's scopes do not include this org")
+            return Decision(allowed: false, role: nil, why: .outOfScope)
         }
         if role >= required.role {
-            return Decision(allowed: true, role: role, reason: "\(role.rawValue) may \(required.action) (needs \(required.role.rawValue))")
+            return Decision(allowed: true, role: role, why: .allowed(action: required.action, needs: required.role))
         }
-        let capped = role < held ? " (capped by the key's scopes)" : ""
-        return Decision(allowed: false, role: role, reason: "\(role.rawValue)\(capped) is below \(required.role.rawValue), needed for \(required.action)")
+        return Decision(allowed: false, role: role, why: .below(action: required.action, needs: required.role, capped: role < held))
     }
 
     /// The grants of `subject` that lie on `object`'s path, with the decisive one marked.
