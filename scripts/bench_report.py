@@ -76,7 +76,8 @@ def report(d: Path) -> str:
     if loadavg.exists():
         parts = [l.split() for l in loadavg.read_text().splitlines() if l.strip()]
         out.append("| load average (1 min) at the start of each part | " + ", ".join(f"{p[0]} {p[1]}" for p in parts) +
-                   " — another engineer's builds and tests shared the 2 cores during the run |")
+                   " (the machine is shared: with 2 cores, a value well above 1 at the start of a part means something "
+                   "besides the benchmark was running) |")
     if engine:
         ds, dec = engine["dataset"], engine["decisions"]
         out.append(
@@ -145,6 +146,16 @@ def report(d: Path) -> str:
                 f"| memberships + bindings ({(mem['rss_after_bytes'] - mem['rss_before_bytes']) / 2**20:,.0f} MiB in all) | {mem['bytes_per_membership']:.0f} B | ≤ 100 B | {verdict(mem['bytes_per_membership'] <= 100)} |",
                 f"| memberships alone (orgs installed without bindings) | {mem['bytes_per_membership_without_bindings']:.0f} B | ≤ 100 B | {verdict(mem['bytes_per_membership_without_bindings'] <= 100)} |",
                 ""]
+        lay = mem.get("layout")
+        if lay:
+            buckets = 1 << (lay["members_capacity_per_org"] * 4 // 3 - 1).bit_length()
+            per = buckets * (lay["principal_stride"] + lay["member_grant_stride"]) / 100
+            out += [f"Layout: a `members` entry is a `Principal` key ({lay['principal_stride']} B) and a `MemberGrant` value "
+                    f"({lay['member_grant_stride']} B stride); a 100-member org's dictionary has room for "
+                    f"{lay['members_capacity_per_org']} (Swift keeps at most 3/4 of the buckets full, in powers of two: "
+                    f"{buckets} buckets), so {buckets} × {lay['principal_stride'] + lay['member_grant_stride']} B / 100 = "
+                    f"{per:.0f} B per membership before malloc's own overhead. A `BindingGrant` is {lay['binding_grant_stride']} B "
+                    "plus its path string.", ""]
 
         loads = [x for x in (engine.get("cold_load_sq_lite"), engine.get("cold_load_postgres")) if x]
         if loads:

@@ -54,7 +54,13 @@ struct PortcullisBench {
             rssBeforeBytes: rss0, rssAfterBytes: rss1,
             bytesPerMembership: Double(rss1 - rss0) / Double(dataset.membershipCount),
             bytesPerMembershipWithoutBindings: Double(membersOnlyDelta) / Double(dataset.membershipCount),
-            target: "<= 100 B per cached membership")
+            target: "<= 100 B per cached membership",
+            layout: Layout(
+                principalStride: MemoryLayout<Principal>.stride, memberGrantStride: MemoryLayout<MemberGrant>.stride,
+                bindingGrantStride: MemoryLayout<BindingGrant>.stride, orgGrantsStride: MemoryLayout<OrgGrants>.stride,
+                membersCapacityPerOrg: (cache.cached(dataset.orgs[0]) ?? nil)?.members.capacity ?? 0))
+        let l = report.memory!.layout
+        say("layout: Principal \(l.principalStride) B, MemberGrant \(l.memberGrantStride) B, BindingGrant \(l.bindingGrantStride) B (strides); members dictionary of a 100-member org holds \(l.membersCapacityPerOrg) before growing")
         say(String(format: "RSS per cached membership: %.1f B (memberships and bindings: %.0f MiB for %d memberships + %d bindings); memberships alone: %.1f B",
                    report.memory!.bytesPerMembership, Double(rss1 - rss0) / 1_048_576, dataset.membershipCount, dataset.bindingCount,
                    report.memory!.bytesPerMembershipWithoutBindings))
@@ -207,6 +213,18 @@ struct MemoryInfo: Encodable {
     var bytesPerMembership: Double
     var bytesPerMembershipWithoutBindings: Double
     var target: String
+    var layout: Layout
+}
+
+/// Why the bytes are what they are: each dictionary entry costs a key and a value stride, and a
+/// Swift dictionary keeps its load at or below 3/4 with power-of-two bucket counts.
+struct Layout: Encodable {
+    var principalStride: Int
+    var memberGrantStride: Int
+    var bindingGrantStride: Int
+    var orgGrantsStride: Int
+    /// `members.capacity` (entries before it grows) of one org's 100-member dictionary.
+    var membersCapacityPerOrg: Int
 }
 
 struct Rate: Encodable {

@@ -72,6 +72,12 @@ public struct AppConfig: Sendable {
             c.mailFrom = v
         }
         if let v = value("TEMPLATES_DIR") { c.templatesDir = v }
+        if let v = value("CHANGE_POLL_MS") {
+            guard let n = Int(v), (5...5000).contains(n) else {
+                throw ConfigError(variable: "PORTCULLIS_CHANGE_POLL_MS", message: "must be 5...5000 milliseconds (got \(v))")
+            }
+            c.changePollInterval = .milliseconds(n)
+        }
         if let v = value("KEY_USAGE_FLUSH_SECONDS") {
             guard let n = Int(v), (1...3600).contains(n) else {
                 throw ConfigError(variable: "PORTCULLIS_KEY_USAGE_FLUSH_SECONDS", message: "must be 1...3600 (got \(v))")

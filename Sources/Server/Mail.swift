@@ -235,8 +235,8 @@ public struct OutboxSender: Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                _ = try? await deliverDue()
                 try? await Task.sleep(for: interval)
+                _ = try? await deliverDue()
             }
         }
     }

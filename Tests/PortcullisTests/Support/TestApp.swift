@@ -19,6 +19,9 @@ func testConfig(dir: URL) -> AppConfig {
     config.audience = "http://portcullis.test"
     config.publicURL = "http://portcullis.test"
     config.port = 0
+    // Tests read mailed tokens from the outbox and deliver on purpose (`mailSender.deliverDue`);
+    // the background sender must not send (and wipe) them first.
+    config.outboxInterval = .seconds(3600)
     return config
 }
 
