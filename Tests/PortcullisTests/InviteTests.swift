@@ -288,6 +288,32 @@ struct InviteTests {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    @Test("STARTTLS with AUTH delivers; credentials never go over a plain connection")
+    func startTLS() async throws {
+        let port = Self.freePort()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-sink-\(UUID().uuidString)").path
+        let sink = try Self.startSink(port: port, dir: dir, extra: ["--tls", "--user", "mailer", "--password", "s3cret"])
+        defer { sink.terminate(); try? FileManager.default.removeItem(atPath: dir) }
+        // Required STARTTLS (self-signed certificate, so verification is off for the test), then AUTH.
+        try await withApp(.sqlite, configure: { $0.smtpURL = "smtp://mailer:s3cret@127.0.0.1:\(port)?starttls=required&insecure=1" }) { api, services in
+            _ = try await api.signupAndLogin("tls@example.com")
+            #expect(try await services.mailSender.deliverDue() == 1)
+            #expect(try Self.received(in: dir, to: "tls@example.com", subject: "Confirm your e-mail address") != nil)
+        }
+        // A server that offers no STARTTLS never sees the password: with credentials in the URL,
+        // TLS is required unless the URL says insecure_auth=1.
+        let plainPort = Self.freePort()
+        let plainDir = dir + "-plain"
+        let plain = try Self.startSink(port: plainPort, dir: plainDir, extra: ["--user", "mailer", "--password", "s3cret"])
+        defer { plain.terminate(); try? FileManager.default.removeItem(atPath: plainDir) }
+        try await withApp(.sqlite, configure: { $0.smtpURL = "smtp://mailer:s3cret@127.0.0.1:\(plainPort)" }) { api, services in
+            _ = try await api.signupAndLogin("plain@example.com")
+            #expect(try await services.mailSender.deliverDue() == 0)
+            // curl's 64: the required TLS was not offered, so AUTH was never sent.
+            #expect(try await services.outbox.unsent().first?.lastError?.contains("SMTP error 64") == true)
+        }
+    }
+
     // MARK: Helpers
 
     static func received(in dir: String, to email: String, subject: String) throws -> String? {
@@ -318,11 +344,11 @@ struct InviteTests {
     }
 
     /// The same aiosmtpd sink `make test` uses, on a port of this test's choosing.
-    static func startSink(port: Int, dir: String) throws -> Process {
+    static func startSink(port: Int, dir: String, extra: [String] = []) throws -> Process {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", root.appendingPathComponent("scripts/smtp_sink.py").path, "--dir", dir, "--port", String(port)]
+        process.arguments = ["python3", root.appendingPathComponent("scripts/smtp_sink.py").path, "--dir", dir, "--port", String(port)] + extra
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
