@@ -54,7 +54,7 @@ public enum APIKeyFormat {
 
     public static func mint() -> Minted {
         var generator = SystemRandomNumberGenerator()
-        let prefix = (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let prefix = Secrets.hex((0..<6).map { _ in UInt8.random(in: 0...255, using: &generator) })
         let secret = Secrets.token(bytes: 32)
         return Minted(prefix: prefix, secretHash: Secrets.hash(secret), key: "\(scheme)_\(prefix)_\(secret)")
     }

@@ -103,13 +103,12 @@ public struct InviteService: Sendable {
             guard invite.state(at: at) == .pending else { throw InviteError.notPending(invite.state(at: at)) }
             try await invites.setState(inviteID: invite.id, .revoked)
             return nil
-        }
+        }.revision
     }
 
     /// Resend: a new token (the old link dies) and a fresh expiry; for pending or expired invites.
     public func resend(by invitee: Invitee, id: UUID) async throws -> (Invite, Int64) {
-        var renewed: Invite?
-        let revision = try await manage(by: invitee, id: id, action: "invite.resent") { invite, invites, at in
+        let (renewed, revision) = try await manage(by: invitee, id: id, action: "invite.resent") { invite, invites, at in
             let state = invite.state(at: at)
             guard state == .pending || state == .expired else { throw InviteError.notPending(state) }
             let token = Secrets.token()
@@ -117,19 +116,20 @@ public struct InviteService: Sendable {
             updated.expiresAt = at.addingTimeInterval(Self.lifetime)
             try await invites.renew(inviteID: invite.id, tokenHash: Secrets.hash(token), expiresAt: updated.expiresAt)
             return (updated, token)
-        } afterRenew: { updated in renewed = updated }
-        return (renewed!, revision)
+        }
+        guard let renewed else { throw TenancyError.notFound("no such invite") }
+        return (renewed, revision)
     }
 
     /// Shared by revoke and resend: find, authorize (inviter or `invites.write`), act, audit.
+    /// `act` returns the renewed invite and its new token when there is a mail to send.
     func manage(
         by invitee: Invitee, id: UUID, action: String,
-        _ act: @Sendable @escaping (Invite, any InviteWriter, Date) async throws -> (Invite, String)?,
-        afterRenew: (Invite) -> Void = { _ in }
-    ) async throws -> Int64 {
+        _ act: @Sendable @escaping (Invite, any InviteWriter, Date) async throws -> (Invite, String)?
+    ) async throws -> (renewed: Invite?, revision: Int64) {
         guard let found = try await store.invite(id: id) else { throw TenancyError.notFound("no such invite") }
         let at = now()
-        let result = try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
+        return try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
             guard let invite = try await invites.invite(id: id) else { throw TenancyError.notFound("no such invite") }
             // The inviter may revoke while still a member of the org; anyone else (and any
             // resend, which mails in the org's name) needs invites.write and a role at least the invite's.
@@ -152,8 +152,6 @@ public struct InviteService: Sendable {
                 ["email": .string(invite.email)], viaRoot: viaRoot))
             return (renewed?.0, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
         }
-        if let updated = result.0 { afterRenew(updated) }
-        return result.1
     }
 
     /// Accept or decline, by the invitee only. Accepting creates the membership in the same
@@ -167,9 +165,8 @@ public struct InviteService: Sendable {
 
     /// `POST /v1/invites/claim`: accept by the mailed token, as the signed-in invitee.
     public func claim(userID: UUID, email: String, token: String) async throws -> (Invite, Int64) {
-        guard token.utf8.count <= 256, let found = try await store.writeInvites(lockingOrg: nil, { _, invites in
-            try await invites.invite(tokenHash: Secrets.hash(token))
-        }), found.email == email, !found.dormant else {
+        guard token.utf8.count <= 256, let found = try await store.invite(tokenHash: Secrets.hash(token)),
+              found.email == email, !found.dormant else {
             throw TenancyError.notFound("no invite for this token and account")
         }
         return try await respond(userID: userID, email: email, invite: found, accept: true)

@@ -80,6 +80,7 @@ public protocol InviteStore: Sendable {
     /// The invites addressed to `email` that are awake (not dormant).
     func invites(email: String, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int)
     func invite(id: UUID) async throws -> Invite?
+    func invite(tokenHash: String) async throws -> Invite?
     func platformInvites(now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int)
     func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T
     /// Creates an account through an invite token, in one transaction: the user (verified), the

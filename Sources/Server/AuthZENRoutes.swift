@@ -120,13 +120,16 @@ struct AuthZENRoutes {
         let atLeast = try PolicyRoutes.atLeast(nil, request)
         guard items.count <= PolicyRoutes.batchLimit else { throw Problem.badRequest("at most \(PolicyRoutes.batchLimit) evaluations") }
         var checks: [PolicyRoutes.Check] = []
+        var administered = Set<UUID>()
         for (i, item) in items.enumerated() {
             let field = "evaluations[\(i)]"
             let subject = try subject(item.subject ?? body.subject, field: "\(field).subject")
             let object = try object(item.resource ?? body.resource, field: "\(field).resource")
             let required = try action(item.action ?? body.action, field: "\(field).action")
             let resolved = try await policyRoutes.resolve(subject, caller: caller)
-            if !policyRoutes.isSelf(resolved, caller) { try await policyRoutes.requireAdministers(caller, object.orgID) }
+            if !policyRoutes.isSelf(resolved, caller), administered.insert(object.orgID).inserted {
+                try await policyRoutes.requireAdministers(caller, object.orgID)
+            }
             checks.append(PolicyRoutes.Check(subject: resolved, object: object, requirement: required))
         }
         let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)

@@ -14,12 +14,8 @@ struct BindingRoutes {
         routes.on(.delete, "/v1/orgs/{org_id}/bindings/{binding_id}", use: remove)
     }
 
-    func actor(_ request: Request) async throws -> Actor {
-        try await authenticator.actor(request)
-    }
-
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let page = try Page(from: request)
         let (items, total) = try await bindings.list(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -28,7 +24,7 @@ struct BindingRoutes {
 
     @Sendable func set(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(BindingBody.self, from: request)
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let role = try parseRole(body.role)
         let principal: Principal
         switch (body.subject.userId, body.subject.serviceAccountId, body.subject.token) {
@@ -48,7 +44,7 @@ struct BindingRoutes {
     }
 
     @Sendable func remove(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let revision = try await bindings.remove(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
             bindingID: try TenancyRoutes.pathID(context, "binding_id", "binding"))

@@ -14,6 +14,8 @@ struct PolicyRoutes {
     let authenticator: Authenticator
 
     static let batchLimit = 1000
+    /// A token subject that does not verify is a denial, not an error.
+    static let invalidToken = Decision(allowed: false, role: nil, reason: "the subject's token is not valid")
     /// Batches carry up to 1000 checks (SPEC §11).
     static let batchBodyLimit = 1024 * 1024
 
@@ -132,7 +134,7 @@ struct PolicyRoutes {
     func decide(_ check: Check, _ consistency: Consistency) async throws -> Decision {
         switch check.subject {
         case .invalidToken:
-            return Decision(allowed: false, role: nil, reason: "the subject's token is not valid")
+            return Self.invalidToken
         case .subject(let subject):
             return try await policy.decide(subject, check.object, check.requirement, consistency: consistency)
         }
@@ -174,6 +176,7 @@ struct PolicyRoutes {
         var strong: [Bool] = []
         checks.reserveCapacity(body.checks.count)
         var subjects: [String: ResolvedSubject] = [:]
+        var administered = Set<UUID>()
         for (i, c) in body.checks.enumerated() {
             let object = try Self.object(c.object, field: "checks[\(i)].object")
             let required = try requirement(c.action, field: "checks[\(i)].action")
@@ -190,7 +193,9 @@ struct PolicyRoutes {
                 subject = try await resolve(c.subject, caller: caller)
                 subjects[key] = subject
             }
-            if c.subject != nil, !isSelf(subject, caller) { try await requireAdministers(caller, object.orgID) }
+            if c.subject != nil, !isSelf(subject, caller), administered.insert(object.orgID).inserted {
+                try await requireAdministers(caller, object.orgID)
+            }
             checks.append(Check(subject: subject, object: object, requirement: required))
         }
         // The batch waits once for the highest revision asked for; strong checks read through on their own.
@@ -226,8 +231,8 @@ struct PolicyRoutes {
         let (caller, check, settled) = try await check(request)
         let (object, required) = (check.object, check.requirement)
         guard case .subject(let subject) = check.subject else {
-            let d = Decision(allowed: false, role: nil, reason: "the subject's token is not valid")
-            return try JSONBody.response(ExplainResponse(allowed: false, role: OrNull(nil), reason: d.reason, requiredRole: required.role.rawValue, grants: []))
+            return try JSONBody.response(ExplainResponse(
+                allowed: false, role: OrNull(nil), reason: Self.invalidToken.reason, requiredRole: required.role.rawValue, grants: []))
         }
         let explanation = try await policy.explain(subject, object, required, consistency: settled)
         // The audit events themselves are shown only to callers who may read the org's audit log.

@@ -24,10 +24,6 @@ struct TenancyRoutes {
         routes.on(.get, "/v1/audit", use: platformAudit)
     }
 
-    func actor(_ request: Request) async throws -> Actor {
-        try await authenticator.actor(request)
-    }
-
     /// Ids in paths are UUIDs; anything else is simply not found (SPEC §11).
     static func pathID(_ context: AppRequestContext, _ name: String, _ what: String) throws -> UUID {
         guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such \(what)") }
@@ -38,13 +34,13 @@ struct TenancyRoutes {
 
     @Sendable func createOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(CreateOrgBody.self, from: request)
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let (view, revision) = try await tenancy.createOrg(actor: actor, name: body.name, description: body.description, metadata: body.metadata)
         return try JSONBody.response(OrgResponse(view), status: .created, revision: revision)
     }
 
     @Sendable func listOrgs(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let page = try Page(from: request)
         let scope = try request.singleQuery("scope")
         let name = try request.singleQuery("name")
@@ -57,21 +53,21 @@ struct TenancyRoutes {
     }
 
     @Sendable func getOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let view = try await tenancy.org(actor: actor, id: try Self.pathID(context, "org_id", "org"))
         return try JSONBody.response(OrgResponse(view))
     }
 
     @Sendable func updateOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(PatchOrgBody.self, from: request)
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let patch = try body.patch()
         let (view, revision) = try await tenancy.updateOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"), patch: patch)
         return try JSONBody.response(OrgResponse(view), revision: revision)
     }
 
     @Sendable func deleteOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let revision = try await tenancy.deleteOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"))
         return JSONBody.noContent(revision: revision)
     }
@@ -79,7 +75,7 @@ struct TenancyRoutes {
     // MARK: Members
 
     @Sendable func listMembers(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let page = try Page(from: request)
         let (items, total) = try await tenancy.members(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -88,7 +84,7 @@ struct TenancyRoutes {
 
     @Sendable func addMember(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(AddMemberBody.self, from: request)
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let role = try parseRole(body.role)
         let target: MemberTarget
         switch (body.userId, body.email) {
@@ -107,7 +103,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func getMember(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let member = try await tenancy.member(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"))
         return try JSONBody.response(MemberResponse(member))
@@ -115,7 +111,7 @@ struct TenancyRoutes {
 
     @Sendable func updateMember(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(PatchMemberBody.self, from: request)
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         var patch = MemberPatch()
         switch body.role {
         case .none: break
@@ -129,7 +125,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func removeMember(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let revision = try await tenancy.removeMember(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"))
         return JSONBody.noContent(revision: revision)
@@ -138,7 +134,7 @@ struct TenancyRoutes {
     // MARK: Audit
 
     @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let page = try Page(from: request)
         let (items, total) = try await tenancy.audit(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -146,7 +142,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func platformAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await actor(request)
+        let actor = try await authenticator.actor(request)
         let page = try Page(from: request)
         let (items, total) = try await tenancy.platformAudit(actor: actor, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))

@@ -55,6 +55,10 @@ public struct SQLInviteStore: InviteStore {
         try await Writer(tx: db).invite(id: id)
     }
 
+    public func invite(tokenHash: String) async throws -> Invite? {
+        try await Writer(tx: db).invite(tokenHash: tokenHash)
+    }
+
     public func platformInvites(now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
         let rows = try await db.query("SELECT id FROM platform_invites ORDER BY created_at DESC, id LIMIT $1 OFFSET $2", limit, offset)
         let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
