@@ -82,7 +82,7 @@ public protocol InviteStore: Sendable {
     func invite(id: UUID) async throws -> Invite?
     func invite(tokenHash: String) async throws -> Invite?
     func platformInvites(now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int)
-    func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T
+    func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T
     /// Creates an account through an invite token, in one transaction: the user (verified), the
     /// platform invite accepted, every dormant invite for the address woken. Nil for a bad token.
     func signup(_ credentials: UserCredentials, inviteTokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> Int64?

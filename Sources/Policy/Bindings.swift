@@ -30,7 +30,7 @@ public struct Binding: Sendable, Equatable {
 public protocol BindingStore: Sendable {
     func bindings(orgID: UUID, limit: Int, offset: Int) async throws -> ([Binding], Int)
     /// Runs `body` in one transaction with the org row locked, with tenancy and binding statements.
-    func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T
+    func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @escaping @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T
 }
 
 public protocol BindingWriter: Sendable {

@@ -23,6 +23,9 @@ public final class GrantCache: Sendable {
         var absentCount = 0
         /// Bumped by every invalidation in the shard; a load started before it must not install.
         var generation: UInt64 = 0
+        /// Counted under the shard's lock, which the lookup holds anyway: no shared counter on the hot path.
+        var hits = 0
+        var misses = 0
     }
 
     static let shardCount = 64
@@ -52,7 +55,11 @@ public final class GrantCache: Sendable {
     /// The cached grants when present, without loading: the hot path's first try.
     @inline(__always)
     public func cached(_ org: UUID) -> OrgGrants?? {
-        let entry = shard(org).withLock { $0.entries[org] }
+        let entry = shard(org).withLock { s in
+            let e = s.entries[org]
+            if e != nil { s.hits &+= 1 }
+            return e
+        }
         switch entry {
         case .present(let g): return .some(g)
         case .absent: return .some(nil)
@@ -64,7 +71,10 @@ public final class GrantCache: Sendable {
     public func grants(_ org: UUID) async throws -> OrgGrants? {
         if let hit = cached(org) { return hit }
         let shard = shard(org)
-        let generation = shard.withLock { $0.generation }
+        let generation = shard.withLock { s in
+            s.misses &+= 1
+            return s.generation
+        }
         let loaded = try await loader.grants(orgID: org)
         shard.withLock { s in
             guard s.generation == generation else { return }
@@ -107,4 +117,9 @@ public final class GrantCache: Sendable {
 
     /// Orgs held (present or known absent), for metrics and tests.
     public var count: Int { shards.reduce(0) { n, s in n + s.withLock { $0.entries.count } } }
+
+    /// Lookups answered from memory and lookups that went to the database, since start.
+    public var stats: (hits: Int, misses: Int) {
+        shards.reduce((0, 0)) { n, s in s.withLock { (n.0 + $0.hits, n.1 + $0.misses) } }
+    }
 }

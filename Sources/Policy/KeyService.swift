@@ -28,7 +28,7 @@ public protocol KeyStore: Sendable {
     /// The org's `settings.max_key_ttl` in seconds, if it has one.
     func maxKeyTTL(orgID: UUID) async throws -> Int?
     /// One transaction (the org locked when given) with tenancy and key statements.
-    func writeKeys<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter, any KeyWriter) async throws -> T) async throws -> T
+    func writeKeys<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any KeyWriter) async throws -> T) async throws -> T
 }
 
 public protocol KeyWriter: Sendable {

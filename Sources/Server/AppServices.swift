@@ -28,6 +28,9 @@ public struct AppServices: Sendable {
     public let invites: InviteService
     public let outbox: SQLOutbox
     public let mailSender: OutboxSender
+    /// Throttles for the credential endpoints (this node's memory).
+    public let limits: AbuseLimits
+    public let metrics: ServerMetrics
 
     /// Migrates the database, loads (or creates) signing keys, and creates the root admin from
     /// `PORTCULLIS_ROOT_EMAIL`/`PORTCULLIS_ROOT_PASSWORD` when there is none yet.
@@ -35,6 +38,8 @@ public struct AppServices: Sendable {
         config: AppConfig, database: any SQLDatabase, logger: Logger,
         hasher: (any PasswordHasher)? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> AppServices {
+        // Every store below goes through the deadline and breaker (503 instead of a hung request).
+        let database = database as? GuardedDatabase ?? GuardedDatabase(database, timeout: config.databaseTimeout)
         var permissions = PermissionTable.builtIn
         if let file = config.policyFile {
             do {
@@ -93,7 +98,9 @@ public struct AppServices: Sendable {
             keyVerifier: keyVerifier,
             invites: InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now),
             outbox: SQLOutbox(database: database),
-            mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval))
+            mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval),
+            limits: AbuseLimits(settings: config.limits),
+            metrics: ServerMetrics())
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }

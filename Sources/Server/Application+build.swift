@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 import Storage
@@ -8,12 +9,21 @@ import Storage
 public func buildApplication(services: AppServices, logger: Logger) -> some ApplicationProtocol {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable(router: router)
+    let config = services.config
+    router.add(middleware: RequestObserver(logger: logger, metrics: services.metrics, addresses: ClientAddress(trustedProxies: config.trustedProxies)))
     router.add(middleware: SecurityHeadersMiddleware())
+    if !config.corsOrigins.isEmpty { router.add(middleware: CORSAllowList(origins: Set(config.corsOrigins))) }
     router.add(middleware: ErrorMiddleware(routes: routes))
     registerRoutes(routes, services: services)
+    // Small header limits (requests here carry one bearer token, not cookies) and a client
+    // timeout: a connection that has not sent a complete request head in time is closed.
+    let http = HTTP1Channel.Configuration(
+        idleTimeout: .nanoseconds(config.clientTimeout.nanosecondsTotal),
+        httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
     var app = Application(
         router: router,
-        configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
+        server: .http1(configuration: http),
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
         logger: logger)
     app.addServices(ChangeFollower(services: services), KeyUsageFlusher(services: services), services.mailSender)
     if let age = services.config.signingKeyRotation {
@@ -26,9 +36,9 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
 @discardableResult
 public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
     let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache)
-    PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config)
+    PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config, services: services)
         .register(routes)
-    IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store).register(routes)
+    IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store, limits: services.limits).register(routes)
     TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
@@ -44,6 +54,13 @@ extension RouteTable {
     /// A route table detached from any server, listing every route (for documentation checks).
     public static func all(services: AppServices) -> RouteTable {
         registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services)
+    }
+}
+
+extension Duration {
+    var nanosecondsTotal: Int64 {
+        let (s, attos) = components
+        return s * 1_000_000_000 + attos / 1_000_000_000
     }
 }
 

@@ -97,7 +97,9 @@ struct Authenticator: Sendable {
         while let last = raw.last, last == " " || last == "\t" { raw = raw.dropLast() }
         let token = String(raw)
         guard token.utf8.count <= 8192 else { throw Problem.unauthenticated("invalid or expired credentials") }
-        return try await resolve(token: token).caller
+        let caller = try await resolve(token: token).caller
+        RequestTrace.noteCaller(caller)
+        return caller
     }
 
     /// A token's identity: the caller of a request, or the subject of `identify` and `authorize`.

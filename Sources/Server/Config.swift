@@ -42,6 +42,16 @@ public struct AppConfig: Sendable {
     public var outboxInterval: Duration = .seconds(1)
     /// Custom permissions (`PORTCULLIS_POLICY_FILE`), YAML or JSON.
     public var policyFile: String?
+    /// Browser origins allowed to call the API (`PORTCULLIS_CORS_ORIGINS`); empty: no CORS headers.
+    public var corsOrigins: [String] = []
+    /// Peers whose `X-Forwarded-For` is believed (`PORTCULLIS_TRUSTED_PROXIES`).
+    public var trustedProxies: [IPRange] = []
+    /// Abuse limits on the credential endpoints (login, signup, password reset, invite claim).
+    public var limits = AbuseLimits.Settings()
+    /// Deadline for one database operation (`PORTCULLIS_DATABASE_TIMEOUT_MS`); then 503.
+    public var databaseTimeout: Duration = .seconds(5)
+    /// A connection that sends nothing for this long is closed; also bounds slow request heads and bodies.
+    public var clientTimeout: Duration = .seconds(30)
 
     public init() {}
 
@@ -141,6 +151,36 @@ public struct AppConfig: Sendable {
             }
             c.logFormat = f
         }
+        if let v = value("CORS_ORIGINS") {
+            let origins = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for origin in origins {
+                guard let url = URL(string: origin), url.scheme == "http" || url.scheme == "https", url.host != nil,
+                      url.path.isEmpty, url.query == nil, !origin.hasSuffix("/") else {
+                    throw ConfigError(variable: "PORTCULLIS_CORS_ORIGINS", message: "must be a comma-separated list of origins like https://app.example.com (got \(origin))")
+                }
+            }
+            c.corsOrigins = origins
+        }
+        if let v = value("TRUSTED_PROXIES") {
+            c.trustedProxies = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map {
+                guard let range = IPRange($0) else {
+                    throw ConfigError(variable: "PORTCULLIS_TRUSTED_PROXIES", message: "must be a comma-separated list of IP addresses or CIDR ranges (got \($0))")
+                }
+                return range
+            }
+        }
+        func count(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let v = value(key) else { return nil }
+            guard let n = Int(v), range.contains(n) else {
+                throw ConfigError(variable: "PORTCULLIS_" + key, message: "must be a whole number \(range.lowerBound)...\(range.upperBound) (got \(v))")
+            }
+            return n
+        }
+        if let n = try count("IP_BURST", 0...1_000_000) { c.limits.ipBurst = n }
+        if let n = try count("IP_PER_MINUTE", 0...1_000_000) { c.limits.ipPerMinute = n }
+        if let n = try count("ACCOUNT_FAILURES_PER_HOUR", 1...1_000_000) { c.limits.accountFailuresPerHour = n }
+        if let n = try count("DATABASE_TIMEOUT_MS", 100...120_000) { c.databaseTimeout = .milliseconds(n) }
+        if let n = try count("CLIENT_TIMEOUT_SECONDS", 1...3600) { c.clientTimeout = .seconds(n) }
         if let v = value("LOG_LEVEL") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(v) else {

@@ -9,13 +9,13 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     /// Decoding bodies goes through `JSONBody`, which enforces this (SPEC: 64 KiB).
     public var maxUploadSize: Int { JSONBody.defaultLimit }
 
+    /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is a trusted
+    /// proxy (set by `RequestObserver`). Recorded on sessions and used by the abuse limits.
+    public var clientIP: String
+
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
-    }
-
-    /// The client's address as recorded on sessions.
-    public var clientIP: String {
-        remoteAddress?.ipAddress ?? ""
+        clientIP = remoteAddress?.ipAddress ?? ""
     }
 }

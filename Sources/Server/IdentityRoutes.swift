@@ -8,6 +8,7 @@ struct IdentityRoutes {
     let auth: AuthService
     let authenticator: Authenticator
     let invites: any InviteStore
+    let limits: AbuseLimits
 
     func register(_ routes: RouteTable) {
         routes.on(.post, "/v1/users", use: signup)
@@ -23,6 +24,7 @@ struct IdentityRoutes {
 
     @Sendable func signup(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(SignupBody.self, from: request)
+        try limits.spend(ip: context.clientIP, now: auth.now())
         let signup = AuthService.SignupRequest(email: body.email, password: body.password, name: body.name)
         _ = try AuthService.validate(signup)
         if let token = body.inviteToken {
@@ -51,9 +53,20 @@ struct IdentityRoutes {
 
     @Sendable func login(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(LoginBody.self, from: request)
-        let client = ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP)
-        let pair = try await auth.login(email: body.email, password: body.password, client: client)
-        return try JSONBody.response(TokensResponse(pair), revision: pair.revision)
+        let ip = context.clientIP
+        try limits.spend(ip: ip, now: auth.now())
+        // Keyed by the address as typed (canonicalised when it parses), whether or not an account has it.
+        let account = Email.canonical(body.email) ?? body.email.lowercased()
+        try limits.checkLogin(account: account, ip: ip, now: auth.now())
+        let client = ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: ip)
+        do {
+            let pair = try await auth.login(email: body.email, password: body.password, client: client)
+            limits.loginSucceeded(account: account, ip: ip, now: auth.now())
+            return try JSONBody.response(TokensResponse(pair), revision: pair.revision)
+        } catch IdentityError.invalidCredentials {
+            limits.loginFailed(account: account, now: auth.now())
+            throw IdentityError.invalidCredentials
+        }
     }
 
     @Sendable func refresh(_ request: Request, context: AppRequestContext) async throws -> Response {

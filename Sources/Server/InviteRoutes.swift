@@ -168,7 +168,10 @@ struct InviteRoutes {
 
     @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(TokenBody.self, from: request)
+        try services.limits.spend(ip: context.clientIP, now: now)
         let user = try await authenticator.authenticate(request).requireUser()
+        // Per account too: one signed-in user spread over many addresses still guesses slowly.
+        try services.limits.spend(ip: "account:" + user.id.uuidString, now: now)
         let (invite, revision) = try await invites.claim(userID: user.id, email: user.email, token: body.token)
         return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
     }
@@ -215,18 +218,22 @@ struct InviteRoutes {
     /// Always 202 with the same body: whether an account exists is not revealed.
     @Sendable func requestReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
+        try services.limits.spend(ip: context.clientIP, now: now)
+        try services.limits.spendResetMail(account: Email.canonical(body.email) ?? body.email.lowercased(), now: now)
         try await services.auth.requestPasswordReset(email: body.email)
         return try JSONBody.response(["status": "if the address has an account, a reset link is on its way"], status: .accepted)
     }
 
     @Sendable func confirmReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetConfirmBody.self, from: request)
+        try services.limits.spend(ip: context.clientIP, now: now)
         let revision = try await services.auth.confirmPasswordReset(token: body.token, newPassword: body.newPassword)
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(TokenBody.self, from: request)
+        try services.limits.spend(ip: context.clientIP, now: now)
         let revision = try await services.auth.verifyEmail(token: body.token)
         return JSONBody.noContent(revision: revision)
     }

@@ -76,12 +76,42 @@ public enum JSONBody {
     static func parse<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
         let data = Data(buffer: buffer)
         guard !data.isEmpty else { throw Problem.badRequest("request body is empty; send a JSON object") }
+        guard nestingDepth(buffer) <= maxDepth else {
+            throw Problem.badRequest("request body nests deeper than \(maxDepth) levels")
+        }
         do {
             return try decoder.decode(T.self, from: data)
         } catch let error as DecodingError {
             throw Problem.badRequest(describe(error))
         } catch {
             throw Problem.badRequest("request body is not valid JSON")
+        }
+    }
+
+    /// No request shape nests deeper than a handful of levels; metadata objects get some room.
+    static let maxDepth = 32
+
+    /// The deepest `[`/`{` nesting outside strings, counted before the decoder recurses into it.
+    static func nestingDepth(_ buffer: ByteBuffer) -> Int {
+        buffer.withUnsafeReadableBytes { bytes in
+            var depth = 0, deepest = 0
+            var inString = false, escaped = false
+            for byte in bytes {
+                if inString {
+                    if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                    continue
+                }
+                switch byte {
+                case UInt8(ascii: "\""): inString = true
+                case UInt8(ascii: "["), UInt8(ascii: "{"):
+                    depth += 1
+                    if depth > deepest { deepest = depth }
+                    if deepest > maxDepth { return deepest }
+                case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+                default: break
+                }
+            }
+            return deepest
         }
     }
 

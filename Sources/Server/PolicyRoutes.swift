@@ -136,7 +136,9 @@ struct PolicyRoutes {
         case .invalidToken:
             return Self.invalidToken
         case .subject(let subject):
-            return try await policy.decide(subject, check.object, check.requirement, consistency: consistency)
+            let decision = try await policy.decide(subject, check.object, check.requirement, consistency: consistency)
+            services.metrics.decision(allowed: decision.allowed)
+            return decision
         }
     }
 

@@ -99,6 +99,11 @@ extension Problem {
             case .conflict: return Problem(.serviceUnavailable, code: "unavailable", detail: "too much contention; try again", headers: [.retryAfter: "1"])
             default: return nil
             }
+        case let e as AbuseLimits.Refusal:
+            return Problem(.tooManyRequests, code: "rate_limited", detail: "too many attempts; try again in \(e.retryAfter) s",
+                           headers: [.retryAfter: String(e.retryAfter)])
+        case is CancellationError:
+            return Problem(.serviceUnavailable, code: "unavailable", detail: "the request was cancelled; try again", headers: [.retryAfter: "1"])
         case let e as HTTPError:
             switch e.status {
             case .contentTooLarge: return Problem(.contentTooLarge, detail: "request body is larger than allowed")

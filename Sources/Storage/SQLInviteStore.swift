@@ -67,7 +67,7 @@ public struct SQLInviteStore: InviteStore {
         return (out, Int(total))
     }
 
-    public func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T {
+    public func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T {
         try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
             try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
         }

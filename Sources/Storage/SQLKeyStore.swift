@@ -89,7 +89,7 @@ public struct SQLKeyStore: KeyStore, APIKeyLookup {
         try await Writer(tx: db).maxKeyTTL(orgID: orgID)
     }
 
-    public func writeKeys<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter, any KeyWriter) async throws -> T) async throws -> T {
+    public func writeKeys<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any KeyWriter) async throws -> T) async throws -> T {
         try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
             try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
         }

@@ -108,7 +108,7 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
         return (try rows.map(Self.decodeBinding), Int(total))
     }
 
-    public func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T {
+    public func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @escaping @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T {
         try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
             try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
         }

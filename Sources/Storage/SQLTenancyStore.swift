@@ -130,7 +130,7 @@ public struct SQLTenancyStore: TenancyStore {
 
     // MARK: Writes
 
-    public func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter) async throws -> T) async throws -> T {
+    public func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter) async throws -> T) async throws -> T {
         try await Self.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
             try await body(Writer(tx: tx, collector: collector))
         }
@@ -141,7 +141,7 @@ public struct SQLTenancyStore: TenancyStore {
     /// hands the recorded changes to `observer`.
     static func write<T: Sendable>(
         _ db: any SQLDatabase, observer: ChangeObserver?, lockingOrg orgID: UUID?,
-        _ body: @Sendable (any SQLExecutor, ChangeCollector) async throws -> T
+        _ body: @escaping @Sendable (any SQLExecutor, ChangeCollector) async throws -> T
     ) async throws -> T {
         let collector = ChangeCollector()
         let result = try await db.transaction { tx in

@@ -18,7 +18,7 @@ public protocol TenancyStore: Sendable {
 
     /// Runs `body` in one transaction. With `lockingOrg`, the org's row is locked first so that
     /// rank and last-owner checks inside `body` see a state no concurrent writer can change.
-    func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @Sendable (any TenancyWriter) async throws -> T) async throws -> T
+    func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter) async throws -> T) async throws -> T
 }
 
 /// Reads and writes inside one transaction.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Server
+import Storage
 
 enum Logging {
     static func make(_ config: AppConfig) -> Logger {
@@ -32,7 +33,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var object: [String: String] = [
-            "ts": ISO8601DateFormatter().string(from: Date()),
+            "ts": RFC3339.string(Date()),
             "level": event.level.rawValue,
             "logger": label,
             "msg": "\(event.message)",
@@ -40,7 +41,7 @@ struct JSONLogHandler: LogHandler {
         for (k, v) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
             object[k] = "\(v)"
         }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         data.append(0x0A)
         FileHandle.standardError.write(data)
     }

@@ -48,7 +48,7 @@ public final class PostgresDatabase: SQLDatabase {
         }
     }
 
-    public func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1

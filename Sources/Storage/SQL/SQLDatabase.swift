@@ -26,7 +26,7 @@ public protocol SQLDatabase: SQLExecutor {
     /// Runs `body` in one transaction; commits when it returns, rolls back when it throws.
     /// SQLite uses `BEGIN IMMEDIATE` (writers serialize up front instead of failing on upgrade);
     /// PostgreSQL retries the whole body on serialization failures and deadlocks.
-    func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T
     /// Cheap round trip, for readiness checks.
     func ping() async throws
     /// Releases connections. Call once, at shutdown.

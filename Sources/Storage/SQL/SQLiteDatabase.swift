@@ -48,7 +48,7 @@ public final class SQLiteDatabase: SQLDatabase {
         }
     }
 
-    public func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         try await writeLock.withLock { [pool] in
             let writer = Writer(pool: pool)
             try await writer.raw("BEGIN IMMEDIATE")

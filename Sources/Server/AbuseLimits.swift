@@ -1,0 +1,158 @@
+import Foundation
+import Synchronization
+
+/// Throttles the endpoints that guess or spend credentials: login, signup, password reset,
+/// e-mail verification and invite claims.
+///
+/// - Per client IP, a token bucket shared by those endpoints (burst, then a steady rate).
+/// - Per account, at most `accountFailuresPerHour` failed logins in any hour. Past that, logins
+///   for the account are refused before the password is looked at — except from an address that
+///   has signed in to the account before, so an attacker cannot lock the owner out.
+///   Unknown e-mails count exactly like known ones: the limit says nothing about existence.
+/// - Per account, a few password-reset mails an hour (no mail bombing through the reset form).
+///
+/// State lives in this node's memory. Behind a load balancer each node keeps its own counts,
+/// so the cluster-wide limit is the per-node limit times the number of nodes.
+public final class AbuseLimits: Sendable {
+    public struct Settings: Sendable {
+        /// Requests a client IP may make at once; 0 turns per-IP throttling off.
+        public var ipBurst = 50
+        /// Requests per minute an IP regains after its burst; 0 turns per-IP throttling off.
+        public var ipPerMinute = 60
+        public var accountFailuresPerHour = 100
+        public var resetMailsPerHour = 5
+        public init() {}
+    }
+
+    /// How long to wait before trying again.
+    public struct Refusal: Error, Sendable {
+        public let retryAfter: Int
+    }
+
+    let settings: Settings
+    private let buckets = Mutex<[String: Bucket]>([:])
+    private let accounts = Mutex<[String: Account]>([:])
+    private let resets = Mutex<[String: [Date]]>([:])
+    private let throttled = Atomic<Int>(0)
+    private let loginFailures = Atomic<Int>(0)
+    static let window: TimeInterval = 3600
+    /// Bounds on remembered clients and accounts; beyond them the stalest entries go.
+    static let maxEntries = 100_000
+    static let maxKnownAddresses = 16
+
+    struct Bucket {
+        var tokens: Double
+        var updated: Date
+    }
+
+    struct Account {
+        var failures: [Date] = []
+        var knownAddresses: [String] = []
+        var touched: Date
+    }
+
+    public init(settings: Settings) {
+        self.settings = settings
+    }
+
+    public var throttledCount: Int { throttled.load(ordering: .relaxed) }
+    public var loginFailureCount: Int { loginFailures.load(ordering: .relaxed) }
+
+    /// Takes one request from the IP's bucket, or says when the next one is due.
+    public func spend(ip: String, now: Date) throws(Refusal) {
+        guard settings.ipBurst > 0, settings.ipPerMinute > 0 else { return }
+        let capacity = Double(settings.ipBurst)
+        let perSecond = Double(settings.ipPerMinute) / 60
+        let wait: Double? = buckets.withLock { buckets in
+            var bucket = buckets[ip] ?? Bucket(tokens: capacity, updated: now)
+            bucket.tokens = min(capacity, bucket.tokens + max(0, now.timeIntervalSince(bucket.updated)) * perSecond)
+            bucket.updated = now
+            defer {
+                if buckets.count >= Self.maxEntries, buckets[ip] == nil { Self.prune(&buckets, capacity: capacity, perSecond: perSecond, now: now) }
+                buckets[ip] = bucket
+            }
+            guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / perSecond }
+            bucket.tokens -= 1
+            return nil
+        }
+        if let wait { throw refuse(wait) }
+    }
+
+    /// Before a login is checked: refuses when the account has used up its failures, unless
+    /// the address has signed in to it before.
+    public func checkLogin(account: String, ip: String, now: Date) throws(Refusal) {
+        let wait: Double? = accounts.withLock { accounts in
+            guard var entry = accounts[account] else { return nil }
+            entry.failures.removeAll { now.timeIntervalSince($0) >= Self.window }
+            accounts[account] = entry
+            guard entry.failures.count >= settings.accountFailuresPerHour, !entry.knownAddresses.contains(ip) else { return nil }
+            return Self.window - now.timeIntervalSince(entry.failures[0])
+        }
+        if let wait { throw refuse(wait) }
+    }
+
+    public func loginFailed(account: String, now: Date) {
+        loginFailures.add(1, ordering: .relaxed)
+        accounts.withLock { accounts in
+            if accounts.count >= Self.maxEntries, accounts[account] == nil { Self.pruneAccounts(&accounts, now: now) }
+            var entry = accounts[account] ?? Account(touched: now)
+            entry.failures.removeAll { now.timeIntervalSince($0) >= Self.window }
+            // Only the newest `limit` failures matter for the decision; keep memory bounded.
+            if entry.failures.count >= settings.accountFailuresPerHour { entry.failures.removeFirst() }
+            entry.failures.append(now)
+            entry.touched = now
+            accounts[account] = entry
+        }
+    }
+
+    public func loginSucceeded(account: String, ip: String, now: Date) {
+        accounts.withLock { accounts in
+            if accounts.count >= Self.maxEntries, accounts[account] == nil { Self.pruneAccounts(&accounts, now: now) }
+            var entry = accounts[account] ?? Account(touched: now)
+            entry.knownAddresses.removeAll { $0 == ip }
+            entry.knownAddresses.append(ip)
+            if entry.knownAddresses.count > Self.maxKnownAddresses { entry.knownAddresses.removeFirst() }
+            entry.touched = now
+            accounts[account] = entry
+        }
+    }
+
+    /// A password-reset mail for the address (whether or not it has an account).
+    public func spendResetMail(account: String, now: Date) throws(Refusal) {
+        let wait: Double? = resets.withLock { resets in
+            var sent = (resets[account] ?? []).filter { now.timeIntervalSince($0) < Self.window }
+            defer {
+                if resets.count >= Self.maxEntries, resets[account] == nil {
+                    resets = resets.filter { !$0.value.allSatisfy { now.timeIntervalSince($0) >= Self.window } }
+                }
+                resets[account] = sent
+            }
+            guard sent.count < settings.resetMailsPerHour else { return Self.window - now.timeIntervalSince(sent[0]) }
+            sent.append(now)
+            return nil
+        }
+        if let wait { throw refuse(wait) }
+    }
+
+    private func refuse(_ wait: Double) -> Refusal {
+        throttled.add(1, ordering: .relaxed)
+        return Refusal(retryAfter: max(1, Int(wait.rounded(.up))))
+    }
+
+    /// Drops buckets that have refilled anyway; if that frees too little, the stalest half.
+    private static func prune(_ buckets: inout [String: Bucket], capacity: Double, perSecond: Double, now: Date) {
+        buckets = buckets.filter { $0.value.tokens + now.timeIntervalSince($0.value.updated) * perSecond < capacity }
+        if buckets.count >= maxEntries / 2 {
+            let keep = buckets.sorted { $0.value.updated > $1.value.updated }.prefix(maxEntries / 2)
+            buckets = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+        }
+    }
+
+    private static func pruneAccounts(_ accounts: inout [String: Account], now: Date) {
+        accounts = accounts.filter { now.timeIntervalSince($0.value.touched) < window }
+        if accounts.count >= maxEntries / 2 {
+            let keep = accounts.sorted { $0.value.touched > $1.value.touched }.prefix(maxEntries / 2)
+            accounts = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+        }
+    }
+}
