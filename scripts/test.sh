@@ -18,6 +18,7 @@ trap 'exit 143' TERM
 # Start failing fails the run: the PostgreSQL half of the storage tests must never be skipped.
 url=$(scripts/pg-test.sh start)
 export PORTCULLIS_TEST_POSTGRES_URL="$url"
+export PORTCULLIS_REQUIRE_POSTGRES=1  # the black-box suites fail, not skip, without PostgreSQL
 echo "test: PostgreSQL at $url" >&2
 
 # A real SMTP server (aiosmtpd, with AUTH) that keeps every message it accepts as a file.
