@@ -137,7 +137,7 @@ class Instance:
                 found += re.findall(re.escape(path) + r"\?[a-z_]+=([A-Za-z0-9_-]+)", entry.get("text", ""))
         return found
 
-    def wait_mailed_token(self, to: str, path: str, count: int = 1, timeout: float = 10.0) -> str:
+    def wait_mailed_token(self, to: str, path: str, count: int = 1, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
         while True:
             tokens = self.mailed_tokens(to, path)

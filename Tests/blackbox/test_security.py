@@ -749,6 +749,9 @@ QUERY = {
     "limit_huge": "/v1/orgs?limit=99999999999999999999999",
     "limit_not_a_number": "/v1/orgs?limit=1%20OR%201=1",
     "name_filter_over_200": "/v1/orgs?name=" + "n" * 201,
+    "limit_zero": "/v1/orgs?limit=0",
+    "offset_huge": "/v1/orgs?offset=99999999999999999999999",
+    "duplicate_key_different_case_kept_apart": "/v1/orgs?limit=1&LIMIT=500&limit=2",
 }
 for _name, _path in QUERY.items():
     case(f"input/{_name}")(_as("a_owner", "GET", (lambda p: lambda w: p)(_path), 400, "invalid_request"))
@@ -823,6 +826,22 @@ def _(w):
     return Attack("POST", "/v1/authorize", w.tok["a_owner"], 400, "invalid_request",
                   json={"object": f"org:{w.ids['A']}", "action": "viewer", "at_least": -1})
 
+
+@case("input/content_type_checked_before_authentication")
+def _(w):
+    return Attack("PATCH", f"/v1/orgs/{w.ids['A']}", None, 415, "unsupported_media_type", data=b'{"name": "pwned"}',
+                  headers={"Content-Type": "text/plain"})
+
+
+@case("input/body_parsed_before_authentication")
+def _(w):
+    return Attack("PATCH", f"/v1/orgs/{w.ids['A']}", "garbage", 400, "invalid_request", data=b'{"name": ',
+                  headers={"Content-Type": "application/json"})
+
+
+@case("input/authentication_before_field_validation")
+def _(w):
+    return Attack("PATCH", f"/v1/orgs/{w.ids['A']}", "garbage", 401, "unauthenticated", json={"name": "n" * 500})
 
 @case("input/login_password_not_a_string")
 def _(w):
