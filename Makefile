@@ -4,7 +4,7 @@ SWIFT ?= swift
 # Swift lives in /opt/swift on these machines; appended so an installed swift wins.
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: all run build test bench clean deps
+.PHONY: all run build test bench clean deps chaos cluster cluster-status cluster-stop
 
 all: build
 
@@ -25,8 +25,24 @@ test:
 bench:
 	scripts/bench.sh
 
+# The fault suite in full (kill -9 storms, PostgreSQL stopped and frozen, clock skew, the cluster);
+# `make test` runs its short form.
+chaos: build
+	PORTCULLIS_BIN=$(CURDIR)/.build/$(CONFIG)/portcullis scripts/chaos.sh
+
+# Three nodes on a throwaway PostgreSQL behind nginx; prints the URL and the root credentials.
+cluster: build
+	PORTCULLIS_BIN=$(CURDIR)/.build/$(CONFIG)/portcullis scripts/cluster.sh start
+
+cluster-status:
+	scripts/cluster.sh status
+
+cluster-stop:
+	scripts/cluster.sh stop
+
 # Keeps ./data (a developer's database) and the package checkouts.
 clean:
 	scripts/pg-test.sh stop
+	scripts/cluster.sh stop
 	$(SWIFT) package clean
 	rm -rf .pytest_cache Tests/blackbox/__pycache__

@@ -3,7 +3,7 @@
 # Idempotent and quiet: a machine that already has everything touches no registry.
 set -euo pipefail
 
-apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config)
+apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx)
 # Python modules the black-box tests import, with their PyPI and Debian package names.
 py_modules=(jwt cryptography requests pytest aiosmtpd)
 py_dists=(PyJWT cryptography requests pytest aiosmtpd)
