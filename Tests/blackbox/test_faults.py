@@ -174,8 +174,9 @@ class Worker:
             self.next_project += 1
             resource = f"org:{org}/project:w{self.index}-{self.next_project}"
             self.touched.add(org)
-            op, target = "binding.set", (org, resource)
-            body = {"subject": {"user_id": self.rng.choice(self.helpers)}, "resource": resource, "role": "editor"}
+            subject = self.rng.choice(self.helpers)
+            op, target = "binding.set", (org, resource, subject)
+            body = {"subject": {"user_id": subject}, "resource": resource, "role": "editor"}
             call = lambda: s.put(f"{base}/v1/orgs/{org}/bindings", json=body, headers=h, timeout=10)
         elif roll < 0.85 or not self.keys:
             op, target = "key.create", None
@@ -215,7 +216,7 @@ class Worker:
             self.members.setdefault(target[0], set()).add(target[1])
             entry["target"] = ("member.added", target[0], f"user:{target[1]}")
         elif op == "binding.set":
-            self.bindings[body["id"]] = {"org": target[0], "resource": target[1]}
+            self.bindings[body["id"]] = {"org": target[0], "resource": target[1], "subject": target[2]}
             entry["target"] = ("binding.set", target[0], f"binding:{body['id']}")
         elif op == "key.create":
             self.keys[body["id"]] = body["key"]
@@ -305,6 +306,17 @@ def verify(base: str, root_token: str, workers: list[Worker], history: list, eve
                 broken.append(("key listed and usable disagree", kid, status, kid in keys))
         w.fresh_keys = set()
 
+    # Decisions, not only listings: a sample of acknowledged grants answers allowed, strong and cached.
+    if everything:
+        grants = [(uid, f"org:{org}", "viewer") for w in workers for org, uids in w.members.items() for uid in uids]
+        grants += [(b["subject"], b["resource"] + "/doc:1", "editor") for w in workers for b in w.bindings.values()]
+        for uid, obj, role in random.Random(1).sample(grants, min(60, len(grants))):
+            for consistency in ("strong", "cached"):
+                r = s.post(f"{base}/v1/authorize", json={"subject": {"user_id": uid}, "object": obj, "action": role,
+                                                         "consistency": consistency}, headers=bearer(root_token), timeout=10)
+                if r.status_code != 200 or r.json()["allowed"] is not True:
+                    lost.append(("acknowledged grant not in force", consistency, uid, obj, role, r.status_code, r.text[:200]))
+
     # Revisions: unique among acknowledged writes, and a write after the restart is newer than all of them.
     revisions = [e["revision"] for e in acked]
     if len(revisions) != len(set(revisions)):
@@ -335,8 +347,9 @@ def test_kill9_during_write_storm_loses_no_acknowledged_write(database, tmp_path
         stop = threading.Event()
         threads = storm(node.base, workers, history, stop)
         time.sleep(rng.uniform(0.4, 1.5) if not FULL else rng.uniform(0.3, 3.0))
-        node.kill9()  # mid-storm: requests are in flight
+        # No new request after this, but those in flight stay in flight: SIGKILL lands mid-request.
         stop.set()
+        node.kill9()
         for t in threads:
             t.join(timeout=30)
         t0 = time.monotonic()
@@ -533,6 +546,15 @@ def test_postgres_outage_fails_fast_and_recovers(private_pg, tmp_path, nodes, ho
     recovery = wait_ready(node, root, 30)
     time.sleep(0.5)
     load.finish()
+    # Nothing poisoned is left behind (a connection stuck in a transaction, a lock held): a run of writes
+    # and strong reads right after recovery all succeed.
+    after = []
+    with requests.Session() as s:
+        for i in range(30):
+            w = s.post(node.url("/v1/orgs"), json={"name": f"after-{i}"}, headers=bearer(root), timeout=10)
+            a = s.post(node.url("/v1/authorize"), json={"object": f"org:{allowed_org}", "action": "org.read", "consistency": "strong"},
+                       headers=bearer(user), timeout=10)
+            after += [w.status_code, a.status_code]
 
     # Judge the window after the first second (requests already in flight when it went down may still finish).
     during, failed, lat, cached, other = outage_numbers(load.samples, t_down + timeout_s + 0.2, t_up, timeout_s)
@@ -549,6 +571,7 @@ def test_postgres_outage_fails_fast_and_recovers(private_pg, tmp_path, nodes, ho
     assert is_problem(ready_late, 503), (ready_late.status_code, ready_late.text)
     assert_outage_answers(during, failed, timeout_s)
     assert recovery <= 10, f"not recovered {recovery}s after PostgreSQL came back"
+    assert set(after) <= {200, 201}, f"after recovery: {sorted(set(after))}"
     assert rss_max - rss_before < 200 * 1024, f"RSS grew from {rss_before} KiB to {rss_max} KiB"
     assert node.alive()
 
