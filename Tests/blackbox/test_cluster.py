@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import DEFAULT_BIN, REPO_ROOT
-from faultkit import FULL, rounds
+from faultkit import rounds
 
 PASSWORD = "correct horse battery staple"
 PROPAGATION_BOUND_S = 0.100  # README "Consistency": other nodes within ~100 ms (poll every 50 ms)
