@@ -4,10 +4,12 @@
 set -euo pipefail
 
 apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx)
-# Python modules the black-box tests import, with their PyPI and Debian package names.
-py_modules=(jwt cryptography requests pytest aiosmtpd)
-py_dists=(PyJWT cryptography requests pytest aiosmtpd)
-py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd)
+# Python modules the black-box tests and scripts/fuzz.sh import, with their PyPI and Debian package
+# names; "-" where Debian has no package (pip then installs it, see below). schemathesis is pinned:
+# scripts/fuzz.sh uses its 4.x command line and configuration file.
+py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis)
+py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5)
+py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd -)
 
 err() { echo "install-deps: error: $*" >&2; }
 
@@ -48,17 +50,23 @@ for i in "${!py_modules[@]}"; do
     "$python" -c "import ${py_modules[$i]}" 2>/dev/null || need_idx+=("$i")
 done
 if ((${#need_idx[@]} > 0)); then
-    # Debian's own python3 refuses pip (PEP 668): use its python3-* packages instead.
+    # Debian's own python3 refuses pip (PEP 668): use its python3-* packages where Debian has them.
     managed=$("$python" -c 'import os, sysconfig; print(int(os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))')
-    if [[ "$managed" == 1 ]]; then
-        debs=()
-        for i in "${need_idx[@]}"; do debs+=("${py_debs[$i]}"); done
-        apt_install "${debs[@]}"
-    else
-        dists=()
-        for i in "${need_idx[@]}"; do dists+=("${py_dists[$i]}"); done
+    debs=()
+    dists=()
+    for i in "${need_idx[@]}"; do
+        if [[ "$managed" == 1 && "${py_debs[$i]}" != "-" ]]; then debs+=("${py_debs[$i]}"); else dists+=("${py_dists[$i]}"); fi
+    done
+    ((${#debs[@]} == 0)) || apt_install "${debs[@]}"
+    if ((${#dists[@]} > 0)); then
+        # On Debian's own python3 only what Debian does not package comes from pip, over PEP 668.
+        pip_extra=()
+        [[ "$managed" == 1 ]] && pip_extra=(--break-system-packages)
         echo "install-deps: pip installing ${dists[*]}" >&2
-        if ! "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${dists[@]}"; then
+        if [[ "$managed" == 1 ]] && ! "$python" -m pip --version >/dev/null 2>&1; then
+            apt_install python3-pip
+        fi
+        if ! "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_extra[@]}" "${dists[@]}"; then
             err "pip install ${dists[*]} failed"; exit 1
         fi
     fi
