@@ -4,7 +4,7 @@ SWIFT ?= swift
 # Swift lives in /opt/swift on these machines; appended so an installed swift wins.
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: all run build test bench clean deps chaos cluster cluster-status cluster-stop
+.PHONY: all run build test bench fuzz clean deps chaos cluster cluster-status cluster-stop
 
 all: build
 
@@ -24,6 +24,11 @@ test:
 
 bench:
 	scripts/bench.sh
+
+# schemathesis against the built server's /openapi.yaml, full budget (FUZZ_EXAMPLES, FUZZ_SEED...
+# in scripts/fuzz.sh); `make test` runs a short one.
+fuzz: build
+	PORTCULLIS_BIN=$(CURDIR)/.build/$(CONFIG)/portcullis scripts/fuzz.sh
 
 # The fault suite in full (kill -9 storms, PostgreSQL stopped and frozen, clock skew, the cluster);
 # `make test` runs its short form.

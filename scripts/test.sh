@@ -43,8 +43,20 @@ export PORTCULLIS_BIN="${PORTCULLIS_BIN:-$PWD/.build/debug/portcullis}"
 py_status=0
 python3 -m pytest -q Tests/blackbox || py_status=$?
 
+# A short schemathesis run against the same binary (scripts/fuzz.sh; `make fuzz` is the full budget;
+# FUZZ_TEST_EXAMPLES changes this one).
+fuzz_status=0
+FUZZ_EXAMPLES="${FUZZ_TEST_EXAMPLES:-10}" scripts/fuzz.sh || fuzz_status=$?
+
 if ((status != 0)); then
     echo "test: swift test failed (exit $status)" >&2
     exit "$status"
 fi
-exit "$py_status"
+if ((py_status != 0)); then
+    echo "test: black-box tests failed (exit $py_status)" >&2
+    exit "$py_status"
+fi
+if ((fuzz_status != 0)); then
+    echo "test: fuzz failed (exit $fuzz_status)" >&2
+fi
+exit "$fuzz_status"
