@@ -73,7 +73,7 @@ start() {
         port=$(free_port)
         # -k: the socket goes to our dir (short path, always exists, unlike /var/run/postgresql).
         if as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -s start \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
             >/dev/null 2>&1; then
             started=1
             break

@@ -71,6 +71,9 @@ public struct AppServices: Sendable {
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
         auth.links = MailLinks(publicURL: config.publicURL)
         let templates = try MailTemplates.load(directory: config.templatesDir)
+        if config.smtpURL == "log" {
+            logger.warning("PORTCULLIS_SMTP_URL=log: mail is printed to this log, links and tokens included; for development only")
+        }
         let mailer: any Mailer = config.smtpURL == "log"
             ? LogMailer(logger: logger)
             : try SMTPMailer(url: config.smtpURL, from: config.mailFrom, pool: Self.mailPool)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ServiceLifecycle
 import Identity
 import NIOCore
 import Policy
@@ -401,7 +402,9 @@ struct PolicyRoutes {
             var cursor = start
             var idle = Duration.zero
             try await writer.write(ByteBuffer(string: ": watching from revision \(cursor)\n\n"))
-            while !Task.isCancelled {
+            // On SIGTERM the stream ends, so draining in-flight requests does not wait for
+            // followers; they reconnect to another node with Last-Event-ID.
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 let batch = try await feed.changes(after: cursor, limit: 500)
                 for change in batch {
                     let data = try JSONBody.encoder.encode(WatchEvent(revision: change.revision, kind: change.kind, subject: change.subject, at: change.at))

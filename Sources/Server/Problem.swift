@@ -97,6 +97,7 @@ extension Problem {
             switch e {
             case .unavailable: return Problem(.serviceUnavailable, code: "unavailable", detail: "the database is unavailable; try again", headers: [.retryAfter: "1"])
             case .conflict: return Problem(.serviceUnavailable, code: "unavailable", detail: "too much contention; try again", headers: [.retryAfter: "1"])
+            case .invalidText(let m): return .badRequest(m)
             default: return nil
             }
         case let e as AbuseLimits.Refusal:

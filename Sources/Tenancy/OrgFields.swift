@@ -19,6 +19,11 @@ public enum OrgFields {
 
     public static func description(_ raw: String) throws -> String {
         guard raw.count <= maxDescription else { throw TenancyError.invalid("description must be at most \(maxDescription) characters") }
+        // Line breaks and tabs are text; other control characters (NUL above all, which
+        // PostgreSQL cannot store and SQLite would cut at) are not.
+        guard !raw.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && !["\n", "\r", "\t"].contains($0) }) else {
+            throw TenancyError.invalid("description must not contain control characters other than line breaks and tabs")
+        }
         return raw
     }
 

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import secrets_seen
 from portcullis_server import ServerStartError, running_server
+
+# Every password and token the suite sends or receives is remembered for test_zz_log_secrets.py.
+secrets_seen.install()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # PORTCULLIS_BIN lets `make test CONFIG=release` (or a developer) point at another build.

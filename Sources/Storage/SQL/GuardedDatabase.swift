@@ -43,8 +43,11 @@ public final class GuardedDatabase: SQLDatabase {
         try await guarded(timeout) { [base] in try await base.transaction(body) }
     }
 
-    /// Readiness answers within a second whatever the configured deadline, and ignores the breaker.
+    /// Readiness answers within a second whatever the configured deadline; at once while the breaker is open.
     public func ping() async throws {
+        if breaker, state.withLock({ $0.openUntil > Date() }) {
+            throw StorageError.unavailable("the database failed moments ago")
+        }
         try await Self.race(min(timeout, .seconds(1))) { [base] in try await base.ping() }
     }
 

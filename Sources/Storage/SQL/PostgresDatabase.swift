@@ -62,7 +62,8 @@ public final class PostgresDatabase: SQLDatabase {
                             try await executor.raw("COMMIT")
                             return result
                         } catch {
-                            try? await executor.raw("ROLLBACK")
+                            // Not skipped when the request was cancelled: the connection goes back to the pool.
+                            await Task { try? await executor.raw("ROLLBACK") }.value
                             throw error
                         }
                     }
@@ -103,7 +104,7 @@ public final class PostgresDatabase: SQLDatabase {
 
     static func makeQuery(_ sql: String, _ binds: [SQLValue]) throws -> PostgresQuery {
         var bindings = PostgresBindings(capacity: binds.count)
-        for value in binds {
+        for value in try binds.rejectingNUL() {
             switch value {
             case .null: bindings.appendNull()
             case .int(let i): try bindings.append(i)

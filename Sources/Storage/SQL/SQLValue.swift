@@ -18,6 +18,17 @@ public enum SQLValue: Sendable, Equatable {
     case date(Date)
 }
 
+extension [SQLValue] {
+    /// Text with a NUL character cannot be stored faithfully: PostgreSQL refuses it and SQLite
+    /// cuts the string there. Both drivers refuse such binds before the statement runs.
+    func rejectingNUL() throws -> [SQLValue] {
+        for case .text(let s) in self where s.utf8.contains(0) {
+            throw StorageError.invalidText("text must not contain NUL characters")
+        }
+        return self
+    }
+}
+
 /// Anything that can be bound as a statement parameter.
 public protocol SQLBindable: Sendable {
     var sqlValue: SQLValue { get }

@@ -35,7 +35,7 @@ public final class SQLiteDatabase: SQLDatabase {
 
     public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
         let statement = Self.translate(sql)
-        let arguments = Self.arguments(binds)
+        let arguments = Self.arguments(try binds.rejectingNUL())
         if Self.isReadOnly(statement) {
             return try await Self.mapErrors {
                 try await pool.read { db in try Self.run(db, statement, arguments) }
@@ -51,13 +51,22 @@ public final class SQLiteDatabase: SQLDatabase {
     public func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         try await writeLock.withLock { [pool] in
             let writer = Writer(pool: pool)
-            try await writer.raw("BEGIN IMMEDIATE")
+            // A transaction left open by a task cancelled at the wrong moment would wedge the
+            // writer for good; with the lock held, any open transaction is such a leftover.
+            try await SQLiteDatabase.mapErrors {
+                try await pool.writeWithoutTransaction { db in
+                    if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                }
+            }
             do {
                 let result = try await body(writer)
                 try await writer.raw("COMMIT")
                 return result
             } catch {
-                try? await writer.raw("ROLLBACK")
+                // GRDB refuses work from a cancelled task, so the rollback runs in a task of its
+                // own (a deadline cancels the request's work, see GuardedDatabase).
+                await Task { try? await writer.raw("ROLLBACK") }.value
                 throw error
             }
         }
@@ -78,7 +87,7 @@ public final class SQLiteDatabase: SQLDatabase {
 
         func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
             let statement = SQLiteDatabase.translate(sql)
-            let arguments = SQLiteDatabase.arguments(binds)
+            let arguments = SQLiteDatabase.arguments(try binds.rejectingNUL())
             return try await SQLiteDatabase.mapErrors {
                 try await pool.writeWithoutTransaction { db in try SQLiteDatabase.run(db, statement, arguments) }
             }

@@ -12,6 +12,8 @@ public enum StorageError: Error, Sendable, Equatable {
     case conflict(String)
     /// Anything else; the message is for server logs only.
     case other(String)
+    /// A value the database cannot store as given (e.g. text with NUL); a client error.
+    case invalidText(String)
     /// The database holds migrations this binary does not know, or they differ.
     case inconsistentMigrations(String)
 }
