@@ -181,3 +181,8 @@ public struct AppServices: Sendable {
         }
     }
 }
+
+extension AppServices: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { "AppServices(\(config))" }
+    public var debugDescription: String { description }
+}

@@ -65,7 +65,8 @@ extension Duration {
 }
 
 /// Follows the change log so that writes made on other nodes apply here within the poll interval.
-struct ChangeFollower: Service {
+struct ChangeFollower: Service, CustomStringConvertible {
+    var description: String { "ChangeFollower" }
     let services: AppServices
 
     func run() async throws {
@@ -76,7 +77,8 @@ struct ChangeFollower: Service {
 }
 
 /// Writes API keys' `last_used_at` in batches: one UPDATE per used key per interval, not per request.
-struct KeyUsageFlusher: Service {
+struct KeyUsageFlusher: Service, CustomStringConvertible {
+    var description: String { "KeyUsageFlusher" }
     let services: AppServices
 
     func run() async throws {
@@ -93,7 +95,8 @@ struct KeyUsageFlusher: Service {
 
 /// Rotates the signing key once the active one is older than the configured age. Every node runs
 /// it; the store rotates only if the key is still old under its lock, so one rotation happens.
-struct SigningKeyRotator: Service {
+struct SigningKeyRotator: Service, CustomStringConvertible {
+    var description: String { "SigningKeyRotator" }
     let services: AppServices
     let age: Duration
 

@@ -206,3 +206,12 @@ public struct AppConfig: Sendable {
         return .seconds(n * unit)
     }
 }
+
+/// Configuration holds secrets (root password, master key, SMTP credentials): whatever prints it —
+/// a debug log of the service lifecycle, an error message — gets this redacted form instead.
+extension AppConfig: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String {
+        "AppConfig(database: \(databaseURL.hasPrefix("sqlite:") ? databaseURL : "postgres"), host: \(host), port: \(port), issuer: \(issuer), secrets redacted)"
+    }
+    public var debugDescription: String { description }
+}

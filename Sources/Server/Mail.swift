@@ -39,7 +39,8 @@ struct SMTPError: Error, CustomStringConvertible {
 /// `?starttls=required` to insist), `smtps://…` (TLS from the start). `?insecure=1` skips
 /// certificate checks (tests only). Sends run on a thread pool of their own, so a hung SMTP
 /// server never delays password hashing.
-struct SMTPMailer: Mailer {
+struct SMTPMailer: Mailer, CustomStringConvertible {
+    var description: String { "SMTPMailer(credentials redacted)" }
     let url: String
     let user: String?
     let password: String?
@@ -193,7 +194,8 @@ struct MailTemplates: Sendable {
 /// Delivers the outbox: claims due mail, renders, sends, and on failure retries with
 /// exponential backoff (5 s doubling, at most an hour apart) up to `maxAttempts`; what still
 /// fails stays in the outbox, logged and listed by `portcullis admin outbox`.
-public struct OutboxSender: Service {
+public struct OutboxSender: Service, CustomStringConvertible {
+    public var description: String { "OutboxSender" }
     let outbox: SQLOutbox
     let mailer: any Mailer
     let templates: MailTemplates

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import secrets_seen
 from portcullis_server import free_port, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,7 @@ class Node:
             PORTCULLIS_MASTER_KEY_FILE=str(master_key_file),
             PORTCULLIS_PUBLIC_URL=public_url or self.base,
             PORTCULLIS_SMTP_URL="log",
+            PORTCULLIS_LOG_FORMAT="json",
             # These tests log in a lot from one address: no per-IP throttling of login and signup.
             PORTCULLIS_IP_BURST="0",
             PORTCULLIS_IP_PER_MINUTE="0",
@@ -57,6 +59,7 @@ class Node:
         base_env.update({k if k.startswith("PORTCULLIS_") or k.startswith("FAKETIME") else f"PORTCULLIS_{k}": v
                          for k, v in (env or {}).items()})
         self.env = base_env
+        secrets_seen.register_log(self.log_path)
 
     def url(self, path: str) -> str:
         return self.base + path

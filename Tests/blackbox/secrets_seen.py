@@ -65,13 +65,13 @@ def _recording_send(self, request, **kwargs):
     if request.body:
         try:
             _walk(json.loads(request.body), REQUEST_FIELDS)
-        except (ValueError, TypeError, UnicodeDecodeError):
+        except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
             pass
     response = _original_send(self, request, **kwargs)
     if "json" in response.headers.get("Content-Type", "") and not kwargs.get("stream"):
         try:
             _walk(response.json(), RESPONSE_FIELDS)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     return response
 
