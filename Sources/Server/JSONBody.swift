@@ -68,8 +68,12 @@ public enum JSONBody {
         }
         do {
             return try await request.body.collect(upTo: limit)
-        } catch {
+        } catch let error as HTTPError where error.status == .contentTooLarge {
             throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+        } catch {
+            // The connection ended mid-body: the client went away, or trickled its body past
+            // the client timeout (PORTCULLIS_CLIENT_TIMEOUT_SECONDS) and the server closed it.
+            throw Problem(.requestTimeout, code: "request_timeout", detail: "the request body did not arrive in full")
         }
     }
 

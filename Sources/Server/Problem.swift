@@ -40,6 +40,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         case 410: return "gone"
         case 413: return "payload_too_large"
         case 415: return "unsupported_media_type"
+        case 408: return "request_timeout"
         case 429: return "rate_limited"
         case 503: return "unavailable"
         default: return status.code >= 500 ? "internal_error" : "error"

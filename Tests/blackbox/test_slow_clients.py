@@ -1,0 +1,60 @@
+"""Slow clients cannot hold connections: a request head or body that does not arrive within
+PORTCULLIS_CLIENT_TIMEOUT_SECONDS ends the request (408 for a body, a closed connection for a head)."""
+import urllib.request
+import os
+import socket
+import time
+from pathlib import Path
+
+from portcullis_server import running_server
+
+BIN = Path(os.environ.get("PORTCULLIS_BIN", Path(__file__).resolve().parents[2] / ".build" / "debug" / "portcullis"))
+
+
+def _connect(base):
+    host, port = base.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    return s
+
+
+def _read_all(s, limit=10.0):
+    s.settimeout(limit)
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except socket.timeout:
+        pass
+    return data
+
+
+def test_slow_head_and_slow_body_are_cut_off(tmp_path):
+    with running_server(BIN, tmp_path, CLIENT_TIMEOUT_SECONDS="2") as base:
+        # Head trickled and never finished: the server closes the connection after ~2 s.
+        s = _connect(base)
+        s.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\n")
+        start = time.monotonic()
+        data = _read_all(s, limit=10)
+        waited = time.monotonic() - start
+        s.close()
+        assert data == b"" and 1.5 < waited < 6, (data, waited)
+
+        # Complete head, body announced as 100 bytes, 10 sent: the server stops waiting after ~2 s,
+        # closes the connection, and counts the request as a 408.
+        s = _connect(base)
+        s.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n{\"email\": ")
+        start = time.monotonic()
+        data = _read_all(s, limit=10)
+        waited = time.monotonic() - start
+        s.close()
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+        assert 1.5 < waited < 6, waited
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert 'portcullis_http_requests_total{method="POST",route="/v1/auth/login",status="408"} 1' in metrics
+
+        # The server still serves everyone else.
+        s = _connect(base)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert _read_all(s).startswith(b"HTTP/1.1 200")
+        s.close()
