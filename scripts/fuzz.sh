@@ -16,13 +16,15 @@
 #                    PORTCULLIS_TEST_POSTGRES_URL (scripts/pg-test.sh start), dropped afterwards
 #   FUZZ_SCHEMA      fuzz against this OpenAPI file instead of the served one (to try edits of
 #                    docs/openapi.yaml against a binary built before them)
-#   FUZZ_REPORT_DIR  where the JUnit report and server log go (default: a temp dir, kept on failure)
+#   FUZZ_REPORT_DIR  where the reports and server log go (default: a temp dir, kept on failure)
+#   FUZZ_REPORTS     schemathesis report formats (default junit; e.g. junit,har records every request)
 #
 # Credentials: the root admin's access token for every operation, except those that would destroy
-# it or the state the run works in (logout, deleting a session, changing the password, deleting the
-# org, restore): each of those runs as a throwaway user of its own (scripts/fuzz_setup.py), so it is
-# still fuzzed for real (restore up to its authorization check, since only root may restore).
-# scripts/fuzz_hooks.py puts real seeded ids into some of the generated path ids.
+# it or the state the run works in (logout, deleting a session, changing the password, restore):
+# each of those runs as a throwaway user of its own (scripts/fuzz_setup.py), so it is still fuzzed
+# for real (restore up to its authorization check, since only root may restore).
+# scripts/fuzz_hooks.py puts real seeded ids into some of the generated path ids (for deleting an
+# org, the id of a spare org, so the org the run works in survives).
 #
 # Checks: all of schemathesis's (--checks all) except one:
 #   positive_data_acceptance  demands an answer in 2xx/401/403/404/409/429 for every input that
@@ -123,7 +125,7 @@ for _ in $(seq 1 300); do
 done
 curl -fsS -o /dev/null "$base/health" || { tail -n 40 "$report/server.log" >&2; err "the server never became healthy"; exit 1; }
 
-FUZZ_ROOT_EMAIL="$root_email" FUZZ_ROOT_PASSWORD="$root_password" \
+FUZZ_ROOT_EMAIL="$root_email" FUZZ_ROOT_PASSWORD="$root_password" FUZZ_EXAMPLES="$examples" \
     "$python" scripts/fuzz_setup.py "$base" "$work"
 
 schema=${FUZZ_SCHEMA:-$base/openapi.yaml}
@@ -134,6 +136,8 @@ fi
 echo "fuzz: schemathesis against $schema on $database, $examples examples per operation, seed $seed" >&2
 started=$SECONDS
 st_status=0
+# Hypothesis keeps caches in ./.hypothesis unless told otherwise: keep them out of the checkout.
+HYPOTHESIS_STORAGE_DIRECTORY="$work/hypothesis" \
 SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}" \
 FUZZ_IDS_FILE="$work/ids.json" \
     "$python" -m schemathesis.cli --config-file "$work/schemathesis.toml" --no-color run "$schema" \
@@ -148,7 +152,7 @@ FUZZ_IDS_FILE="$work/ids.json" \
     --request-timeout 10 \
     --continue-on-failure \
     --suppress-health-check too_slow,filter_too_much \
-    --report junit --report-dir "$report" \
+    --report "${FUZZ_REPORTS:-junit}" --report-dir "$report" \
     || st_status=$?
 echo "fuzz: schemathesis finished in $((SECONDS - started))s with exit $st_status" >&2
 

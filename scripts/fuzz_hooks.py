@@ -20,7 +20,7 @@ with open(os.environ["FUZZ_IDS_FILE"]) as f:
 
 def _real_id(path, method, name):
     if name == "org_id" and method == "DELETE" and path == "/v1/orgs/{org_id}":
-        return IDS["doomed_org_id"]  # its own org, owned by the user deleteOrg runs as
+        return IDS["doomed_org_id"]  # an org of its own: the run's org must live to the end
     if name == "key_id" and "/service-accounts/" in path:
         return IDS["account_key_id"]
     return IDS.get(name)
