@@ -45,8 +45,11 @@ python3 -m pytest -q Tests/blackbox || py_status=$?
 
 # A short schemathesis run against the same binary (scripts/fuzz.sh; `make fuzz` is the full budget;
 # FUZZ_TEST_EXAMPLES changes this one).
+# Both backends, like the rest of the suite.
 fuzz_status=0
-FUZZ_EXAMPLES="${FUZZ_TEST_EXAMPLES:-10}" scripts/fuzz.sh || fuzz_status=$?
+for backend in sqlite postgres; do
+    FUZZ_DATABASE=$backend FUZZ_EXAMPLES="${FUZZ_TEST_EXAMPLES:-10}" scripts/fuzz.sh || fuzz_status=$?
+done
 
 if ((status != 0)); then
     echo "test: swift test failed (exit $status)" >&2

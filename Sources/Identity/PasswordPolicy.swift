@@ -4,7 +4,8 @@ public enum PasswordPolicy {
     public static let maxLength = 256
 
     public static func validate(_ password: String) throws {
-        let count = password.count
+        // Code points, as JSON Schema's maxLength counts them (a grapheme may hide any number).
+        let count = password.unicodeScalars.count
         if count < minLength {
             throw IdentityError.weakPassword("password must be at least \(minLength) characters")
         }
@@ -20,7 +21,7 @@ public enum DisplayName {
 
     public static func validate(_ name: String) throws -> String {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        if trimmed.count > maxLength {
+        if trimmed.unicodeScalars.count > maxLength {
             throw IdentityError.invalidName("name must be at most \(maxLength) characters")
         }
         if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {

@@ -48,7 +48,8 @@ public struct AppServices: Sendable {
                 throw ConfigError(variable: "PORTCULLIS_POLICY_FILE", message: error.message)
             }
         }
-        try await Migrator(dialect: database.dialect).migrate(database)
+        // Migrations may take long on a big database: no deadline for them.
+        try await Migrator(dialect: database.dialect).migrate(database.base)
         let store = SQLIdentityStore(database: database)
         let masterKey: Data
         do {

@@ -118,6 +118,10 @@ struct AuthZENRoutes {
         let given = body.evaluations ?? []
         let items = given.isEmpty ? [EvaluationBody(subject: nil, resource: nil, action: nil, context: nil)] : given
         let atLeast = try PolicyRoutes.atLeast(nil, request)
+        // Defaults are checked even when every evaluation overrides them: a malformed request is a 400.
+        if let s = body.subject { _ = try subject(s, field: "subject") }
+        if let r = body.resource { _ = try object(r, field: "resource") }
+        if let a = body.action { _ = try action(a, field: "action") }
         guard items.count <= PolicyRoutes.batchLimit else { throw Problem.badRequest("at most \(PolicyRoutes.batchLimit) evaluations") }
         var checks: [PolicyRoutes.Check] = []
         var administered = Set<UUID>()

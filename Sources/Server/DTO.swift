@@ -81,7 +81,19 @@ struct LogoutBody: Decodable, Sendable {
 }
 
 struct UpdateMeBody: Decodable, Sendable {
+    /// nil: left out (nothing to change); a name cannot be removed, so null is a 400.
     let name: String?
+
+    enum CodingKeys: String, CodingKey { case name }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.decodePresence(String.self, forKey: .name) {
+        case nil: name = nil
+        case .some(nil): throw Problem.badRequest("name must be a string, not null")
+        case .some(let value?): name = value
+        }
+    }
 }
 
 struct ChangePasswordBody: Decodable, Sendable {

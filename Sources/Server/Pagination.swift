@@ -25,7 +25,7 @@ public struct Page: Sendable, Equatable {
         }
         if let text = try single("offset") {
             guard let n = Int(text), n >= 0, n <= 1_000_000_000 else {
-                throw Problem.badRequest("offset must be a non-negative integer")
+                throw Problem.badRequest("offset must be an integer from 0 to 1000000000")
             }
             offset = n
         }

@@ -103,13 +103,17 @@ struct PolicyRoutes {
 
     /// `at_least` from the body, else the `Portcullis-Revision` request header (field validation).
     static func atLeast(_ body: Int64?, _ request: Request) throws -> Int64? {
+        // Both are checked, even when the body's value is the one used.
+        var header: Int64?
+        if let text = request.headers[.portcullisRevision] {
+            guard let n = Int64(text), n >= 0 else { throw Problem.badRequest("the Portcullis-Revision header must be a non-negative integer") }
+            header = n
+        }
         if let body {
             guard body >= 0 else { throw Problem.badRequest("at_least must not be negative") }
             return body
         }
-        guard let header = request.headers[.portcullisRevision] else { return nil }
-        guard let n = Int64(header), n >= 0 else { throw Problem.badRequest("the Portcullis-Revision header must be a non-negative integer") }
-        return n
+        return header
     }
 
     /// A requested revision is reached before the caller is authenticated too, so a key or
@@ -382,13 +386,16 @@ struct PolicyRoutes {
         let caller = try await authenticator.authenticate(request)
         // A reconnecting EventSource sends Last-Event-ID: it resumes there, not at `since`.
         var since: Int64
-        let query = try request.singleQuery("since")
+        var query: Int64?
+        if let text = try request.singleQuery("since") {
+            guard let n = Int64(text), n >= 0 else { throw Problem.badRequest("since must be a non-negative integer") }
+            query = n
+        }
         if let last = request.headers[HTTPField.Name("Last-Event-ID")!] {
             guard let n = Int64(last), n >= 0 else { throw Problem.badRequest("Last-Event-ID must be a non-negative integer") }
             since = n
-        } else if let text = query {
-            guard let n = Int64(text), n >= 0 else { throw Problem.badRequest("since must be a non-negative integer") }
-            since = n
+        } else if let query {
+            since = query
         } else {
             since = try await services.changeFeed.latestRevision()
         }

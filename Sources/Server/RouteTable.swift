@@ -23,10 +23,15 @@ public final class RouteTable: @unchecked Sendable {
     /// Methods registered for a concrete request path (`{param}` segments match anything).
     func methods(matching path: String) -> [HTTPRequest.Method] {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        return routes.filter { route in
+        // A literal segment wins over a parameter, as in the router: `/v1/invites/claim` is
+        // the claim route, not an invite whose id is "claim".
+        let matches = routes.compactMap { route -> (HTTPRequest.Method, Int)? in
             let pattern = route.path.split(separator: "/", omittingEmptySubsequences: true)
-            guard pattern.count == segments.count else { return false }
-            return zip(pattern, segments).allSatisfy { p, s in p.hasPrefix("{") || p == s }
-        }.map(\.method)
+            guard pattern.count == segments.count,
+                  zip(pattern, segments).allSatisfy({ p, s in p.hasPrefix("{") || p == s }) else { return nil }
+            return (route.method, pattern.filter { !$0.hasPrefix("{") }.count)
+        }
+        let best = matches.map(\.1).max() ?? 0
+        return matches.filter { $0.1 == best }.map(\.0)
     }
 }

@@ -10,7 +10,7 @@ public enum OrgFields {
     public static func name(_ raw: String) throws -> String {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty else { throw TenancyError.invalid("name must not be empty") }
-        guard name.count <= maxName else { throw TenancyError.invalid("name must be at most \(maxName) characters") }
+        guard name.unicodeScalars.count <= maxName else { throw TenancyError.invalid("name must be at most \(maxName) characters") }
         guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw TenancyError.invalid("name must not contain control characters")
         }
@@ -18,7 +18,7 @@ public enum OrgFields {
     }
 
     public static func description(_ raw: String) throws -> String {
-        guard raw.count <= maxDescription else { throw TenancyError.invalid("description must be at most \(maxDescription) characters") }
+        guard raw.unicodeScalars.count <= maxDescription else { throw TenancyError.invalid("description must be at most \(maxDescription) characters") }
         // Line breaks and tabs are text; other control characters (NUL above all, which
         // PostgreSQL cannot store and SQLite would cut at) are not.
         guard !raw.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && !["\n", "\r", "\t"].contains($0) }) else {
@@ -47,7 +47,7 @@ public enum OrgFields {
     public static func nameFilter(_ raw: String?) throws -> String? {
         guard let raw else { return nil }
         let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard text.count <= maxName else { throw TenancyError.invalid("name filter must be at most \(maxName) characters") }
+        guard text.unicodeScalars.count <= maxName else { throw TenancyError.invalid("name filter must be at most \(maxName) characters") }
         return text.isEmpty ? nil : text
     }
 }
