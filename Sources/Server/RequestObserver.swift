@@ -52,7 +52,9 @@ struct RequestObserver: RouterMiddleware {
         response.headers[.requestID] = requestID
         let elapsed = ContinuousClock.now - start
         let route = context.endpointPath ?? "unmatched"
-        metrics.request(method: request.method.rawValue, route: route, status: response.status.code, duration: elapsed)
+        // Label values stay a small set: clients may send any method name.
+        let method = Self.knownMethods.contains(request.method) ? request.method.rawValue : "other"
+        metrics.request(method: method, route: route, status: response.status.code, duration: elapsed)
         var metadata: Logger.Metadata = [
             "request_id": .string(requestID),
             "method": .string(request.method.rawValue),
@@ -66,6 +68,8 @@ struct RequestObserver: RouterMiddleware {
         logger.info("request", metadata: metadata)
         return response
     }
+
+    static let knownMethods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .patch, .delete, .options]
 
     /// A caller's id when it is 1...128 characters of letters, digits and `-._:`; else a new one.
     static func requestID(_ given: String?) -> String {

@@ -6,22 +6,24 @@ import Synchronization
 /// A stopped or hung PostgreSQL would otherwise hold requests for as long as the driver waits
 /// (PostgresNIO waits for a connection indefinitely). Here an operation that has not finished
 /// within `timeout` answers `StorageError.unavailable` (503 at the edge); the abandoned work is
-/// cancelled and finishes or fails in the background. After such a failure the next second's
-/// operations fail at once instead of queueing behind the dead server — a simple circuit breaker,
-/// so memory stays bounded while the database is away. SQLite is local: it gets the deadline but
+/// cancelled and finishes or fails in the background. After a few such failures in a row the next
+/// second's operations fail at once instead of queueing behind the dead server — a simple circuit
+/// breaker, so memory stays bounded while the database is away. One slow query alone does not trip it. SQLite is local: it gets the deadline but
 /// no breaker, since "busy" there means contention, not an outage.
 public final class GuardedDatabase: SQLDatabase {
     public let base: any SQLDatabase
     public let timeout: Duration
     private let breaker: Bool
     private let state = Mutex(State())
-    /// How long the breaker stays open after a failure.
+    /// How long the breaker stays open, and after how many failures in a row it opens.
     static let openFor: TimeInterval = 1
+    static let tripAfter = 3
 
     struct State {
         var openUntil = Date.distantPast
         var inFlight = 0
         var failures = 0
+        var consecutive = 0
     }
 
     public init(_ base: any SQLDatabase, timeout: Duration) {
@@ -63,14 +65,20 @@ public final class GuardedDatabase: SQLDatabase {
         if open { throw StorageError.unavailable("the database failed moments ago; not waiting on it") }
         do {
             let result = try await Self.race(limit, work)
-            state.withLock { $0.inFlight -= 1 }
+            state.withLock { s in
+                s.inFlight -= 1
+                s.consecutive = 0
+            }
             return result
         } catch let error as StorageError {
             state.withLock { s in
                 s.inFlight -= 1
                 if case .unavailable = error {
                     s.failures += 1
-                    if breaker { s.openUntil = Date().addingTimeInterval(Self.openFor) }
+                    s.consecutive += 1
+                    if breaker, s.consecutive >= Self.tripAfter { s.openUntil = Date().addingTimeInterval(Self.openFor) }
+                } else {
+                    s.consecutive = 0
                 }
             }
             throw error
