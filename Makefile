@@ -26,9 +26,10 @@ bench:
 	scripts/bench.sh
 
 # schemathesis against the built server's /openapi.yaml, full budget (FUZZ_EXAMPLES, FUZZ_SEED...
-# in scripts/fuzz.sh); `make test` runs a short one.
+# in scripts/fuzz.sh), then libFuzzer over the parsers (scripts/fuzz-native.sh); `make test` runs short ones.
 fuzz: build
 	PORTCULLIS_BIN=$(CURDIR)/.build/$(CONFIG)/portcullis scripts/fuzz.sh
+	scripts/fuzz-native.sh
 
 # The fault suite in full (kill -9 storms, PostgreSQL stopped and frozen, clock skew, the cluster);
 # `make test` runs its short form.

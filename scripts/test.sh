@@ -50,6 +50,8 @@ fuzz_status=0
 for backend in sqlite postgres; do
     FUZZ_DATABASE=$backend FUZZ_EXAMPLES="${FUZZ_TEST_EXAMPLES:-10}" scripts/fuzz.sh || fuzz_status=$?
 done
+# libFuzzer over the object-string, e-mail and IP-address parsers (Fuzz/ParserTargets.swift).
+FUZZ_NATIVE_RUNS="${FUZZ_NATIVE_TEST_RUNS:-100000}" scripts/fuzz-native.sh || fuzz_status=$?
 
 if ((status != 0)); then
     echo "test: swift test failed (exit $status)" >&2
