@@ -1,4 +1,5 @@
 import Foundation
+import Identity
 import Synchronization
 
 /// Throttles the endpoints that guess or spend credentials: login, signup, password reset,
@@ -59,8 +60,9 @@ public final class AbuseLimits: Sendable {
     public var loginFailureCount: Int { loginFailures.load(ordering: .relaxed) }
 
     /// Takes one request from the IP's bucket, or says when the next one is due.
-    public func spend(ip: String, now: Date) throws(Refusal) {
+    public func spend(ip rawIP: String, now: Date) throws(Refusal) {
         guard settings.ipBurst > 0, settings.ipPerMinute > 0 else { return }
+        let ip = Self.clientKey(rawIP)
         let capacity = Double(settings.ipBurst)
         let perSecond = Double(settings.ipPerMinute) / 60
         let wait: Double? = buckets.withLock { buckets in
@@ -78,52 +80,91 @@ public final class AbuseLimits: Sendable {
         if let wait { throw refuse(wait) }
     }
 
-    /// Before a login is checked: refuses when the account has used up its failures, unless
-    /// the address has signed in to it before.
-    public func checkLogin(account: String, ip: String, now: Date) throws(Refusal) {
+    /// Before a login is checked: refuses when the account has used up its failures, unless the
+    /// address has signed in to it before. Otherwise it reserves one failure at once, so logins
+    /// sent in parallel cannot all pass before the first one fails; `loginSucceeded` or
+    /// `loginEnded` hands the reservation back.
+    public func checkLogin(account rawAccount: String, ip rawIP: String, now: Date) throws(Refusal) -> Reservation {
+        let account = Self.accountKey(rawAccount), ip = Self.clientKey(rawIP)
         let wait: Double? = accounts.withLock { accounts in
-            guard var entry = accounts[account] else { return nil }
-            entry.failures.removeAll { now.timeIntervalSince($0) >= Self.window }
-            accounts[account] = entry
-            guard entry.failures.count >= settings.accountFailuresPerHour, !entry.knownAddresses.contains(ip) else { return nil }
-            return Self.window - now.timeIntervalSince(entry.failures[0])
-        }
-        if let wait { throw refuse(wait) }
-    }
-
-    public func loginFailed(account: String, now: Date) {
-        loginFailures.add(1, ordering: .relaxed)
-        accounts.withLock { accounts in
             if accounts.count >= Self.maxEntries, accounts[account] == nil { Self.pruneAccounts(&accounts, now: now) }
             var entry = accounts[account] ?? Account(touched: now)
             entry.failures.removeAll { now.timeIntervalSince($0) >= Self.window }
+            if entry.failures.count >= settings.accountFailuresPerHour, !entry.knownAddresses.contains(ip) {
+                accounts[account] = entry
+                return Self.window - now.timeIntervalSince(entry.failures[0])
+            }
             // Only the newest `limit` failures matter for the decision; keep memory bounded.
             if entry.failures.count >= settings.accountFailuresPerHour { entry.failures.removeFirst() }
             entry.failures.append(now)
             entry.touched = now
             accounts[account] = entry
+            return nil
         }
+        if let wait { throw refuse(wait) }
+        return Reservation(account: account, at: now)
     }
 
-    public func loginSucceeded(account: String, ip: String, now: Date) {
+    /// A failure counted in advance by `checkLogin`.
+    public struct Reservation: Sendable {
+        let account: String
+        let at: Date
+    }
+
+    /// The login failed on its credentials: the reserved failure stays.
+    public func loginFailed(_ reservation: Reservation) {
+        loginFailures.add(1, ordering: .relaxed)
+    }
+
+    /// The login ended without a verdict on the password (bad input, database down): no failure.
+    public func loginEnded(_ reservation: Reservation) {
+        release(reservation)
+    }
+
+    public func loginSucceeded(_ reservation: Reservation, ip rawIP: String, now: Date) {
+        let ip = Self.clientKey(rawIP)
+        release(reservation)
         accounts.withLock { accounts in
-            if accounts.count >= Self.maxEntries, accounts[account] == nil { Self.pruneAccounts(&accounts, now: now) }
-            var entry = accounts[account] ?? Account(touched: now)
+            guard var entry = accounts[reservation.account] else { return }
             entry.knownAddresses.removeAll { $0 == ip }
             entry.knownAddresses.append(ip)
             if entry.knownAddresses.count > Self.maxKnownAddresses { entry.knownAddresses.removeFirst() }
             entry.touched = now
-            accounts[account] = entry
+            accounts[reservation.account] = entry
         }
     }
 
+    private func release(_ reservation: Reservation) {
+        accounts.withLock { accounts in
+            guard var entry = accounts[reservation.account], let i = entry.failures.lastIndex(of: reservation.at) else { return }
+            entry.failures.remove(at: i)
+            accounts[reservation.account] = entry
+        }
+    }
+
+    /// Accounts are keyed by a hash of what was typed: fixed size whatever the input.
+    static func accountKey(_ account: String) -> String { Secrets.hash(account) }
+
+    /// IPv6 clients are counted per /64, the block one subscriber or server usually holds:
+    /// otherwise every address of it would be a fresh client.
+    static func clientKey(_ ip: String) -> String {
+        guard let bytes = IPRange.parse(ip) else { return String(ip.prefix(64)) }
+        guard bytes.count == 16 else { return ip }
+        return bytes[0..<8].map { String($0, radix: 16) }.joined(separator: ".") + "/64"
+    }
+
     /// A password-reset mail for the address (whether or not it has an account).
-    public func spendResetMail(account: String, now: Date) throws(Refusal) {
+    public func spendResetMail(account rawAccount: String, now: Date) throws(Refusal) {
+        let account = Self.accountKey(rawAccount)
         let wait: Double? = resets.withLock { resets in
             var sent = (resets[account] ?? []).filter { now.timeIntervalSince($0) < Self.window }
             defer {
                 if resets.count >= Self.maxEntries, resets[account] == nil {
                     resets = resets.filter { !$0.value.allSatisfy { now.timeIntervalSince($0) >= Self.window } }
+                    if resets.count >= Self.maxEntries / 2 {
+                        let keep = resets.sorted { ($0.value.last ?? .distantPast) > ($1.value.last ?? .distantPast) }.prefix(Self.maxEntries / 2)
+                        resets = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+                    }
                 }
                 resets[account] = sent
             }

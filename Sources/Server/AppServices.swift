@@ -97,7 +97,8 @@ public struct AppServices: Sendable {
             bindings: BindingService(store: policyStore, tenancy: tenancy, now: now),
             policy: PolicyService(cache: grantCache, permissions: permissions, now: now),
             policyStore: policyStore,
-            backup: SQLBackup(database: database, observer: apply),
+            // A whole export or restore is one long transaction: no per-operation deadline.
+            backup: SQLBackup(database: database.base, observer: apply),
             keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
             keyVerifier: keyVerifier,
             invites: InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now),

@@ -62,12 +62,22 @@ public struct ClientAddress: Sendable {
 
     public func resolve(peer: String, forwardedFor: [String]) -> String {
         guard !trustedProxies.isEmpty, isTrusted(peer), !forwardedFor.isEmpty else { return peer }
-        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { Self.address(of: $0.trimmingCharacters(in: .whitespaces)) }
         for hop in hops.reversed() {
             guard IPRange.parse(hop) != nil else { return peer }
             if !isTrusted(hop) { return hop }
         }
         return hops.first ?? peer
+    }
+
+    /// Some proxies write `ip:port` or `[v6]:port`; the address is what counts.
+    static func address(of hop: String) -> String {
+        if hop.hasPrefix("["), let close = hop.firstIndex(of: "]") {
+            return String(hop[hop.index(after: hop.startIndex)..<close])
+        }
+        let colons = hop.filter { $0 == ":" }.count
+        if colons == 1, let colon = hop.firstIndex(of: ":") { return String(hop[..<colon]) }
+        return hop
     }
 
     private func isTrusted(_ address: String) -> Bool {

@@ -50,7 +50,9 @@ public struct AppConfig: Sendable {
     public var limits = AbuseLimits.Settings()
     /// Deadline for one database operation (`PORTCULLIS_DATABASE_TIMEOUT_MS`); then 503.
     public var databaseTimeout: Duration = .seconds(5)
-    /// A connection that sends nothing for this long is closed; also bounds slow request heads and bodies.
+    /// A connection that sends nothing for this long is closed: idle keep-alives, and clients that
+    /// stall in the middle of a request head or body. (A body trickled a byte at a time just
+    /// inside this interval still holds its connection; the 64 KiB body limit bounds how long.)
     public var clientTimeout: Duration = .seconds(30)
 
     public init() {}
@@ -152,14 +154,15 @@ public struct AppConfig: Sendable {
             c.logFormat = f
         }
         if let v = value("CORS_ORIGINS") {
-            let origins = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            for origin in origins {
-                guard let url = URL(string: origin), url.scheme == "http" || url.scheme == "https", url.host != nil,
-                      url.path.isEmpty, url.query == nil, !origin.hasSuffix("/") else {
+            // Stored the way browsers send Origin: lowercase, no default port.
+            c.corsOrigins = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { origin in
+                guard let url = URL(string: origin), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                      let host = url.host?.lowercased(), url.path.isEmpty, url.query == nil, url.user == nil, !origin.hasSuffix("/") else {
                     throw ConfigError(variable: "PORTCULLIS_CORS_ORIGINS", message: "must be a comma-separated list of origins like https://app.example.com (got \(origin))")
                 }
+                let isDefault = (scheme == "https" && url.port == 443) || (scheme == "http" && url.port == 80)
+                return scheme + "://" + host + (url.port.map { isDefault ? "" : ":\($0)" } ?? "")
             }
-            c.corsOrigins = origins
         }
         if let v = value("TRUSTED_PROXIES") {
             c.trustedProxies = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map {

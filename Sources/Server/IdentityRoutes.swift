@@ -57,15 +57,18 @@ struct IdentityRoutes {
         try limits.spend(ip: ip, now: auth.now())
         // Keyed by the address as typed (canonicalised when it parses), whether or not an account has it.
         let account = Email.canonical(body.email) ?? body.email.lowercased()
-        try limits.checkLogin(account: account, ip: ip, now: auth.now())
+        let reservation = try limits.checkLogin(account: account, ip: ip, now: auth.now())
         let client = ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: ip)
         do {
             let pair = try await auth.login(email: body.email, password: body.password, client: client)
-            limits.loginSucceeded(account: account, ip: ip, now: auth.now())
+            limits.loginSucceeded(reservation, ip: ip, now: auth.now())
             return try JSONBody.response(TokensResponse(pair), revision: pair.revision)
         } catch IdentityError.invalidCredentials {
-            limits.loginFailed(account: account, now: auth.now())
+            limits.loginFailed(reservation)
             throw IdentityError.invalidCredentials
+        } catch {
+            limits.loginEnded(reservation)
+            throw error
         }
     }
 

@@ -32,22 +32,46 @@ struct HardeningTests {
         settings.accountFailuresPerHour = 3
         let limits = AbuseLimits(settings: settings)
         let t0 = Date()
-        limits.loginSucceeded(account: "victim@example.com", ip: "203.0.113.1", now: t0)
+        let first = try limits.checkLogin(account: "victim@example.com", ip: "203.0.113.1", now: t0)
+        limits.loginSucceeded(first, ip: "203.0.113.1", now: t0)
         for i in 0..<3 {
-            try limits.checkLogin(account: "victim@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(Double(i)))
-            limits.loginFailed(account: "victim@example.com", now: t0.addingTimeInterval(Double(i)))
+            let r = try limits.checkLogin(account: "victim@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(Double(i + 1)))
+            limits.loginFailed(r)
         }
         let refusal = #expect(throws: AbuseLimits.Refusal.self) {
-            try limits.checkLogin(account: "victim@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(10))
+            _ = try limits.checkLogin(account: "victim@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(10))
         }
-        // The oldest failure leaves the hour window 3590 s later.
-        #expect(refusal?.retryAfter == 3590)
+        // The oldest failure (t0 + 1) leaves the hour window 3591 s later.
+        #expect(refusal?.retryAfter == 3591)
         // The owner's usual address is not locked out.
-        try limits.checkLogin(account: "victim@example.com", ip: "203.0.113.1", now: t0.addingTimeInterval(10))
+        _ = try limits.checkLogin(account: "victim@example.com", ip: "203.0.113.1", now: t0.addingTimeInterval(10))
         // Other accounts are unaffected; an hour after the first failure one attempt is free again.
-        try limits.checkLogin(account: "other@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(10))
-        try limits.checkLogin(account: "victim@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(3600))
+        _ = try limits.checkLogin(account: "other@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(10))
+        _ = try limits.checkLogin(account: "victim@example.com", ip: "192.0.2.66", now: t0.addingTimeInterval(3602))
         #expect(limits.loginFailureCount == 3)
+    }
+
+    @Test("logins in flight count at once: parallel guesses cannot all pass before the first fails")
+    func reservations() throws {
+        var settings = AbuseLimits.Settings()
+        settings.accountFailuresPerHour = 3
+        let limits = AbuseLimits(settings: settings)
+        let t0 = Date()
+        // Three checks pass while no verdict is in yet; the fourth is refused.
+        let pending = try (0..<3).map { _ in try limits.checkLogin(account: "a@example.com", ip: "192.0.2.1", now: t0) }
+        #expect(throws: AbuseLimits.Refusal.self) { _ = try limits.checkLogin(account: "a@example.com", ip: "192.0.2.1", now: t0) }
+        // A login that ended without a verdict on the password gives its slot back.
+        limits.loginEnded(pending[0])
+        _ = try limits.checkLogin(account: "a@example.com", ip: "192.0.2.1", now: t0)
+        // IPv6 addresses of one /64 share a bucket.
+        var ipSettings = AbuseLimits.Settings()
+        ipSettings.ipBurst = 2
+        ipSettings.ipPerMinute = 1
+        let ip = AbuseLimits(settings: ipSettings)
+        try ip.spend(ip: "2001:db8:1:2::1", now: t0)
+        try ip.spend(ip: "2001:db8:1:2:ffff::9", now: t0)
+        #expect(throws: AbuseLimits.Refusal.self) { try ip.spend(ip: "2001:db8:1:2:abcd::1", now: t0) }
+        try ip.spend(ip: "2001:db8:1:3::1", now: t0)
     }
 
     @Test("password-reset mails per address per hour")
