@@ -99,6 +99,9 @@ struct HardeningTests {
         // Garbage in the header: fall back to the peer.
         #expect(proxies.resolve(peer: "127.0.0.1", forwardedFor: ["not-an-ip"]) == "127.0.0.1")
         #expect(proxies.resolve(peer: "fd00::1", forwardedFor: ["2001:db8::5"]) == "2001:db8::5")
+        // Hops written with a port.
+        #expect(proxies.resolve(peer: "127.0.0.1", forwardedFor: ["1.2.3.4:5678"]) == "1.2.3.4")
+        #expect(proxies.resolve(peer: "127.0.0.1", forwardedFor: ["[2001:db8::5]:443"]) == "2001:db8::5")
         #expect(IPRange("10.0.0.0/8")?.contains("10.255.1.1") == true)
         #expect(IPRange("10.0.0.0/8")?.contains("11.0.0.1") == false)
         #expect(IPRange("::ffff:127.0.0.1")?.contains("127.0.0.1") == true)
@@ -183,6 +186,15 @@ struct HardeningTests {
             #expect(missing.headers[.requestID] != nil)
             #expect(missing.headers[.xContentTypeOptions] == "nosniff")
         }
+    }
+
+    @Test("CORS origins are stored as browsers send them; paths and other schemes stop start-up")
+    func corsConfig() throws {
+        let config = try AppConfig.fromEnvironment(["PORTCULLIS_CORS_ORIGINS": "HTTPS://App.Example.com:443, http://localhost:3000"])
+        #expect(config.corsOrigins == ["https://app.example.com", "http://localhost:3000"])
+        #expect(throws: ConfigError.self) { try AppConfig.fromEnvironment(["PORTCULLIS_CORS_ORIGINS": "https://app.example.com/path"]) }
+        #expect(throws: ConfigError.self) { try AppConfig.fromEnvironment(["PORTCULLIS_CORS_ORIGINS": "ftp://app.example.com"]) }
+        #expect(throws: ConfigError.self) { try AppConfig.fromEnvironment(["PORTCULLIS_TRUSTED_PROXIES": "10.0.0.0/40"]) }
     }
 
     @Test("CORS: configured origins get the headers and a preflight; others get none")
