@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import os
 import datetime
+import signal
 import socket
 import ssl
 import sys
@@ -67,6 +68,11 @@ def main():
     parser.add_argument("--password")
     parser.add_argument("--tls", action="store_true")
     args = parser.parse_args()
+    # A parent may hand down SIGTERM blocked or ignored (both survive exec; a Swift test process
+    # starts the sink from a thread that blocks most signals): restore both, before any thread
+    # starts, so that `terminate()` stops the sink.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.makedirs(args.dir, exist_ok=True)
     port = args.port
     if port == 0:
