@@ -70,7 +70,10 @@ public final class AbuseLimits: Sendable {
             bucket.tokens = min(capacity, bucket.tokens + max(0, now.timeIntervalSince(bucket.updated)) * perSecond)
             bucket.updated = now
             defer {
-                if buckets.count >= Self.maxEntries, buckets[ip] == nil { Self.prune(&buckets, capacity: capacity, perSecond: perSecond, now: now) }
+                if buckets.count >= Self.maxEntries, buckets[ip] == nil {
+                    // A bucket that has refilled anyway carries nothing worth keeping.
+                    Self.bound(&buckets, stale: { $0.tokens + now.timeIntervalSince($0.updated) * perSecond >= capacity }, newest: \.updated)
+                }
                 buckets[ip] = bucket
             }
             guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / perSecond }
@@ -87,7 +90,9 @@ public final class AbuseLimits: Sendable {
     public func checkLogin(account rawAccount: String, ip rawIP: String, now: Date) throws(Refusal) -> Reservation {
         let account = Self.accountKey(rawAccount), ip = Self.clientKey(rawIP)
         let wait: Double? = accounts.withLock { accounts in
-            if accounts.count >= Self.maxEntries, accounts[account] == nil { Self.pruneAccounts(&accounts, now: now) }
+            if accounts.count >= Self.maxEntries, accounts[account] == nil {
+                Self.bound(&accounts, stale: { now.timeIntervalSince($0.touched) >= Self.window }, newest: \.touched)
+            }
             var entry = accounts[account] ?? Account(touched: now)
             entry.failures.removeAll { now.timeIntervalSince($0) >= Self.window }
             if entry.failures.count >= settings.accountFailuresPerHour, !entry.knownAddresses.contains(ip) {
@@ -160,11 +165,7 @@ public final class AbuseLimits: Sendable {
             var sent = (resets[account] ?? []).filter { now.timeIntervalSince($0) < Self.window }
             defer {
                 if resets.count >= Self.maxEntries, resets[account] == nil {
-                    resets = resets.filter { !$0.value.allSatisfy { now.timeIntervalSince($0) >= Self.window } }
-                    if resets.count >= Self.maxEntries / 2 {
-                        let keep = resets.sorted { ($0.value.last ?? .distantPast) > ($1.value.last ?? .distantPast) }.prefix(Self.maxEntries / 2)
-                        resets = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
-                    }
+                    Self.bound(&resets, stale: { $0.allSatisfy { now.timeIntervalSince($0) >= Self.window } }, newest: { $0.last ?? .distantPast })
                 }
                 resets[account] = sent
             }
@@ -180,20 +181,13 @@ public final class AbuseLimits: Sendable {
         return Refusal(retryAfter: max(1, Int(wait.rounded(.up))))
     }
 
-    /// Drops buckets that have refilled anyway; if that frees too little, the stalest half.
-    private static func prune(_ buckets: inout [String: Bucket], capacity: Double, perSecond: Double, now: Date) {
-        buckets = buckets.filter { $0.value.tokens + now.timeIntervalSince($0.value.updated) * perSecond < capacity }
-        if buckets.count >= maxEntries / 2 {
-            let keep = buckets.sorted { $0.value.updated > $1.value.updated }.prefix(maxEntries / 2)
-            buckets = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
-        }
-    }
-
-    private static func pruneAccounts(_ accounts: inout [String: Account], now: Date) {
-        accounts = accounts.filter { now.timeIntervalSince($0.value.touched) < window }
-        if accounts.count >= maxEntries / 2 {
-            let keep = accounts.sorted { $0.value.touched > $1.value.touched }.prefix(maxEntries / 2)
-            accounts = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+    /// Keeps a full map bounded: drops the stale entries, and if that frees too little, keeps
+    /// the newest half.
+    private static func bound<Value>(_ map: inout [String: Value], stale: (Value) -> Bool, newest: (Value) -> Date) {
+        map = map.filter { !stale($0.value) }
+        if map.count >= maxEntries / 2 {
+            let keep = map.sorted { newest($0.value) > newest($1.value) }.prefix(maxEntries / 2)
+            map = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
         }
     }
 }

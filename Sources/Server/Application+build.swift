@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import Identity
 import Logging
 import ServiceLifecycle
 import Storage
@@ -18,7 +19,7 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
     // Small header limits (requests here carry one bearer token, not cookies) and a client
     // timeout: a connection that has not sent a complete request head in time is closed.
     let http = HTTP1Channel.Configuration(
-        idleTimeout: .nanoseconds(config.clientTimeout.nanosecondsTotal),
+        idleTimeout: .milliseconds(Int64(config.clientTimeout.seconds * 1000)),
         httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
     var app = Application(
         router: router,
@@ -36,7 +37,7 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
 @discardableResult
 public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
     let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache)
-    PlatformRoutes(database: services.database, tokens: services.tokens, authenticator: authenticator, config: services.config, services: services)
+    PlatformRoutes(services: services, authenticator: authenticator)
         .register(routes)
     IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store, limits: services.limits).register(routes)
     TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
@@ -54,13 +55,6 @@ extension RouteTable {
     /// A route table detached from any server, listing every route (for documentation checks).
     public static func all(services: AppServices) -> RouteTable {
         registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services)
-    }
-}
-
-extension Duration {
-    var nanosecondsTotal: Int64 {
-        let (s, attos) = components
-        return s * 1_000_000_000 + attos / 1_000_000_000
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Identity
+import Tenancy
 
 /// `user` in responses.
 struct UserResponse: Encodable, Sendable {
@@ -12,7 +13,7 @@ struct UserResponse: Encodable, Sendable {
     let updatedAt: Date
 
     init(_ u: User) {
-        id = u.id.lowercased
+        id = u.id.lowercasedString
         email = u.email
         name = u.name
         emailVerified = u.emailVerified
@@ -49,7 +50,7 @@ struct SessionResponse: Encodable, Sendable {
     let current: Bool
 
     init(_ s: Session, current: UUID?) {
-        id = s.id.lowercased
+        id = s.id.lowercasedString
         createdAt = s.createdAt
         lastUsedAt = s.lastUsedAt
         userAgent = s.userAgent
@@ -101,7 +102,3 @@ struct ChangePasswordBody: Decodable, Sendable {
     let newPassword: String
 }
 
-extension UUID {
-    /// The lowercase form used in every response and path.
-    var lowercased: String { uuidString.lowercased() }
-}

@@ -7,11 +7,11 @@ import Storage
 
 /// Liveness, readiness, discovery documents, the API description, and root-only key rotation.
 struct PlatformRoutes {
-    let database: any SQLDatabase
-    let tokens: TokenService
-    let authenticator: Authenticator
-    let config: AppConfig
     let services: AppServices
+    let authenticator: Authenticator
+    var database: any SQLDatabase { services.database }
+    var tokens: TokenService { services.tokens }
+    var config: AppConfig { services.config }
 
     func register(_ routes: RouteTable) {
         routes.on(.get, "/health", use: health)

@@ -3,25 +3,28 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Synchronization
+import Tenancy
 
 /// What one request learns on its way through that its log line needs: who the caller was.
 /// Handlers reach it through a task local, so authentication can note the caller without
 /// every route passing the context along.
 final class RequestTrace: Sendable {
     @TaskLocal static var current: RequestTrace?
-    private let subject = Mutex<String?>(nil)
-
-    var subjectID: String? { subject.withLock { $0 } }
+    private let caller = Mutex<Caller?>(nil)
 
     static func noteCaller(_ caller: Caller) {
-        guard let trace = current else { return }
-        let id: String
+        current?.caller.withLock { $0 = caller }
+    }
+
+    /// `user:<id>`, `user:<id> key:<id>` or `service_account:<id> key:<id>`; formatted only
+    /// when a log line is written.
+    var subjectID: String? {
+        guard let caller = caller.withLock({ $0 }) else { return nil }
         switch caller.credential {
-        case .session: id = "user:" + (caller.user?.id.uuidString.lowercased() ?? "?")
-        case .userKey(let key): id = "user:" + (caller.user?.id.uuidString.lowercased() ?? "?") + " key:" + key.id.uuidString.lowercased()
-        case .serviceAccountKey(let key, let account, _): id = "service_account:" + account.uuidString.lowercased() + " key:" + key.id.uuidString.lowercased()
+        case .session: return "user:" + (caller.user?.id.lowercasedString ?? "?")
+        case .userKey(let key): return "user:" + (caller.user?.id.lowercasedString ?? "?") + " key:" + key.id.lowercasedString
+        case .serviceAccountKey(let key, let account, _): return "service_account:" + account.lowercasedString + " key:" + key.id.lowercasedString
         }
-        trace.subject.withLock { $0 = id }
     }
 }
 
@@ -55,13 +58,16 @@ struct RequestObserver: RouterMiddleware {
         // Label values stay a small set: clients may send any method name.
         let method = Self.knownMethods.contains(request.method) ? request.method.rawValue : "other"
         metrics.request(method: method, route: route, status: response.status.code, duration: elapsed)
+        // The line's metadata is built only when the line will be written.
+        guard logger.logLevel <= .info else { return response }
+        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
         var metadata: Logger.Metadata = [
             "request_id": .string(requestID),
             "method": .string(request.method.rawValue),
             "route": .string(route),
             "path": .string(request.uri.path),
             "status": .stringConvertible(response.status.code),
-            "latency_ms": .string(String(format: "%.3f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
+            "latency_ms": .string("\(micros / 1000).\(String(1000 + micros % 1000).dropFirst())"),
             "ip": .string(context.clientIP),
         ]
         if let subject = trace.subjectID { metadata["subject"] = .string(subject) }
@@ -77,7 +83,7 @@ struct RequestObserver: RouterMiddleware {
            given.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x2E || $0 == 0x5F || $0 == 0x3A }) {
             return given
         }
-        return UUID().uuidString.lowercased()
+        return UUID().lowercasedString
     }
 }
 

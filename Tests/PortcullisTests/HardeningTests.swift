@@ -246,7 +246,9 @@ struct HardeningTests {
             #expect((value("portcullis_grant_cache_hits_total") ?? 0) >= 3)
             #expect((value("portcullis_grant_cache_misses_total") ?? 0) >= 1)
             #expect((value("portcullis_grant_cache_orgs") ?? 0) >= 1)
-            #expect(value("portcullis_db_operations_in_flight") == 0)
+            // The app's change follower polls the log every 50 ms, so its one query may be running.
+            #expect((0...1).contains(value("portcullis_db_operations_in_flight") ?? -1))
+            #expect(value("portcullis_db_unavailable_total") == 0)
             #expect(value("portcullis_outbox_pending") != nil)
             #expect(text.contains(#"portcullis_http_request_duration_seconds_bucket{method="POST",route="/v1/authorize",status="200",le="+Inf"} 4"#))
         }
