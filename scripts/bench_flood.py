@@ -22,13 +22,14 @@ import urllib.request
 from pathlib import Path
 
 from bench_api import Api, running_server
+from portcullis_server import read_metrics
 from bench_http import say, wrk
 
 PACE_MS = 5
 
 
 def login_counts(base):
-    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+    text = read_metrics(base)
     counts = {}
     for m in re.finditer(r'portcullis_http_requests_total\{method="POST",route="/v1/auth/login",status="(\d+)"\} (\d+)', text):
         counts[m.group(1)] = int(m.group(2))

@@ -22,6 +22,10 @@ public struct AuthService: Sendable {
     public static let inviteLifetime: TimeInterval = 7 * 86_400
     public let verifiedTokens = VerifiedTokenCache()
     public let userCache = UserCache()
+    /// Reset and verification requests, worked off the request path (no enumeration by timing).
+    public let accountMail = AccountMailQueue()
+    /// This node's API-key cache: keys a reset revokes are dropped from it at once.
+    public var keyVerifier: APIKeyVerifier?
 
     public init(users: any UserStore, sessions: any SessionStore, hasher: any PasswordHasher, tokens: TokenService, sessionGuard: SessionGuard, signupMode: SignupMode, now: @escaping @Sendable () -> Date = { Date() }) {
         self.users = users
@@ -69,43 +73,82 @@ public struct AuthService: Sendable {
             id: UUID(), email: email, name: name, emailVerified: request.emailVerified,
             isRoot: request.isRoot, createdAt: at, updatedAt: at)
         // An unverified address gets a verification mail, committed with the account.
-        var verification: PendingToken?
-        if !user.emailVerified {
-            let token = Secrets.token()
-            verification = PendingToken(
-                hash: Secrets.hash(token), expiresAt: at.addingTimeInterval(Self.verificationLifetime),
-                mail: OutgoingMail(to: email, template: MailTemplate.verifyEmail, variables: [
-                    "name": name, "email": email, "link": links.verifyEmail(token), "expires_at": at.addingTimeInterval(Self.verificationLifetime).ISO8601Format(),
-                ]))
-        }
+        let verification = user.emailVerified ? nil : Self.verificationToken(for: user, links: links, at: at)
         let revision = try await users.createUser(UserCredentials(user: user, passwordHash: hash), verification: verification)
         return (user, revision)
     }
 
     // MARK: - E-mail tokens
 
-    /// Always succeeds the same way, whether or not the account exists (no enumeration).
-    public func requestPasswordReset(email raw: String) async throws {
-        guard let email = Email.canonical(raw), let account = try await users.credentials(email: email) else { return }
-        let at = now()
-        let token = Secrets.token()
-        try await users.createResetToken(userID: account.user.id, PendingToken(
-            hash: Secrets.hash(token), expiresAt: at.addingTimeInterval(Self.resetLifetime),
-            mail: OutgoingMail(to: email, template: MailTemplate.passwordReset, variables: [
-                "name": account.user.name, "email": email, "link": links.resetPassword(token),
-                "expires_at": at.addingTimeInterval(Self.resetLifetime).ISO8601Format(),
-            ])), now: at)
+    /// Queues a reset mail for the address; the answer is the same whether or not it has an
+    /// account, and no lookup happens before it (see `AccountMailQueue`).
+    public func requestPasswordReset(email raw: String) {
+        guard let email = Email.canonical(raw) else { return }
+        accountMail.enqueue(.passwordReset(email: email))
     }
 
-    /// Sets a new password with a mailed reset token (single use, one hour); every session ends.
+    /// Queues a fresh verification link for an account whose address is not proven yet; the
+    /// same for every address.
+    public func requestVerification(email raw: String) {
+        guard let email = Email.canonical(raw) else { return }
+        accountMail.enqueue(.verification(email: email))
+    }
+
+    /// Works the account-mail queue until cancelled (one per node, in the background).
+    public func runAccountMail(onError: @escaping @Sendable (any Error) -> Void) async {
+        await accountMail.run { request in
+            do { try await perform(request) } catch { onError(error) }
+        }
+    }
+
+    /// Works what is queued now (tests, and a last pass at shutdown).
+    public func drainAccountMail() async throws {
+        try await accountMail.drain { try await perform($0) }
+    }
+
+    func perform(_ request: AccountMailQueue.Request) async throws {
+        let at = now()
+        switch request {
+        case .passwordReset(let email):
+            guard let account = try await users.credentials(email: email) else { return }
+            let token = Secrets.token()
+            try await users.createResetToken(userID: account.user.id, PendingToken(
+                hash: Secrets.hash(token), expiresAt: at.addingTimeInterval(Self.resetLifetime),
+                mail: OutgoingMail(to: email, template: MailTemplate.passwordReset, variables: [
+                    "name": account.user.name, "email": email, "link": links.resetPassword(token),
+                    "expires_at": at.addingTimeInterval(Self.resetLifetime).ISO8601Format(),
+                ])), now: at)
+        case .verification(let email):
+            let links = links
+            try await users.createVerificationToken(email: email, { user in
+                Self.verificationToken(for: user, links: links, at: at)
+            }, now: at)
+        }
+    }
+
+    static func verificationToken(for user: User, links: MailLinks, at: Date) -> PendingToken {
+        let token = Secrets.token()
+        let expires = at.addingTimeInterval(verificationLifetime)
+        return PendingToken(
+            hash: Secrets.hash(token), expiresAt: expires,
+            mail: OutgoingMail(to: user.email, template: MailTemplate.verifyEmail, variables: [
+                "name": user.name, "email": user.email, "link": links.verifyEmail(token), "expires_at": expires.ISO8601Format(),
+            ]))
+    }
+
+    /// Sets a new password with a mailed reset token (single use, one hour). The link proves the
+    /// address; every session ends, and so does every API key made while the address was unproven.
     public func confirmPasswordReset(token: String, newPassword: String) async throws -> Revision {
         try PasswordPolicy.validate(newPassword)
         guard token.utf8.count <= 256 else { throw IdentityError.invalidToken }
         let hash = try await hasher.hash(newPassword)
-        guard let result = try await users.resetPassword(tokenHash: Secrets.hash(token), newHash: hash, now: now()) else {
+        guard let result = try await users.resetPassword(
+            tokenHash: Secrets.hash(token), newHash: hash, now: now(), inviteLifetime: Self.inviteLifetime) else {
             throw IdentityError.invalidToken
         }
-        sessionGuard.sessionsRevoked(result.revoked)
+        sessionGuard.sessionsRevoked(result.revokedSessions)
+        let revokedKeys = Set(result.revokedKeys)
+        if !revokedKeys.isEmpty { keyVerifier?.invalidate { revokedKeys.contains($0.id) } }
         userCache.invalidate(result.userID)
         return result.revision
     }

@@ -7,9 +7,14 @@ public protocol UserStore: Sendable {
     func createUser(_ credentials: UserCredentials, verification: PendingToken?) async throws -> Revision
     /// Stores a password-reset token and its mail together.
     func createResetToken(userID: UUID, _ token: PendingToken, now: Date) async throws
-    /// Spends a reset token: sets the new hash and revokes every session, in one transaction.
-    /// Nil when the token is unknown, spent, expired or for another purpose.
-    func resetPassword(tokenHash: String, newHash: String, now: Date) async throws -> (userID: UUID, revision: Revision, revoked: [UUID])?
+    /// Spends a reset token, in one transaction: sets the new hash, marks the address proven
+    /// (waking its dormant invites), revokes every session and every API key the account made
+    /// while its address was unproven. Nil when the token is unknown, spent, expired or for
+    /// another purpose.
+    func resetPassword(tokenHash: String, newHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> PasswordResetOutcome?
+    /// Stores a fresh e-mail verification token and its mail (made by `token` from the account)
+    /// when `email` has an account whose address is not verified yet; otherwise does nothing.
+    func createVerificationToken(email: String, _ token: @escaping @Sendable (User) -> PendingToken, now: Date) async throws
     /// Spends a verification token: marks the e-mail verified and wakes the dormant invites for
     /// it (pending again, expiring after `inviteLifetime`). Nil for a bad token.
     func verifyEmail(tokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> (userID: UUID, revision: Revision)?
@@ -22,6 +27,21 @@ public protocol UserStore: Sendable {
     /// in one transaction. Returns the revision and the sessions revoked.
     func setPassword(userID: UUID, hash: String, keepSession keep: UUID?, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID])
     func rootExists() async throws -> Bool
+}
+
+/// What a spent password-reset token ended.
+public struct PasswordResetOutcome: Sendable {
+    public var userID: UUID
+    public var revision: Revision
+    public var revokedSessions: [UUID]
+    public var revokedKeys: [UUID]
+
+    public init(userID: UUID, revision: Revision, revokedSessions: [UUID], revokedKeys: [UUID]) {
+        self.userID = userID
+        self.revision = revision
+        self.revokedSessions = revokedSessions
+        self.revokedKeys = revokedKeys
+    }
 }
 
 /// What presenting a refresh token led to.

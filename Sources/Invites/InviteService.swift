@@ -2,6 +2,12 @@ import Foundation
 import Identity
 import Tenancy
 
+/// Budgets invite mail, so an org cannot flood an inbox with its own name and text.
+public protocol InviteMailThrottle: Sendable {
+    /// Spends one invite mail from `orgID` to `recipient`, or throws the refusal.
+    func spendInviteMail(orgID: UUID, recipient: String, now: Date) throws
+}
+
 /// Org invites, platform invites and their state machine (SPEC §6):
 ///
 ///     pending ──accept──▶ accepted      pending ──revoke──▶ revoked
@@ -17,7 +23,9 @@ public struct InviteService: Sendable {
     let now: @Sendable () -> Date
 
     public static let lifetime: TimeInterval = AuthService.inviteLifetime
-    public static let changeKind = "invite.changed"
+    public static let changeKind = TenancyChange.inviteChanged
+    /// Hourly budgets for invite mails (per org and per recipient); nil: unthrottled.
+    public var throttle: (any InviteMailThrottle)?
 
     public init(store: any InviteStore, tenancy: TenancyService, links: MailLinks, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
@@ -64,6 +72,7 @@ public struct InviteService: Sendable {
             if try await invites.livePendingInvite(orgID: orgID, email: email, now: at) != nil {
                 throw TenancyError.conflict("a pending invite for this address exists; resend or revoke it")
             }
+            try throttle?.spendInviteMail(orgID: orgID, recipient: email, now: at)
             // Dormant until the address is proven: no account, or one whose e-mail is unverified
             // (whoever signed up with someone else's address must not collect their invites).
             let invite = Invite(
@@ -77,6 +86,28 @@ public struct InviteService: Sendable {
                 invitee.actor, at: at, "invite.created", org: orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(email), "role": .string(role.rawValue), "dormant": .bool(invite.dormant)], viaRoot: viaRoot))
             return (invite, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+        }
+    }
+
+    /// What adding a member by e-mail led to.
+    public enum AddMemberOutcome: Sendable {
+        case added(Member, Int64)
+        /// The address has no account whose address is proven: it was invited instead (dormant
+        /// until proven), so a squatter on the address never becomes a member.
+        case invited(Invite, Int64)
+    }
+
+    /// `POST /v1/orgs/{id}/members`: by user id, or by e-mail following the proven-address rule.
+    public func addMember(by invitee: Invitee, orgID: UUID, target: MemberTarget, role: Role, expiresAt: Date?) async throws -> AddMemberOutcome {
+        do {
+            let (member, revision) = try await tenancy.addMember(actor: invitee.actor, orgID: orgID, target: target, role: role, expiresAt: expiresAt)
+            return .added(member, revision)
+        } catch TenancyError.addressNotProven {
+            guard case .email(let email) = target, expiresAt == nil else {
+                throw TenancyError.conflict("no account with a verified address has this e-mail; invite it (invites carry no expires_at)")
+            }
+            let (invite, revision) = try await create(by: invitee, orgID: orgID, email: email, role: role)
+            return .invited(invite, revision)
         }
     }
 
@@ -135,7 +166,9 @@ public struct InviteService: Sendable {
             // resend, which mails in the org's name) needs invites.write and a role at least the invite's.
             var viaRoot = false
             let isInviter = invite.inviterID == invitee.actor.id && invitee.actor.type == "user"
-            let stillMember = try await tx.membership(orgID: invite.orgID, userID: invitee.actor.userID)?.isCurrent(at: at) == true
+            // "Still a member" as this caller sees it: a key scoped away from the org is not one.
+            let membership = try await tx.membership(orgID: invite.orgID, userID: invitee.actor.userID)
+            let stillMember = invitee.actor.effectiveRole(membership: membership.flatMap { $0.isCurrent(at: at) ? $0.role : nil }, in: invite.orgID) != nil
             if !(isInviter && stillMember && action == "invite.revoked") {
                 let (role, root) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: invite.orgID, in: tx, at: at)
                 guard invite.role <= role else { throw TenancyError.forbidden("this invite grants more than your role") }
@@ -143,6 +176,7 @@ public struct InviteService: Sendable {
             }
             let renewed = try await act(invite, invites, at)
             if let (updated, token) = renewed {
+                try throttle?.spendInviteMail(orgID: invite.orgID, recipient: updated.email, now: at)
                 let inviter = try await tx.user(id: invitee.actor.userID)
                 let account = try await tx.user(email: updated.email)
                 try await invites.enqueue(mail(for: updated, token: token, inviter: inviter, hasAccount: account != nil), at: at)
@@ -156,23 +190,32 @@ public struct InviteService: Sendable {
 
     /// Accept or decline, by the invitee only. Accepting creates the membership in the same
     /// transaction; the second of two concurrent accepts finds the invite accepted (409).
-    public func respond(userID: UUID, email: String, id: UUID, accept: Bool) async throws -> (Invite, Int64) {
-        guard let found = try await store.invite(id: id), found.email == email, !found.dormant else {
+    public func respond(by invitee: Invitee, id: UUID, accept: Bool) async throws -> (Invite, Int64) {
+        guard let email = invitee.email, let found = try await store.invite(id: id), found.email == email, !found.dormant else {
             throw TenancyError.notFound("no such invite")
         }
-        return try await respond(userID: userID, email: email, invite: found, accept: accept)
+        return try await respond(by: invitee, invite: found, accept: accept)
     }
 
     /// `POST /v1/invites/claim`: accept by the mailed token, as the signed-in invitee.
-    public func claim(userID: UUID, email: String, token: String) async throws -> (Invite, Int64) {
-        guard token.utf8.count <= 256, let found = try await store.invite(tokenHash: Secrets.hash(token)),
+    public func claim(by invitee: Invitee, token: String) async throws -> (Invite, Int64) {
+        guard let email = invitee.email, token.utf8.count <= 256, let found = try await store.invite(tokenHash: Secrets.hash(token)),
               found.email == email, !found.dormant else {
             throw TenancyError.notFound("no invite for this token and account")
         }
-        return try await respond(userID: userID, email: email, invite: found, accept: true)
+        return try await respond(by: invitee, invite: found, accept: true)
     }
 
-    func respond(userID: UUID, email: String, invite found: Invite, accept: Bool) async throws -> (Invite, Int64) {
+    /// A scoped key answers only for its orgs, and accepts only what it could act with itself:
+    /// a key capped at viewer cannot make its owner an admin.
+    func respond(by invitee: Invitee, invite found: Invite, accept: Bool) async throws -> (Invite, Int64) {
+        let caller = invitee.actor
+        guard caller.serviceAccountGrant == nil, let email = invitee.email else { throw TenancyError.notFound("no such invite") }
+        guard let keyRole = caller.effectiveRole(membership: .owner, in: found.orgID) else { throw TenancyError.notFound("no such invite") }
+        if accept, keyRole < found.role {
+            throw TenancyError.forbidden("this key's scopes do not reach the invite's role; accept it in a session")
+        }
+        let userID = caller.userID
         let at = now()
         let actor = Actor.user(userID, isRoot: false)
         return try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in

@@ -99,7 +99,9 @@ public enum DecisionEngine {
         let decision = decide(grants, subject: subject, object: object, required: required, now: now)
         var sources: [GrantOnPath] = []
         let orgString = ObjectRef(orgID: object.orgID).string
-        if let grants {
+        // A key scoped away from this org holds nothing here, and shows nothing of its owner's grants.
+        let inScope = subject.scopes?.orgs.map { $0.contains(object.orgID) } ?? true
+        if let grants, inScope {
             if let m = grants.members[subject.principal] {
                 sources.append(GrantOnPath(kind: .membership, role: m.role, resource: orgString, bindingID: nil,
                                            expiresAt: m.expiresAt, auditEventID: m.auditEventID, decisive: false))

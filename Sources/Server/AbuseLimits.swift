@@ -22,6 +22,14 @@ public final class AbuseLimits: Sendable {
         public var ipPerMinute = 60
         public var accountFailuresPerHour = 100
         public var resetMailsPerHour = 5
+        /// Invite mails (create and resend) an org may send in an hour.
+        public var inviteMailsPerOrgPerHour = 200
+        /// Invite mails one address may receive in an hour, from every org together.
+        public var inviteMailsPerRecipientPerHour = 10
+        /// Wrong `current_password` answers one session may give in an hour.
+        public var passwordGuessesPerSessionPerHour = 5
+        /// Wrong `current_password` answers an account may take in an hour, over all sessions.
+        public var passwordGuessesPerAccountPerHour = 20
         public init() {}
     }
 
@@ -33,6 +41,7 @@ public final class AbuseLimits: Sendable {
     let settings: Settings
     private let buckets = Mutex<[String: Bucket]>([:])
     private let accounts = Mutex<[String: Account]>([:])
+    /// Hourly budgets (reset mails, invite mails, password guesses), keyed by kind and subject.
     private let resets = Mutex<[String: [Date]]>([:])
     private let throttled = Atomic<Int>(0)
     private let loginFailures = Atomic<Int>(0)
@@ -160,20 +169,66 @@ public final class AbuseLimits: Sendable {
 
     /// A password-reset mail for the address (whether or not it has an account).
     public func spendResetMail(account rawAccount: String, now: Date) throws(Refusal) {
-        let account = Self.accountKey(rawAccount)
+        try spendHourly("reset:" + rawAccount, limit: settings.resetMailsPerHour, now: now)
+    }
+
+    /// An invite mail from `org` to `recipient` (created or resent): both have an hourly budget,
+    /// so neither an org nor a crowd of orgs can flood one inbox.
+    public func spendInviteMail(orgID: UUID, recipient: String, now: Date) throws(Refusal) {
+        try spendHourly("invite-org:" + orgID.uuidString, limit: settings.inviteMailsPerOrgPerHour, now: now)
+        do {
+            try spendHourly("invite-to:" + recipient, limit: settings.inviteMailsPerRecipientPerHour, now: now)
+        } catch {
+            release("invite-org:" + orgID.uuidString, at: now)
+            throw error
+        }
+    }
+
+    /// Before `current_password` is checked: refuses once the session or the account has given
+    /// too many wrong answers this hour, else reserves one (parallel guesses cannot all pass).
+    /// Login is not affected: a stolen session cannot lock the owner out of signing in.
+    public func checkPasswordGuess(session: UUID, account: UUID, now: Date) throws(Refusal) -> [String] {
+        let keys = ["guess-session:" + session.uuidString, "guess-account:" + account.uuidString]
+        try spendHourly(keys[0], limit: settings.passwordGuessesPerSessionPerHour, now: now)
+        do {
+            try spendHourly(keys[1], limit: settings.passwordGuessesPerAccountPerHour, now: now)
+        } catch {
+            release(keys[0], at: now)
+            throw error
+        }
+        return keys
+    }
+
+    /// The current password was right (or never checked): the reserved guesses are handed back.
+    public func passwordGuessEnded(_ keys: [String], at: Date) {
+        for key in keys { release(key, at: at) }
+    }
+
+    /// At most `limit` spends of `rawKey` in any hour.
+    func spendHourly(_ rawKey: String, limit: Int, now: Date) throws(Refusal) {
+        let key = Self.accountKey(rawKey)
         let wait: Double? = resets.withLock { resets in
-            var sent = (resets[account] ?? []).filter { now.timeIntervalSince($0) < Self.window }
+            var sent = (resets[key] ?? []).filter { now.timeIntervalSince($0) < Self.window }
             defer {
-                if resets.count >= Self.maxEntries, resets[account] == nil {
+                if resets.count >= Self.maxEntries, resets[key] == nil {
                     Self.bound(&resets, stale: { $0.allSatisfy { now.timeIntervalSince($0) >= Self.window } }, newest: { $0.last ?? .distantPast })
                 }
-                resets[account] = sent
+                resets[key] = sent
             }
-            guard sent.count < settings.resetMailsPerHour else { return Self.window - now.timeIntervalSince(sent[0]) }
+            guard sent.count < limit else { return Self.window - now.timeIntervalSince(sent[0]) }
             sent.append(now)
             return nil
         }
         if let wait { throw refuse(wait) }
+    }
+
+    private func release(_ rawKey: String, at: Date) {
+        let key = Self.accountKey(rawKey)
+        resets.withLock { resets in
+            guard var sent = resets[key], let i = sent.lastIndex(of: at) else { return }
+            sent.remove(at: i)
+            resets[key] = sent
+        }
     }
 
     private func refuse(_ wait: Double) -> Refusal {

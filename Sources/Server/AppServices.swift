@@ -7,6 +7,8 @@ import Policy
 import Storage
 import Tenancy
 
+extension AbuseLimits: InviteMailThrottle {}
+
 /// The wired-up domain services of one node, shared by the HTTP app and the CLI.
 public struct AppServices: Sendable {
     public let config: AppConfig
@@ -71,6 +73,8 @@ public struct AppServices: Sendable {
             users: store, sessions: store, hasher: try hasher ?? Argon2idHasher(), tokens: tokens,
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
         auth.links = MailLinks(publicURL: config.publicURL)
+        let keyVerifier = APIKeyVerifier(lookup: SQLKeyStore(database: database))
+        auth.keyVerifier = keyVerifier
         let templates = try MailTemplates.load(directory: config.templatesDir)
         if config.smtpURL == "log" {
             logger.warning("PORTCULLIS_SMTP_URL=log: mail is printed to this log, links and tokens included; for development only")
@@ -79,7 +83,6 @@ public struct AppServices: Sendable {
             ? LogMailer(logger: logger)
             : try SMTPMailer(url: config.smtpURL, from: config.mailFrom, pool: Self.mailPool)
         let grantCache = GrantCache(loader: SQLPolicyStore(database: database))
-        let keyVerifier = APIKeyVerifier(lookup: SQLKeyStore(database: database))
         let applyRemote = Self.applier(auth: auth, tokens: tokens, grants: grantCache, keys: keyVerifier)
         let local = LocalChanges()
         let apply: ChangeObserver = { changes in
@@ -90,6 +93,9 @@ public struct AppServices: Sendable {
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)
         let tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
         let policyStore = SQLPolicyStore(database: database, observer: apply)
+        let limits = AbuseLimits(settings: config.limits)
+        var invites = InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now)
+        invites.throttle = limits
         let services = AppServices(
             config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
             changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, handle: applyRemote),
@@ -101,10 +107,10 @@ public struct AppServices: Sendable {
             backup: SQLBackup(database: database.base, observer: apply),
             keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
             keyVerifier: keyVerifier,
-            invites: InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now),
+            invites: invites,
             outbox: SQLOutbox(database: database),
             mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval),
-            limits: AbuseLimits(settings: config.limits),
+            limits: limits,
             metrics: ServerMetrics())
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)

@@ -26,7 +26,9 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
         server: .http1(configuration: http),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
         logger: logger)
-    app.addServices(ChangeFollower(services: services), KeyUsageFlusher(services: services), services.mailSender)
+    app.addServices(
+        ChangeFollower(services: services), KeyUsageFlusher(services: services), AccountMailWorker(services: services, logger: logger),
+        services.mailSender)
     if let age = services.config.signingKeyRotation {
         app.addServices(SigningKeyRotator(services: services, age: age))
     }
@@ -40,7 +42,7 @@ public func registerRoutes(_ routes: RouteTable, services: AppServices) -> Route
     PlatformRoutes(services: services, authenticator: authenticator)
         .register(routes)
     IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store, limits: services.limits).register(routes)
-    TenancyRoutes(tenancy: services.tenancy, authenticator: authenticator).register(routes)
+    TenancyRoutes(tenancy: services.tenancy, invites: services.invites, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
     KeyRoutes(keys: services.keys, verifier: services.keyVerifier, authenticator: authenticator).register(routes)
@@ -84,6 +86,24 @@ struct KeyUsageFlusher: Service, CustomStringConvertible {
         }
         // Whatever was seen since the last flush is written on the way out.
         try? await services.keyVerifier.flushUses()
+    }
+}
+
+/// Works the queued password-reset and verification requests (`AccountMailQueue`).
+struct AccountMailWorker: Service, CustomStringConvertible {
+    var description: String { "AccountMailWorker" }
+    let services: AppServices
+    let logger: Logger
+
+    func run() async throws {
+        let logger = logger
+        await cancelWhenGracefulShutdown {
+            await services.auth.runAccountMail { error in
+                logger.error("account mail request failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
+        // Requests answered before the shutdown still get their mail.
+        try? await services.auth.drainAccountMail()
     }
 }
 

@@ -44,6 +44,9 @@ public struct AppConfig: Sendable {
     public var policyFile: String?
     /// Browser origins allowed to call the API (`PORTCULLIS_CORS_ORIGINS`); empty: no CORS headers.
     public var corsOrigins: [String] = []
+    /// The bearer token Prometheus sends to read `/metrics` (`PORTCULLIS_METRICS_TOKEN`); without
+    /// one only the root may read it. Metrics are not public: counts can tell things apart.
+    public var metricsToken: String?
     /// Peers whose `X-Forwarded-For` is believed (`PORTCULLIS_TRUSTED_PROXIES`).
     public var trustedProxies: [IPRange] = []
     /// Abuse limits on the credential endpoints (login, signup, password reset, invite claim).
@@ -164,6 +167,12 @@ public struct AppConfig: Sendable {
                 return scheme + "://" + host + (url.port.map { isDefault ? "" : ":\($0)" } ?? "")
             }
         }
+        if let v = value("METRICS_TOKEN") {
+            guard v.utf8.count >= 32, v.utf8.count <= 512, v.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw ConfigError(variable: "PORTCULLIS_METRICS_TOKEN", message: "must be 32 to 512 printable characters without spaces (for example: openssl rand -hex 32)")
+            }
+            c.metricsToken = v
+        }
         if let v = value("TRUSTED_PROXIES") {
             c.trustedProxies = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map {
                 guard let range = IPRange($0) else {
@@ -182,6 +191,11 @@ public struct AppConfig: Sendable {
         if let n = try count("IP_BURST", 0...1_000_000) { c.limits.ipBurst = n }
         if let n = try count("IP_PER_MINUTE", 0...1_000_000) { c.limits.ipPerMinute = n }
         if let n = try count("ACCOUNT_FAILURES_PER_HOUR", 1...1_000_000) { c.limits.accountFailuresPerHour = n }
+        if let n = try count("RESET_MAILS_PER_HOUR", 1...1_000_000) { c.limits.resetMailsPerHour = n }
+        if let n = try count("INVITE_MAILS_PER_ORG_PER_HOUR", 1...1_000_000) { c.limits.inviteMailsPerOrgPerHour = n }
+        if let n = try count("INVITE_MAILS_PER_RECIPIENT_PER_HOUR", 1...1_000_000) { c.limits.inviteMailsPerRecipientPerHour = n }
+        if let n = try count("PASSWORD_GUESSES_PER_SESSION_PER_HOUR", 1...1_000_000) { c.limits.passwordGuessesPerSessionPerHour = n }
+        if let n = try count("PASSWORD_GUESSES_PER_ACCOUNT_PER_HOUR", 1...1_000_000) { c.limits.passwordGuessesPerAccountPerHour = n }
         if let n = try count("DATABASE_TIMEOUT_MS", 100...120_000) { c.databaseTimeout = .milliseconds(n) }
         if let n = try count("CLIENT_TIMEOUT_SECONDS", 1...3600) { c.clientTimeout = .seconds(n) }
         if let v = value("LOG_LEVEL") {

@@ -104,9 +104,21 @@ struct IdentityRoutes {
     @Sendable func changePassword(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ChangePasswordBody.self, from: request)
         let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
-        let revision = try await auth.changePassword(
-            userID: user.id, currentSessionID: sessionID, current: body.currentPassword, new: body.newPassword)
-        return JSONBody.noContent(revision: revision)
+        // A stolen session must not become a stolen account by guessing: wrong answers are
+        // budgeted per session and per account (login itself is not touched).
+        let at = auth.now()
+        let reserved = try limits.checkPasswordGuess(session: sessionID, account: user.id, now: at)
+        do {
+            let revision = try await auth.changePassword(
+                userID: user.id, currentSessionID: sessionID, current: body.currentPassword, new: body.newPassword)
+            limits.passwordGuessEnded(reserved, at: at)
+            return JSONBody.noContent(revision: revision)
+        } catch IdentityError.forbidden(let message) {
+            throw IdentityError.forbidden(message)
+        } catch {
+            limits.passwordGuessEnded(reserved, at: at)
+            throw error
+        }
     }
 
     @Sendable func sessions(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -98,11 +98,19 @@ struct InviteRoutes {
         routes.on(.post, "/v1/auth/password-reset", use: requestReset)
         routes.on(.post, "/v1/auth/password-reset/confirm", use: confirmReset)
         routes.on(.post, "/v1/auth/verify-email", use: verifyEmail)
+        routes.on(.post, "/v1/auth/verify-email/request", use: requestVerification)
     }
 
     func invitee(_ request: Request) async throws -> InviteService.Invitee {
         let caller = try await authenticator.authenticate(request)
         return InviteService.Invitee(actor: try await authenticator.actor(caller), email: caller.user?.email)
+    }
+
+    /// The invitee answering its own invite: a person (403 for a service account).
+    func person(_ request: Request) async throws -> InviteService.Invitee {
+        let caller = try await authenticator.authenticate(request)
+        let user = try caller.requireUser()
+        return InviteService.Invitee(actor: try await authenticator.actor(caller), email: user.email)
     }
 
     static func state(_ request: Request) throws -> InviteState? {
@@ -151,10 +159,8 @@ struct InviteRoutes {
     }
 
     func respond(_ request: Request, _ context: AppRequestContext, accept: Bool) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
-        let user = try caller.requireUser()
-        let (invite, revision) = try await invites.respond(
-            userID: user.id, email: user.email, id: try TenancyRoutes.pathID(context, "invite_id", "invite"), accept: accept)
+        let who = try await person(request)
+        let (invite, revision) = try await invites.respond(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"), accept: accept)
         return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
     }
 
@@ -169,10 +175,10 @@ struct InviteRoutes {
     @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(TokenBody.self, from: request)
         try services.limits.spend(ip: context.clientIP, now: now)
-        let user = try await authenticator.authenticate(request).requireUser()
+        let who = try await person(request)
         // Per account too: one signed-in user spread over many addresses still guesses slowly.
-        try services.limits.spend(ip: "account:" + user.id.uuidString, now: now)
-        let (invite, revision) = try await invites.claim(userID: user.id, email: user.email, token: body.token)
+        try services.limits.spend(ip: "account:" + who.actor.userID.uuidString, now: now)
+        let (invite, revision) = try await invites.claim(by: who, token: body.token)
         return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
     }
 
@@ -220,8 +226,17 @@ struct InviteRoutes {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
         try services.limits.spend(ip: context.clientIP, now: now)
         try services.limits.spendResetMail(account: Email.canonical(body.email) ?? body.email.lowercased(), now: now)
-        try await services.auth.requestPasswordReset(email: body.email)
+        services.auth.requestPasswordReset(email: body.email)
         return try JSONBody.response(["status": "if the address has an account, a reset link is on its way"], status: .accepted)
+    }
+
+    /// A fresh verification link; the same 202 for every address, throttled like reset.
+    @Sendable func requestVerification(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
+        try services.limits.spend(ip: context.clientIP, now: now)
+        try services.limits.spendResetMail(account: "verify:" + (Email.canonical(body.email) ?? body.email.lowercased()), now: now)
+        services.auth.requestVerification(email: body.email)
+        return try JSONBody.response(["status": "if the address has an unverified account, a verification link is on its way"], status: .accepted)
     }
 
     @Sendable func confirmReset(_ request: Request, context: AppRequestContext) async throws -> Response {

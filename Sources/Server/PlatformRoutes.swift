@@ -37,12 +37,24 @@ struct PlatformRoutes {
         return try JSONBody.response(["status": "ready"])
     }
 
-    /// Prometheus text exposition. Unauthenticated, like most exporters: it shows counts per
-    /// route, no ids or names. Keep it off the public internet at the proxy if that matters.
+    /// Prometheus text exposition, for the scraper's bearer token (`PORTCULLIS_METRICS_TOKEN`)
+    /// or the root. Not public: counters such as pending mail could tell accounts apart.
     @Sendable func metrics(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await requireMetricsReader(request)
         let text = await services.metrics.scrape(services: services)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                         body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    func requireMetricsReader(_ request: Request) async throws {
+        if let expected = config.metricsToken, let header = request.headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer",
+               Secrets.constantTimeEquals(Secrets.hash(String(parts[1])), Secrets.hash(expected)) {
+                return
+            }
+        }
+        _ = try await authenticator.requireRoot(request)
     }
 
     @Sendable func openAPI(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -1,12 +1,14 @@
 import Foundation
 import Hummingbird
 import Identity
+import Invites
 import Storage
 import Tenancy
 
 /// Orgs, members and audit logs. Handlers parse and authenticate; every rule lives in `TenancyService`.
 struct TenancyRoutes {
     let tenancy: TenancyService
+    let invites: InviteService
     let authenticator: Authenticator
 
     func register(_ routes: RouteTable) {
@@ -84,7 +86,8 @@ struct TenancyRoutes {
 
     @Sendable func addMember(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(AddMemberBody.self, from: request)
-        let actor = try await authenticator.actor(request)
+        let caller = try await authenticator.authenticate(request)
+        let actor = try await authenticator.actor(caller)
         let role = try parseRole(body.role)
         let target: MemberTarget
         switch (body.userId, body.email) {
@@ -97,9 +100,15 @@ struct TenancyRoutes {
         default:
             throw Problem.badRequest("give exactly one of user_id or email")
         }
-        let (member, revision) = try await tenancy.addMember(
-            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), target: target, role: role, expiresAt: body.expiresAt)
-        return try JSONBody.response(MemberResponse(member), status: .created, revision: revision)
+        let outcome = try await invites.addMember(
+            by: InviteService.Invitee(actor: actor, email: caller.user?.email), orgID: try Self.pathID(context, "org_id", "org"),
+            target: target, role: role, expiresAt: body.expiresAt)
+        switch outcome {
+        case .added(let member, let revision):
+            return try JSONBody.response(MemberResponse(member), status: .created, revision: revision)
+        case .invited(let invite, let revision):
+            return try JSONBody.response(InviteResponse(invite, now: Date()), status: .accepted, revision: revision)
+        }
     }
 
     @Sendable func getMember(_ request: Request, context: AppRequestContext) async throws -> Response {

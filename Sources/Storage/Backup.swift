@@ -115,6 +115,9 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         public var expiresAt: Date?
         public var lastUsedAt: Date?
         public var revokedAt: Date?
+        /// Made while the owner's address was unproven (a password reset revokes it); absent in
+        /// older backups, where it is taken from the owner's current state.
+        public var beforeProof: Bool?
     }
 
     public struct AuditEvent: Codable, Sendable, Equatable {
@@ -233,7 +236,7 @@ public struct SQLBackup: Sendable {
                 let a = try SQLKeyStore.decodeAccount(r)
                 return BackupDocument.ServiceAccount(id: a.id.lowercasedString, orgId: a.orgID.lowercasedString, name: a.name, role: a.role, createdAt: a.createdAt)
             }
-            let keys = try await tx.query("SELECT \(SQLKeyStore.keyColumns), secret_hash FROM api_keys ORDER BY created_at, id").map { r in
+            let keys = try await tx.query("SELECT \(SQLKeyStore.keyColumns), secret_hash, before_proof FROM api_keys ORDER BY created_at, id").map { r in
                 let k = try SQLKeyStore.decodeKey(r)
                 var user: String?, account: String?
                 switch k.owner {
@@ -242,7 +245,8 @@ public struct SQLBackup: Sendable {
                 }
                 return BackupDocument.APIKey(
                     id: k.id.lowercasedString, prefix: k.prefix, secretHash: try r.string("secret_hash"), name: k.name, userId: user,
-                    serviceAccountId: account, scopes: k.scopes, createdAt: k.createdAt, expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt)
+                    serviceAccountId: account, scopes: k.scopes, createdAt: k.createdAt, expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt,
+                    beforeProof: try r.bool("before_proof"))
             }
             let platformInvites = try await tx.query(
                 "SELECT id, email, state, token_hash, inviter_id, created_at, expires_at FROM platform_invites ORDER BY created_at, id").map { r in
@@ -298,6 +302,9 @@ public struct SQLBackup: Sendable {
                 let keyWriter = SQLKeyStore.Writer(tx: tx)
                 for a in records.serviceAccounts { try await keyWriter.insertServiceAccount(a) }
                 for (k, hash) in records.apiKeys { try await keyWriter.insertKey(k, secretHash: hash) }
+                for (id, beforeProof) in records.keysBeforeProof {
+                    try await tx.execute("UPDATE api_keys SET before_proof = $2 WHERE id = $1", id, beforeProof)
+                }
                 let bindingWriter = SQLPolicyStore.Writer(tx: tx)
                 for b in records.bindings { try await bindingWriter.upsertBinding(b) }
                 for p in document.platformInvites ?? [] {
@@ -349,6 +356,7 @@ public struct SQLBackup: Sendable {
         var bindings: [Policy.Binding] = []
         var serviceAccounts: [Policy.ServiceAccount] = []
         var apiKeys: [(Identity.APIKey, String)] = []
+        var keysBeforeProof: [UUID: Bool] = [:]
         var auditEvents: [AuditEvent] = []
     }
 
@@ -451,6 +459,7 @@ public struct SQLBackup: Sendable {
             default:
                 throw TenancyError.invalid("key \(k.id) must belong to exactly one user or service account")
             }
+            if let beforeProof = k.beforeProof { records.keysBeforeProof[try id(k.id, "key")] = beforeProof }
             records.apiKeys.append((Identity.APIKey(
                 id: try id(k.id, "key"), prefix: k.prefix, name: k.name, owner: owner, scopes: k.scopes, createdAt: k.createdAt,
                 expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt), k.secretHash))

@@ -1,5 +1,6 @@
 import Foundation
 import Identity
+import Policy
 import Tenancy
 
 /// Users, sessions, refresh tokens and signing keys on either SQL backend.
@@ -64,16 +65,46 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
         }
     }
 
-    public func resetPassword(tokenHash: String, newHash: String, now: Date) async throws -> (userID: UUID, revision: Revision, revoked: [UUID])? {
+    public func resetPassword(tokenHash: String, newHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> PasswordResetOutcome? {
         try await db.transaction { tx in
             guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "password_reset", now: now) else { return nil }
             // Every other reset link of the account dies with this one.
             try await tx.execute(
                 "UPDATE action_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL", userID, now)
-            try await tx.execute("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3", newHash, now, userID)
+            // The mailed link proves the address: it is verified from now on, and its dormant invites wake.
+            guard let row = try await tx.queryFirst(
+                "UPDATE users SET password_hash = $1, email_verified = TRUE, updated_at = $2 WHERE id = $3 RETURNING email", newHash, now, userID)
+            else { return nil }
+            try await Self.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
             let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: .passwordReset, now: now)
+            // Keys made while the address was unproven may be a squatter's: they end here.
+            let keys = try await tx.query(
+                "UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND before_proof = TRUE RETURNING id, name, prefix",
+                userID, now)
+            var revokedKeys: [UUID] = []
+            let writer = SQLTenancyStore.Writer(tx: tx)
+            for key in keys {
+                let id = try key.uuid("id")
+                revokedKeys.append(id)
+                try await writer.appendAudit(AuditEvent(
+                    at: now, actorType: "user", actorID: userID, action: AuditAction.keyRevoked, orgID: nil, target: "key:\(id.lowercasedString)",
+                    details: ["name": .string(try key.string("name")), "prefix": .string(try key.string("prefix")), "reason": .string("password_reset")]))
+                _ = try await ChangeLog.append(tx, kind: KeyService.keyRevoked, subject: id.lowercasedString, at: now)
+            }
             let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
-            return (userID, revision, revoked)
+            return PasswordResetOutcome(userID: userID, revision: revision, revokedSessions: revoked, revokedKeys: revokedKeys)
+        }
+    }
+
+    public func createVerificationToken(email: String, _ token: @escaping @Sendable (User) -> PendingToken, now: Date) async throws {
+        try await db.transaction { tx in
+            guard let row = try await tx.queryFirst("SELECT \(Self.userColumns) FROM users WHERE email = $1", email) else { return }
+            let user = try Self.decodeUser(row).user
+            guard !user.emailVerified else { return }
+            // A fresh link replaces the earlier ones.
+            try await tx.execute(
+                "UPDATE action_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'verify_email' AND used_at IS NULL", user.id, now)
+            try await Self.insertToken(tx, token(user), purpose: "verify_email", userID: user.id, at: now)
         }
     }
 

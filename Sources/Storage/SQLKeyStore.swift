@@ -104,8 +104,14 @@ public struct SQLKeyStore: KeyStore, APIKeyLookup {
             case .user(let u): user = u
             case .serviceAccount(let a, let o): (account, org) = (a, o)
             }
+            // `before_proof` is read in the same transaction as the owner's address: a key made
+            // while the address is unproven dies with the reset that proves it.
             try await tx.execute(
-                "INSERT INTO api_keys (\(SQLKeyStore.keyColumns), secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                """
+                INSERT INTO api_keys (\(SQLKeyStore.keyColumns), secret_hash, before_proof)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                        COALESCE((SELECT email_verified = FALSE FROM users WHERE id = $4), FALSE))
+                """,
                 k.id, k.prefix, k.name, user, account, org, SQLKeyStore.scopesJSON(k.scopes), k.createdAt, k.expiresAt, k.lastUsedAt, k.revokedAt, secretHash)
         }
 

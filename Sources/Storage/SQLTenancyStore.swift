@@ -219,6 +219,19 @@ public struct SQLTenancyStore: TenancyStore {
             UserRef(id: try row.uuid("id"), email: try row.string("email"), name: try row.string("name"), emailVerified: try row.bool("email_verified"))
         }
 
+        func revokePendingInvites(orgID: UUID, inviterID: UUID, above maxRole: Role?) async throws -> [EndedInvite] {
+            let rows = try await tx.query(
+                "SELECT id, email, role FROM invites WHERE org_id = $1 AND inviter_id = $2 AND state = 'pending' ORDER BY created_at, id", orgID, inviterID)
+            var ended: [EndedInvite] = []
+            for row in rows {
+                let invite = EndedInvite(id: try row.uuid("id"), email: try row.string("email"), role: try SQLTenancyStore.decodeRole(row))
+                if let maxRole, invite.role <= maxRole { continue }
+                try await tx.execute("UPDATE invites SET state = 'revoked' WHERE id = $1", invite.id)
+                ended.append(invite)
+            }
+            return ended
+        }
+
         func appendAudit(_ e: AuditEvent) async throws {
             try await tx.execute(
                 "INSERT INTO audit_events (\(SQLTenancyStore.auditColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

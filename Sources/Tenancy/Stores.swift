@@ -36,6 +36,9 @@ public protocol TenancyWriter: Sendable {
     func user(id: UUID) async throws -> UserRef?
     func user(email: String) async throws -> UserRef?
     func appendAudit(_ event: AuditEvent) async throws
+    /// Revokes the pending invites `inviterID` sent in the org for a role above `maxRole`
+    /// (every one when nil) and returns them.
+    func revokePendingInvites(orgID: UUID, inviterID: UUID, above maxRole: Role?) async throws -> [EndedInvite]
     /// Appends to the change log; returns the revision of this transaction's write.
     func recordChange(kind: String, subject: String, at: Date) async throws -> Int64
 }
@@ -48,4 +51,19 @@ public enum TenancyChange {
     /// Subject `<org_id>/<user_id>`.
     public static let membershipChanged = "membership.changed"
     public static let restored = "backup.restored"
+    /// Subject: the invite's id.
+    public static let inviteChanged = "invite.changed"
+}
+
+/// A pending invite ended because its inviter lost the standing to send it.
+public struct EndedInvite: Sendable, Equatable {
+    public var id: UUID
+    public var email: String
+    public var role: Role
+
+    public init(id: UUID, email: String, role: Role) {
+        self.id = id
+        self.email = email
+        self.role = role
+    }
 }

@@ -10,6 +10,9 @@ public enum TenancyError: Error, Sendable, Equatable {
     case lastOwner
     /// The user is already a current member (409 `already_member`).
     case alreadyMember
+    /// Adding by e-mail found no account whose address is proven: invite the address instead
+    /// (an unverified account may be a squatter's; SPEC §12).
+    case addressNotProven
     /// The instance is not empty, or the document is inconsistent (409 / 400).
     case conflict(String)
 }

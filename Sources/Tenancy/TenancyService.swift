@@ -196,7 +196,13 @@ public struct TenancyService: Sendable {
             case .id(let id): user = try await tx.user(id: id)
             case .email(let email): user = try await tx.user(email: email)
             }
-            guard let user else { throw TenancyError.notFound("no user with this id or e-mail; invite them instead") }
+            guard let user else {
+                if case .email = target { throw TenancyError.addressNotProven }
+                throw TenancyError.notFound("no user with this id")
+            }
+            // An address counts only once proven: whoever signed up with someone else's address
+            // must not be made a member through it. Same answer as for no account at all.
+            if case .email = target, !user.emailVerified { throw TenancyError.addressNotProven }
             let existing = try await tx.membership(orgID: orgID, userID: user.id)
             if let existing, existing.isCurrent(at: at) { throw TenancyError.alreadyMember }
             var details: [String: JSONValue] = ["role": .string(role.rawValue), "email": .string(user.email)]
@@ -248,6 +254,9 @@ public struct TenancyService: Sendable {
             updated.auditEventID = event.id
             try await tx.upsertMembership(updated)
             try await tx.appendAudit(event)
+            if updated.role < current.role {
+                try await Self.endInvites(tx, sentBy: userID, in: orgID, above: updated.role, actor: actor, at: at)
+            }
             let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
             return (Member(membership: updated, email: user.email, name: user.name), revision)
         }
@@ -258,10 +267,15 @@ public struct TenancyService: Sendable {
         let at = now()
         return try await store.write(lockingOrg: orgID) { tx in
             let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: at)
-            let leaving = userID == actor.userID && standing.role != nil
+            guard let current = try await tx.membership(orgID: orgID, userID: userID) else {
+                _ = try require(Permission.membersWrite, standing)
+                throw TenancyError.notFound("no such member")
+            }
+            // Leaving is one's own call, made with one's whole authority: a key narrowed below
+            // the membership (a read-only key, say) may not end it.
+            let leaving = userID == actor.userID && standing.role != nil && standing.role == current.role
             var viaRoot = false
             if !leaving { viaRoot = try require(Permission.membersWrite, standing).viaRoot }
-            guard let current = try await tx.membership(orgID: orgID, userID: userID) else { throw TenancyError.notFound("no such member") }
             if !leaving {
                 guard let pass = standing.passes({
                     permissions.allows($0, Permission.membersWrite) && RankRules.mayManage(actor: $0, target: current.role, managesOwners: permissions.allows($0, Permission.membersOwners))
@@ -277,6 +291,7 @@ public struct TenancyService: Sendable {
             try await tx.appendAudit(Self.event(
                 actor, at: at, leaving ? AuditAction.memberLeft : AuditAction.memberRemoved, org: orgID,
                 target: Self.userTarget(userID), ["role": .string(current.role.rawValue)], viaRoot: viaRoot))
+            try await Self.endInvites(tx, sentBy: userID, in: orgID, above: nil, actor: actor, at: at)
             return try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
         }
     }
@@ -299,6 +314,18 @@ public struct TenancyService: Sendable {
     /// An org must always keep an owner whose grant does not run out.
     static func isPermanentOwner(_ m: Membership, at now: Date) -> Bool {
         m.role == .owner && m.expiresAt == nil
+    }
+
+    /// A member removed or demoted can no longer stand behind the invites they sent above their
+    /// new role (every one, when removed): those end now, audited, in the same transaction, so
+    /// nobody accepts an admin invite from someone who is no longer an admin.
+    static func endInvites(_ tx: any TenancyWriter, sentBy inviter: UUID, in orgID: UUID, above role: Role?, actor: Actor, at: Date) async throws {
+        for invite in try await tx.revokePendingInvites(orgID: orgID, inviterID: inviter, above: role) {
+            try await tx.appendAudit(event(
+                actor, at: at, "invite.revoked", org: orgID, target: "invite:\(invite.id.lowercasedString)",
+                ["email": .string(invite.email), "role": .string(invite.role.rawValue), "reason": .string(role == nil ? "inviter_removed" : "inviter_demoted")]))
+            _ = try await tx.recordChange(kind: TenancyChange.inviteChanged, subject: invite.id.lowercasedString, at: at)
+        }
     }
 
     static func requireAnotherOwner(_ tx: any TenancyWriter, orgID: UUID) async throws {

@@ -8,6 +8,8 @@ extension AppServices {
     /// The token in the newest outbox mail to `email` with `template` (read before sending,
     /// as a mail client would find it in the link).
     func mailedToken(to email: String, template: String) async throws -> String {
+        // Reset and verification requests are worked after the answer: work them now.
+        try await auth.drainAccountMail()
         let rows = try await database.query(
             "SELECT variables FROM outbox WHERE recipient = $1 AND template = $2 AND variables IS NOT NULL ORDER BY created_at DESC", email, template)
         let text = try #require(try rows.first?.string("variables"))

@@ -210,6 +210,7 @@ struct OrgTests {
             let alice = try await api.signupAndLogin("alice@example.com")
             let org = try await api.createOrg(alice.access)
             let bobID = try await api.signup("bob@example.com")
+            try await api.proveAddress("bob@example.com")
             let added = try await api.send(.post, "/v1/orgs/\(org)/members", json: ["email": " BOB@example.com ", "role": "editor"], token: alice.access)
             #expect(added.status == .created)
             #expect(added.revision != nil)
@@ -220,8 +221,11 @@ struct OrgTests {
             #expect(again.status == .conflict)
             #expect(again.code == "already_member")
 
+            // No account (or none with a proven address): the address is invited instead.
             let unknown = try await api.send(.post, "/v1/orgs/\(org)/members", json: ["email": "ghost@example.com", "role": "viewer"], token: alice.access)
-            #expect(unknown.status == .notFound)
+            #expect(unknown.status == .accepted, "\(unknown.text)")
+            #expect(unknown.json["dormant"] as? Bool == true)
+            #expect(unknown.json["email"] as? String == "ghost@example.com")
             let bad: [[String: Any]] = [
                 ["email": "carol@example.com", "role": "superuser"], ["email": "carol@example.com"],
                 ["user_id": bobID, "email": "bob@example.com", "role": "viewer"], ["role": "viewer"],

@@ -15,6 +15,14 @@ except ImportError:  # pragma: no cover
     secrets_seen = None
 
 START_TIMEOUT = 30.0
+# What the servers started here accept on /metrics (PORTCULLIS_METRICS_TOKEN): metrics are not public.
+METRICS_TOKEN = "test-metrics-token-0123456789abcdef0123"
+
+
+def read_metrics(base: str, timeout: float = 10) -> str:
+    """The server's Prometheus text, read as a scraper does (with the metrics bearer token)."""
+    request = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    return urllib.request.urlopen(request, timeout=timeout).read().decode()
 
 
 class ServerStartError(RuntimeError):
@@ -53,6 +61,7 @@ def running_server(binary: Path, workdir: Path, **settings: str):
         # The most verbose logs, one JSON object a line: what the log-secret check reads.
         PORTCULLIS_LOG_FORMAT="json",
         PORTCULLIS_LOG_LEVEL="debug",
+        PORTCULLIS_METRICS_TOKEN=METRICS_TOKEN,
     )
     env.update({f"PORTCULLIS_{k}": v for k, v in settings.items()})
     log_path = workdir / "server.log"

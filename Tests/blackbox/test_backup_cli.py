@@ -50,13 +50,15 @@ def test_backup_then_restore_into_a_fresh_instance(tmp_path):
     target.mkdir()
 
     with running_server(_binary(), source, **ROOT) as base:
+        ids = {}
         for email in ("alice@example.com", "bob@example.com"):
             r = requests.post(f"{base}/v1/users", json={"email": email, "password": PASSWORD})
             assert r.status_code == 201, r.text
+            ids[email] = r.json()["id"]
         alice = _login(base, "alice@example.com")
         auth = {"Authorization": f"Bearer {alice}"}
         org = requests.post(f"{base}/v1/orgs", json={"name": "Acme", "metadata": {"plan": "pro"}}, headers=auth).json()
-        r = requests.post(f"{base}/v1/orgs/{org['id']}/members", json={"email": "bob@example.com", "role": "editor"}, headers=auth)
+        r = requests.post(f"{base}/v1/orgs/{org['id']}/members", json={"user_id": ids["bob@example.com"], "role": "editor"}, headers=auth)
         assert r.status_code == 201, r.text
         before = _view(base, alice)
 

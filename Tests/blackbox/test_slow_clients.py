@@ -6,7 +6,7 @@ import socket
 import time
 from pathlib import Path
 
-from portcullis_server import running_server
+from portcullis_server import read_metrics, running_server
 
 BIN = Path(os.environ.get("PORTCULLIS_BIN", Path(__file__).resolve().parents[2] / ".build" / "debug" / "portcullis"))
 
@@ -50,7 +50,7 @@ def test_slow_head_and_slow_body_are_cut_off(tmp_path):
         s.close()
         assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
         assert 1.5 < waited < 6, waited
-        metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        metrics = read_metrics(base, timeout=5)
         assert 'portcullis_http_requests_total{method="POST",route="/v1/auth/login",status="408"} 1' in metrics
 
         # The server still serves everyone else.

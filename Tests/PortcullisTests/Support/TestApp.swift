@@ -54,7 +54,7 @@ func withApp<T: Sendable>(
     try await withServices(backend, configure: configure, clock: clock) { services in
         let app = buildApplication(services: services, logger: testLogger)
         return try await app.test(.router) { client in
-            try await body(APIClient(client: client), services)
+            try await body(APIClient(client: client, services: services), services)
         }
     }
 }
@@ -68,7 +68,7 @@ func withSecondNode(_ nodeA: AppServices, _ body: @escaping @Sendable (APIClient
     let follower = Task { await nodeB.changes.run() }
     defer { follower.cancel() }
     try await buildApplication(services: nodeB, logger: testLogger).test(.router) { client in
-        try await body(APIClient(client: client), nodeB)
+        try await body(APIClient(client: client, services: nodeB), nodeB)
     }
 }
 
@@ -85,6 +85,8 @@ func eventually(_ condition: () async throws -> Bool) async throws -> Duration? 
 /// A small JSON client over HummingbirdTesting.
 struct APIClient: Sendable {
     let client: any TestClientProtocol
+    /// The node behind the client: lets helpers read mailed tokens, as a person reads mail.
+    var services: AppServices? = nil
 
     struct Reply: Sendable {
         let status: HTTPResponse.Status
@@ -174,14 +176,26 @@ extension APIClient {
         return try #require(reply.json["id"] as? String)
     }
 
-    /// Adds a member by e-mail and expects it to work.
+    /// Adds a member by e-mail and expects it to work. Only proven addresses are added by
+    /// e-mail (SPEC §12), so the member first proves theirs with the mailed verification link.
     @discardableResult
     func addMember(_ token: String, org: String, email: String, role: String, expiresAt: String? = nil) async throws -> Reply {
+        try await proveAddress(email)
         var body: [String: Any] = ["email": email, "role": role]
         if let expiresAt { body["expires_at"] = expiresAt }
         let reply = try await send(.post, "/v1/orgs/\(org)/members", json: body, token: token)
         #expect(reply.status == .created, "add member: \(reply.text)")
         return reply
+    }
+
+    /// Verifies the account's address with its mailed link, unless it is verified already.
+    func proveAddress(_ email: String) async throws {
+        guard let services else { return }
+        let rows = try await services.database.query("SELECT email_verified FROM users WHERE email = $1", email)
+        guard let row = rows.first, try !row.bool("email_verified") else { return }
+        let token = try await services.mailedToken(to: email, template: "verify_email")
+        let reply = try await send(.post, "/v1/auth/verify-email", json: ["token": token])
+        #expect(reply.status == .noContent, "verify \(email): \(reply.text)")
     }
 
     /// Signs up a user without logging in; returns the user id.
