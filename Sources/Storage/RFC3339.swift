@@ -10,7 +10,8 @@ public enum RFC3339 {
     public static let end: TimeInterval = 253_402_300_800
 
     public static func string(_ date: Date, fractionDigits: Int = 3) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        // The stored precision, so a timestamp prints the same before and after storing it.
+        let micros = SQLTime.micros(date)
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 { seconds -= 1; fraction += 1_000_000 }
