@@ -43,8 +43,10 @@ func checkObject(_ text: String) {
 /// Canonical addresses are fixed points, have one @, and no whitespace or control characters.
 func checkEmail(_ text: String) {
     guard let canonical = Email.canonical(text) else { return }
-    require(Email.canonical(canonical) == canonical, "canonical(\(text.debugDescription)) is not a fixed point")
-    require(canonical.filter { $0 == "@" }.count == 1, "canonical address without exactly one @")
+    // Scalars, not `==`: String equality would call the NFC and NFD forms equal.
+    require(Email.canonical(canonical).map { Array($0.unicodeScalars) } == Array(canonical.unicodeScalars), "canonical(\(text.debugDescription)) is not a fixed point")
+    require(canonical.unicodeScalars.elementsEqual(canonical.precomposedStringWithCanonicalMapping.unicodeScalars), "canonical address not in NFC")
+    require(canonical.unicodeScalars.filter { $0 == "@" }.count == 1, "canonical address without exactly one @")
     require(!canonical.unicodeScalars.contains { $0.value < 0x21 || $0.value == 0x7F }, "whitespace or control in \(canonical.debugDescription)")
     require(canonical.utf8.count <= 4 * Email.maxLength, "canonical address too long")
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A person who can sign in. `email` is always the canonical (trimmed, lowercased) form.
+/// A person who can sign in. `email` is always the canonical form (`Email.canonical`: trimmed, NFC, lowercased).
 public struct User: Sendable, Equatable, Codable {
     public var id: UUID
     public var email: String

@@ -55,8 +55,9 @@ struct IdentityRoutes {
         let body = try await JSONBody.decode(LoginBody.self, from: request)
         let ip = context.clientIP
         try limits.spend(ip: ip, now: auth.now())
-        // Keyed by the address as typed (canonicalised when it parses), whether or not an account has it.
-        let account = Email.canonical(body.email) ?? body.email.lowercased()
+        // Keyed by the address under the comparison rule, whether or not it parses or an account
+        // has it: every spelling of one address (NFC, NFD, any case) shares one budget.
+        let account = Email.folded(body.email)
         let reservation = try limits.checkLogin(account: account, ip: ip, now: auth.now())
         let client = ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: ip)
         do {

@@ -225,7 +225,7 @@ struct InviteRoutes {
     @Sendable func requestReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
         try services.limits.spend(ip: context.clientIP, now: now)
-        try services.limits.spendResetMail(account: Email.canonical(body.email) ?? body.email.lowercased(), now: now)
+        try services.limits.spendResetMail(account: Email.folded(body.email), now: now)
         services.auth.requestPasswordReset(email: body.email)
         return try JSONBody.response(["status": "if the address has an account, a reset link is on its way"], status: .accepted)
     }
@@ -234,7 +234,7 @@ struct InviteRoutes {
     @Sendable func requestVerification(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
         try services.limits.spend(ip: context.clientIP, now: now)
-        try services.limits.spendResetMail(account: "verify:" + (Email.canonical(body.email) ?? body.email.lowercased()), now: now)
+        try services.limits.spendResetMail(account: "verify:" + Email.folded(body.email), now: now)
         services.auth.requestVerification(email: body.email)
         return try JSONBody.response(["status": "if the address has an unverified account, a verification link is on its way"], status: .accepted)
     }

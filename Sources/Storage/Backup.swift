@@ -307,12 +307,12 @@ public struct SQLBackup: Sendable {
                 }
                 let bindingWriter = SQLPolicyStore.Writer(tx: tx)
                 for b in records.bindings { try await bindingWriter.upsertBinding(b) }
-                for p in document.platformInvites ?? [] {
+                for p in records.platformInvites {
                     try await tx.execute(
                         "INSERT INTO platform_invites (id, email, state, token_hash, inviter_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                         UUID(uuidString: p.id)!, p.email, p.state, p.tokenHash, p.inviterId.flatMap(UUID.init(uuidString:)), p.createdAt, p.expiresAt)
                 }
-                for i in document.invites {
+                for i in records.invites {
                     try await tx.execute(
                         """
                         INSERT INTO invites (id, org_id, email, role, state, dormant, token_hash, inviter_id, platform_invite_id, created_at, expires_at)
@@ -358,6 +358,8 @@ public struct SQLBackup: Sendable {
         var apiKeys: [(Identity.APIKey, String)] = []
         var keysBeforeProof: [UUID: Bool] = [:]
         var auditEvents: [AuditEvent] = []
+        var invites: [BackupDocument.Invite] = []
+        var platformInvites: [BackupDocument.PlatformInvite] = []
     }
 
     /// Checks what the schema cannot: the version, the sections this version cannot hold, ids,
@@ -367,26 +369,38 @@ public struct SQLBackup: Sendable {
             throw TenancyError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
         }
         let states = ["pending", "accepted", "declined", "revoked"]
+        /// The rule the API stores addresses by (a restored address reaches SMTP envelopes and
+        /// account lookups): one it would refuse is refused; one in another form (a backup from
+        /// before NFC, say) is restored in the stored form, as the start-up migration does.
+        func address(_ email: String, of record: String) throws -> String {
+            guard let canonical = Email.canonical(email) else {
+                throw TenancyError.invalid("\(record) has an e-mail address that is not valid")
+            }
+            return canonical
+        }
+        var records = Records()
         var platformIDs = Set<UUID>()
-        for p in d.platformInvites ?? [] {
+        for var p in d.platformInvites ?? [] {
             let pid = try id(p.id, "platform invite")
+            p.email = try address(p.email, of: "platform invite \(p.id)")
             guard ["pending", "accepted", "revoked"].contains(p.state), p.tokenHash.utf8.count == 64 else {
                 throw TenancyError.invalid("platform invite \(p.id) has a bad state or token hash")
             }
             if let inviter = p.inviterId { _ = try id(inviter, "user") }
             platformIDs.insert(pid)
+            records.platformInvites.append(p)
         }
         func id(_ text: String, _ what: String) throws -> UUID {
             guard let id = UUID(uuidString: text) else { throw TenancyError.invalid("\(what) id \(text) is not a UUID") }
             return id
         }
-        var records = Records()
-        var emails = Set<String>()
-        for u in d.users {
-            guard u.email == u.email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased(), u.email.contains("@"), u.email.utf8.count <= 254 else {
-                throw TenancyError.invalid("user \(u.id) has an e-mail that is not in canonical form")
+        // Canonical addresses are NFC, so the dictionary's canonical-equivalence compare is a byte compare.
+        var owners: [String: String] = [:]
+        for var u in d.users {
+            u.email = try address(u.email, of: "user \(u.id)")
+            if let other = owners.updateValue(u.id, forKey: u.email) {
+                throw TenancyError.invalid("users \(other) and \(u.id) have one e-mail address, \(u.email)")
             }
-            guard emails.insert(u.email).inserted else { throw TenancyError.invalid("e-mail \(u.email) appears twice") }
             guard u.passwordHash.hasPrefix("$argon2id$") else {
                 throw TenancyError.invalid("user \(u.id) has a password hash that is not argon2id")
             }
@@ -403,14 +417,16 @@ public struct SQLBackup: Sendable {
         guard d.users.contains(where: \.isRoot) else {
             throw TenancyError.invalid("the backup has no root administrator; the restored instance could not be administered")
         }
-        for i in d.invites {
+        for var i in d.invites {
             _ = try id(i.id, "invite")
+            i.email = try address(i.email, of: "invite \(i.id)")
             guard orgIDs.contains(try id(i.orgId, "org")) else { throw TenancyError.invalid("invite \(i.id) refers to an org that is not in the backup") }
             guard states.contains(i.state), i.tokenHash.utf8.count == 64 else { throw TenancyError.invalid("invite \(i.id) has a bad state or token hash") }
             if let p = i.platformInviteId, !platformIDs.contains(try id(p, "platform invite")) {
                 throw TenancyError.invalid("invite \(i.id) refers to a platform invite that is not in the backup")
             }
             if let inviter = i.inviterId { _ = try id(inviter, "user") }
+            records.invites.append(i)
         }
         var owned = Set<UUID>()
         var pairs = Set<String>()

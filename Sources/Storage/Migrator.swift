@@ -1,11 +1,27 @@
 import Foundation
 import Migrations
 
-/// One versioned SQL file, `NNNN_name.sql`.
+/// One versioned migration: an SQL file, `NNNN_name.sql`, or a data step written in Swift
+/// (`DataMigrations`), for rules SQL cannot state alike on both dialects.
 public struct Migration: Sendable, Equatable {
+    public typealias Step = @Sendable (any SQLExecutor) async throws -> Void
+
     public let version: Int
     public let name: String
     public let sql: String
+    /// Runs after `sql`, in the same transaction.
+    let step: Step?
+
+    init(version: Int, name: String, sql: String, step: Step? = nil) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+        self.step = step
+    }
+
+    public static func == (a: Migration, b: Migration) -> Bool {
+        a.version == b.version && a.name == b.name && a.sql == b.sql && (a.step == nil) == (b.step == nil)
+    }
 
     /// Statements split on `;` at line ends (the files hold plain DDL, no procedural bodies).
     var statements: [String] {
@@ -39,13 +55,17 @@ public struct Migrator: Sendable {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0.hasSuffix(".sql") }
             .sorted()
-        migrations = try files.map { file in
+        let fromFiles = try files.map { file in
             let stem = String(file.dropLast(4))
             guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]) else {
                 throw StorageError.other("bad migration file name \(file)")
             }
             let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
             return Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql)
+        }
+        migrations = (fromFiles + DataMigrations.all).sorted { $0.version < $1.version }
+        guard Set(migrations.map(\.version)).count == migrations.count else {
+            throw StorageError.other("two migrations share a version number")
         }
     }
 
@@ -64,6 +84,7 @@ public struct Migrator: Sendable {
                 for statement in migration.statements {
                     try await tx.execute(statement)
                 }
+                if let step = migration.step { try await step(tx) }
                 try await tx.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                     migration.version, migration.name, ISO8601DateFormatter().string(from: Date()))

@@ -1,10 +1,17 @@
 import Foundation
 
 /// RFC 3339 timestamps in UTC: written by the API (milliseconds) and backups (microseconds),
-/// read from clients with any fraction and any offset.
+/// read from clients with any fraction and any offset, within the years RFC 3339 can write
+/// (four digits, SPEC §12): a moment it could not print back is refused on the way in.
 public enum RFC3339 {
+    /// 0000-01-01T00:00:00Z, the first moment with a four-digit year.
+    public static let earliest: TimeInterval = -62_167_219_200
+    /// 10000-01-01T00:00:00Z, the first moment without one (exactly representable as a Double).
+    public static let end: TimeInterval = 253_402_300_800
+
     public static func string(_ date: Date, fractionDigits: Int = 3) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        // The stored precision, so a timestamp prints the same before and after storing it.
+        let micros = SQLTime.micros(date)
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 { seconds -= 1; fraction += 1_000_000 }
@@ -21,7 +28,10 @@ public enum RFC3339 {
         return base + "." + String(format: "%0\(digits)lld", scaled) + "Z"
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; nil for anything else.
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; nil for anything else, and for a moment
+    /// outside `earliest..<end` once the offset is applied and the result is a `Date`. Checked on
+    /// the `Date`, not the text: near year 10000 a Double is exact to ~30 µs only, so
+    /// `23:59:59.9999999` (or `.999999`) rounds to 10000-01-01 and must be refused too.
     public static func date(_ text: String) -> Date? {
         let chars = Array(text.utf8)
         guard chars.count >= 20, chars.count <= 40 else { return nil }
@@ -77,6 +87,8 @@ public enum RFC3339 {
         var back = tm()
         gmtime_r(&check, &back)
         guard Int(back.tm_mday) == day, Int(back.tm_mon) == month - 1 else { return nil }
-        return Date(timeIntervalSince1970: Double(seconds - offset) + fraction)
+        let instant = Double(seconds - offset) + fraction
+        guard instant >= earliest, instant < end else { return nil }
+        return Date(timeIntervalSince1970: instant)
     }
 }

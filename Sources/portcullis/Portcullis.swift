@@ -46,7 +46,7 @@ struct Runtime {
             fail(error.description)
         } catch let error as StorageError {
             await database.close()
-            fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+            fail(startupFailure(error))
         }
     }
 }
@@ -58,7 +58,7 @@ extension Runtime {
             try await Migrator(dialect: database.dialect).migrate(database)
         } catch let error as StorageError {
             await database.close()
-            fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+            fail(startupFailure(error))
         }
         return SQLBackup(database: database)
     }
@@ -66,9 +66,16 @@ extension Runtime {
 
 func describe(_ error: StorageError) -> String {
     switch error {
-    case .unavailable(let m), .other(let m), .inconsistentMigrations(let m), .conflict(let m): return m
+    case .unavailable(let m), .other(let m), .inconsistentMigrations(let m), .conflict(let m), .migrationRefused(let m): return m
     default: return "\(error)"
     }
+}
+
+/// The one line a start-up that failed on the database ends with. A refused migration is
+/// about the data, not the URL: its own message says what to do.
+func startupFailure(_ error: StorageError) -> String {
+    if case .migrationRefused(let m) = error { return "migration refused: \(m)" }
+    return "PORTCULLIS_DATABASE_URL: \(describe(error))"
 }
 
 /// Writes a line to standard output at once. The CLI's one way to print: Swift's print is
@@ -131,7 +138,13 @@ struct Migrate: AsyncParsableCommand {
                 say("\(String(format: "%04d", m.version)) \(m.applied ? "applied" : "pending") \(m.name)")
             }
         } else {
-            let applied = try await migrator.migrate(runtime.database)
+            let applied: [Int]
+            do {
+                applied = try await migrator.migrate(runtime.database)
+            } catch let error as StorageError {
+                await runtime.database.close()
+                fail(startupFailure(error))
+            }
             say(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map { String(format: "%04d", $0) }.joined(separator: ", "))")
         }
         await runtime.database.close()

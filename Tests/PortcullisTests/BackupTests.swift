@@ -212,4 +212,159 @@ struct BackupTests {
             #expect(full.status == .conflict)
         }
     }
+
+    /// A backup as a JSON object, with what a restore itself changes taken out: the document's
+    /// own time and the audit events of the export and the restore.
+    static func comparable(_ text: String) throws -> [String: String] {
+        var doc = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        doc["created_at"] = nil
+        let audit = (doc["audit_events"] as? [[String: Any]] ?? []).filter {
+            !["backup.exported", "backup.restored"].contains($0["action"] as? String ?? "")
+        }
+        doc["audit_events"] = audit
+        var out: [String: String] = [:]
+        for (key, value) in doc {
+            let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])
+            out[key] = String(decoding: data, as: UTF8.self)
+        }
+        return out
+    }
+
+    @Test("whatever the API accepted, its backup restores to the same state", arguments: [(Backend.sqlite, Backend.postgres), (.postgres, .sqlite)])
+    func hostileRoundTrip(_ source: Backend, _ target: Backend) async throws {
+        // Names at their limits in scalars, with emoji sequences, bidi overrides and combining marks.
+        let longName = String(repeating: "e\u{301}", count: 100)
+        let oddName = "Zo\u{EB} \u{1F469}\u{200D}\u{1F469}\u{200D}\u{1F467} \u{202E}evil\u{202C} <script>\\\"'"
+        let longLocal = String(repeating: "\u{FC}", count: 64)
+        let longAddress = longLocal + "@" + String(repeating: "d", count: 254 - 65 - 4) + ".com"
+        let farFuture = "9999-12-31T23:59:59.999Z"
+        let backupText = try await withApp(source, configure: rootSetup) { api, services in
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            let alice = try await api.signupAndLogin("alice@example.com")
+            // Addresses: decomposed and upper case in, one account each; the look-alike gets none.
+            for (address, name) in [(nfdAddress, oddName), ("ZO\u{CB}@EXAMPLE.COM", longName), (longAddress, "")] {
+                let reply = try await api.send(.post, "/v1/users", json: ["email": address, "password": "correct horse battery", "name": name])
+                #expect(reply.status == .created, "\(reply.text)")
+            }
+            #expect(try await api.send(.post, "/v1/users", json: ["email": nfcAddress, "password": "correct horse battery"]).status == .conflict)
+            let jose = try await api.login(nfcAddress)
+            _ = try await api.send(.patch, "/v1/me", json: ["name": oddName], token: alice.access)
+
+            let org = try await api.createOrg(alice.access, name: String(repeating: "\u{1F680}", count: 200), description: String(repeating: "\u{2028}\n\t\u{10FFFF}", count: 256))
+            // Metadata: odd keys, numbers at the edges of a double, escapes, deep nesting, near 16 KiB.
+            var deep: Any = ["end": true]
+            for _ in 0..<12 { deep = ["d": deep] }
+            let metadata: [String: Any] = [
+                "": "", "\u{1F600}": "\u{FEFF}\u{2028}\u{2029}", "a\"b\\c": "</script>", "max": 1.7976931348623157e308, "tiny": Double.leastNonzeroMagnitude,
+                "neg_zero": -0.0, "big": 9007199254740993, "frac": 0.1, "deep": deep, "list": [NSNull(), true, false, [], [:]],
+                "pad": String(repeating: "\u{E9}", count: 3000),
+            ]
+            let patched = try await api.send(.patch, "/v1/orgs/\(org)", json: ["metadata": metadata], token: alice.access)
+            #expect(patched.status == .ok, "\(patched.text)")
+            // Raw JSON the client library would not write: escaped surrogate pairs and slashes.
+            let second = try await api.send(.post, "/v1/orgs", raw: #"{"name": "\ud83d\ude80 \/ second", "metadata": {"k\u00e9y": "\ud834\udd1e", "e": 1E+2, "x": -1.5e-7}}"#, token: alice.access)
+            #expect(second.status == .created, "\(second.text)")
+
+            // Memberships and bindings that end at the last accepted moment.
+            let zoe = try await api.login("zo\u{EB}@example.com")
+            for (user, expiry) in [(jose.userID, farFuture as Any), (zoe.userID, NSNull() as Any)] {
+                let added = try await api.send(.post, "/v1/orgs/\(org)/members", json: ["user_id": user, "role": "editor", "expires_at": expiry], token: alice.access)
+                #expect(added.status == .created, "\(added.text)")
+            }
+            let bound = try await api.send(.put, "/v1/orgs/\(org)/bindings", json: [
+                "subject": ["user_id": jose.userID], "resource": "org:\(org)/project:p1", "role": "admin", "expires_at": farFuture,
+            ], token: alice.access)
+            #expect(bound.status == .created, "\(bound.text)")
+            // An object string with unicode, if the API takes it at all.
+            _ = try await api.send(.put, "/v1/orgs/\(org)/bindings", json: [
+                "subject": ["user_id": zoe.userID], "resource": "org:\(org)/proj\u{E9}ct:\u{1F680}/doc:x\u{301}", "role": "viewer",
+            ], token: alice.access)
+            // Invites in either form, a dormant one, and a platform invite with a unicode address.
+            #expect(try await api.send(.post, "/v1/orgs/\(org)/invites", json: ["email": "M\u{DC}LLER@example.com", "role": "viewer"], token: alice.access).status == .created)
+            #expect(try await api.send(.post, "/v1/platform-invites", json: [
+                "email": "\u{5F20}\u{4F1F}@\u{4F8B}\u{5B50}.\u{4E2D}\u{56FD}", "org_invites": [["org_id": org, "role": "editor"]],
+            ], token: root.access).status == .created)
+            // Keys and service accounts with names at the limit.
+            _ = try await api.createKey(alice.access, name: longName, scopes: ["org:\(org)"])
+            let account = try #require(try await api.send(.post, "/v1/orgs/\(org)/service-accounts", json: ["name": oddName, "role": "viewer"], token: alice.access).json["id"] as? String)
+            #expect(try await api.send(.post, "/v1/orgs/\(org)/service-accounts/\(account)/keys", json: ["name": String(repeating: "\u{1F511}", count: 200), "expires_in": 315_360_000], token: alice.access).status == .created)
+            _ = services
+            let backup = try await api.send(.get, "/v1/admin/backup", token: root.access)
+            #expect(backup.status == .ok)
+            return backup.text
+        }
+        let before = try Self.comparable(backupText)
+        try await withApp(target, configure: rootSetup) { api, _ in
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            let restored = try await api.send(.post, "/v1/admin/restore", raw: backupText, token: root.access)
+            #expect(restored.status == .ok, "\(restored.text)")
+            let newRoot = try await api.login("root@example.com", password: Self.rootPassword)
+            let again = try await api.send(.get, "/v1/admin/backup", token: newRoot.access)
+            #expect(again.status == .ok)
+            let after = try Self.comparable(again.text)
+            #expect(after.keys.sorted() == before.keys.sorted())
+            for key in before.keys.sorted() {
+                #expect(after[key] == before[key], "\(key)")
+            }
+            // The one account answers to either form after the trip too.
+            _ = try await api.login(nfdAddress)
+            _ = try await api.login(nfcAddress)
+        }
+    }
+
+    @Test("a restore checks every address with the sign-up rule: refuses bad ones naming the record, stores others in the stored form", arguments: Backend.allCases)
+    func restoreChecksAddresses(_ backend: Backend) async throws {
+        let source = try await withApp(.sqlite, configure: rootSetup) { api, _ in
+            try await Self.populate(api)
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            _ = try await api.send(.post, "/v1/platform-invites", json: ["email": "erin@example.com"], token: root.access)
+            return try await api.send(.get, "/v1/admin/backup", token: root.access).text
+        }
+        let good = try #require(try JSONSerialization.jsonObject(with: Data(source.utf8)) as? [String: Any])
+        /// The backup with `emails[i]` as the address of row `i` of `section`; the id of the last one changed.
+        func mutated(_ section: String, _ emails: [Int: String], _ doc: [String: Any]? = nil) throws -> (id: String, body: String, doc: [String: Any]) {
+            var doc = doc ?? good
+            var rows = try #require(doc[section] as? [[String: Any]])
+            for (i, email) in emails { rows[i]["email"] = email }
+            doc[section] = rows
+            let id = try #require(rows[emails.keys.max()!]["id"] as? String)
+            return (id, String(decoding: try JSONSerialization.data(withJSONObject: doc), as: UTF8.self), doc)
+        }
+        let smuggled = "dave@example.com\r\nRCPT TO:<victim@example.org>"
+        // users: root, alice, bob, carol (by creation).
+        let refused = [
+            try mutated("invites", [0: smuggled]), try mutated("platform_invites", [0: smuggled]),
+            try mutated("invites", [0: "not-an-address"]), try mutated("users", [3: "a@b@\u{301}c"]),
+            // Bob's address, once folded, is Alice's: two accounts cannot be one address.
+            try mutated("users", [2: "ALICE@EXAMPLE.COM"]),
+        ].map { ($0.id, $0.body) }
+        // Valid addresses in another form (upper case, decomposed: a backup from before NFC).
+        let users = try mutated("users", [3: "C\u{327}AROL@EXAMPLE.COM"])
+        let invites = try mutated("invites", [0: "DAVE@EXAMPLE.COM"], users.doc)
+        let otherForms = try mutated("platform_invites", [0: "E\u{301}RIN@example.com"], invites.doc).body
+        try await withApp(backend, configure: rootSetup) { api, services in
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            for (id, body) in refused {
+                let reply = try await api.send(.post, "/v1/admin/restore", raw: body, token: root.access)
+                #expect(reply.status == .badRequest, "\(reply.text)")
+                #expect(reply.code == "invalid_request")
+                #expect((reply.json["detail"] as? String)?.contains(id) == true, "\(reply.text)")
+            }
+            // Nothing restored, nothing queued for the SMTP envelope.
+            #expect(try await api.send(.get, "/v1/me", token: root.access).status == .ok)
+            for table in ["orgs", "invites", "platform_invites", "outbox"] {
+                #expect(try await services.database.queryFirst("SELECT COUNT(*) AS n FROM \(table)")?.int("n") == 0, "\(table)")
+            }
+
+            // Addresses in another form restore in the stored form, as the start-up migration
+            // would have left them.
+            let restored = try await api.send(.post, "/v1/admin/restore", raw: otherForms, token: root.access)
+            #expect(restored.status == .ok, "\(restored.text)")
+            let db = services.database
+            #expect(try await db.query("SELECT email FROM users WHERE email LIKE '%arol@example.com'").map { scalars(try $0.string("email")) } == [scalars("\u{E7}arol@example.com")])
+            #expect(try await db.query("SELECT email FROM invites").map { try $0.string("email") } == ["dave@example.com"])
+            #expect(try await db.query("SELECT email FROM platform_invites").map { scalars(try $0.string("email")) } == [scalars("\u{E9}rin@example.com")])
+            _ = try await api.login("c\u{327}arol@example.com")
+        }
+    }
 }

@@ -113,7 +113,7 @@ public final class PostgresDatabase: SQLDatabase {
             case .blob(let b): try bindings.append(ByteBuffer(bytes: b))
             case .bool(let b): try bindings.append(b)
             case .uuid(let u): try bindings.append(u)
-            case .date(let d): try bindings.append(d)
+            case .date(let d): bindings.append(PostgresTimestamp(micros: SQLTime.micros(d)))
             }
         }
         return PostgresQuery(unsafeSQL: sql, binds: bindings)
@@ -137,7 +137,11 @@ public final class PostgresDatabase: SQLDatabase {
         case .uuid: return .uuid(try cell.decode(UUID.self))
         case .int2, .int4, .int8: return .int(try cell.decode(Int64.self))
         case .bool: return .bool(try cell.decode(Bool.self))
-        case .timestamptz, .timestamp: return .date(try cell.decode(Date.self))
+        case .timestamptz, .timestamp:
+            if cell.format == .binary, var bytes = cell.bytes, bytes.readableBytes == 8, let micros = bytes.readInteger(as: Int64.self) {
+                return .date(SQLTime.date(fromMicros: micros + SQLTime.postgresEpochMicros))
+            }
+            return .date(try cell.decode(Date.self))
         case .float4, .float8: return .double(try cell.decode(Double.self))
         case .bytea: return .blob(Array(buffer: try cell.decode(ByteBuffer.self)))
         default: return .text(try cell.decode(String.self))
@@ -225,5 +229,17 @@ struct PostgresURL {
         case "require": return .require(.makeClientConfiguration())
         default: return .prefer(.makeClientConfiguration())
         }
+    }
+}
+
+/// A timestamp bound as its microseconds, rounded as SQLite stores them (`SQLTime`):
+/// PostgresNIO's own `Date` encoding truncates, so a restored time could move by 1 µs.
+struct PostgresTimestamp: PostgresNonThrowingEncodable {
+    static var psqlType: PostgresDataType { .timestamptz }
+    static var psqlFormat: PostgresFormat { .binary }
+    let micros: Int64
+
+    func encode<JSONEncoder: PostgresJSONEncoder>(into byteBuffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
+        byteBuffer.writeInteger(micros - SQLTime.postgresEpochMicros)
     }
 }

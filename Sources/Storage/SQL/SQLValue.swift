@@ -127,13 +127,24 @@ public struct SQLRow: Sendable {
     }
 }
 
-/// SQLite stores timestamps as integer microseconds since the epoch: sortable, exact, cheap.
+/// The stored precision of a timestamp on both backends, and in backups: the nearest
+/// microsecond. SQLite keeps the integer; PostgreSQL's timestamptz is the same integer counted
+/// from 2000. Whole seconds and the fraction are converted apart, so no step rounds twice and
+/// `micros(date(fromMicros: m)) == m` wherever a Double can tell microseconds apart (a
+/// multiplication by 10^6 first would be off by up to 16 µs near year 9999): an export, a
+/// restore and an export again write the same text.
 enum SQLTime {
     static func micros(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let t = date.timeIntervalSince1970
+        let seconds = t.rounded(.down)
+        return Int64(seconds) * 1_000_000 + Int64(((t - seconds) * 1_000_000).rounded())
     }
 
     static func date(fromMicros micros: Int64) -> Date {
-        Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+        let (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        return Date(timeIntervalSince1970: Double(seconds) + Double(fraction) / 1_000_000)
     }
+
+    /// PostgreSQL counts from 2000-01-01T00:00:00Z.
+    static let postgresEpochMicros: Int64 = 946_684_800 * 1_000_000
 }

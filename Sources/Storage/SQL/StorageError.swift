@@ -16,4 +16,7 @@ public enum StorageError: Error, Sendable, Equatable {
     case invalidText(String)
     /// The database holds migrations this binary does not know, or they differ.
     case inconsistentMigrations(String)
+    /// A migration cannot proceed on the data it found (nothing was changed); the message,
+    /// one line, says what to fix by hand.
+    case migrationRefused(String)
 }
