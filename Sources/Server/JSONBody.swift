@@ -63,13 +63,16 @@ public enum JSONBody {
     }
 
     static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
-        }
+        let tooLarge = Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+        // Announced: refused before a byte of it is read.
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
         do {
             return try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            // Not announced (chunked): refused as soon as it passes the limit, not read to its end.
+            throw tooLarge
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+            throw tooLarge
         } catch {
             // The connection ended mid-body: the client went away, or trickled its body past
             // the client timeout (PORTCULLIS_CLIENT_TIMEOUT_SECONDS) and the server closed it.

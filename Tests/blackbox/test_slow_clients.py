@@ -79,3 +79,51 @@ def test_header_limits(tmp_path):
         assert many.startswith(b"HTTP/1.1 400"), many[:100]
         fine = _raw(base, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 8000 + b"\r\nConnection: close\r\n\r\n")
         assert fine.startswith(b"HTTP/1.1 200"), fine[:100]
+
+
+def _read_response(s, limit: float) -> bytes:
+    """One response (head and Content-Length body), or whatever arrived before `limit` seconds."""
+    s.settimeout(limit)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except socket.timeout:
+        return data
+
+
+def test_chunked_body_over_the_limit_is_413_at_once(tmp_path):
+    """A chunked body (no Content-Length) that passes the 64 KiB limit is refused with 413 as
+    soon as the limit is crossed, like one that announces its length: the client here never
+    finishes its body, and the client timeout (60 s) is far beyond how long we wait (10 s), so
+    the answer can only come from the size check."""
+    with running_server(BIN, tmp_path, CLIENT_TIMEOUT_SECONDS="60") as base:
+        for path in (b"/v1/auth/login", b"/v1/orgs"):  # anonymous, and authenticated (size before 401)
+            s = _connect(base)
+            s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            piece = b"a" * 8192
+            for _ in range(9):  # 72 KiB, and no terminating zero-length chunk
+                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            data = _read_response(s, limit=10)
+            s.close()
+            assert data.startswith(b"HTTP/1.1 413"), (path, data[:300])
+            assert b'"code":"payload_too_large"' in data, data[:300]
+
+        # The server still serves everyone else.
+        s = _connect(base)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert _read_all(s).startswith(b"HTTP/1.1 200")
+        s.close()
