@@ -116,8 +116,9 @@ struct InviteRoutes {
     // MARK: Org invites
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CreateInviteBody.self, from: request)
+        let unchecked = try await JSONBody.read(CreateInviteBody.self, from: request)
         let who = try await invitee(request)
+        let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let (invite, revision) = try await invites.create(by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), email: body.email, role: role)
         return try JSONBody.response(InviteResponse(invite, now: now), status: .created, revision: revision)
@@ -167,9 +168,10 @@ struct InviteRoutes {
     }
 
     @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(TokenBody.self, from: request)
+        let unchecked = try await JSONBody.read(TokenBody.self, from: request)
         try services.limits.spend(ip: context.clientIP, now: now)
         let user = try await authenticator.authenticate(request).requireUser()
+        let body = try unchecked.fields()
         // Per account too: one signed-in user spread over many addresses still guesses slowly.
         try services.limits.spend(ip: "account:" + user.id.uuidString, now: now)
         let (invite, revision) = try await invites.claim(userID: user.id, email: user.email, token: body.token)
@@ -187,8 +189,9 @@ struct InviteRoutes {
     // MARK: Platform invites
 
     @Sendable func createPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(PlatformInviteBody.self, from: request)
+        let unchecked = try await JSONBody.read(PlatformInviteBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         var orgInvites: [InviteService.OrgInviteRequest] = []
         for (i, o) in (body.orgInvites ?? []).enumerated() {
             guard let org = UUID(uuidString: o.orgId) else { throw Problem.badRequest("org_invites[\(i)].org_id must be a UUID") }
