@@ -94,6 +94,7 @@ struct InviteRoutes {
         routes.on(.get, "/v1/me/invites", use: mine)
         routes.on(.post, "/v1/platform-invites", use: createPlatform)
         routes.on(.get, "/v1/platform-invites", use: listPlatform)
+        routes.on(.get, "/v1/platform-invites/{platform_invite_id}", use: getPlatform)
         routes.on(.delete, "/v1/platform-invites/{platform_invite_id}", use: revokePlatform)
         routes.on(.post, "/v1/auth/password-reset", use: requestReset)
         routes.on(.post, "/v1/auth/password-reset/confirm", use: confirmReset)
@@ -205,8 +206,17 @@ struct InviteRoutes {
     @Sendable func listPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await authenticator.requireRoot(request)
         let page = try Page(from: request)
-        let (items, total) = try await invites.platformInvites(by: try await authenticator.actor(caller), limit: page.limit, offset: page.offset)
+        let state = try Self.state(request)
+        let (items, total) = try await invites.platformInvites(
+            by: try await authenticator.actor(caller), state: state, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map { PlatformInviteResponse($0, now: now) }, total: total, page: page))
+    }
+
+    @Sendable func getPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.requireRoot(request)
+        let invite = try await invites.platformInvite(
+            by: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
+        return try JSONBody.response(PlatformInviteResponse(invite, now: now))
     }
 
     @Sendable func revokePlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
