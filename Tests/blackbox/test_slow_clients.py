@@ -127,3 +127,42 @@ def test_chunked_body_over_the_limit_is_413_at_once(tmp_path):
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert _read_all(s).startswith(b"HTTP/1.1 200")
         s.close()
+
+
+def test_expect_100_continue_is_answered_at_once(tmp_path):
+    """`Expect: 100-continue` (RFC 9110 §10.1.1): a client waits for `100 Continue` before sending
+    its body (curl gives up waiting after a second, so every such request took a second longer).
+    A request refused on its head alone gets its final status instead; a body that is read gets
+    `100 Continue` as soon as reading starts, and a chunked one over the limit then its 413."""
+    with running_server(BIN, tmp_path, CLIENT_TIMEOUT_SECONDS="60") as base:
+        head = (b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\n")
+        # Announced too large: 413 at once, without 100.
+        s = _connect(base)
+        s.sendall(head + b"Content-Length: 100000\r\n\r\n")
+        data = _read_response(s, limit=10)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 413"), data[:300]
+
+        # Chunked: 100 Continue before any of the body is sent, then 413 once it passes the limit.
+        s = _connect(base)
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        interim = _read_response(s, limit=10)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:300]
+        piece = b"a" * 8192
+        for _ in range(9):
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        data = _read_response(s, limit=10)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 413"), data[:300]
+
+        # A body of the right size: 100 Continue, then the ordinary answer.
+        s = _connect(base)
+        body = b'{"email": "nobody@example.com", "password": "wrong password 123"}'
+        s.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        interim = _read_response(s, limit=10)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:300]
+        s.sendall(body)
+        data = _read_response(s, limit=10)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 401"), data[:300]
