@@ -122,7 +122,7 @@ public struct SQLInviteStore: InviteStore {
 
         func livePendingInvite(orgID: UUID, email: String, now: Date) async throws -> Invite? {
             try await tx.queryFirst(
-                "\(SQLInviteStore.select) WHERE i.org_id = $1 AND i.email = $2 AND i.state = 'pending' AND (i.dormant = TRUE OR i.expires_at > $3)",
+                "\(SQLInviteStore.select) WHERE i.org_id = $1 AND i.email = $2\(SQLInviteStore.stateFilter(.pending, now: 3))",
                 orgID, email, now
             ).map(SQLInviteStore.decode)
         }
@@ -160,8 +160,9 @@ public struct SQLInviteStore: InviteStore {
             if tx.dialect == .postgres {
                 try await tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "platform_invite:" + email)
             }
+            let live = SQLInviteStore.stateFilter(.pending, now: 2, table: "p", dormancy: false)
             guard let row = try await tx.queryFirst(
-                "SELECT id FROM platform_invites WHERE email = $1 AND state = 'pending' AND expires_at > $2 ORDER BY created_at DESC LIMIT 1", email, now)
+                "SELECT p.id FROM platform_invites p WHERE p.email = $1\(live) ORDER BY p.created_at DESC LIMIT 1", email, now)
             else { return nil }
             return try await platformInvite(id: try row.uuid("id"))
         }
