@@ -263,6 +263,9 @@ public struct InviteService: Sendable {
         let at = now()
         let token = Secrets.token()
         return try await store.writeInvites(lockingOrg: nil) { tx, invites in
+            if try await invites.livePendingPlatformInvite(email: email, now: at) != nil {
+                throw TenancyError.conflict("a pending platform invite for this address exists; revoke it to send a new one")
+            }
             if try await tx.user(email: email) != nil { throw TenancyError.conflict("an account with this e-mail exists; invite it to an org instead") }
             let expires = at.addingTimeInterval(Self.lifetime)
             var platform = PlatformInvite(id: UUID(), email: email, storedState: .pending, inviterID: root.id, createdAt: at, expiresAt: expires, orgInvites: [])
@@ -287,9 +290,15 @@ public struct InviteService: Sendable {
         }
     }
 
-    public func platformInvites(by root: Actor, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
+    public func platformInvites(by root: Actor, state: InviteState?, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
         guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may list platform invites") }
-        return try await store.platformInvites(now: now(), limit: limit, offset: offset)
+        return try await store.platformInvites(state: state, now: now(), limit: limit, offset: offset)
+    }
+
+    public func platformInvite(by root: Actor, id: UUID) async throws -> PlatformInvite {
+        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may read platform invites") }
+        guard let invite = try await store.platformInvite(id: id) else { throw TenancyError.notFound("no such platform invite") }
+        return invite
     }
 
     /// Revokes a pending platform invite and the org invites attached to it.

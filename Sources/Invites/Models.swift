@@ -81,7 +81,8 @@ public protocol InviteStore: Sendable {
     func invites(email: String, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int)
     func invite(id: UUID) async throws -> Invite?
     func invite(tokenHash: String) async throws -> Invite?
-    func platformInvites(now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int)
+    func platformInvites(state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int)
+    func platformInvite(id: UUID) async throws -> PlatformInvite?
     func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T
     /// Creates an account through an invite token, in one transaction: the user (verified), the
     /// platform invite accepted, every dormant invite for the address woken. Nil for a bad token.
@@ -98,6 +99,9 @@ public protocol InviteWriter: Sendable {
     /// A new token and expiry (resend): the old link stops working.
     func renew(inviteID: UUID, tokenHash: String, expiresAt: Date) async throws
     func platformInvite(id: UUID) async throws -> PlatformInvite?
+    /// A pending platform invite for the address that has not expired (at most one may exist).
+    /// Concurrent writers asking for the same address are served one after the other.
+    func livePendingPlatformInvite(email: String, now: Date) async throws -> PlatformInvite?
     func insertPlatformInvite(_ invite: PlatformInvite, tokenHash: String) async throws
     func setPlatformState(id: UUID, _ state: InviteState) async throws
     func enqueue(_ mail: OutgoingMail, at: Date) async throws

@@ -15,6 +15,7 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
     router.add(middleware: SecurityHeadersMiddleware())
     if !config.corsOrigins.isEmpty { router.add(middleware: CORSAllowList(origins: Set(config.corsOrigins))) }
     router.add(middleware: ErrorMiddleware(routes: routes))
+    router.add(middleware: ExpectContinueMiddleware())
     registerRoutes(routes, services: services)
     // Small header limits (requests here carry one bearer token, not cookies) and a client
     // timeout: a connection that has not sent a complete request head in time is closed.

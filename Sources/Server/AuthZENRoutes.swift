@@ -89,9 +89,10 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(EvaluationBody.self, from: request)
+        let unchecked = try await JSONBody.read(EvaluationBody.self, from: request)
         await policyRoutes.catchUpEarly(nil, request)
         let caller = try await policyRoutes.authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
         let required = try action(body.action, field: "action")
@@ -107,9 +108,10 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(EvaluationsBody.self, from: request, limit: PolicyRoutes.batchBodyLimit)
+        let unchecked = try await JSONBody.read(EvaluationsBody.self, from: request, limit: PolicyRoutes.batchBodyLimit)
         await policyRoutes.catchUpEarly(nil, request)
         let caller = try await policyRoutes.authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {
             throw Problem.badRequest("options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit")

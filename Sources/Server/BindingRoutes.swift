@@ -23,8 +23,9 @@ struct BindingRoutes {
     }
 
     @Sendable func set(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(BindingBody.self, from: request)
+        let unchecked = try await JSONBody.read(BindingBody.self, from: request)
         let actor = try await authenticator.actor(request)
+        let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let principal: Principal
         switch (body.subject.userId, body.subject.serviceAccountId, body.subject.token) {

@@ -1,5 +1,6 @@
 import Foundation
 import Identity
+import Storage
 
 /// A configuration problem; start-up stops with this one line.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -66,18 +67,18 @@ public struct AppConfig: Sendable {
             guard let v = env["PORTCULLIS_" + key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
             return v
         }
+        // The URLs that may carry a password are checked here, and their errors never show the
+        // value (SPEC §9: one line naming the variable).
         if let v = value("DATABASE_URL") {
-            guard v.hasPrefix("sqlite:") || v.hasPrefix("postgres://") || v.hasPrefix("postgresql://") else {
-                throw ConfigError(variable: "PORTCULLIS_DATABASE_URL", message: "must start with sqlite: or postgres:// (got \(v.prefix(20))…)")
+            do { try DatabaseOpener.validate(url: v) } catch StorageError.other(let message) {
+                throw ConfigError(variable: "PORTCULLIS_DATABASE_URL", message: message)
             }
             c.databaseURL = v
         }
         if let v = value("HOST") { c.host = v }
         if let v = value("POLICY_FILE") { c.policyFile = v }
         if let v = value("SMTP_URL") {
-            guard v == "log" || v.hasPrefix("smtp://") || v.hasPrefix("smtps://") else {
-                throw ConfigError(variable: "PORTCULLIS_SMTP_URL", message: "must be log, smtp://[user:pass@]host[:port] or smtps://…")
-            }
+            if v != "log" { _ = try SMTPSettings(v) }
             c.smtpURL = v
         }
         if let v = value("MAIL_FROM") {

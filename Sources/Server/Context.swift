@@ -6,6 +6,8 @@ import NIOCore
 public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The connection, for the one write a handler makes besides its response: `100 Continue`.
+    let channel: any Channel
     /// Decoding bodies goes through `JSONBody`, which enforces this (SPEC: 64 KiB).
     public var maxUploadSize: Int { JSONBody.defaultLimit }
 
@@ -16,6 +18,7 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
         clientIP = remoteAddress?.ipAddress ?? ""
     }
 }

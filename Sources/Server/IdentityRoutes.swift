@@ -80,8 +80,9 @@ struct IdentityRoutes {
     }
 
     @Sendable func logout(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decodeOptional(LogoutBody.self, from: request, default: LogoutBody(all: nil))
+        let unchecked = try await JSONBody.readOptional(LogoutBody.self, from: request, default: LogoutBody(all: nil))
         let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
+        let body = try unchecked.fields()
         let revision = try await auth.logout(userID: user.id, sessionID: sessionID, all: body.all ?? false)
         return JSONBody.noContent(revision: revision)
     }
@@ -92,8 +93,9 @@ struct IdentityRoutes {
     }
 
     @Sendable func updateMe(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(UpdateMeBody.self, from: request)
+        let unchecked = try await JSONBody.read(UpdateMeBody.self, from: request)
         let caller = try await authenticator.authenticate(request).requireUser()
+        let body = try unchecked.fields()
         guard let name = body.name else {
             // Nothing to change: PATCH with no known field leaves the user as it is.
             return try JSONBody.response(UserResponse(caller))
@@ -103,8 +105,9 @@ struct IdentityRoutes {
     }
 
     @Sendable func changePassword(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(ChangePasswordBody.self, from: request)
+        let unchecked = try await JSONBody.read(ChangePasswordBody.self, from: request)
         let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
+        let body = try unchecked.fields()
         // A stolen session must not become a stolen account by guessing: wrong answers are
         // budgeted per session and per account (login itself is not touched).
         let at = auth.now()

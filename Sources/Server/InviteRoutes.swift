@@ -94,6 +94,7 @@ struct InviteRoutes {
         routes.on(.get, "/v1/me/invites", use: mine)
         routes.on(.post, "/v1/platform-invites", use: createPlatform)
         routes.on(.get, "/v1/platform-invites", use: listPlatform)
+        routes.on(.get, "/v1/platform-invites/{platform_invite_id}", use: getPlatform)
         routes.on(.delete, "/v1/platform-invites/{platform_invite_id}", use: revokePlatform)
         routes.on(.post, "/v1/auth/password-reset", use: requestReset)
         routes.on(.post, "/v1/auth/password-reset/confirm", use: confirmReset)
@@ -124,8 +125,9 @@ struct InviteRoutes {
     // MARK: Org invites
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CreateInviteBody.self, from: request)
+        let unchecked = try await JSONBody.read(CreateInviteBody.self, from: request)
         let who = try await invitee(request)
+        let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let (invite, revision) = try await invites.create(by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), email: body.email, role: role)
         return try JSONBody.response(InviteResponse(invite, now: now), status: .created, revision: revision)
@@ -173,9 +175,10 @@ struct InviteRoutes {
     }
 
     @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(TokenBody.self, from: request)
+        let unchecked = try await JSONBody.read(TokenBody.self, from: request)
         try services.limits.spend(ip: context.clientIP, now: now)
         let who = try await person(request)
+        let body = try unchecked.fields()
         // Per account too: one signed-in user spread over many addresses still guesses slowly.
         try services.limits.spend(ip: "account:" + who.actor.userID.uuidString, now: now)
         let (invite, revision) = try await invites.claim(by: who, token: body.token)
@@ -193,8 +196,9 @@ struct InviteRoutes {
     // MARK: Platform invites
 
     @Sendable func createPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(PlatformInviteBody.self, from: request)
+        let unchecked = try await JSONBody.read(PlatformInviteBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         var orgInvites: [InviteService.OrgInviteRequest] = []
         for (i, o) in (body.orgInvites ?? []).enumerated() {
             guard let org = UUID(uuidString: o.orgId) else { throw Problem.badRequest("org_invites[\(i)].org_id must be a UUID") }
@@ -208,8 +212,17 @@ struct InviteRoutes {
     @Sendable func listPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await authenticator.requireRoot(request)
         let page = try Page(from: request)
-        let (items, total) = try await invites.platformInvites(by: try await authenticator.actor(caller), limit: page.limit, offset: page.offset)
+        let state = try Self.state(request)
+        let (items, total) = try await invites.platformInvites(
+            by: try await authenticator.actor(caller), state: state, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map { PlatformInviteResponse($0, now: now) }, total: total, page: page))
+    }
+
+    @Sendable func getPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let caller = try await authenticator.requireRoot(request)
+        let invite = try await invites.platformInvite(
+            by: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
+        return try JSONBody.response(PlatformInviteResponse(invite, now: now))
     }
 
     @Sendable func revokePlatform(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -5,7 +5,8 @@ import NIOCore
 import Storage
 
 /// Reads JSON request bodies in the order the contract fixes: content type (415), size (413),
-/// then syntax and shape (400). Unknown fields are ignored.
+/// syntax (400), then — after the route has authenticated the caller (401) — the fields (400).
+/// Unknown fields are ignored.
 public enum JSONBody {
     public static let defaultLimit = 64 * 1024
 
@@ -34,24 +35,33 @@ public enum JSONBody {
         return e
     }()
 
+    /// Reads a body for a route without a caller (signup, login, password reset, …): every
+    /// check at once, content type and syntax and fields alike.
     public static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = defaultLimit) async throws -> T {
-        try requireJSON(request)
-        let buffer = try await collect(request, limit: limit)
-        return try parse(type, from: buffer)
+        try await read(type, from: request, limit: limit).fields()
     }
 
-    /// For endpoints whose body is optional (`{}` or nothing).
-    public static func decodeOptional<T: Decodable>(_ type: T.Type, from request: Request, default value: T) async throws -> T {
+    /// Reads a body for a route that authenticates: content type (415), size (413), nesting and
+    /// syntax (400) now; missing or mistyped fields only from `fields()`, called after
+    /// authenticating, so an anonymous caller learns 401 and not the body's shape (SPEC §11).
+    public static func read<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = defaultLimit) async throws -> CheckedBody<T> {
+        try requireJSON(request)
+        let buffer = try await collect(request, limit: limit)
+        return try check(type, from: buffer)
+    }
+
+    /// `read` for endpoints whose body is optional (`{}` or nothing).
+    public static func readOptional<T: Decodable>(_ type: T.Type, from request: Request, default value: T) async throws -> CheckedBody<T> {
         let buffer: ByteBuffer
         if request.headers[.contentType] == nil {
             buffer = try await collect(request, limit: defaultLimit)
-            if buffer.readableBytes == 0 { return value }
+            if buffer.readableBytes == 0 { return CheckedBody(.success(value)) }
             throw Problem(.unsupportedMediaType, detail: "send the body as application/json")
         }
         try requireJSON(request)
         buffer = try await collect(request, limit: defaultLimit)
-        if buffer.readableBytes == 0 { return value }
-        return try parse(type, from: buffer)
+        if buffer.readableBytes == 0 { return CheckedBody(.success(value)) }
+        return try check(type, from: buffer)
     }
 
     static func requireJSON(_ request: Request) throws {
@@ -63,13 +73,16 @@ public enum JSONBody {
     }
 
     static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
-        }
+        let tooLarge = Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+        // Announced: refused before a byte of it is read.
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
         do {
             return try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            // Not announced (chunked): refused as soon as it passes the limit, not read to its end.
+            throw tooLarge
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw Problem(.contentTooLarge, detail: "request body is larger than \(limit) bytes")
+            throw tooLarge
         } catch {
             // The connection ended mid-body: the client went away, or trickled its body past
             // the client timeout (PORTCULLIS_CLIENT_TIMEOUT_SECONDS) and the server closed it.
@@ -77,18 +90,25 @@ public enum JSONBody {
         }
     }
 
-    static func parse<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+    /// The checks before authentication: something to parse, not too deep, well-formed JSON.
+    /// Decoding into `T` happens here too (one pass over the bytes on the usual path); only
+    /// its verdict on the fields waits in the `CheckedBody`.
+    static func check<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> CheckedBody<T> {
         let data = Data(buffer: buffer)
         guard !data.isEmpty else { throw Problem.badRequest("request body is empty; send a JSON object") }
         guard nestingDepth(buffer) <= maxDepth else {
             throw Problem.badRequest("request body nests deeper than \(maxDepth) levels")
         }
         do {
-            return try decoder.decode(T.self, from: data)
-        } catch let error as DecodingError {
-            throw Problem.badRequest(describe(error))
+            return CheckedBody(.success(try decoder.decode(T.self, from: data)))
         } catch {
-            throw Problem.badRequest("request body is not valid JSON")
+            // Broken JSON is a parse error, answered before authentication; well-formed JSON of
+            // the wrong shape is a field error, answered after it.
+            guard (try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed)) != nil else {
+                throw Problem.badRequest("request body is not valid JSON")
+            }
+            let detail = (error as? DecodingError).map(describe) ?? "request body is not valid"
+            return CheckedBody(.failure(Problem.badRequest(detail)))
         }
     }
 
@@ -163,6 +183,22 @@ public enum JSONBody {
         return Response(status: .noContent, headers: headers)
     }
 }
+
+/// A request body past the checks made before authentication (content type, size, syntax),
+/// not yet held to its shape: `fields()` gives the typed body or the 400 naming what is wrong.
+public struct CheckedBody<T> {
+    private let result: Result<T, Problem>
+
+    init(_ result: Result<T, Problem>) { self.result = result }
+
+    /// The typed body, or 400 for a missing or mistyped field. Call after authenticating.
+    public func fields() throws -> T { try result.get() }
+
+    /// The body if its fields are fine, for work that may start before authentication.
+    var ifValid: T? { try? result.get() }
+}
+
+extension CheckedBody: Sendable where T: Sendable {}
 
 extension HTTPField.Name {
     public static let portcullisRevision = HTTPField.Name("Portcullis-Revision")!

@@ -94,8 +94,9 @@ struct KeyRoutes {
     // MARK: User keys
 
     @Sendable func createKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CreateKeyBody.self, from: request)
+        let unchecked = try await JSONBody.read(CreateKeyBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let (scopes, orgs) = try Self.scopes(body.scopes)
         _ = try caller.requireSession()
         let created = try await keys.createUserKey(
@@ -137,8 +138,9 @@ struct KeyRoutes {
     }
 
     @Sendable func createAccount(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CreateServiceAccountBody.self, from: request)
+        let unchecked = try await JSONBody.read(CreateServiceAccountBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let (account, revision) = try await keys.createServiceAccount(
             actor: try await authenticator.actor(caller), orgID: try TenancyRoutes.pathID(context, "org_id", "org"), name: body.name, role: role)
@@ -162,8 +164,9 @@ struct KeyRoutes {
     }
 
     @Sendable func createAccountKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CreateKeyBody.self, from: request)
+        let unchecked = try await JSONBody.read(CreateKeyBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let (scopes, orgs) = try Self.scopes(body.scopes)
         _ = try caller.requireSession()
         let created = try await keys.createServiceAccountKey(

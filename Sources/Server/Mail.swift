@@ -35,6 +35,40 @@ struct SMTPError: Error, CustomStringConvertible {
     var description: String { "SMTP error \(code): \(message)" }
 }
 
+/// `PORTCULLIS_SMTP_URL` taken apart: the URL curl connects to (no credentials, no options), the
+/// credentials, and the TLS options. Checked at start-up with the rest of the configuration.
+struct SMTPSettings: CustomStringConvertible {
+    var description: String { "SMTPSettings(credentials redacted)" }
+    static let shape = "must be log, smtp://[user:password@]host[:port] or smtps://…"
+
+    let url: String
+    let user: String?
+    let password: String?
+    let requireTLS: Bool
+    let insecure: Bool
+
+    init(_ raw: String) throws {
+        guard var parts = CredentialURL.parse(raw, schemes: ["smtp", "smtps"]) else {
+            throw ConfigError(variable: "PORTCULLIS_SMTP_URL", message: "\(Self.shape); \(CredentialURL.encodingHint)")
+        }
+        let scheme = parts.scheme?.lowercased() ?? "smtp"
+        user = parts.user?.removingPercentEncoding
+        password = parts.password?.removingPercentEncoding
+        let query = Dictionary((parts.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        // Credentials never cross a plain connection: with a user, STARTTLS is required unless
+        // the URL says `?insecure_auth=1` (test servers on loopback).
+        requireTLS = query["starttls"] == "required" || (parts.user != nil && scheme == "smtp" && query["insecure_auth"] != "1")
+        insecure = query["insecure"] == "1"
+        parts.user = nil
+        parts.password = nil
+        parts.queryItems = nil
+        guard let bare = parts.string else {
+            throw ConfigError(variable: "PORTCULLIS_SMTP_URL", message: "\(Self.shape); \(CredentialURL.encodingHint)")
+        }
+        url = bare
+    }
+}
+
 /// SMTP through libcurl: `smtp://[user:pass@]host[:port]` (STARTTLS when the server offers it;
 /// `?starttls=required` to insist), `smtps://…` (TLS from the start). `?insecure=1` skips
 /// certificate checks (tests only). Sends run on a thread pool of their own, so a hung SMTP
@@ -52,20 +86,12 @@ struct SMTPMailer: Mailer, CustomStringConvertible {
     let timeout: Int
 
     init(url raw: String, from: String, pool: NIOThreadPool, timeout: Int = 30) throws {
-        guard var parts = URLComponents(string: raw), let scheme = parts.scheme, scheme == "smtp" || scheme == "smtps", let host = parts.host, !host.isEmpty else {
-            throw ConfigError(variable: "PORTCULLIS_SMTP_URL", message: "must be log, smtp://[user:pass@]host[:port] or smtps://… (got \(raw.prefix(12))…)")
-        }
-        user = parts.user?.removingPercentEncoding
-        password = parts.password?.removingPercentEncoding
-        let query = Dictionary((parts.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
-        // Credentials never cross a plain connection: with a user, STARTTLS is required unless
-        // the URL says `?insecure_auth=1` (test servers on loopback).
-        requireTLS = query["starttls"] == "required" || (parts.user != nil && scheme == "smtp" && query["insecure_auth"] != "1")
-        insecure = query["insecure"] == "1"
-        parts.user = nil
-        parts.password = nil
-        parts.queryItems = nil
-        url = parts.string ?? raw
+        let settings = try SMTPSettings(raw)
+        url = settings.url
+        user = settings.user
+        password = settings.password
+        requireTLS = settings.requireTLS
+        insecure = settings.insecure
         self.from = from
         fromAddress = Self.address(from)
         self.pool = pool

@@ -152,9 +152,10 @@ struct PolicyRoutes {
     /// One check from a request, in the contract's order: body (400), caller (401), fields
     /// (400), may-ask-about-subject (403); then the consistency it is answered at.
     func check(_ request: Request) async throws -> (Caller, Check, Consistency) {
-        let body = try await JSONBody.decode(CheckBody.self, from: request)
-        await catchUpEarly(body.atLeast, request)
+        let unchecked = try await JSONBody.read(CheckBody.self, from: request)
+        await catchUpEarly(unchecked.ifValid?.atLeast, request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let object = try Self.object(body.object)
         let required = try requirement(body.action)
         let consistency = try Self.consistency(body.consistency)
@@ -173,9 +174,10 @@ struct PolicyRoutes {
     struct BatchResponse: Encodable { let results: [DecisionResponse] }
 
     @Sendable func batch(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(BatchBody.self, from: request, limit: Self.batchBodyLimit)
-        await catchUpEarly(body.atLeast ?? body.checks.compactMap(\.atLeast).max(), request)
+        let unchecked = try await JSONBody.read(BatchBody.self, from: request, limit: Self.batchBodyLimit)
+        await catchUpEarly(unchecked.ifValid.flatMap { $0.atLeast ?? $0.checks.compactMap(\.atLeast).max() }, request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         guard body.checks.count <= Self.batchLimit else { throw Problem.badRequest("a batch holds at most \(Self.batchLimit) checks") }
         let consistency = try Self.consistency(body.consistency)
         var atLeast = try Self.atLeast(body.atLeast, request)
@@ -267,9 +269,10 @@ struct PolicyRoutes {
     struct CapabilitiesResponse: Encodable { let results: [CapabilityResponse] }
 
     @Sendable func capabilities(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CapabilitiesBody.self, from: request, limit: Self.batchBodyLimit)
-        await catchUpEarly(body.atLeast, request)
+        let unchecked = try await JSONBody.read(CapabilitiesBody.self, from: request, limit: Self.batchBodyLimit)
+        await catchUpEarly(unchecked.ifValid?.atLeast, request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         guard body.objects.count <= Self.batchLimit else { throw Problem.badRequest("at most \(Self.batchLimit) objects") }
         let objects = try body.objects.enumerated().map { try Self.object($1, field: "objects[\($0)]") }
         let consistency = try Self.consistency(body.consistency)
@@ -300,8 +303,9 @@ struct PolicyRoutes {
 
     /// Reads through the database: it answers "where?", not "may I?", and is off the hot path.
     @Sendable func lookup(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(LookupBody.self, from: request)
+        let unchecked = try await JSONBody.read(LookupBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         let required = try requirement(body.permission, field: "permission")
         if let type = body.type, type != "org", !ObjectRef.isValidType(type) {
             throw Problem.badRequest("type must be org or an object type (a-z, 0-9, _ and -)")
@@ -345,8 +349,9 @@ struct PolicyRoutes {
     }
 
     @Sendable func identify(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(IdentifyBody.self, from: request)
+        let unchecked = try await JSONBody.read(IdentifyBody.self, from: request)
         _ = try await authenticator.authenticate(request)
+        let body = try unchecked.fields()
         guard !body.token.isEmpty, body.token.utf8.count <= 8192, let resolved = try? await authenticator.resolve(token: body.token) else {
             throw Problem.unauthenticated("the token is not valid")
         }

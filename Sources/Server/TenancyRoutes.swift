@@ -35,8 +35,9 @@ struct TenancyRoutes {
     // MARK: Orgs
 
     @Sendable func createOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(CreateOrgBody.self, from: request)
+        let unchecked = try await JSONBody.read(CreateOrgBody.self, from: request)
         let actor = try await authenticator.actor(request)
+        let body = try unchecked.fields()
         let (view, revision) = try await tenancy.createOrg(actor: actor, name: body.name, description: body.description, metadata: body.metadata)
         return try JSONBody.response(OrgResponse(view), status: .created, revision: revision)
     }
@@ -61,8 +62,9 @@ struct TenancyRoutes {
     }
 
     @Sendable func updateOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(PatchOrgBody.self, from: request)
+        let unchecked = try await JSONBody.read(PatchOrgBody.self, from: request)
         let actor = try await authenticator.actor(request)
+        let body = try unchecked.fields()
         let patch = try body.patch()
         let (view, revision) = try await tenancy.updateOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"), patch: patch)
         return try JSONBody.response(OrgResponse(view), revision: revision)
@@ -85,9 +87,10 @@ struct TenancyRoutes {
     }
 
     @Sendable func addMember(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(AddMemberBody.self, from: request)
+        let unchecked = try await JSONBody.read(AddMemberBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
         let actor = try await authenticator.actor(caller)
+        let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let target: MemberTarget
         switch (body.userId, body.email) {
@@ -119,8 +122,9 @@ struct TenancyRoutes {
     }
 
     @Sendable func updateMember(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(PatchMemberBody.self, from: request)
+        let unchecked = try await JSONBody.read(PatchMemberBody.self, from: request)
         let actor = try await authenticator.actor(request)
+        let body = try unchecked.fields()
         var patch = MemberPatch()
         switch body.role {
         case .none: break

@@ -2,17 +2,33 @@ import Foundation
 import Logging
 
 /// Opens the database named by `PORTCULLIS_DATABASE_URL`: `sqlite:<path>` or `postgres://…`.
+/// Its errors never repeat the URL (it may hold a password); the caller names the variable.
 public enum DatabaseOpener {
     public static func open(url: String, logger: Logger) async throws -> any SQLDatabase {
+        switch try location(url) {
+        case .sqlite(let path): return try SQLiteDatabase(path: path)
+        case .postgres: return try await PostgresDatabase(url: url, logger: logger)
+        }
+    }
+
+    /// Checks the URL without opening anything: start-up refuses a malformed one with the
+    /// configuration errors, before any connection is tried.
+    public static func validate(url: String) throws {
+        _ = try location(url)
+    }
+
+    enum Location { case sqlite(String), postgres(PostgresURL) }
+
+    static func location(_ url: String) throws -> Location {
         if url.hasPrefix("sqlite:") {
             var path = String(url.dropFirst("sqlite:".count))
             if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
-            guard !path.isEmpty else { throw StorageError.other("PORTCULLIS_DATABASE_URL: sqlite: needs a file path") }
-            return try SQLiteDatabase(path: path)
+            guard !path.isEmpty else { throw StorageError.other("sqlite: needs a file path, as in sqlite:./data/portcullis.db") }
+            return .sqlite(path)
         }
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            return try await PostgresDatabase(url: url, logger: logger)
+            return .postgres(try PostgresURL(url))
         }
-        throw StorageError.other("PORTCULLIS_DATABASE_URL must start with sqlite: or postgres://")
+        throw StorageError.other("must be sqlite:<path> or \(PostgresURL.shape) (the value is not shown, it may hold a password)")
     }
 }

@@ -27,13 +27,17 @@ public struct SQLInviteStore: InviteStore {
             createdAt: try row.date("created_at"), expiresAt: try row.date("expires_at"))
     }
 
-    /// SQL for a state filter; `expired` and `pending` are told apart by `expires_at` at `$n`.
-    static func stateFilter(_ state: InviteState?, now n: Int) -> String {
+    /// SQL for a state filter on table alias `t`; `expired` and `pending` are told apart by
+    /// `expires_at` at `$n`. Org invites (`dormant` column) do not expire while dormant;
+    /// platform invites have no such column.
+    static func stateFilter(_ state: InviteState?, now n: Int, table t: String = "i", dormancy: Bool = true) -> String {
+        let asleep = dormancy ? "\(t).dormant = TRUE OR " : ""
+        let awake = dormancy ? " AND \(t).dormant = FALSE" : ""
         switch state {
         case nil: return ""
-        case .pending: return " AND i.state = 'pending' AND (i.dormant = TRUE OR i.expires_at > $\(n))"
-        case .expired: return " AND i.state = 'pending' AND i.dormant = FALSE AND i.expires_at <= $\(n)"
-        case let s?: return " AND i.state = '\(s.rawValue)'"
+        case .pending: return " AND \(t).state = 'pending' AND (\(asleep)\(t).expires_at > $\(n))"
+        case .expired: return " AND \(t).state = 'pending'\(awake) AND \(t).expires_at <= $\(n)"
+        case let s?: return " AND \(t).state = '\(s.rawValue)'"
         }
     }
 
@@ -59,12 +63,17 @@ public struct SQLInviteStore: InviteStore {
         try await Writer(tx: db).invite(tokenHash: tokenHash)
     }
 
-    public func platformInvites(now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
-        let rows = try await db.query("SELECT id FROM platform_invites ORDER BY created_at DESC, id LIMIT $1 OFFSET $2", limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
+    public func platformInvites(state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
+        let filter = "WHERE $1 = $1" + Self.stateFilter(state, now: 1, table: "p", dormancy: false)
+        let rows = try await db.query("SELECT p.id FROM platform_invites p \(filter) ORDER BY p.created_at DESC, p.id LIMIT $2 OFFSET $3", now, limit, offset)
+        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM platform_invites p \(filter)", now)?.int("n") ?? 0
         var out: [PlatformInvite] = []
         for row in rows { if let p = try await Writer(tx: db).platformInvite(id: try row.uuid("id")) { out.append(p) } }
         return (out, Int(total))
+    }
+
+    public func platformInvite(id: UUID) async throws -> PlatformInvite? {
+        try await Writer(tx: db).platformInvite(id: id)
     }
 
     public func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T {
@@ -113,7 +122,7 @@ public struct SQLInviteStore: InviteStore {
 
         func livePendingInvite(orgID: UUID, email: String, now: Date) async throws -> Invite? {
             try await tx.queryFirst(
-                "\(SQLInviteStore.select) WHERE i.org_id = $1 AND i.email = $2 AND i.state = 'pending' AND (i.dormant = TRUE OR i.expires_at > $3)",
+                "\(SQLInviteStore.select) WHERE i.org_id = $1 AND i.email = $2\(SQLInviteStore.stateFilter(.pending, now: 3))",
                 orgID, email, now
             ).map(SQLInviteStore.decode)
         }
@@ -143,6 +152,19 @@ public struct SQLInviteStore: InviteStore {
             return PlatformInvite(
                 id: try row.uuid("id"), email: try row.string("email"), storedState: state, inviterID: try row.optionalUUID("inviter_id"),
                 createdAt: try row.date("created_at"), expiresAt: try row.date("expires_at"), orgInvites: attached)
+        }
+
+        func livePendingPlatformInvite(email: String, now: Date) async throws -> PlatformInvite? {
+            // PostgreSQL: two creates for one address queue here, so the second sees the first's
+            // invite (SQLite runs one write transaction at a time anyway).
+            if tx.dialect == .postgres {
+                try await tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "platform_invite:" + email)
+            }
+            let live = SQLInviteStore.stateFilter(.pending, now: 2, table: "p", dormancy: false)
+            guard let row = try await tx.queryFirst(
+                "SELECT p.id FROM platform_invites p WHERE p.email = $1\(live) ORDER BY p.created_at DESC LIMIT 1", email, now)
+            else { return nil }
+            return try await platformInvite(id: try row.uuid("id"))
         }
 
         func insertPlatformInvite(_ p: PlatformInvite, tokenHash: String) async throws {

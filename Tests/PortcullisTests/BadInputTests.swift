@@ -45,6 +45,63 @@ struct BadInputTests {
         }
     }
 
+    /// Every route that authenticates and reads a body, each with a body that is well-formed JSON
+    /// of the wrong shape (a required field missing, or a field of the wrong type).
+    static let authenticatedBodyRoutes: [(HTTPRequest.Method, String, String)] = {
+        let org = UUID().uuidString.lowercased(), other = UUID().uuidString.lowercased()
+        return [
+            (.post, "/v1/auth/logout", #"{"all": "yes"}"#),
+            (.patch, "/v1/me", #"{"name": 5}"#),
+            (.post, "/v1/me/password", #"{"new_password": "correct horse battery"}"#),
+            (.post, "/v1/orgs", #"{"description": "no name"}"#),
+            (.patch, "/v1/orgs/\(org)", #"{"name": 5}"#),
+            (.post, "/v1/orgs/\(org)/members", #"{"email": "x@example.com"}"#),
+            (.patch, "/v1/orgs/\(org)/members/\(other)", #"{"role": 5}"#),
+            (.put, "/v1/orgs/\(org)/bindings", #"{"role": "viewer"}"#),
+            (.post, "/v1/orgs/\(org)/service-accounts", #"{"role": "viewer"}"#),
+            (.post, "/v1/orgs/\(org)/service-accounts/\(other)/keys", #"{"scopes": []}"#),
+            (.post, "/v1/keys", #"{"scopes": []}"#),
+            (.post, "/v1/orgs/\(org)/invites", #"{"role": "viewer"}"#),
+            (.post, "/v1/invites/claim", #"{}"#),
+            (.post, "/v1/platform-invites", #"{"org_invites": []}"#),
+            (.post, "/v1/authorize", #"{"object": "org:\#(org)"}"#),
+            (.post, "/v1/authorize/batch", #"{"consistency": "cached"}"#),
+            (.post, "/v1/capabilities", #"{"objects": "org"}"#),
+            (.post, "/v1/lookup", #"{"type": "org"}"#),
+            (.post, "/v1/identify", #"{"token": 5}"#),
+            (.post, "/access/v1/evaluation", #"{"subject": 5}"#),
+            (.post, "/access/v1/evaluations", #"{"evaluations": {}}"#),
+        ]
+    }()
+
+    @Test("authenticated routes check in the contract's order: 415, 413, broken JSON 400, 401, the fields' 400", arguments: Backend.allCases)
+    func orderOfChecks(_ backend: Backend) async throws {
+        try await withApp(backend) { api, _ in
+            // Not root: for platform invites the fields' 400 comes before the 403 as well.
+            let t = try await api.signupAndLogin("order@example.com")
+            for (method, path, incomplete) in Self.authenticatedBodyRoutes {
+                let route = "\(method) \(path)"
+                let wrongType = try await api.send(method, path, raw: incomplete, contentType: "text/plain")
+                #expect(wrongType.status == .unsupportedMediaType, "\(route): \(wrongType.text)")
+                let huge = try await api.send(method, path, raw: "{\"name\":\"" + String(repeating: "a", count: 1_100_000) + "\"}")
+                #expect(huge.status == .contentTooLarge, "\(route): \(huge.text)")
+                for broken in ["{", #"{"name": }"#, "[1, 2", "nul"] {
+                    let r = try await api.send(method, path, raw: broken)
+                    #expect(r.status == .badRequest && r.code == "invalid_request", "\(route) \(broken): \(r.text)")
+                }
+                for token in [nil, "garbage"] as [String?] {
+                    let r = try await api.send(method, path, raw: incomplete, token: token)
+                    #expect(r.status == .unauthorized && r.code == "unauthenticated", "\(route) token \(token ?? "none"): \(r.text)")
+                    #expect(r.headers[.wwwAuthenticate] == "Bearer", "\(route)")
+                }
+                let signedIn = try await api.send(method, path, raw: incomplete, token: t.access)
+                #expect(signedIn.status == .badRequest && signedIn.code == "invalid_request", "\(route) signed in: \(signedIn.text)")
+            }
+            // Still signed in: no request above acted on the session.
+            #expect(try await api.send(.get, "/v1/me", token: t.access).status == .ok)
+        }
+    }
+
     @Test("signup field validation", arguments: [Backend.sqlite])
     func signupValidation(_ backend: Backend) async throws {
         try await withApp(backend) { api, services in

@@ -232,6 +232,72 @@ struct InviteTests {
         }
     }
 
+    @Test("platform invites: one by id (root only), the list's ?state=, one live invite per address", arguments: Backend.allCases)
+    func platformInviteReads(_ backend: Backend) async throws {
+        let clock = TestClock()
+        try await withApp(backend, configure: rootSetup, clock: clock) { api, services in
+            let root = try await api.login("root@example.com", password: testRootPassword)
+            let org = try await api.createOrg(root.access)
+            @Sendable func invite(_ email: String, token: String = root.access) async throws -> APIClient.Reply {
+                try await api.send(.post, "/v1/platform-invites", json: ["email": email, "org_invites": [["org_id": org, "role": "viewer"]]], token: token)
+            }
+            let created = try await invite("p1@example.com")
+            #expect(created.status == .created, "\(created.text)")
+            let first = try #require(created.json["id"] as? String)
+
+            // One by id: the same shape as the list's items.
+            let one = try await api.send(.get, "/v1/platform-invites/\(first)", token: root.access)
+            #expect(one.status == .ok, "\(one.text)")
+            let listed = try await api.items("/v1/platform-invites", token: root.access)
+            func canonical(_ object: Any) throws -> String {
+                String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+            }
+            #expect(try canonical(one.json) == canonical(try #require(listed.first)))
+            #expect((one.json["org_invites"] as? [[String: Any]])?.count == 1)
+            for missing in [UUID().uuidString.lowercased(), "not-a-uuid"] {
+                let r = try await api.send(.get, "/v1/platform-invites/\(missing)", token: root.access)
+                #expect(r.status == .notFound && r.code == "not_found", "\(missing): \(r.text)")
+            }
+            let plain = try await api.signupAndLogin("plain@example.com")
+            #expect(try await api.send(.get, "/v1/platform-invites/\(first)", token: plain.access).status == .forbidden)
+            #expect(try await api.send(.get, "/v1/platform-invites/\(first)").status == .unauthorized)
+
+            // A second live invite for the address, however it is spelled: 409, nothing added.
+            let again = try await invite("P1@Example.COM")
+            #expect(again.status == .conflict && again.code == "conflict", "\(again.text)")
+            #expect(try await api.items("/v1/platform-invites", token: root.access).count == 1)
+            // Two at once: one is made, the other refused.
+            let pair = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<2 { group.addTask { try await invite("p2@example.com").status } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(pair.filter { $0 == .created }.count == 1 && pair.filter { $0 == .conflict }.count == 1, "\(pair)")
+
+            // Revoked, then expired: each time a new invite may be made.
+            #expect(try await api.send(.delete, "/v1/platform-invites/\(first)", token: root.access).status == .noContent)
+            let second = try #require(try await invite("p1@example.com").json["id"] as? String)
+            clock.advance(by: 8 * 86_400)
+            let later = try await api.login("root@example.com", password: testRootPassword)
+            let third = try await invite("p1@example.com", token: later.access)
+            #expect(third.status == .created, "\(third.text)")
+            let thirdID = try #require(third.json["id"] as? String)
+
+            func ids(_ query: String) async throws -> Set<String> {
+                Set(try await api.items("/v1/platform-invites\(query)", token: later.access).compactMap { $0["id"] as? String })
+            }
+            #expect(try await ids("?state=pending") == [thirdID])
+            #expect(try await ids("?state=revoked") == [first])
+            #expect(try await ids("?state=expired").contains(second))
+            #expect(try await ids("?state=expired").count == 2) // p2's as well
+            #expect(try await ids("?state=accepted").isEmpty)
+            #expect(try await ids("").count == 4)
+            let total = try await api.send(.get, "/v1/platform-invites?state=expired&limit=1", token: later.access)
+            #expect(total.json["total"] as? Int == 2)
+            let bogus = try await api.send(.get, "/v1/platform-invites?state=bogus", token: later.access)
+            #expect(bogus.status == .badRequest && bogus.code == "invalid_request")
+        }
+    }
+
     @Test("password reset end to end through a real SMTP server", arguments: Backend.allCases)
     func passwordReset(_ backend: Backend) async throws {
         guard let smtp = ProcessInfo.processInfo.environment["PORTCULLIS_TEST_SMTP_URL"],

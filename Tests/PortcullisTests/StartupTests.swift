@@ -35,6 +35,67 @@ struct StartupTests {
         await #expect(throws: StorageError.self) { _ = try await DatabaseOpener.open(url: "sqlite:", logger: testLogger) }
     }
 
+    /// Malformed URLs with credentials in them: a wrong scheme, a password with an unencoded
+    /// `/`, `?`, `#` or space, a port that is not a number, an unknown sslmode, no host.
+    static let user = "kpzvq", password = "Zq9Xw7tL0pS3cr3t"
+    static let malformedURLs: [(String, String)] = [
+        ("PORTCULLIS_DATABASE_URL", "mysql://\(user):\(password)@db.example.com/app"),
+        ("PORTCULLIS_DATABASE_URL", "postgres://\(user):12/\(password)@db.example.com/app"),
+        ("PORTCULLIS_DATABASE_URL", "postgres://\(user):\(password)?x@db.example.com/app"),
+        ("PORTCULLIS_DATABASE_URL", "postgres://\(user):\(password)#x@db.example.com/app"),
+        ("PORTCULLIS_DATABASE_URL", "postgres://\(user):\(password) x@db.example.com/app"),
+        ("PORTCULLIS_DATABASE_URL", "postgres://\(user):\(password)@db.example.com:port/app"),
+        ("PORTCULLIS_DATABASE_URL", "postgres://\(user):\(password)@db.example.com/app?sslmode=sometimes"),
+        ("PORTCULLIS_SMTP_URL", "smtpx://\(user):\(password)@mail.example.com"),
+        ("PORTCULLIS_SMTP_URL", "smtp://\(user):\(password) x@mail.example.com"),
+        ("PORTCULLIS_SMTP_URL", "smtp://\(user):12/\(password)@mail.example.com"),
+        ("PORTCULLIS_SMTP_URL", "smtp://\(user):\(password)@"),
+    ]
+
+    /// Any four characters in a row of the user name or password found in `text`.
+    static func leakedCredentials(in text: String) -> [String] {
+        [user, password].flatMap { secret in
+            let chars = Array(secret)
+            return (0...(chars.count - 4)).map { String(chars[$0..<$0 + 4]) }
+        }.filter { text.contains($0) }
+    }
+
+    @Test("a malformed database or SMTP URL stops start-up naming the variable and the expected shape, never the credentials")
+    func malformedURLsHideCredentials() async throws {
+        for (variable, url) in Self.malformedURLs {
+            do {
+                _ = try AppConfig.fromEnvironment([variable: url])
+                Issue.record("\(variable) accepted \(url)")
+            } catch let error as ConfigError {
+                #expect(error.variable == variable)
+                #expect(error.message.contains("://"), "the expected shape: \(error)")
+                #expect(Self.leakedCredentials(in: error.description).isEmpty, "\(error)")
+            }
+        }
+        // Strict, not fussy: well-formed URLs, credentials percent-encoded, still pass.
+        let fine: [(String, String)] = [
+            ("PORTCULLIS_DATABASE_URL", "sqlite:./data/portcullis.db"),
+            ("PORTCULLIS_DATABASE_URL", "postgres://app:p%2Fw%40rd%3F@db.example.com:5432/app?sslmode=require&search_path=x"),
+            ("PORTCULLIS_DATABASE_URL", "postgresql://app@[::1]:5432/app"),
+            ("PORTCULLIS_DATABASE_URL", "postgres:///app"),
+            ("PORTCULLIS_SMTP_URL", "smtp://mailer:s3cret@127.0.0.1:2525?starttls=required&insecure=1"),
+            ("PORTCULLIS_SMTP_URL", "smtps://mail.example.com"),
+            ("PORTCULLIS_SMTP_URL", "log"),
+        ]
+        for (variable, url) in fine {
+            #expect(throws: Never.self, "\(url)") { _ = try AppConfig.fromEnvironment([variable: url]) }
+        }
+        // Opening the database checks the URL itself too, with the same care.
+        for (variable, url) in Self.malformedURLs where variable == "PORTCULLIS_DATABASE_URL" {
+            do {
+                _ = try await DatabaseOpener.open(url: url, logger: testLogger)
+                Issue.record("opened \(url)")
+            } catch {
+                #expect(Self.leakedCredentials(in: "\(error)").isEmpty, "\(error)")
+            }
+        }
+    }
+
     @Test("serving starts on an empty data directory, creating the database and the master key")
     func emptyDataDirectory() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("empty-\(UUID())/data")

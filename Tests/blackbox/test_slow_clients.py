@@ -79,3 +79,90 @@ def test_header_limits(tmp_path):
         assert many.startswith(b"HTTP/1.1 400"), many[:100]
         fine = _raw(base, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 8000 + b"\r\nConnection: close\r\n\r\n")
         assert fine.startswith(b"HTTP/1.1 200"), fine[:100]
+
+
+def _read_response(s, limit: float) -> bytes:
+    """One response (head and Content-Length body), or whatever arrived before `limit` seconds."""
+    s.settimeout(limit)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except socket.timeout:
+        return data
+
+
+def test_chunked_body_over_the_limit_is_413_at_once(tmp_path):
+    """A chunked body (no Content-Length) that passes the 64 KiB limit is refused with 413 as
+    soon as the limit is crossed, like one that announces its length: the client here never
+    finishes its body, and the client timeout (60 s) is far beyond how long we wait (10 s), so
+    the answer can only come from the size check."""
+    with running_server(BIN, tmp_path, CLIENT_TIMEOUT_SECONDS="60") as base:
+        for path in (b"/v1/auth/login", b"/v1/orgs"):  # anonymous, and authenticated (size before 401)
+            s = _connect(base)
+            s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            piece = b"a" * 8192
+            for _ in range(9):  # 72 KiB, and no terminating zero-length chunk
+                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            data = _read_response(s, limit=10)
+            s.close()
+            assert data.startswith(b"HTTP/1.1 413"), (path, data[:300])
+            assert b'"code":"payload_too_large"' in data, data[:300]
+
+        # The server still serves everyone else.
+        s = _connect(base)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert _read_all(s).startswith(b"HTTP/1.1 200")
+        s.close()
+
+
+def test_expect_100_continue_is_answered_at_once(tmp_path):
+    """`Expect: 100-continue` (RFC 9110 §10.1.1): a client waits for `100 Continue` before sending
+    its body (curl gives up waiting after a second, so every such request took a second longer).
+    A request refused on its head alone gets its final status instead; a body that is read gets
+    `100 Continue` as soon as reading starts, and a chunked one over the limit then its 413."""
+    with running_server(BIN, tmp_path, CLIENT_TIMEOUT_SECONDS="60") as base:
+        head = (b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\n")
+        # Announced too large: 413 at once, without 100.
+        s = _connect(base)
+        s.sendall(head + b"Content-Length: 100000\r\n\r\n")
+        data = _read_response(s, limit=10)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 413"), data[:300]
+
+        # Chunked: 100 Continue before any of the body is sent, then 413 once it passes the limit.
+        s = _connect(base)
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        interim = _read_response(s, limit=10)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:300]
+        piece = b"a" * 8192
+        for _ in range(9):
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        data = _read_response(s, limit=10)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 413"), data[:300]
+
+        # A body of the right size: 100 Continue, then the ordinary answer.
+        s = _connect(base)
+        body = b'{"email": "nobody@example.com", "password": "wrong password 123"}'
+        s.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        interim = _read_response(s, limit=10)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:300]
+        s.sendall(body)
+        data = _read_response(s, limit=10)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 401"), data[:300]

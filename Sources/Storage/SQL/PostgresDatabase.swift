@@ -189,10 +189,13 @@ struct PostgresURL {
     var sslMode = "prefer"
     var searchPath: String?
 
+    static let shape = "postgres://user:password@host:port/database"
+
     init(_ string: String) throws {
-        guard let components = URLComponents(string: string),
-              components.scheme == "postgres" || components.scheme == "postgresql"
-        else { throw StorageError.other("PORTCULLIS_DATABASE_URL: not a postgres:// URL") }
+        // No host means the local server, as with libpq.
+        guard let components = CredentialURL.parse(string, schemes: ["postgres", "postgresql"], hostOptional: true) else {
+            throw StorageError.other("must be a well-formed \(Self.shape); \(CredentialURL.encodingHint)")
+        }
         if let h = components.host, !h.isEmpty { host = h }
         if let p = components.port { port = p }
         if let u = components.user, !u.isEmpty { username = u.removingPercentEncoding ?? u }
@@ -207,7 +210,7 @@ struct PostgresURL {
             }
         }
         guard ["disable", "prefer", "require"].contains(sslMode) else {
-            throw StorageError.other("PORTCULLIS_DATABASE_URL: sslmode must be disable, prefer or require")
+            throw StorageError.other("sslmode must be disable, prefer or require (\(Self.shape)?sslmode=…)")
         }
     }
 
