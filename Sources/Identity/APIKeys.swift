@@ -83,6 +83,11 @@ public protocol APIKeyLookup: Sendable {
 public final class APIKeyVerifier: Sendable {
     let lookup: any APIKeyLookup
     private let cache = Mutex([String: (APIKey, String)]())
+    /// Prefixes the database did not know, and until when that answer is trusted: guessed
+    /// keys cost no query each (SPEC §18). Short-lived, bounded, and cleared by any invalidation.
+    private let absent = Mutex([String: ContinuousClock.Instant]())
+    static let absentFor: Duration = .seconds(5)
+    static let absentCapacity = 50_000
     private let uses = Mutex([UUID: Date]())
     let capacity: Int
 
@@ -92,11 +97,23 @@ public final class APIKeyVerifier: Sendable {
     }
 
     /// The key, if `presented` is a usable key; nil otherwise (unknown, wrong secret, expired, revoked).
-    public func verify(_ presented: String, now: Date) async throws -> APIKey? {
+    /// `readThrough` asks the database even when memory has the key: for a node whose memory
+    /// may be behind (SPEC §18).
+    public func verify(_ presented: String, now: Date, readThrough: Bool = false) async throws -> APIKey? {
         guard let (prefix, secret) = APIKeyFormat.parse(presented) else { return nil }
-        var entry = cache.withLock { $0[prefix] }
+        var entry = readThrough ? nil : cache.withLock { $0[prefix] }
         if entry == nil {
-            guard let loaded = try await lookup.key(prefix: prefix) else { return nil }
+            let clock = ContinuousClock.now
+            if !readThrough, let until = absent.withLock({ $0[prefix] }), until > clock { return nil }
+            guard let loaded = try await lookup.key(prefix: prefix) else {
+                cache.withLock { _ = $0.removeValue(forKey: prefix) }
+                absent.withLock { table in
+                    if table.count >= Self.absentCapacity { table = table.filter { $0.value > clock } }
+                    if table.count >= Self.absentCapacity { table.removeAll(keepingCapacity: true) }
+                    table[prefix] = clock + Self.absentFor
+                }
+                return nil
+            }
             cache.withLock { table in
                 if table.count >= capacity { table.removeAll(keepingCapacity: true) }
                 table[prefix] = loaded
@@ -114,7 +131,12 @@ public final class APIKeyVerifier: Sendable {
         cache.withLock { table in
             for (prefix, entry) in table where predicate(entry.0) { table.removeValue(forKey: prefix) }
         }
+        // A restore may bring back a prefix answered as absent.
+        absent.withLock { $0.removeAll() }
     }
+
+    /// Prefixes remembered as unknown (for tests and metrics).
+    public var absentCount: Int { absent.withLock { $0.count } }
 
     /// When this node last saw the key used, if after its last flush.
     public func pendingUse(_ id: UUID) -> Date? { uses.withLock { $0[id] } }

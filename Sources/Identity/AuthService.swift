@@ -215,8 +215,9 @@ public struct AuthService: Sendable {
         }
     }
 
-    /// Verifies an access token and that its session is still alive.
-    public func authenticate(accessToken: String) async throws -> VerifiedAccessToken {
+    /// Verifies an access token and that its session is still alive (asking the database when
+    /// `readThrough`, for a node whose memory may be behind).
+    public func authenticate(accessToken: String, readThrough: Bool = false) async throws -> VerifiedAccessToken {
         let key = Secrets.hash(accessToken)
         let verified: VerifiedAccessToken
         if let hit = verifiedTokens.get(key, now: now()) {
@@ -225,7 +226,7 @@ public struct AuthService: Sendable {
             verified = try await tokens.verify(accessToken, now: now())
             verifiedTokens.put(key, verified)
         }
-        guard try await sessionGuard.isAlive(sessionID: verified.sessionID, userID: verified.userID, now: now()) else {
+        guard try await sessionGuard.isAlive(sessionID: verified.sessionID, userID: verified.userID, now: now(), readThrough: readThrough) else {
             throw IdentityError.unauthenticated("session revoked")
         }
         return verified
@@ -280,8 +281,8 @@ public struct AuthService: Sendable {
         return revision
     }
 
-    public func user(id: UUID) async throws -> User? {
-        if let hit = userCache.get(id) { return hit }
+    public func user(id: UUID, readThrough: Bool = false) async throws -> User? {
+        if !readThrough, let hit = userCache.get(id) { return hit }
         let user = try await users.user(id: id)
         if let user { userCache.put(user) }
         return user

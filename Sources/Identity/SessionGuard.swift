@@ -24,8 +24,10 @@ public final class SessionGuard: Sendable {
     }
 
     /// True when the session exists, belongs to `userID`, and is neither revoked nor expired.
-    public func isAlive(sessionID: UUID, userID: UUID, now: Date = Date()) async throws -> Bool {
-        if let entry = states.withLock({ $0[sessionID] }) {
+    /// `readThrough` asks the database even when memory has an answer: for a node whose memory
+    /// may be behind (SPEC §18).
+    public func isAlive(sessionID: UUID, userID: UUID, now: Date = Date(), readThrough: Bool = false) async throws -> Bool {
+        if !readThrough, let entry = states.withLock({ $0[sessionID] }) {
             return entry.alive && entry.userID == userID && entry.expiresAt > now
         }
         guard let session = try await store.session(id: sessionID) else { return false }

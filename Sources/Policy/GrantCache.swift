@@ -38,7 +38,7 @@ public final class GrantCache: Sendable {
         func withLock<R>(_ body: (inout Shard) -> R) -> R { state.withLock { body(&$0) } }
     }
 
-    let loader: any GrantLoader
+    public let loader: any GrantLoader
     private let shards: [ShardBox]
 
     public init(loader: any GrantLoader) {

@@ -9,6 +9,16 @@ import Tenancy
 
 extension AbuseLimits: InviteMailThrottle {}
 
+/// Whether this node's memory (sessions, keys, users, grants) may answer: only while its change
+/// follower has reached the log's head within the bound. Past it, credentials and decisions are
+/// read through the database — which answers 503 when it cannot — never from an older state.
+public struct Freshness: Sendable {
+    public let changes: ChangeApplier
+    public let bound: Duration
+
+    public var isStale: Bool { changes.staleness > bound }
+}
+
 /// The wired-up domain services of one node, shared by the HTTP app and the CLI.
 public struct AppServices: Sendable {
     public let config: AppConfig
@@ -33,6 +43,8 @@ public struct AppServices: Sendable {
     /// Throttles for the credential endpoints (this node's memory).
     public let limits: AbuseLimits
     public let metrics: ServerMetrics
+
+    public var freshness: Freshness { Freshness(changes: changes, bound: config.maxStaleness) }
 
     /// Migrates the database, loads (or creates) signing keys, and creates the root admin from
     /// `PORTCULLIS_ROOT_EMAIL`/`PORTCULLIS_ROOT_PASSWORD` when there is none yet.
@@ -89,7 +101,9 @@ public struct AppServices: Sendable {
             await applyRemote(changes)
             local.note(changes)
         }
-        let feed = ChangeFeed(database: database, interval: config.changePollInterval)
+        // The follower reads on a connection of its own, past the deadline and breaker: it is
+        // how this node knows it is current (SPEC §18).
+        let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval)
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)
         let tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
         let policyStore = SQLPolicyStore(database: database, observer: apply)

@@ -90,8 +90,7 @@ struct AuthZENRoutes {
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(EvaluationBody.self, from: request)
-        await policyRoutes.catchUpEarly(nil, request)
-        let caller = try await policyRoutes.authenticator.authenticate(request)
+        let caller = try await policyRoutes.authenticate(request, atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
@@ -109,8 +108,7 @@ struct AuthZENRoutes {
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(EvaluationsBody.self, from: request, limit: PolicyRoutes.batchBodyLimit)
-        await policyRoutes.catchUpEarly(nil, request)
-        let caller = try await policyRoutes.authenticator.authenticate(request)
+        let caller = try await policyRoutes.authenticate(request, atLeast: nil)
         let body = try unchecked.fields()
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {

@@ -84,6 +84,7 @@ struct Authenticator: Sendable {
     let auth: AuthService
     let keys: APIKeyVerifier
     let grants: GrantCache
+    let freshness: Freshness
 
     func authenticate(_ request: Request) async throws -> Caller {
         guard let header = request.headers[.authorization] else { throw Problem.unauthenticated() }
@@ -102,30 +103,43 @@ struct Authenticator: Sendable {
         return caller
     }
 
+    /// The caller, as of at least revision `atLeast` when one is asked for. Only an
+    /// authenticated caller makes this node read the change log (no database work before
+    /// authentication); the credential is then checked again against what was read, so one
+    /// revoked at or before that revision is refused.
+    func authenticate(_ request: Request, reaching atLeast: Int64?) async throws -> Caller {
+        let caller = try await authenticate(request)
+        guard let n = atLeast, freshness.changes.applied < n else { return caller }
+        _ = try? await freshness.changes.reach(n)
+        return try await authenticate(request)
+    }
+
     /// A token's identity: the caller of a request, or the subject of `identify` and `authorize`.
     func resolve(token: String) async throws -> ResolvedToken {
         if APIKeyFormat.looksLikeKey(token) { return try await resolve(key: token) }
         let verified: VerifiedAccessToken
+        let stale = freshness.isStale
         do {
-            verified = try await auth.authenticate(accessToken: token)
+            verified = try await auth.authenticate(accessToken: token, readThrough: stale)
         } catch is IdentityError {
             throw Problem.unauthenticated("invalid or expired credentials")
         }
-        guard let user = try await auth.user(id: verified.userID) else {
+        guard let user = try await auth.user(id: verified.userID, readThrough: stale) else {
             throw Problem.unauthenticated("invalid or expired credentials")
         }
         return ResolvedToken(caller: Caller(credential: .session(verified.sessionID), user: user), expiresAt: verified.expiresAt)
     }
 
     func resolve(key presented: String) async throws -> ResolvedToken {
-        guard let key = try await keys.verify(presented, now: auth.now()) else {
+        let stale = freshness.isStale
+        guard let key = try await keys.verify(presented, now: auth.now(), readThrough: stale) else {
             throw Problem.unauthenticated("invalid, expired or revoked API key")
         }
         // Scopes were validated when the key was made; a stored key never widens on a parse error.
         let scopes = (try? KeyScopes.parse(key.scopes)) ?? KeyScopes(orgs: [], roleCap: .viewer, authzCheck: false)
         switch key.owner {
         case .user(let id):
-            guard let user = try await auth.user(id: id) else { throw Problem.unauthenticated("invalid, expired or revoked API key") }
+            guard let user = try await auth.user(id: id, readThrough: stale) else { throw Problem.unauthenticated("invalid, expired or revoked API key") }
             return ResolvedToken(caller: Caller(credential: .userKey(key), user: user, scopes: scopes), expiresAt: key.expiresAt)
         case .serviceAccount(let account, let org):
             return ResolvedToken(
@@ -141,7 +155,8 @@ struct Authenticator: Sendable {
 
     func actor(_ caller: Caller) async throws -> Actor {
         guard case .serviceAccountKey(_, let account, let org) = caller.credential else { return caller.actor(serviceAccountRole: nil) }
-        let role = try await grants.grants(org)?.members[.serviceAccount(account)]?.role
+        let orgGrants = freshness.isStale ? try await grants.loader.grants(orgID: org) : try await grants.grants(org)
+        let role = orgGrants?.members[.serviceAccount(account)]?.role
         guard role != nil else { throw Problem.unauthenticated("the service account no longer exists") }
         return caller.actor(serviceAccountRole: role)
     }

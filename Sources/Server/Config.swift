@@ -30,6 +30,9 @@ public struct AppConfig: Sendable {
     public var logLevel = "info"
     /// How often the change log is polled for writes made by other nodes.
     public var changePollInterval: Duration = .milliseconds(50)
+    /// How far behind the change log this node's memory may be before credentials and
+    /// decisions are read through the database (`PORTCULLIS_MAX_STALENESS_MS`, SPEC §18).
+    public var maxStaleness: Duration = .milliseconds(2000)
     /// How often API keys' `last_used_at` is written (`PORTCULLIS_KEY_USAGE_FLUSH_SECONDS`).
     public var keyUsageFlushInterval: Duration = .seconds(10)
     /// Rotate the signing key when the active one is older than this (`PORTCULLIS_SIGNING_KEY_ROTATION_DAYS`); nil: only by hand.
@@ -198,6 +201,7 @@ public struct AppConfig: Sendable {
         if let n = try count("PASSWORD_GUESSES_PER_SESSION_PER_HOUR", 1...1_000_000) { c.limits.passwordGuessesPerSessionPerHour = n }
         if let n = try count("PASSWORD_GUESSES_PER_ACCOUNT_PER_HOUR", 1...1_000_000) { c.limits.passwordGuessesPerAccountPerHour = n }
         if let n = try count("DATABASE_TIMEOUT_MS", 100...120_000) { c.databaseTimeout = .milliseconds(n) }
+        if let n = try count("MAX_STALENESS_MS", 100...600_000) { c.maxStaleness = .milliseconds(n) }
         if let n = try count("CLIENT_TIMEOUT_SECONDS", 1...3600) { c.clientTimeout = .seconds(n) }
         if let v = value("LOG_LEVEL") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

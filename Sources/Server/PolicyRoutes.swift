@@ -116,17 +116,19 @@ struct PolicyRoutes {
         return header
     }
 
-    /// A requested revision is reached before the caller is authenticated too, so a key or
-    /// session revoked at or before it is already refused (validation still comes later).
-    func catchUpEarly(_ body: Int64?, _ request: Request) async {
-        guard let n = (try? Self.atLeast(body, request)) ?? nil else { return }
-        _ = try? await services.changes.reach(n)
+    /// The caller, as of the revision a request asks for (`at_least` in the body, else the
+    /// `Portcullis-Revision` header): see `Authenticator.authenticate(_:reaching:)`.
+    func authenticate(_ request: Request, atLeast body: Int64?) async throws -> Caller {
+        try await authenticator.authenticate(request, reaching: (try? Self.atLeast(body, request)) ?? nil)
     }
 
     /// Never answer from a state older than revision `atLeast`: catch up from the change log at
-    /// once; if the log has no such revision yet, read through the database.
+    /// once; if the log has no such revision yet, read through the database. A node whose
+    /// memory may be behind (SPEC §18) reads through the database too.
     func settle(_ consistency: Consistency, atLeast: Int64?) async throws -> Consistency {
-        guard let n = atLeast, consistency == .cached else { return consistency }
+        guard consistency == .cached else { return consistency }
+        if services.freshness.isStale { return .strong }
+        guard let n = atLeast else { return .cached }
         return try await services.changes.reach(n) ? .cached : .strong
     }
 
@@ -153,8 +155,7 @@ struct PolicyRoutes {
     /// (400), may-ask-about-subject (403); then the consistency it is answered at.
     func check(_ request: Request) async throws -> (Caller, Check, Consistency) {
         let unchecked = try await JSONBody.read(CheckBody.self, from: request)
-        await catchUpEarly(unchecked.ifValid?.atLeast, request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await authenticate(request, atLeast: unchecked.ifValid?.atLeast)
         let body = try unchecked.fields()
         let object = try Self.object(body.object)
         let required = try requirement(body.action)
@@ -175,8 +176,7 @@ struct PolicyRoutes {
 
     @Sendable func batch(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(BatchBody.self, from: request, limit: Self.batchBodyLimit)
-        await catchUpEarly(unchecked.ifValid.flatMap { $0.atLeast ?? $0.checks.compactMap(\.atLeast).max() }, request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await authenticate(request, atLeast: unchecked.ifValid.flatMap { $0.atLeast ?? $0.checks.compactMap(\.atLeast).max() })
         let body = try unchecked.fields()
         guard body.checks.count <= Self.batchLimit else { throw Problem.badRequest("a batch holds at most \(Self.batchLimit) checks") }
         let consistency = try Self.consistency(body.consistency)
@@ -270,8 +270,7 @@ struct PolicyRoutes {
 
     @Sendable func capabilities(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CapabilitiesBody.self, from: request, limit: Self.batchBodyLimit)
-        await catchUpEarly(unchecked.ifValid?.atLeast, request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await authenticate(request, atLeast: unchecked.ifValid?.atLeast)
         let body = try unchecked.fields()
         guard body.objects.count <= Self.batchLimit else { throw Problem.badRequest("at most \(Self.batchLimit) objects") }
         let objects = try body.objects.enumerated().map { try Self.object($1, field: "objects[\($0)]") }

@@ -76,7 +76,9 @@ enum ChangeLog {
 }
 
 /// Follows the change log by polling, handing each new change to `handle` in order.
-/// Works the same on SQLite (several processes on one file) and PostgreSQL.
+/// Works the same on SQLite (several processes on one file) and PostgreSQL. Give it a database
+/// of its own (`SQLDatabase.dedicated()`): it must never wait behind request traffic or an
+/// open breaker, since the node's freshness is measured by it.
 public struct ChangeFeed: Sendable {
     public let database: any SQLDatabase
     public let interval: Duration
@@ -106,23 +108,34 @@ public final class ChangeApplier: Sendable {
     let local: LocalChanges
     private let cursor: Mutex<Int64>
     private let lock = AsyncLock()
+    /// When a catch-up last read the log to its head: the memory was current then.
+    private let currentAt: Mutex<ContinuousClock.Instant>
 
     public init(feed: ChangeFeed, from start: Int64, local: LocalChanges = LocalChanges(), handle: @escaping @Sendable ([Change]) async -> Void) {
         self.feed = feed
         self.handle = handle
         self.local = local
         cursor = Mutex(start)
+        // `start` was read from the log's head just now.
+        currentAt = Mutex(.now)
     }
 
     /// Every change up to this revision has been applied here.
     public var applied: Int64 { cursor.withLock { $0 } }
+
+    /// How long ago this node last showed it had applied the whole log.
+    public var staleness: Duration { ContinuousClock.now - currentAt.withLock { $0 } }
 
     /// Reads and applies whatever the database has beyond the cursor.
     public func catchUp() async throws {
         try await lock.withLock { [self] in
             while true {
                 let from = applied
+                let asked = ContinuousClock.now
                 let batch = try await feed.changes(after: from)
+                // A short batch is the log's head as of `asked`: what the memory holds after
+                // applying it was current then.
+                defer { if batch.count < 1000 { currentAt.withLock { $0 = max($0, asked) } } }
                 guard let last = batch.last else { return }
                 // This node's own writes were applied right after their commit; applying them
                 // again would only drop freshly loaded cache entries.

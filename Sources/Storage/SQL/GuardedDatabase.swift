@@ -12,6 +12,8 @@ import Synchronization
 /// no breaker, since "busy" there means contention, not an outage.
 public final class GuardedDatabase: SQLDatabase {
     public let base: any SQLDatabase
+
+    public func dedicated() async throws -> any SQLDatabase { try await base.dedicated() }
     public let timeout: Duration
     private let breaker: Bool
     private let state = Mutex(State())

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import Synchronization
 
 /// PostgreSQL through a pooled `PostgresClient`.
 public final class PostgresDatabase: SQLDatabase {
@@ -10,12 +11,17 @@ public final class PostgresDatabase: SQLDatabase {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
+    private let url: String
+    /// One connection of its own for `dedicated()`, made on first use.
+    private let lane = Mutex<PostgresDatabase?>(nil)
+    private let laneMaking = AsyncLock()
 
     /// Connects once (failing fast on a wrong URL, password or a down server — the pooled
     /// client alone would retry forever) and then starts the pool.
     public init(url: String, logger: Logger, maximumConnections: Int = 20) async throws {
         let settings = try PostgresURL(url)
         self.logger = logger
+        self.url = url
         var connectionConfig = PostgresConnection.Configuration(
             host: settings.host, port: settings.port, username: settings.username,
             password: settings.password, database: settings.database, tls: settings.connectionTLS)
@@ -81,8 +87,18 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     public func close() async {
+        if let lane = lane.withLock({ $0 }) { await lane.close() }
         runner.cancel()
         _ = await runner.value
+    }
+
+    public func dedicated() async throws -> any SQLDatabase {
+        try await laneMaking.withLock {
+            if let lane = lane.withLock({ $0 }) { return lane }
+            let made = try await PostgresDatabase(url: url, logger: logger, maximumConnections: 1)
+            lane.withLock { $0 = made }
+            return made
+        }
     }
 
     private struct ConnectionExecutor: SQLExecutor {

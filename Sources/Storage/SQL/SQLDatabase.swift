@@ -31,4 +31,7 @@ public protocol SQLDatabase: SQLExecutor {
     func ping() async throws
     /// Releases connections. Call once, at shutdown.
     func close() async
+    /// A handle whose queries never wait behind request traffic, a deadline or a breaker: for
+    /// the change follower, whose progress is how a node knows it is current. Closed with this one.
+    func dedicated() async throws -> any SQLDatabase
 }

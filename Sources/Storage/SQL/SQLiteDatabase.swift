@@ -8,6 +8,9 @@ import GRDB
 /// the writer connection (`allowsUnsafeTransactions`), and `writeLock` guarantees that no other
 /// write of this process interleaves with an open transaction.
 public final class SQLiteDatabase: SQLDatabase {
+    /// WAL readers run beside the writer and each other: the pool itself serves the follower.
+    public func dedicated() async throws -> any SQLDatabase { self }
+
     public let dialect = SQLDialect.sqlite
     private let pool: DatabasePool
     private let writeLock = AsyncLock()

@@ -27,6 +27,8 @@ func testConfig(dir: URL) -> AppConfig {
     config.limits.ipBurst = 0
     // The suite runs dozens of apps at once on two cores: a slow moment is not an outage here.
     config.databaseTimeout = .seconds(30)
+    // Likewise a follower that misses a few polls; the staleness tests set their own bound.
+    config.maxStaleness = .seconds(30)
     return config
 }
 
