@@ -30,6 +30,9 @@ public final class AbuseLimits: Sendable {
         public var passwordGuessesPerSessionPerHour = 5
         /// Wrong `current_password` answers an account may take in an hour, over all sessions.
         public var passwordGuessesPerAccountPerHour = 20
+        /// Writes one user (or service account) may make in a minute, at once or spread out;
+        /// 0 turns the quota off. The root is not counted.
+        public var writesPerUserPerMinute = 600
         public init() {}
     }
 
@@ -71,9 +74,19 @@ public final class AbuseLimits: Sendable {
     /// Takes one request from the IP's bucket, or says when the next one is due.
     public func spend(ip rawIP: String, now: Date) throws(Refusal) {
         guard settings.ipBurst > 0, settings.ipPerMinute > 0 else { return }
-        let ip = Self.clientKey(rawIP)
-        let capacity = Double(settings.ipBurst)
-        let perSecond = Double(settings.ipPerMinute) / 60
+        try spendBucket(Self.clientKey(rawIP), capacity: settings.ipBurst, perMinute: settings.ipPerMinute, now: now)
+    }
+
+    /// One write by `principal` (SPEC §18: writes per user per minute).
+    public func spendWrite(principal: UUID, now: Date) throws(Refusal) {
+        guard settings.writesPerUserPerMinute > 0 else { return }
+        try spendBucket("write:" + principal.uuidString, capacity: settings.writesPerUserPerMinute, perMinute: settings.writesPerUserPerMinute, now: now)
+    }
+
+    /// A token bucket of `capacity`, refilled at `perMinute`.
+    func spendBucket(_ ip: String, capacity whole: Int, perMinute: Int, now: Date) throws(Refusal) {
+        let capacity = Double(whole)
+        let perSecond = Double(perMinute) / 60
         let wait: Double? = buckets.withLock { buckets in
             var bucket = buckets[ip] ?? Bucket(tokens: capacity, updated: now)
             bucket.tokens = min(capacity, bucket.tokens + max(0, now.timeIntervalSince(bucket.updated)) * perSecond)

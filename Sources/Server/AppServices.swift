@@ -105,7 +105,8 @@ public struct AppServices: Sendable {
         // how this node knows it is current (SPEC §18).
         let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval)
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)
-        let tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
+        var tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
+        tenancy.maxOwnedOrgs = config.maxOrgsPerUser
         let policyStore = SQLPolicyStore(database: database, observer: apply)
         let limits = AbuseLimits(settings: config.limits)
         var invites = InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now)

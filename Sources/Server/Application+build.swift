@@ -39,7 +39,7 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
 /// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
 @discardableResult
 public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
-    let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache, freshness: services.freshness)
+    let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache, freshness: services.freshness, limits: services.limits)
     PlatformRoutes(services: services, authenticator: authenticator)
         .register(routes)
     IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store, limits: services.limits).register(routes)

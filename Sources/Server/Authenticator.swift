@@ -85,6 +85,7 @@ struct Authenticator: Sendable {
     let keys: APIKeyVerifier
     let grants: GrantCache
     let freshness: Freshness
+    let limits: AbuseLimits
 
     func authenticate(_ request: Request) async throws -> Caller {
         guard let header = request.headers[.authorization] else { throw Problem.unauthenticated() }
@@ -100,7 +101,26 @@ struct Authenticator: Sendable {
         guard token.utf8.count <= 8192 else { throw Problem.unauthenticated("invalid or expired credentials") }
         let caller = try await resolve(token: token).caller
         RequestTrace.noteCaller(caller)
+        if Self.isWrite(request), !caller.isRoot {
+            try limits.spendWrite(principal: caller.principal.id, now: auth.now())
+        }
         return caller
+    }
+
+    /// POSTs that only read: decisions, lookups, identify. (Logging out is a write, but it is
+    /// never refused: a person must always be able to end a session.)
+    static let readingPosts: Set<String> = [
+        "/v1/authorize", "/v1/authorize/batch", "/v1/authorize/explain", "/v1/capabilities", "/v1/lookup",
+        "/v1/identify", "/access/v1/evaluation", "/access/v1/evaluations", "/v1/auth/logout",
+    ]
+
+    /// Whether the request changes state, and so spends its caller's write budget (SPEC §18).
+    static func isWrite(_ request: Request) -> Bool {
+        switch request.method {
+        case .put, .patch, .delete: return true
+        case .post: return !readingPosts.contains(request.uri.path)
+        default: return false
+        }
     }
 
     /// The caller, as of at least revision `atLeast` when one is asked for. Only an

@@ -62,11 +62,18 @@ public struct SQLTenancyStore: TenancyStore {
         try await Writer(tx: db).membership(orgID: orgID, userID: userID)
     }
 
-    public func orgs(memberUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int) {
-        let filter = nameContains.map { _ in " AND o.name_lower LIKE $3 ESCAPE '\\'" } ?? ""
+    public func orgs(memberUserID userID: UUID, within scope: Set<UUID>?, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int) {
+        var filter = nameContains.map { _ in " AND o.name_lower LIKE $3 ESCAPE '\\'" } ?? ""
         let pattern: SQLValue = nameContains.map { .text(Self.likePattern($0)) } ?? .null
+        var binds: [SQLValue] = nameContains == nil ? [userID.sqlValue, now.sqlValue] : [userID.sqlValue, now.sqlValue, pattern]
+        if let scope {
+            // A scoped key's orgs, filtered here so the page and its total are exact.
+            guard !scope.isEmpty else { return ([], 0) }
+            let first = binds.count + 1
+            filter += " AND o.id IN (" + (first..<(first + scope.count)).map { "$\($0)" }.joined(separator: ", ") + ")"
+            binds += scope.sorted { $0.uuidString < $1.uuidString }.map(\.sqlValue)
+        }
         let from = "FROM orgs o JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)"
-        let binds: [SQLValue] = nameContains == nil ? [userID.sqlValue, now.sqlValue] : [userID.sqlValue, now.sqlValue, pattern]
         let n = binds.count
         let rows = try await db.query(
             "SELECT \(Self.orgColumns), m.role \(from) ORDER BY o.created_at, o.id LIMIT $\(n + 1) OFFSET $\(n + 2)",
@@ -205,6 +212,10 @@ public struct SQLTenancyStore: TenancyStore {
             Int(try await tx.queryFirst(
                 "SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = 'owner' AND expires_at IS NULL", orgID
             )?.int("n") ?? 0)
+        }
+
+        func ownedOrgCount(userID: UUID) async throws -> Int {
+            Int(try await tx.queryFirst("SELECT COUNT(*) AS n FROM memberships WHERE user_id = $1 AND role = 'owner'", userID)?.int("n") ?? 0)
         }
 
         func user(id: UUID) async throws -> UserRef? {

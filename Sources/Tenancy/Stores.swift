@@ -5,8 +5,9 @@ public protocol TenancyStore: Sendable {
     func org(id: UUID) async throws -> Org?
     func membership(orgID: UUID, userID: UUID) async throws -> Membership?
     /// Orgs where `userID` holds a current membership, oldest first, optionally filtered by a
-    /// case-insensitive substring of the name; with the total count.
-    func orgs(memberUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int)
+    /// case-insensitive substring of the name, and to the orgs in `scope` when given (a scoped
+    /// key's); with the total count. Filtered in the query: the page and total are exact.
+    func orgs(memberUserID userID: UUID, within scope: Set<UUID>?, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int)
     /// Every org (root's `?scope=all`), with `userID`'s current role where it has one.
     func allOrgs(viewerUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int)
     /// Members of an org, oldest first (expired grants included, so admins can see and renew them).
@@ -33,6 +34,8 @@ public protocol TenancyWriter: Sendable {
     func deleteMembership(orgID: UUID, userID: UUID) async throws
     /// Owners whose grant does not expire: the ones that keep an org from being orphaned.
     func permanentOwnerCount(orgID: UUID) async throws -> Int
+    /// How many orgs `userID` holds the owner role in (for the orgs-per-user quota).
+    func ownedOrgCount(userID: UUID) async throws -> Int
     func user(id: UUID) async throws -> UserRef?
     func user(email: String) async throws -> UserRef?
     func appendAudit(_ event: AuditEvent) async throws

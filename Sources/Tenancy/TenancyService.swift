@@ -7,6 +7,8 @@ public struct TenancyService: Sendable {
     public let store: any TenancyStore
     public let permissions: PermissionTable
     let now: @Sendable () -> Date
+    /// Orgs one user may own; creating one more is 409 `quota_exceeded` (the root is exempt).
+    public var maxOwnedOrgs = 100
 
     public init(store: any TenancyStore, permissions: PermissionTable = .builtIn, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
@@ -86,7 +88,11 @@ public struct TenancyService: Sendable {
         let metadata = try metadata.map(OrgFields.metadata) ?? [:]
         let at = now()
         let org = Org(id: UUID(), name: name, description: description, metadata: metadata, createdAt: at, updatedAt: at)
+        let quota = maxOwnedOrgs
         let revision = try await store.write(lockingOrg: nil) { tx in
+            if !actor.isRoot, try await tx.ownedOrgCount(userID: actor.userID) >= quota {
+                throw TenancyError.quotaExceeded("you own \(quota) orgs, the most one account may own; delete one or hand it over first")
+            }
             let event = Self.event(actor, at: at, AuditAction.orgCreated, org: org.id, target: Self.orgTarget(org.id), ["name": .string(name)])
             try await tx.insertOrg(org)
             try await tx.upsertMembership(Membership(
@@ -108,15 +114,10 @@ public struct TenancyService: Sendable {
                   let role = actor.effectiveRole(membership: nil, in: org.id) else { return ([], 0) }
             return (offset == 0 ? [OrgView(org: org, role: role)] : [], 1)
         }
-        guard actor.orgs != nil || actor.roleCap != nil else {
-            return try await store.orgs(memberUserID: actor.userID, now: now(), nameContains: filter, limit: limit, offset: offset)
-        }
-        // A scoped key sees only its orgs, with its capped role: filter the member's list.
-        let (all, _) = try await store.orgs(memberUserID: actor.userID, now: now(), nameContains: filter, limit: 10_000, offset: 0)
-        let visible = all.compactMap { view -> OrgView? in
-            actor.effectiveRole(membership: view.role, in: view.org.id).map { OrgView(org: view.org, role: $0) }
-        }
-        return (Array(visible.dropFirst(offset).prefix(limit)), visible.count)
+        // A scoped key sees only its orgs (filtered by the query, so one page costs one page),
+        // each with its role capped.
+        let (page, total) = try await store.orgs(memberUserID: actor.userID, within: actor.orgs, now: now(), nameContains: filter, limit: limit, offset: offset)
+        return (page.compactMap { view in actor.effectiveRole(membership: view.role, in: view.org.id).map { OrgView(org: view.org, role: $0) } }, total)
     }
 
     public func org(actor: Actor, id: UUID) async throws -> OrgView {

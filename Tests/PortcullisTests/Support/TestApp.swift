@@ -25,6 +25,8 @@ func testConfig(dir: URL) -> AppConfig {
     // In-process requests have no peer address, so every test client would share one IP
     // bucket; the throttling tests turn it back on with their own numbers.
     config.limits.ipBurst = 0
+    // Likewise the per-user write budget; the quota tests turn it on.
+    config.limits.writesPerUserPerMinute = 0
     // The suite runs dozens of apps at once on two cores: a slow moment is not an outage here.
     config.databaseTimeout = .seconds(30)
     // Likewise a follower that misses a few polls; the staleness tests set their own bound.

@@ -1,0 +1,65 @@
+import Foundation
+import HTTPTypes
+import Server
+import Storage
+import Testing
+
+/// SPEC §18: quotas, and listings that cost one page.
+@Suite("Bounded work")
+struct BoundedWorkTests {
+    @Test("a user may own at most PORTCULLIS_MAX_ORGS_PER_USER orgs; the next one is 409 and writes nothing", arguments: Backend.allCases)
+    func orgQuota(_ backend: Backend) async throws {
+        try await withApp(backend, configure: { $0.maxOrgsPerUser = 3; rootSetup(&$0) }) { api, services in
+            let user = try await api.signupAndLogin("owner@example.com")
+            for i in 0..<3 { _ = try await api.createOrg(user.access, name: "Org \(i)") }
+            let before = try await services.changeFeed.latestRevision()
+            let refused = try await api.send(.post, "/v1/orgs", json: ["name": "One too many"], token: user.access)
+            #expect(refused.status == .conflict && refused.code == "quota_exceeded", "\(refused.text)")
+            #expect(try await services.changeFeed.latestRevision() == before)
+            #expect(try await api.send(.get, "/v1/orgs", token: user.access).json["total"] as? Int == 3)
+            // The root administers the platform and is not counted.
+            let root = try await api.login("root@example.com", password: testRootPassword)
+            for i in 0..<4 { _ = try await api.createOrg(root.access, name: "Root \(i)") }
+        }
+    }
+
+    @Test("writes per user per minute: the next write is 429, reads and decisions go on", arguments: Backend.allCases)
+    func writeBudget(_ backend: Backend) async throws {
+        try await withApp(backend, configure: { $0.limits.writesPerUserPerMinute = 4 }) { api, _ in
+            let user = try await api.signupAndLogin("writer@example.com")
+            let org = try await api.createOrg(user.access)
+            for i in 0..<3 {
+                #expect(try await api.send(.patch, "/v1/orgs/\(org)", json: ["description": "v\(i)"], token: user.access).status == .ok)
+            }
+            let refused = try await api.send(.patch, "/v1/orgs/\(org)", json: ["description": "v4"], token: user.access)
+            #expect(refused.status == .tooManyRequests && refused.code == "rate_limited" && refused.headers[.retryAfter] != nil)
+            #expect(try await api.send(.get, "/v1/orgs/\(org)", token: user.access).json["description"] as? String == "v2")
+            let decision = try await api.send(.post, "/v1/authorize", json: ["object": "org:\(org)", "action": "viewer"], token: user.access)
+            #expect(decision.json["allowed"] as? Bool == true)
+            #expect(try await api.send(.post, "/v1/auth/logout", token: user.access).status == .noContent)
+            // Another user has a budget of their own.
+            let other = try await api.signupAndLogin("other@example.com")
+            _ = try await api.createOrg(other.access)
+        }
+    }
+
+    @Test("a scoped key lists its orgs a page at a time, with the exact total", arguments: Backend.allCases)
+    func scopedListing(_ backend: Backend) async throws {
+        try await withApp(backend) { api, _ in
+            let user = try await api.signupAndLogin("many@example.com")
+            var orgs: [String] = []
+            for i in 0..<12 { orgs.append(try await api.createOrg(user.access, name: "Org \(i)")) }
+            let scoped = try await api.createKey(user.access, name: "three", scopes: [orgs[2], orgs[5], orgs[9]].map { "org:\($0)" } + ["role:viewer"]).key
+            let first = try await api.send(.get, "/v1/orgs?limit=2", token: scoped)
+            #expect(first.json["total"] as? Int == 3)
+            let firstItems = try #require(first.json["items"] as? [[String: Any]])
+            #expect(firstItems.map { $0["id"] as? String } == [orgs[2], orgs[5]])
+            #expect(firstItems.allSatisfy { $0["role"] as? String == "viewer" })
+            let second = try await api.send(.get, "/v1/orgs?limit=2&offset=2", token: scoped)
+            #expect((second.json["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [orgs[9]])
+            let named = try await api.send(.get, "/v1/orgs?name=org%201", token: scoped)
+            #expect(named.json["total"] as? Int == 0)
+            #expect(try await api.send(.get, "/v1/orgs?limit=1", token: user.access).json["total"] as? Int == 12)
+        }
+    }
+}
