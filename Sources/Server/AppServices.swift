@@ -43,6 +43,8 @@ public struct AppServices: Sendable {
     /// Throttles for the credential endpoints (this node's memory).
     public let limits: AbuseLimits
     public let metrics: ServerMetrics
+    /// `/v1/watch` streams, fed by the change follower.
+    public let watch: WatchHub
 
     public var freshness: Freshness { Freshness(changes: changes, bound: config.maxStaleness) }
 
@@ -104,6 +106,7 @@ public struct AppServices: Sendable {
         // The follower reads on a connection of its own, past the deadline and breaker: it is
         // how this node knows it is current (SPEC §18).
         let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval)
+        let watch = WatchHub(capacity: config.watchMaxStreams)
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)
         var tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
         tenancy.maxOwnedOrgs = config.maxOrgsPerUser
@@ -113,7 +116,7 @@ public struct AppServices: Sendable {
         invites.throttle = limits
         let services = AppServices(
             config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
-            changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, handle: applyRemote),
+            changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, tap: watch.publish, handle: applyRemote),
             tenancy: tenancy,
             bindings: BindingService(store: policyStore, tenancy: tenancy, now: now),
             policy: PolicyService(cache: grantCache, permissions: permissions, now: now),
@@ -126,7 +129,8 @@ public struct AppServices: Sendable {
             outbox: SQLOutbox(database: database),
             mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval),
             limits: limits,
-            metrics: ServerMetrics())
+            metrics: ServerMetrics(),
+            watch: watch)
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }

@@ -70,6 +70,8 @@ struct ChangeFollower: Service, CustomStringConvertible {
         await cancelWhenGracefulShutdown {
             await services.changes.run()
         }
+        // Watch streams end with the follower that feeds them; clients resume elsewhere.
+        services.watch.close()
     }
 }
 

@@ -33,6 +33,8 @@ public struct AppConfig: Sendable {
     /// How far behind the change log this node's memory may be before credentials and
     /// decisions are read through the database (`PORTCULLIS_MAX_STALENESS_MS`, SPEC §18).
     public var maxStaleness: Duration = .milliseconds(2000)
+    /// `/v1/watch` streams this node serves at once (`PORTCULLIS_WATCH_MAX_STREAMS`).
+    public var watchMaxStreams = 100
     /// Orgs one user may own (`PORTCULLIS_MAX_ORGS_PER_USER`); creating one more is 409.
     public var maxOrgsPerUser = 100
     /// How often API keys' `last_used_at` is written (`PORTCULLIS_KEY_USAGE_FLUSH_SECONDS`).
@@ -200,6 +202,7 @@ public struct AppConfig: Sendable {
         if let n = try count("RESET_MAILS_PER_HOUR", 1...1_000_000) { c.limits.resetMailsPerHour = n }
         if let n = try count("WRITES_PER_USER_PER_MINUTE", 0...1_000_000) { c.limits.writesPerUserPerMinute = n }
         if let n = try count("MAX_ORGS_PER_USER", 1...1_000_000) { c.maxOrgsPerUser = n }
+        if let n = try count("WATCH_MAX_STREAMS", 0...100_000) { c.watchMaxStreams = n }
         if let n = try count("INVITE_MAILS_PER_ORG_PER_HOUR", 1...1_000_000) { c.limits.inviteMailsPerOrgPerHour = n }
         if let n = try count("INVITE_MAILS_PER_RECIPIENT_PER_HOUR", 1...1_000_000) { c.limits.inviteMailsPerRecipientPerHour = n }
         if let n = try count("PASSWORD_GUESSES_PER_SESSION_PER_HOUR", 1...1_000_000) { c.limits.passwordGuessesPerSessionPerHour = n }

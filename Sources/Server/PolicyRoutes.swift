@@ -409,30 +409,44 @@ struct PolicyRoutes {
         }
         let feed = services.changeFeed
         let start = since
+        // Subscribed before the backlog is read, so nothing committed meanwhile is missed.
+        let live: AsyncStream<WatchHub.Event>
+        do {
+            live = try services.watch.subscribe()
+        } catch {
+            throw Problem(.serviceUnavailable, code: "unavailable",
+                          detail: "this node serves at most \(services.watch.capacity) watch streams; try again later or on another node",
+                          headers: [.retryAfter: "5"])
+        }
         let body = ResponseBody { writer in
             var cursor = start
-            var idle = Duration.zero
+            func send(_ change: Change) async throws {
+                let data = try JSONBody.encoder.encode(WatchEvent(revision: change.revision, kind: change.kind, subject: change.subject, at: change.at))
+                try await writer.write(ByteBuffer(string: "id: \(change.revision)\nevent: \(change.kind)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"))
+                cursor = change.revision
+            }
             try await writer.write(ByteBuffer(string: ": watching from revision \(cursor)\n\n"))
-            // On SIGTERM the stream ends, so draining in-flight requests does not wait for
-            // followers; they reconnect to another node with Last-Event-ID.
-            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            // The backlog since `since`, a page at a time: read once, not polled.
+            while true {
                 let batch = try await feed.changes(after: cursor, limit: 500)
-                for change in batch {
-                    let data = try JSONBody.encoder.encode(WatchEvent(revision: change.revision, kind: change.kind, subject: change.subject, at: change.at))
-                    try await writer.write(ByteBuffer(string: "id: \(change.revision)\nevent: \(change.kind)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"))
-                    cursor = change.revision
-                }
-                if batch.isEmpty {
-                    try await Task.sleep(for: feed.interval)
-                    idle += feed.interval
-                    // A comment now and then keeps proxies from closing an idle stream and finds gone clients.
-                    if idle >= .seconds(15) {
+                for change in batch { try await send(change) }
+                if batch.count < 500 { break }
+            }
+            // Then what the node's follower reads. The stream ends on shutdown, or when this
+            // reader falls too far behind; either way the client resumes with Last-Event-ID.
+            // On SIGTERM every stream ends at once, so draining in-flight requests does not wait
+            // for followers; they reconnect to another node with Last-Event-ID.
+            try await withGracefulShutdownHandler {
+                for await event in live {
+                    switch event {
+                    case .keepAlive:
                         try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                        idle = .zero
+                    case .changes(let batch):
+                        for change in batch where change.revision > cursor { try await send(change) }
                     }
-                } else {
-                    idle = .zero
                 }
+            } onGracefulShutdown: { [hub = services.watch] in
+                hub.close()
             }
             try await writer.finish(nil)
         }

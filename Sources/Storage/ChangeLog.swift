@@ -105,15 +105,21 @@ public struct ChangeFeed: Sendable {
 public final class ChangeApplier: Sendable {
     public let feed: ChangeFeed
     let handle: @Sendable ([Change]) async -> Void
+    /// Sees every batch read, this node's own changes included, in log order (the watch streams).
+    let tap: @Sendable ([Change]) -> Void
     let local: LocalChanges
     private let cursor: Mutex<Int64>
     private let lock = AsyncLock()
     /// When a catch-up last read the log to its head: the memory was current then.
     private let currentAt: Mutex<ContinuousClock.Instant>
 
-    public init(feed: ChangeFeed, from start: Int64, local: LocalChanges = LocalChanges(), handle: @escaping @Sendable ([Change]) async -> Void) {
+    public init(
+        feed: ChangeFeed, from start: Int64, local: LocalChanges = LocalChanges(),
+        tap: @escaping @Sendable ([Change]) -> Void = { _ in }, handle: @escaping @Sendable ([Change]) async -> Void
+    ) {
         self.feed = feed
         self.handle = handle
+        self.tap = tap
         self.local = local
         cursor = Mutex(start)
         // `start` was read from the log's head just now.
@@ -142,6 +148,7 @@ public final class ChangeApplier: Sendable {
                 let foreign = batch.filter { !local.take($0.revision) }
                 if !foreign.isEmpty { await handle(foreign) }
                 cursor.withLock { $0 = last.revision }
+                tap(batch)
                 if batch.count < 1000 { return }
             }
         }

@@ -63,3 +63,46 @@ struct BoundedWorkTests {
         }
     }
 }
+
+@Suite("Watch streams share the follower")
+struct WatchHubTests {
+    static func change(_ n: Int64) -> Change { Change(revision: n, at: Date(), kind: "org.updated", subject: "x") }
+
+    @Test("a stream gets what the follower publishes; one that falls behind its buffer is ended; capacity and close")
+    func hub() async throws {
+        let hub = WatchHub(capacity: 2, buffer: 2)
+        let reader = try hub.subscribe()
+        let laggard = try hub.subscribe()
+        #expect(throws: WatchHub.Full.self) { try hub.subscribe() }
+        // The reader keeps up; the laggard reads nothing.
+        var iterator = reader.makeAsyncIterator()
+        var seen: [Int64] = []
+        for n in Int64(1)...3 {
+            hub.publish([Self.change(n)])
+            if case .changes(let batch)? = await iterator.next() { seen += batch.map(\.revision) }
+        }
+        #expect(seen == [1, 2, 3])
+        #expect(hub.overflowCount == 1)
+        // The laggard gets what fit in its buffer, then its stream ends (it resumes by id).
+        var got: [Int64] = []
+        for await event in laggard { if case .changes(let batch) = event { got += batch.map(\.revision) } }
+        #expect(got == [1, 2])
+        // Its place is free again; an empty batch is not an event.
+        let third = try hub.subscribe()
+        hub.publish([])
+        hub.close()
+        var events = 0
+        for await _ in third { events += 1 }
+        #expect(events == 0)
+        #expect(throws: WatchHub.Full.self) { try hub.subscribe() }
+    }
+
+    @Test("past PORTCULLIS_WATCH_MAX_STREAMS a watch request is 503 with Retry-After", arguments: [Backend.sqlite])
+    func streamCap(_ backend: Backend) async throws {
+        try await withApp(backend, configure: { rootSetup(&$0); $0.watchMaxStreams = 0 }) { api, _ in
+            let root = try await api.login("root@example.com", password: testRootPassword)
+            let refused = try await api.send(.get, "/v1/watch?since=0", token: root.access)
+            #expect(refused.status == .serviceUnavailable && refused.code == "unavailable" && refused.headers[.retryAfter] != nil)
+        }
+    }
+}
