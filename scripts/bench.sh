@@ -7,6 +7,8 @@
 #   propagation  scripts/bench_propagation.py: two nodes on one PostgreSQL, write on A, flip seen on B
 #   login        scripts/bench_login.py: login latency (argon2id)
 #   flood        scripts/bench_flood.py: authorize latency while the login endpoint is flooded
+#   hostile      scripts/bench_hostile.py: a victim's authorize latency while another tenant spends
+#                the node's CPU on lookups and 1,000-check batches over its own long-path bindings
 # BENCH_ONLY="engine http" runs a subset. Results: .build-release/bench/*.json and report.md; a full
 # run also rewrites the generated section of BENCHMARKS.md. PORTCULLIS_BENCH_POSTGRES_URL points the
 # engine's cold load at another PostgreSQL (a throwaway schema there); otherwise, like propagation,
@@ -16,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v swift >/dev/null || export PATH="$PATH:/opt/swift/usr/bin"
 root=$PWD
 scratch=.build-release
-all="engine casbin http propagation login flood"
+all="engine casbin http propagation login flood hostile"
 only=" ${BENCH_ONLY:-$all} "
 want() { [[ "$only" == *" $1 "* ]]; }
 python=${PYTHON:-python3}
@@ -24,7 +26,7 @@ python=${PYTHON:-python3}
 scripts/install-deps.sh
 
 # Tools only the benchmarks need, installed here so that `make test` never needs them.
-if { want http || want flood; } && ! command -v wrk >/dev/null; then
+if { want http || want flood || want hostile; } && ! command -v wrk >/dev/null; then
     echo "bench: apt installing wrk" >&2
     sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq >/dev/null
@@ -82,6 +84,11 @@ if want flood; then
     mark flood
     echo "== authorize under a login flood" >&2
     "$python" scripts/bench_flood.py "$bin/portcullis" >"$out/flood.json"
+fi
+if want hostile; then
+    mark hostile
+    echo "== a hostile tenant on the same node" >&2
+    "$python" scripts/bench_hostile.py "$bin/portcullis" >"$out/hostile.json"
 fi
 mark end
 echo "bench: done in $((SECONDS - started)) s" >&2

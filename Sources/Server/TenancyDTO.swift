@@ -141,10 +141,21 @@ struct PatchOrgBody: Decodable, Sendable {
 }
 
 struct AddMemberBody: Decodable, Sendable {
-    let userId: String?
-    let email: String?
+    /// Present-but-null is told apart from absent: `{"email": …, "user_id": null}` names two.
+    let userId: String??
+    let email: String??
     let role: String
     let expiresAt: Date?
+
+    enum CodingKeys: String, CodingKey { case userId, email, role, expiresAt }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        userId = try c.decodePresence(String.self, forKey: .userId)
+        email = try c.decodePresence(String.self, forKey: .email)
+        role = try c.decode(String.self, forKey: .role)
+        expiresAt = try c.decodeIfPresent(Date.self, forKey: .expiresAt)
+    }
 }
 
 struct PatchMemberBody: Decodable, Sendable {

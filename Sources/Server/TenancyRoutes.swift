@@ -94,10 +94,10 @@ struct TenancyRoutes {
         let role = try parseRole(body.role)
         let target: MemberTarget
         switch (body.userId, body.email) {
-        case (let id?, nil):
+        case (.some(let id?), nil):
             guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("user_id must be a UUID") }
             target = .id(uuid)
-        case (nil, let email?):
+        case (nil, .some(let email?)):
             guard let canonical = Email.canonical(email) else { throw Problem.badRequest("email is not a valid e-mail address") }
             target = .email(canonical)
         default:

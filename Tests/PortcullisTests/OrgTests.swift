@@ -229,6 +229,7 @@ struct OrgTests {
             let bad: [[String: Any]] = [
                 ["email": "carol@example.com", "role": "superuser"], ["email": "carol@example.com"],
                 ["user_id": bobID, "email": "bob@example.com", "role": "viewer"], ["role": "viewer"],
+                ["email": "carol@example.com", "user_id": NSNull(), "role": "viewer"], ["email": NSNull(), "user_id": bobID, "role": "viewer"],
                 ["user_id": "not-a-uuid", "role": "viewer"], ["email": "not an email", "role": "viewer"],
                 ["email": "carol@example.com", "role": "viewer", "expires_at": "2001-01-01T00:00:00Z"],
                 ["email": "carol@example.com", "role": "viewer", "expires_at": "tomorrow"],
