@@ -93,6 +93,7 @@ extension Problem {
             case .lastOwner: return Problem(.conflict, code: "last_owner", detail: "an org must keep at least one owner whose membership does not expire")
             case .alreadyMember: return Problem(.conflict, code: "already_member", detail: "the user is already a member of this org")
             case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
+            case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
             case .addressNotProven:
                 return Problem(.conflict, code: "address_not_proven", detail: "no account with a verified address has this e-mail; invite it instead")
             }

@@ -171,6 +171,18 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
             try await tx.execute("DELETE FROM bindings WHERE id = $1", id)
         }
 
+        func bindingCount(orgID: UUID) async throws -> Int {
+            let n = try await tx.queryFirst("SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1", orgID)?.int("n") ?? 0
+            return Int(n)
+        }
+
+        func bindingCount(orgID: UUID, principal: Principal) async throws -> Int {
+            let n = try await tx.queryFirst(
+                "SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
+                orgID, principal.typeName, principal.id)?.int("n") ?? 0
+            return Int(n)
+        }
+
         func principalExists(_ principal: Principal, orgID: UUID) async throws -> Bool {
             switch principal {
             case .user(let id):

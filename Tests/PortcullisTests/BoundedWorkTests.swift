@@ -48,6 +48,37 @@ struct BoundedWorkTests {
         }
     }
 
+    @Test("bindings per org and per principal are quotas: the write past one is 409 quota_exceeded and changes nothing", arguments: Backend.allCases)
+    func bindingQuotas(_ backend: Backend) async throws {
+        try await withApp(backend, configure: { $0.bindingQuotas = BindingQuotas(perOrg: 3, perPrincipal: 2) }) { api, _ in
+            let alice = try await api.signupAndLogin("alice@example.com")
+            let bob = try await api.signupAndLogin("bob@example.com")
+            let carol = try await api.signupAndLogin("carol@example.com")
+            let org = try await api.createOrg(alice.access)
+            func bind(_ user: String, _ resource: String, _ role: String = "viewer") async throws -> APIClient.Reply {
+                try await api.send(.put, "/v1/orgs/\(org)/bindings",
+                                   json: ["subject": ["user_id": user], "resource": "org:\(org)/\(resource)", "role": role], token: alice.access)
+            }
+            func total() async throws -> Int? {
+                try await api.send(.get, "/v1/orgs/\(org)/bindings", token: alice.access).json["total"] as? Int
+            }
+            #expect(try await bind(bob.userID, "doc:1").status == .created)
+            #expect(try await bind(bob.userID, "doc:2").status == .created)
+            let perPrincipal = try await bind(bob.userID, "doc:3")
+            #expect(perPrincipal.status == .conflict)
+            #expect(perPrincipal.code == "quota_exceeded")
+            #expect(try await total() == 2)
+            // Replacing a binding adds nothing, so a full quota does not stop it.
+            #expect(try await bind(bob.userID, "doc:2", "editor").status == .ok)
+            #expect(try await bind(carol.userID, "doc:1").status == .created)
+            let perOrg = try await bind(carol.userID, "doc:2")
+            #expect(perOrg.status == .conflict)
+            #expect(perOrg.code == "quota_exceeded")
+            #expect(try await total() == 3)
+            #expect(try await api.allowed(carol.access, "org:\(org)/doc:2", "viewer") == false)
+        }
+    }
+
     // MARK: The engine, counted
 
     static func deepPath(_ i: Int, depth: Int = 6) -> String {
