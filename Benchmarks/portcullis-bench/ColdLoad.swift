@@ -81,7 +81,7 @@ enum ColdLoad {
         let total = seconds(since: start)
         let rss1 = Memory.residentBytes()
         let memberships = all.values.reduce(0) { $0 + $1.members.count }
-        let bindings = all.values.reduce(0) { $0 + $1.bindings.values.reduce(0) { $0 + $1.count } }
+        let bindings = all.values.reduce(0) { $0 + $1.bindingIndex.count }
         precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount && cache.count == dataset.orgCount,
                      "\(backend) loaded \(memberships) memberships, \(bindings) bindings, \(cache.count) orgs")
         say(String(format: "%@ cold load: allGrants %.2f s + install %.2f s = %.2f s for %d memberships, %d bindings (RSS +%.0f MiB)",

@@ -122,8 +122,7 @@ struct Dataset {
         }
         if withBindings {
             for i in (o * Self.bindingsPerOrg)..<((o + 1) * Self.bindingsPerOrg) {
-                g.bindings[.user(users[Int(bindingUser[i])]), default: []].append(
-                    BindingGrant(id: bindingID[i], path: bindingPath[i], role: bindingRole[i]))
+                g.addBinding(BindingGrant(id: bindingID[i], path: bindingPath[i], role: bindingRole[i]), for: .user(users[Int(bindingUser[i])]))
             }
         }
         return g

@@ -40,17 +40,37 @@ public protocol BindingWriter: Sendable {
     func deleteBinding(id: UUID) async throws
     /// Whether the principal may hold a binding in the org: an existing user, or one of the org's service accounts.
     func principalExists(_ principal: Principal, orgID: UUID) async throws -> Bool
+    /// Bindings in the org, and those of one principal in it (counted under the org's lock).
+    func bindingCount(orgID: UUID) async throws -> Int
+    func bindingCount(orgID: UUID, principal: Principal) async throws -> Int
+}
+
+/// How many bindings an org, and one principal in an org, may hold (SPEC §18). Every check and
+/// lookup is bounded by these too: they cap what one tenant can make another account carry.
+public struct BindingQuotas: Sendable, Equatable {
+    public var perOrg: Int
+    public var perPrincipal: Int
+
+    public static let defaultPerOrg = 10_000
+    public static let defaultPerPrincipal = 1_000
+
+    public init(perOrg: Int = defaultPerOrg, perPrincipal: Int = defaultPerPrincipal) {
+        self.perOrg = perOrg
+        self.perPrincipal = perPrincipal
+    }
 }
 
 /// `PUT/GET/DELETE /v1/orgs/{org_id}/bindings`: admin+ (`bindings.write`), never above one's own role.
 public struct BindingService: Sendable {
     public let store: any BindingStore
     public let tenancy: TenancyService
+    public let quotas: BindingQuotas
     let now: @Sendable () -> Date
 
-    public init(store: any BindingStore, tenancy: TenancyService, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(store: any BindingStore, tenancy: TenancyService, quotas: BindingQuotas = BindingQuotas(), now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.tenancy = tenancy
+        self.quotas = quotas
         self.now = now
     }
 
@@ -77,6 +97,16 @@ public struct BindingService: Sendable {
             let existing = try await bindings.binding(orgID: orgID, principal: principal, resourcePath: object.path)
             if let existing, existing.role > actorRole {
                 throw TenancyError.forbidden("this binding grants more than your role; only a higher role may replace it")
+            }
+            // Only a new binding can pass a quota; replacing one never adds. Counted under the org's
+            // lock, so concurrent writes cannot both slip in under the limit.
+            if existing == nil {
+                if try await bindings.bindingCount(orgID: orgID) >= quotas.perOrg {
+                    throw TenancyError.quotaExceeded("this org holds \(quotas.perOrg) bindings, its quota; remove some first")
+                }
+                if try await bindings.bindingCount(orgID: orgID, principal: principal) >= quotas.perPrincipal {
+                    throw TenancyError.quotaExceeded("this subject holds \(quotas.perPrincipal) bindings in this org, its quota; remove some first")
+                }
             }
             var details: [String: JSONValue] = [
                 "subject": .string("\(principal.typeName):\(principal.id.lowercasedString)"), "resource": .string(object.string), "role": .string(role.rawValue),

@@ -106,7 +106,9 @@ public enum DecisionEngine {
                 sources.append(GrantOnPath(kind: .membership, role: m.role, resource: orgString, bindingID: nil,
                                            expiresAt: m.expiresAt, auditEventID: m.auditEventID, decisive: false))
             }
-            for b in grants.bindings[subject.principal] ?? [] where object.isWithin(b.path) {
+            // The same index walk as the decision: the object's ancestors, never every binding held.
+            var probes = 0
+            grants.forEachBinding(of: subject.principal, onPathTo: object.path, probes: &probes) { b in
                 sources.append(GrantOnPath(kind: .binding, role: b.role, resource: orgString + b.path, bindingID: b.id,
                                            expiresAt: b.expiresAt, auditEventID: b.auditEventID, decisive: false))
             }

@@ -4,6 +4,27 @@ import Synchronization
 /// Loads one org's grants from the database; nil when the org does not exist.
 public protocol GrantLoader: Sendable {
     func grants(orgID: UUID) async throws -> OrgGrants?
+    /// Only what `principal` holds in the org (its membership and bindings), for strong reads:
+    /// what it costs depends on the principal's grants, never on the org's size or existence,
+    /// so an outsider cannot tell a real org from a random id by the time it takes (issue 21).
+    func grants(orgID: UUID, of principal: Principal) async throws -> OrgGrants
+}
+
+extension GrantLoader {
+    /// For loaders without a narrower query (benchmarks, tests): the org's grants, filtered.
+    public func grants(orgID: UUID, of principal: Principal) async throws -> OrgGrants {
+        guard let all = try await grants(orgID: orgID) else { return OrgGrants() }
+        return all.only(principal)
+    }
+}
+
+extension OrgGrants {
+    /// The grants of one principal only.
+    public func only(_ principal: Principal) -> OrgGrants {
+        var g = OrgGrants(members: members[principal].map { [principal: $0] } ?? [:])
+        for (key, b) in bindingIndex where key.principal == principal { g.addBinding(b, for: principal) }
+        return g
+    }
 }
 
 /// Every org's grants, held in memory so that decisions never wait on the database.

@@ -8,6 +8,27 @@ public enum Consistency: String, Sendable {
     case strong
 }
 
+/// Grants read through the database within one request: each org at most once (issue 21: a
+/// strong batch of 1,000 checks read the same org 1,000 times).
+///
+/// An org asked about for one principal only reads that principal's grants (so the cost never
+/// depends on the org's size or existence); an org asked about for several reads whole, once.
+public struct ReadThrough: Sendable {
+    var loaded: [UUID: OrgGrants] = [:]
+    /// Orgs this request asks about for more than one principal.
+    var shared: Set<UUID> = []
+
+    public init() {}
+
+    /// Prepares for these (org, principal) pairs; call before deciding a batch.
+    public init(asking pairs: some Sequence<(UUID, Principal)>) {
+        var seen: [UUID: Principal] = [:]
+        for (org, principal) in pairs {
+            if let other = seen[org], other != principal { shared.insert(org) } else { seen[org] = principal }
+        }
+    }
+}
+
 /// Decisions, explanations and capabilities over the grant cache.
 public struct PolicyService: Sendable {
     public let cache: GrantCache
@@ -24,29 +45,89 @@ public struct PolicyService: Sendable {
         try permissions.requirement(for: action)
     }
 
-    func grants(_ org: UUID, _ consistency: Consistency) async throws -> OrgGrants? {
+    func grants(_ org: UUID, for principal: Principal, _ consistency: Consistency, _ reads: inout ReadThrough) async throws -> OrgGrants? {
         switch consistency {
-        case .cached: return try await cache.grants(org)
-        case .strong: return try await cache.loader.grants(orgID: org)
+        case .cached:
+            return try await cache.grants(org)
+        case .strong:
+            if let hit = reads.loaded[org] { return hit }
+            let loaded: OrgGrants
+            if reads.shared.contains(org) {
+                loaded = try await cache.loader.grants(orgID: org) ?? OrgGrants()
+            } else {
+                loaded = try await cache.loader.grants(orgID: org, of: principal)
+            }
+            reads.loaded[org] = loaded
+            return loaded
         }
     }
 
     public func decide(_ subject: Subject, _ object: ObjectRef, _ required: Requirement, consistency: Consistency = .cached) async throws -> Decision {
+        var reads = ReadThrough()
+        return try await decide(subject, object, required, consistency: consistency, reads: &reads)
+    }
+
+    public func decide(_ subject: Subject, _ object: ObjectRef, _ required: Requirement, consistency: Consistency, reads: inout ReadThrough) async throws -> Decision {
         if consistency == .cached, let hit = cache.cached(object.orgID) {
             return DecisionEngine.decide(hit, subject: subject, object: object, required: required, now: now().instant)
         }
-        let grants = try await grants(object.orgID, consistency)
+        let grants = try await grants(object.orgID, for: subject.principal, consistency, &reads)
         return DecisionEngine.decide(grants, subject: subject, object: object, required: required, now: now().instant)
     }
 
+    /// One check of a batch; a nil subject is one that did not resolve (an invalid token).
+    public struct Check: Sendable {
+        public var subject: Subject?
+        public var object: ObjectRef
+        public var requirement: Requirement
+        public var consistency: Consistency
+
+        public init(subject: Subject?, object: ObjectRef, requirement: Requirement, consistency: Consistency) {
+            self.subject = subject
+            self.object = object
+            self.requirement = requirement
+            self.consistency = consistency
+        }
+    }
+
+    /// Decides checks in order, each org read through at most once, pacing the loop (it stops
+    /// when the request is cancelled). Stops early after a decision `stop` accepts; a nil
+    /// result is a check without a subject (and `stop` sees nil for it). `decided` sees each decision as it is made.
+    public func decide(
+        batch checks: [Check], stop: (Decision?) -> Bool = { _ in false }, pacer: inout Pacer, decided: (Decision) -> Void = { _ in }
+    ) async throws -> [Decision?] {
+        var reads = ReadThrough(asking: checks.lazy.filter { $0.consistency == .strong }.compactMap { c in c.subject.map { (c.object.orgID, $0.principal) } })
+        var results: [Decision?] = []
+        results.reserveCapacity(checks.count)
+        for check in checks {
+            try await pacer.step()
+            guard let subject = check.subject else {
+                results.append(nil)
+                if stop(nil) { break }
+                continue
+            }
+            let d = try await decide(subject, check.object, check.requirement, consistency: check.consistency, reads: &reads)
+            decided(d)
+            results.append(d)
+            if stop(d) { break }
+        }
+        return results
+    }
+
     public func explain(_ subject: Subject, _ object: ObjectRef, _ required: Requirement, consistency: Consistency = .cached) async throws -> Explanation {
-        let grants = try await grants(object.orgID, consistency)
+        var reads = ReadThrough()
+        let grants = try await grants(object.orgID, for: subject.principal, consistency, &reads)
         return DecisionEngine.explain(grants, subject: subject, object: object, required: required, now: now().instant)
     }
 
     /// The subject's effective role on the object and every permission it holds there.
     public func capabilities(_ subject: Subject, _ object: ObjectRef, consistency: Consistency = .cached) async throws -> (Role?, [String]) {
-        let grants = try await grants(object.orgID, consistency)
+        var reads = ReadThrough()
+        return try await capabilities(subject, object, consistency: consistency, reads: &reads)
+    }
+
+    public func capabilities(_ subject: Subject, _ object: ObjectRef, consistency: Consistency, reads: inout ReadThrough) async throws -> (Role?, [String]) {
+        let grants = try await grants(object.orgID, for: subject.principal, consistency, &reads)
         guard let held = grants?.role(of: subject.principal, on: object.path, at: now().instant) else { return (nil, []) }
         guard let role = subject.scopes.map({ $0.narrow(held, in: object.orgID) }) ?? held else { return (nil, []) }
         return (role, permissions.permissions(of: role))

@@ -118,7 +118,7 @@ public struct AppServices: Sendable {
             config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
             changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, tap: watch.publish, handle: applyRemote),
             tenancy: tenancy,
-            bindings: BindingService(store: policyStore, tenancy: tenancy, now: now),
+            bindings: BindingService(store: policyStore, tenancy: tenancy, quotas: config.bindingQuotas, now: now),
             policy: PolicyService(cache: grantCache, permissions: permissions, now: now),
             policyStore: policyStore,
             // A whole export or restore is one long transaction: no per-operation deadline.

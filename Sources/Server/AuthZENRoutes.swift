@@ -137,12 +137,12 @@ struct AuthZENRoutes {
             checks.append(PolicyRoutes.Check(subject: resolved, object: object, requirement: required))
         }
         let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
-        var results: [EvaluationResponse] = []
-        for check in checks {
-            let result = try await evaluate(check, consistency)
-            results.append(result)
-            if semantic == "deny_on_first_deny" && !result.decision { break }
-            if semantic == "permit_on_first_permit" && result.decision { break }
+        // The same paced loop as a batch: each org read through once, stopped when the client goes.
+        let decisions = try await policyRoutes.decide(checks, consistency: { _ in consistency }, stop: { d in
+            (semantic == "deny_on_first_deny" && !d.allowed) || (semantic == "permit_on_first_permit" && d.allowed)
+        })
+        let results = decisions.map { d in
+            EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
         }
         return try JSONBody.response(EvaluationsResponse(evaluations: results))
     }

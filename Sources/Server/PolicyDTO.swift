@@ -33,6 +33,9 @@ struct LookupBody: Decodable, Sendable {
     let subject: SubjectBody?
     let permission: String
     let type: String?
+    /// A page like every list's (SPEC §7): limit 1...100 (default 20), offset ≥ 0.
+    let limit: Int?
+    let offset: Int?
 }
 
 struct IdentifyBody: Decodable, Sendable {

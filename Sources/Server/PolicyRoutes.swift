@@ -149,6 +149,19 @@ struct PolicyRoutes {
         }
     }
 
+    /// Decides checks in order through one read-through per request (each org loaded at most
+    /// once), pacing the loop so a client that goes away stops it; `stop` ends it early.
+    func decide(_ checks: [Check], consistency: (Int) -> Consistency, stop: (Decision) -> Bool = { _ in false }) async throws -> [Decision] {
+        let batch = checks.enumerated().map { i, c in
+            let subject: Subject? = if case .subject(let s) = c.subject { s } else { nil }
+            return PolicyService.Check(subject: subject, object: c.object, requirement: c.requirement, consistency: consistency(i))
+        }
+        var pacer = Pacer()
+        let metrics = services.metrics
+        let results = try await policy.decide(batch: batch, stop: { stop($0 ?? Self.invalidToken) }, pacer: &pacer) { metrics.decision(allowed: $0.allowed) }
+        return results.map { $0 ?? Self.invalidToken }
+    }
+
     // MARK: Handlers
 
     /// One check from a request, in the contract's order: body (400), caller (401), fields
@@ -207,14 +220,11 @@ struct PolicyRoutes {
             }
             checks.append(Check(subject: subject, object: object, requirement: required))
         }
-        // The batch waits once for the highest revision asked for; strong checks read through on their own.
+        // The batch waits once for the highest revision asked for. Strong checks, and every check
+        // when that revision is beyond the log, read through the database: each org once per batch.
         let settled = try await settle(.cached, atLeast: atLeast)
-        var results: [DecisionResponse] = []
-        results.reserveCapacity(checks.count)
-        for (i, check) in checks.enumerated() {
-            results.append(DecisionResponse(try await decide(check, strong[i] ? .strong : settled)))
-        }
-        return try JSONBody.response(BatchResponse(results: results))
+        let decisions = try await decide(checks, consistency: { strong[$0] ? .strong : settled })
+        return try JSONBody.response(BatchResponse(results: decisions.map(DecisionResponse.init)))
     }
 
     struct GrantResponse: Encodable {
@@ -282,12 +292,15 @@ struct PolicyRoutes {
         }
         let settled = try await settle(consistency, atLeast: atLeast)
         var results: [CapabilityResponse] = []
+        var pacer = Pacer()
+        var reads = ReadThrough()
         for object in objects {
+            try await pacer.step()
             guard case .subject(let subject) = resolved else {
                 results.append(CapabilityResponse(object: object.string, role: OrNull(nil), permissions: []))
                 continue
             }
-            let (role, permissions) = try await policy.capabilities(subject, object, consistency: settled)
+            let (role, permissions) = try await policy.capabilities(subject, object, consistency: settled, reads: &reads)
             results.append(CapabilityResponse(object: object.string, role: OrNull(role?.rawValue), permissions: permissions))
         }
         return try JSONBody.response(CapabilitiesResponse(results: results))
@@ -298,9 +311,15 @@ struct PolicyRoutes {
         let role: String
     }
 
-    struct LookupResponse: Encodable { let items: [LookupItem] }
+    struct LookupResponse: Encodable {
+        let items: [LookupItem]
+        let total: Int
+        let limit: Int
+        let offset: Int
+    }
 
     /// Reads through the database: it answers "where?", not "may I?", and is off the hot path.
+    /// One pass over what the subject holds (`Lookup.run`), then a page of the matches.
     @Sendable func lookup(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(LookupBody.self, from: request)
         let caller = try await authenticator.authenticate(request)
@@ -309,32 +328,38 @@ struct PolicyRoutes {
         if let type = body.type, type != "org", !ObjectRef.isValidType(type) {
             throw Problem.badRequest("type must be org or an object type (a-z, 0-9, _ and -)")
         }
+        var page = try Page(from: request)
+        if let n = body.limit {
+            guard (1...Page.maxLimit).contains(n) else { throw Problem.badRequest("limit must be an integer from 1 to \(Page.maxLimit)") }
+            page.limit = n
+        }
+        if let n = body.offset {
+            guard n >= 0, n <= 1_000_000_000 else { throw Problem.badRequest("offset must be an integer from 0 to 1000000000") }
+            page.offset = n
+        }
         let resolved = try await resolve(body.subject, caller: caller)
         guard case .subject(let subject) = resolved else {
-            return try JSONBody.response(LookupResponse(items: []))
+            return try JSONBody.response(LookupResponse(items: [], total: 0, limit: page.limit, offset: page.offset))
         }
         let foreign = body.subject != nil && !isSelf(resolved, caller) && !caller.isRoot
-        let now = Date().instant
         let (memberships, bindings) = try await services.policyStore.grants(of: subject.principal)
-        // The subject's grants per org, so each candidate object gets the same role authorize gives it.
-        var perOrg: [UUID: OrgGrants] = [:]
-        for (org, grant) in memberships { perOrg[org, default: OrgGrants()].members[subject.principal] = grant }
-        for (org, grant) in bindings { perOrg[org, default: OrgGrants()].bindings[subject.principal, default: []].append(grant) }
-        var candidates: [ObjectRef] = []
-        if body.type == nil || body.type == "org" {
-            candidates = perOrg.keys.map { ObjectRef(orgID: $0) }
-        } else if let type = body.type {
-            candidates = bindings.map { ObjectRef(orgID: $0.0, path: $0.1.path) }.filter { $0.type == type }
+        // Asking about another subject shows only orgs the caller administers: one check per org, not per object.
+        var visible = Set<UUID>()
+        if foreign {
+            var pacer = Pacer()
+            for org in Set(memberships.map(\.0) + bindings.map(\.0)) {
+                try await pacer.step()
+                if (try? await requireAdministers(caller, org)) != nil { visible.insert(org) }
+            }
         }
-        var seen = Set<ObjectRef>()
-        var items: [LookupItem] = []
-        for object in candidates.sorted(by: { $0.string < $1.string }) where seen.insert(object).inserted {
-            if foreign, (try? await requireAdministers(caller, object.orgID)) == nil { continue }
-            guard let held = perOrg[object.orgID]?.role(of: subject.principal, on: object.path, at: now),
-                  let role = subject.scopes.map({ $0.narrow(held, in: object.orgID) }) ?? held, role >= required.role else { continue }
-            items.append(LookupItem(object: object.string, role: role.rawValue))
+        var pacer = Pacer()
+        let result = try await Lookup.run(
+            memberships: memberships, bindings: bindings, scopes: subject.scopes, type: body.type, required: required.role,
+            now: Date().instant, includeOrg: { !foreign || visible.contains($0) }, pacer: &pacer)
+        let items = result.items.dropFirst(page.offset).prefix(page.limit).map {
+            LookupItem(object: $0.object.string, role: $0.role.rawValue)
         }
-        return try JSONBody.response(LookupResponse(items: items))
+        return try JSONBody.response(LookupResponse(items: Array(items), total: result.items.count, limit: page.limit, offset: page.offset))
     }
 
     struct IdentifyResponse: Encodable {

@@ -47,9 +47,36 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
         }
         for row in try await db.query(
             "SELECT id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1", orgID) {
-            grants.bindings[try Self.principal(row), default: []].append(BindingGrant(
+            grants.addBinding(BindingGrant(
                 id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
-                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")))
+                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
+                for: try Self.principal(row))
+        }
+        return grants
+    }
+
+    public func grants(orgID: UUID, of principal: Principal) async throws -> OrgGrants {
+        var grants = OrgGrants()
+        switch principal {
+        case .user(let id):
+            if let row = try await db.queryFirst(
+                "SELECT role, expires_at, audit_event_id FROM memberships WHERE org_id = $1 AND user_id = $2", orgID, id) {
+                grants.members[principal] = MemberGrant(
+                    role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
+                    auditEventID: try row.optionalUUID("audit_event_id"))
+            }
+        case .serviceAccount(let id):
+            if let row = try await db.queryFirst("SELECT role FROM service_accounts WHERE org_id = $1 AND id = $2", orgID, id) {
+                grants.members[principal] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
+            }
+        }
+        for row in try await db.query(
+            "SELECT id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
+            orgID, principal.typeName, principal.id) {
+            grants.addBinding(BindingGrant(
+                id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
+                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
+                for: principal)
         }
         return grants
     }
@@ -67,9 +94,10 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
             all[try row.uuid("org_id"), default: OrgGrants()].members[.serviceAccount(try row.uuid("id"))] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
         }
         for row in try await db.query("SELECT id, org_id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings") {
-            all[try row.uuid("org_id"), default: OrgGrants()].bindings[try Self.principal(row), default: []].append(BindingGrant(
+            all[try row.uuid("org_id"), default: OrgGrants()].addBinding(BindingGrant(
                 id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
-                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")))
+                expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
+                for: try Self.principal(row))
         }
         return all
     }
@@ -141,6 +169,18 @@ public struct SQLPolicyStore: GrantLoader, BindingStore {
 
         func deleteBinding(id: UUID) async throws {
             try await tx.execute("DELETE FROM bindings WHERE id = $1", id)
+        }
+
+        func bindingCount(orgID: UUID) async throws -> Int {
+            let n = try await tx.queryFirst("SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1", orgID)?.int("n") ?? 0
+            return Int(n)
+        }
+
+        func bindingCount(orgID: UUID, principal: Principal) async throws -> Int {
+            let n = try await tx.queryFirst(
+                "SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
+                orgID, principal.typeName, principal.id)?.int("n") ?? 0
+            return Int(n)
         }
 
         func principalExists(_ principal: Principal, orgID: UUID) async throws -> Bool {

@@ -17,4 +17,7 @@ public enum TenancyError: Error, Sendable, Equatable {
     case quotaExceeded(String)
     /// The instance is not empty, or the document is inconsistent (409 / 400).
     case conflict(String)
+    /// A configured quota is full (409 `quota_exceeded`): the write would pass it. A 409 rather
+    /// than a 429 because waiting does not help; removing something does.
+    case quotaExceeded(String)
 }
