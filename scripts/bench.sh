@@ -7,6 +7,8 @@
 #   propagation  scripts/bench_propagation.py: two nodes on one PostgreSQL, write on A, flip seen on B
 #   login        scripts/bench_login.py: login latency (argon2id)
 #   flood        scripts/bench_flood.py: authorize latency while the login endpoint is flooded
+#   hostile      scripts/bench_hostile.py: lookup, batch, capabilities, AuthZEN over 5,000 long-path
+#                bindings a hostile tenant wrote for another account (issue 21)
 # BENCH_ONLY="engine http" runs a subset. Results: .build-release/bench/*.json and report.md; a full
 # run also rewrites the generated section of BENCHMARKS.md. PORTCULLIS_BENCH_POSTGRES_URL points the
 # engine's cold load at another PostgreSQL (a throwaway schema there); otherwise, like propagation,
@@ -16,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v swift >/dev/null || export PATH="$PATH:/opt/swift/usr/bin"
 root=$PWD
 scratch=.build-release
-all="engine casbin http propagation login flood"
+all="engine casbin http propagation login flood hostile"
 only=" ${BENCH_ONLY:-$all} "
 want() { [[ "$only" == *" $1 "* ]]; }
 python=${PYTHON:-python3}
@@ -82,6 +84,11 @@ if want flood; then
     mark flood
     echo "== authorize under a login flood" >&2
     "$python" scripts/bench_flood.py "$bin/portcullis" >"$out/flood.json"
+fi
+if want hostile; then
+    mark hostile
+    echo "== a hostile tenant's 5,000 long-path bindings" >&2
+    "$python" scripts/bench_hostile.py "$bin/portcullis" >"$out/hostile.json"
 fi
 mark end
 echo "bench: done in $((SECONDS - started)) s" >&2
