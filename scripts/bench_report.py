@@ -210,6 +210,18 @@ def report(d: Path) -> str:
                 "one account, release build; argon2id with the shipped parameters (m = 19456 KiB, t = 2, p = 1).", "",
                 "| p50 | p90 | p99 |", "|---|---|---|",
                 f"| {login['p50_ms']:.1f} ms | {login['p90_ms']:.1f} ms | {login['p99_ms']:.1f} ms |", ""]
+    hostile = load(d, "hostile")
+    if hostile:
+        out += ["### A hostile tenant (issue 21)", "",
+                f"One user writes {hostile['bindings']:,} viewer bindings with ~800-character, four-level resource paths for a "
+                "second account (quotas raised to allow it); that account then asks, with 1,000 objects ~960 characters long "
+                "below those bindings. Median of a few runs, release server on SQLite.", "",
+                "| request | ms |", "|---|---|",
+                f"| `POST /v1/lookup` (one page, total {hostile['bindings']:,}) | {hostile['lookup_ms']:.1f} |",
+                f"| `POST /v1/authorize/batch`, 1,000 checks, cached | {hostile['batch_cached_ms']:.1f} |",
+                f"| `POST /v1/authorize/batch`, 1,000 checks, strong | {hostile['batch_strong_ms']:.1f} |",
+                f"| `POST /v1/capabilities`, 1,000 objects | {hostile['capabilities_ms']:.1f} |",
+                f"| `POST /access/v1/evaluations`, 1,000 evaluations | {hostile['evaluations_ms']:.1f} |", ""]
     out.append(END)
     return "\n".join(out) + "\n"
 

@@ -13,8 +13,6 @@ public enum TenancyError: Error, Sendable, Equatable {
     /// Adding by e-mail found no account whose address is proven: invite the address instead
     /// (an unverified account may be a squatter's; SPEC §12).
     case addressNotProven
-    /// A configured quota is used up (409 `quota_exceeded`).
-    case quotaExceeded(String)
     /// The instance is not empty, or the document is inconsistent (409 / 400).
     case conflict(String)
     /// A configured quota is full (409 `quota_exceeded`): the write would pass it. A 409 rather
