@@ -7,6 +7,8 @@
 #   propagation  scripts/bench_propagation.py: two nodes on one PostgreSQL, write on A, flip seen on B
 #   login        scripts/bench_login.py: login latency (argon2id)
 #   flood        scripts/bench_flood.py: authorize latency while the login endpoint is flooded
+#   victim       scripts/bench_victim.py: another tenant's authorize latency while a hostile one runs
+#                lookups and 1,000-check batches over its own long-path bindings
 #   hostile      scripts/bench_hostile.py: lookup, batch, capabilities, AuthZEN over 5,000 long-path
 #                bindings a hostile tenant wrote for another account (issue 21)
 # BENCH_ONLY="engine http" runs a subset. Results: .build-release/bench/*.json and report.md; a full
@@ -18,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v swift >/dev/null || export PATH="$PATH:/opt/swift/usr/bin"
 root=$PWD
 scratch=.build-release
-all="engine casbin http propagation login flood hostile"
+all="engine casbin http propagation login flood hostile victim"
 only=" ${BENCH_ONLY:-$all} "
 want() { [[ "$only" == *" $1 "* ]]; }
 python=${PYTHON:-python3}
@@ -26,7 +28,7 @@ python=${PYTHON:-python3}
 scripts/install-deps.sh
 
 # Tools only the benchmarks need, installed here so that `make test` never needs them.
-if { want http || want flood; } && ! command -v wrk >/dev/null; then
+if { want http || want flood || want victim; } && ! command -v wrk >/dev/null; then
     echo "bench: apt installing wrk" >&2
     sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq >/dev/null
@@ -84,6 +86,11 @@ if want flood; then
     mark flood
     echo "== authorize under a login flood" >&2
     "$python" scripts/bench_flood.py "$bin/portcullis" >"$out/flood.json"
+fi
+if want victim; then
+    mark victim
+    echo "== a victim's authorize latency while a hostile tenant runs" >&2
+    "$python" scripts/bench_victim.py "$bin/portcullis" >"$out/victim.json"
 fi
 if want hostile; then
     mark hostile

@@ -47,6 +47,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, running_server(
         Path(args.binary), Path(tmp), LOG_LEVEL="warning",
         MAX_BINDINGS_PER_PRINCIPAL=str(max(n, 1000)), MAX_BINDINGS_PER_ORG=str(max(n, 10000)),
+        WRITES_PER_USER_PER_MINUTE="0",
     ) as base:
         api = Api(base)
         _, owner_token = api.signup_and_login("mallory@hostile.example")
