@@ -3,7 +3,7 @@
 # Idempotent and quiet: a machine that already has everything touches no registry.
 set -euo pipefail
 
-apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx)
+apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx curl jq)
 # Python modules the black-box tests and scripts/fuzz.sh import, with their PyPI and Debian package
 # names; "-" where Debian has no package (pip then installs it, see below). schemathesis is pinned:
 # scripts/fuzz.sh uses its 4.x command line and configuration file.

@@ -61,7 +61,7 @@ struct AccountRulesTests {
 
     @Test("a proven address is added at once; add by e-mail with expires_at to an unproven one is refused", arguments: Backend.allCases)
     func addByEmail(_ backend: Backend) async throws {
-        try await withApp(backend) { api, services in
+        try await withApp(backend) { api, _ in
             let admin = try await api.signupAndLogin("admin@example.com")
             let org = try await api.createOrg(admin.access)
             _ = try await api.signup("late@example.com")
@@ -83,7 +83,6 @@ struct AccountRulesTests {
             try await api.proveAddress("now@example.com")
             let now = try await api.send(.post, "/v1/orgs/\(org)/members", json: ["email": "now@example.com", "role": "editor"], token: admin.access)
             #expect(now.status == .created && now.json["role"] as? String == "editor")
-            _ = services
         }
     }
 
