@@ -24,6 +24,8 @@ public final class AccountMailQueue: Sendable {
     private let dropped = Atomic<Int>(0)
     /// Requests taken but not finished yet (by `run` or `drain`).
     private let inFlight = Atomic<Int>(0)
+    /// While held, the background worker leaves requests queued; `drain` still works them.
+    private let held = Atomic<Bool>(false)
 
     public init() {
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -65,6 +67,7 @@ public final class AccountMailQueue: Sendable {
     /// Waits for requests and hands each to `handle` until the task is cancelled.
     func run(_ handle: (Request) async -> Void) async {
         for await _ in wakeups {
+            if held.load(ordering: .sequentiallyConsistent) { continue }
             try? await work(take(), handle)
             if Task.isCancelled { return }
         }
@@ -76,6 +79,15 @@ public final class AccountMailQueue: Sendable {
         while inFlight.load(ordering: .sequentiallyConsistent) > 0 {
             try await Task.sleep(for: .milliseconds(2))
         }
+    }
+
+    /// Keeps the background worker off the queue until `release`, so that a test can look at
+    /// what the request path did before any request is worked.
+    public func hold() { held.store(true, ordering: .sequentiallyConsistent) }
+
+    public func release() {
+        held.store(false, ordering: .sequentiallyConsistent)
+        wake.yield()
     }
 
     /// Ends `run` after the current batch.

@@ -124,6 +124,10 @@ struct AccountRulesTests {
         let token = "metrics-token-for-tests-0123456789abcdef"
         try await withApp(backend, configure: { rootSetup(&$0); $0.metricsToken = token }) { api, services in
             _ = try await api.signup("known@example.com")
+            try await services.auth.drainAccountMail()
+            // The background worker would otherwise race the look below.
+            services.auth.accountMail.hold()
+            defer { services.auth.accountMail.release() }
             let pending = { try await services.database.queryFirst("SELECT COUNT(*) AS n FROM outbox")?.int("n") ?? -1 }
             let before = try await pending()
             let known = try await api.send(.post, "/v1/auth/password-reset", json: ["email": "known@example.com"])
