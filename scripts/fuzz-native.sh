@@ -12,7 +12,7 @@ seed=${FUZZ_NATIVE_SEED:-1}
 out=.build-fuzz
 mkdir -p "$out"
 swiftc -sanitize=fuzzer,address -parse-as-library -module-name FuzzTargets \
-    Sources/Policy/ObjectRef.swift Sources/Identity/Email.swift Sources/Server/ClientAddress.swift \
+    Sources/Policy/ObjectRef.swift Sources/Identity/Email.swift Sources/Server/Middleware/ClientAddress.swift \
     Fuzz/ParserTargets.swift -o "$out/parser-targets" 2>"$out/build.log" || { cat "$out/build.log" >&2; exit 1; }
 # The checked-in seeds stay as they are; libFuzzer grows a copy.
 corpus=$(mktemp -d)

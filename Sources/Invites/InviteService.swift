@@ -23,7 +23,6 @@ public struct InviteService: Sendable {
     let now: @Sendable () -> Date
 
     public static let lifetime: TimeInterval = AuthService.inviteLifetime
-    public static let changeKind = TenancyChange.inviteChanged
     /// Hourly budgets for invite mails (per org and per recipient); nil: unthrottled.
     public var throttle: (any InviteMailThrottle)?
 
@@ -65,7 +64,7 @@ public struct InviteService: Sendable {
         let token = Secrets.token()
         return try await store.writeInvites(lockingOrg: orgID) { tx, invites in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: orgID, in: tx, at: at)
-            guard role <= actorRole else { throw TenancyError.forbidden("you may invite only to roles up to your own") }
+            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw TenancyError.forbidden("you may invite only to roles up to your own") }
             guard let org = try await tx.org(id: orgID) else { throw TenancyError.notFound("no such org") }
             let user = try await tx.user(email: email)
             if let user, let m = try await tx.membership(orgID: orgID, userID: user.id), m.isCurrent(at: at) { throw TenancyError.alreadyMember }
@@ -85,7 +84,7 @@ public struct InviteService: Sendable {
             try await tx.appendAudit(TenancyService.event(
                 invitee.actor, at: at, "invite.created", org: orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(email), "role": .string(role.rawValue), "dormant": .bool(invite.dormant)], viaRoot: viaRoot))
-            return (invite, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+            return (invite, try await tx.recordChange(.inviteChanged(invite.id), at: at))
         }
     }
 
@@ -171,7 +170,7 @@ public struct InviteService: Sendable {
             let stillMember = invitee.actor.effectiveRole(membership: membership.flatMap { $0.isCurrent(at: at) ? $0.role : nil }, in: invite.orgID) != nil
             if !(isInviter && stillMember && action == "invite.revoked") {
                 let (role, root) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: invite.orgID, in: tx, at: at)
-                guard invite.role <= role else { throw TenancyError.forbidden("this invite grants more than your role") }
+                guard RankRules.mayManageGrant(actor: role, grant: invite.role) else { throw TenancyError.forbidden("this invite grants more than your role") }
                 viaRoot = root
             }
             let renewed = try await act(invite, invites, at)
@@ -184,7 +183,7 @@ public struct InviteService: Sendable {
             try await tx.appendAudit(TenancyService.event(
                 invitee.actor, at: at, action, org: invite.orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(invite.email)], viaRoot: viaRoot))
-            return (renewed?.0, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+            return (renewed?.0, try await tx.recordChange(.inviteChanged(invite.id), at: at))
         }
     }
 
@@ -234,14 +233,14 @@ public struct InviteService: Sendable {
                     orgID: invite.orgID, userID: userID, role: invite.role, expiresAt: nil, createdAt: existing?.createdAt ?? at, updatedAt: at,
                     auditEventID: event.id))
                 try await tx.appendAudit(event)
-                _ = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: TenancyService.membershipSubject(invite.orgID, userID), at: at)
+                _ = try await tx.recordChange(.membershipChanged(org: invite.orgID, user: userID), at: at)
             }
             invite.storedState = accept ? .accepted : .declined
             try await invites.setState(inviteID: invite.id, invite.storedState)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, accept ? "invite.accepted" : "invite.declined", org: invite.orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(email)]))
-            return (invite, try await tx.recordChange(kind: Self.changeKind, subject: invite.id.lowercasedString, at: at))
+            return (invite, try await tx.recordChange(.inviteChanged(invite.id), at: at))
         }
     }
 
@@ -286,7 +285,7 @@ public struct InviteService: Sendable {
             try await tx.appendAudit(TenancyService.event(
                 root, at: at, "platform_invite.created", org: nil, target: "platform_invite:\(platform.id.lowercasedString)",
                 ["email": .string(email), "org_invites": .number(Double(orgInvites.count))]))
-            return (platform, try await tx.recordChange(kind: Self.changeKind, subject: platform.id.lowercasedString, at: at))
+            return (platform, try await tx.recordChange(.inviteChanged(platform.id), at: at))
         }
     }
 
@@ -312,7 +311,7 @@ public struct InviteService: Sendable {
             for invite in platform.orgInvites where invite.storedState == .pending { try await invites.setState(inviteID: invite.id, .revoked) }
             try await tx.appendAudit(TenancyService.event(
                 root, at: at, "platform_invite.revoked", org: nil, target: "platform_invite:\(id.lowercasedString)", ["email": .string(platform.email)]))
-            return try await tx.recordChange(kind: Self.changeKind, subject: id.lowercasedString, at: at)
+            return try await tx.recordChange(.inviteChanged(id), at: at)
         }
     }
 }

@@ -60,6 +60,18 @@ public struct BindingQuotas: Sendable, Equatable {
     }
 }
 
+extension Binding {
+    /// A binding's resource: the org or an object inside it. A binding on the org object
+    /// grants its role over the whole org in decisions, but is not a membership: only a
+    /// membership makes someone part of the org (its routes, asking about others there).
+    public static func resource(_ text: String, in org: UUID) throws(TenancyError) -> ObjectRef {
+        let object: ObjectRef
+        do { object = try ObjectRef.parse(text) } catch { throw .invalid(error.message) }
+        guard object.orgID == org else { throw .invalid("resource must lie in the binding's org (org:\(org.lowercasedString)…)") }
+        return object
+    }
+}
+
 /// `PUT/GET/DELETE /v1/orgs/{org_id}/bindings`: admin+ (`bindings.write`), never above one's own role.
 public struct BindingService: Sendable {
     public let store: any BindingStore
@@ -74,8 +86,6 @@ public struct BindingService: Sendable {
         self.now = now
     }
 
-    public static let changeKind = "binding.changed"
-
     public func list(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([Binding], Int) {
         _ = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID)
         return try await store.bindings(orgID: orgID, limit: limit, offset: offset)
@@ -83,19 +93,17 @@ public struct BindingService: Sendable {
 
     /// Creates or replaces the binding of (principal, resource). Returns it, whether it is new, and the revision.
     public func set(actor: Actor, orgID: UUID, principal: Principal, resource: String, role: Role, expiresAt: Date?) async throws -> (Binding, created: Bool, revision: Int64) {
-        let object: ObjectRef
-        do { object = try ObjectRef.parse(resource) } catch { throw TenancyError.invalid(error.message) }
-        guard object.orgID == orgID else { throw TenancyError.invalid("resource must lie in the binding's org (org:\(orgID.lowercasedString)…)") }
+        let object = try Binding.resource(resource, in: orgID)
         let at = now()
         if let expiresAt, expiresAt <= at { throw TenancyError.invalid("expires_at must be in the future") }
         return try await store.writeBindings(lockingOrg: orgID) { tx, bindings in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard role <= actorRole else { throw TenancyError.forbidden("you may bind only roles up to your own") }
+            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw TenancyError.forbidden("you may bind only roles up to your own") }
             guard try await bindings.principalExists(principal, orgID: orgID) else {
                 throw TenancyError.invalid("the subject is not a user, or not a service account of this org")
             }
             let existing = try await bindings.binding(orgID: orgID, principal: principal, resourcePath: object.path)
-            if let existing, existing.role > actorRole {
+            if let existing, !RankRules.mayManageGrant(actor: actorRole, grant: existing.role) {
                 throw TenancyError.forbidden("this binding grants more than your role; only a higher role may replace it")
             }
             // Only a new binding can pass a quota; replacing one never adds. Counted under the org's
@@ -120,7 +128,7 @@ public struct BindingService: Sendable {
                 createdAt: existing?.createdAt ?? at, updatedAt: at, auditEventID: event.id)
             try await bindings.upsertBinding(binding)
             try await tx.appendAudit(event)
-            let revision = try await tx.recordChange(kind: Self.changeKind, subject: orgID.lowercasedString, at: at)
+            let revision = try await tx.recordChange(.bindingChanged(org: orgID), at: at)
             return (binding, existing == nil, revision)
         }
     }
@@ -130,14 +138,14 @@ public struct BindingService: Sendable {
         return try await store.writeBindings(lockingOrg: orgID) { tx, bindings in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
             guard let binding = try await bindings.binding(id: bindingID, orgID: orgID) else { throw TenancyError.notFound("no such binding") }
-            guard binding.role <= actorRole else { throw TenancyError.forbidden("this binding grants more than your role") }
+            guard RankRules.mayManageGrant(actor: actorRole, grant: binding.role) else { throw TenancyError.forbidden("this binding grants more than your role") }
             try await bindings.deleteBinding(id: bindingID)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.bindingRemoved, org: orgID, target: "binding:\(bindingID.lowercasedString)",
                 ["subject": .string("\(binding.principal.typeName):\(binding.principal.id.lowercasedString)"),
                  "resource": .string(binding.resource.string), "role": .string(binding.role.rawValue)],
                 viaRoot: viaRoot))
-            return try await tx.recordChange(kind: Self.changeKind, subject: orgID.lowercasedString, at: at)
+            return try await tx.recordChange(.bindingChanged(org: orgID), at: at)
         }
     }
 }

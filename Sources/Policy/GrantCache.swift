@@ -1,4 +1,5 @@
 import Foundation
+import Tenancy
 import Synchronization
 
 /// Loads one org's grants from the database; nil when the org does not exist.
@@ -119,6 +120,18 @@ public final class GrantCache: Sendable {
     }
 
     /// Forgets an org: the next decision about it reloads from the database.
+    /// Drops what a committed change made stale: the org whose grants it touched, or everything.
+    public func apply(_ event: ChangeEvent) {
+        switch event {
+        case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .membershipChanged(let org, _), .serviceAccountChanged(let org, _):
+            invalidate(org)
+        case .restored:
+            invalidateAll()
+        default:
+            break
+        }
+    }
+
     public func invalidate(_ org: UUID) {
         shard(org).withLock { s in
             if case .absent? = s.entries.removeValue(forKey: org) { s.absentCount -= 1 }

@@ -53,8 +53,6 @@ public struct KeyService: Sendable {
     public let tenancy: TenancyService
     let now: @Sendable () -> Date
 
-    public static let keyRevoked = "api_key.revoked"
-    public static let serviceAccountChanged = "service_account.changed"
     static let maxNameLength = 200
     /// Ten years: longer than any sane automation credential.
     static let maxLifetime = 10 * 365 * 86_400
@@ -110,7 +108,7 @@ public struct KeyService: Sendable {
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyCreated, org: nil, target: "key:\(key.id.lowercasedString)",
                 ["name": .string(name), "prefix": .string(key.prefix), "scopes": .array(scopes.map(JSONValue.string))]))
-            let revision = try await tx.recordChange(kind: "api_key.created", subject: key.id.lowercasedString, at: at)
+            let revision = try await tx.recordChange(.keyCreated(key.id), at: at)
             return CreatedKey(key: key, secret: minted.key, revision: revision)
         }
     }
@@ -138,7 +136,7 @@ public struct KeyService: Sendable {
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyRevoked, org: org, target: "key:\(key.id.lowercasedString)",
                 ["name": .string(key.name), "prefix": .string(key.prefix)]))
-            return try await tx.recordChange(kind: Self.keyRevoked, subject: key.id.lowercasedString, at: at)
+            return try await tx.recordChange(.keyRevoked(key.id), at: at)
         }
     }
 
@@ -154,13 +152,13 @@ public struct KeyService: Sendable {
         let at = now()
         return try await store.writeKeys(lockingOrg: orgID) { tx, keys in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard role <= actorRole else { throw TenancyError.forbidden("a service account's role may not exceed your own") }
+            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw TenancyError.forbidden("a service account's role may not exceed your own") }
             let account = ServiceAccount(id: UUID(), orgID: orgID, name: name, role: role, createdAt: at)
             try await keys.insertServiceAccount(account)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.serviceAccountCreated, org: orgID, target: "service_account:\(account.id.lowercasedString)",
                 ["name": .string(name), "role": .string(role.rawValue)], viaRoot: viaRoot))
-            let revision = try await tx.recordChange(kind: Self.serviceAccountChanged, subject: "\(orgID.lowercasedString)/\(account.id.lowercasedString)", at: at)
+            let revision = try await tx.recordChange(.serviceAccountChanged(org: orgID, account: account.id), at: at)
             return (account, revision)
         }
     }
@@ -171,19 +169,19 @@ public struct KeyService: Sendable {
         return try await store.writeKeys(lockingOrg: orgID) { tx, keys in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID, in: tx, at: at)
             guard let account = try await keys.serviceAccount(id: id), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
-            guard account.role <= actorRole else { throw TenancyError.forbidden("this service account's role exceeds your own") }
+            guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
             try await keys.deleteServiceAccount(id: id)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.serviceAccountDeleted, org: orgID, target: "service_account:\(id.lowercasedString)",
                 ["name": .string(account.name), "role": .string(account.role.rawValue)], viaRoot: viaRoot))
-            return try await tx.recordChange(kind: Self.serviceAccountChanged, subject: "\(orgID.lowercasedString)/\(id.lowercasedString)", at: at)
+            return try await tx.recordChange(.serviceAccountChanged(org: orgID, account: id), at: at)
         }
     }
 
     func account(actor: Actor, orgID: UUID, id: UUID) async throws -> ServiceAccount {
         let actorRole = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID)
         guard let account = try await store.serviceAccount(id: id), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
-        guard account.role <= actorRole else { throw TenancyError.forbidden("this service account's role exceeds your own") }
+        guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
         return account
     }
 
@@ -195,7 +193,7 @@ public struct KeyService: Sendable {
         return try await store.writeKeys(lockingOrg: orgID) { tx, keys in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID, in: tx, at: at)
             guard let account = try await keys.serviceAccount(id: accountID), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
-            guard account.role <= actorRole else { throw TenancyError.forbidden("this service account's role exceeds your own") }
+            guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
             let key = APIKey(
                 id: UUID(), prefix: minted.prefix, name: name, owner: .serviceAccount(id: accountID, orgID: orgID), scopes: scopes, createdAt: at,
                 expiresAt: try await expiry(lifetime, scopedOrgs: [orgID], owner: Actor(type: "service_account", id: accountID, userID: accountID, isRoot: false,
@@ -204,7 +202,7 @@ public struct KeyService: Sendable {
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyCreated, org: orgID, target: "key:\(key.id.lowercasedString)",
                 ["name": .string(name), "prefix": .string(key.prefix), "service_account_id": .string(accountID.lowercasedString)], viaRoot: viaRoot))
-            let revision = try await tx.recordChange(kind: "api_key.created", subject: key.id.lowercasedString, at: at)
+            let revision = try await tx.recordChange(.keyCreated(key.id), at: at)
             return CreatedKey(key: key, secret: minted.key, revision: revision)
         }
     }

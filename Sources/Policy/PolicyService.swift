@@ -75,6 +75,13 @@ public struct PolicyService: Sendable {
         return DecisionEngine.decide(grants, subject: subject, object: object, required: required, now: now().instant)
     }
 
+    /// The subject's current membership role in `org`, narrowed by its key's scopes (bindings,
+    /// even on the org object, are not membership).
+    public func membershipRole(of subject: Subject, in org: UUID) async throws -> Role? {
+        guard let m = try await cache.grants(org)?.members[subject.principal], m.expiresAt > now().instant else { return nil }
+        return subject.scopes.map { $0.narrow(m.role, in: org) } ?? m.role
+    }
+
     /// One check of a batch; a nil subject is one that did not resolve (an invalid token).
     public struct Check: Sendable {
         public var subject: Subject?

@@ -333,9 +333,9 @@ public struct SQLBackup: Sendable {
                     at: now, actorType: actor?.type ?? "system", actorID: actor?.id, action: AuditAction.backupRestored,
                     orgID: nil, target: "instance", details: counts))
                 for id in sessions {
-                    _ = try await writer.recordChange(kind: ChangeKind.sessionRevoked, subject: id.lowercasedString, at: now)
+                    _ = try await writer.recordChange(.sessionRevoked(id), at: now)
                 }
-                let revision = try await writer.recordChange(kind: TenancyChange.restored, subject: "instance", at: now)
+                let revision = try await writer.recordChange(.restored, at: now)
                 return RestoreSummary(users: records.users.count, orgs: records.orgs.count, memberships: records.memberships.count,
                                       auditEvents: records.auditEvents.count, revision: revision)
             }
@@ -498,8 +498,10 @@ public struct SQLBackup: Sendable {
                 throw TenancyError.invalid("binding \(b.id) refers to an org that is not in the backup")
             }
             let resource: ObjectRef
-            do { resource = try ObjectRef.parse(b.resource) } catch { throw TenancyError.invalid("binding \(b.id): \(error.message)") }
-            guard resource.orgID == org else { throw TenancyError.invalid("binding \(b.id): the resource lies outside its org") }
+            do { resource = try Policy.Binding.resource(b.resource, in: org) } catch {
+                guard case .invalid(let m) = error else { throw error }
+                throw TenancyError.invalid("binding \(b.id): \(m)")
+            }
             guard boundPairs.insert("\(org)/\(b.subjectType):\(subject)/\(resource.path)").inserted else {
                 throw TenancyError.invalid("binding \(b.id) repeats another binding's subject and resource")
             }

@@ -1,5 +1,7 @@
 import Foundation
+import Policy
 import Synchronization
+import Tenancy
 
 /// The change log: one row per acknowledged write, numbered by a monotonic revision.
 /// Other nodes follow it (`ChangeFeed`) to keep their in-memory state exact, and clients use
@@ -16,16 +18,13 @@ public struct Change: Sendable, Equatable {
         self.kind = kind
         self.subject = subject
     }
-}
 
-/// Change kinds written by the stores.
-public enum ChangeKind {
-    public static let userCreated = "user.created"
-    public static let userUpdated = "user.updated"
-    public static let sessionCreated = "session.created"
-    public static let sessionRefreshed = "session.refreshed"
-    public static let sessionRevoked = "session.revoked"
-    public static let signingKeysChanged = "signing_keys.changed"
+    public init(revision: Int64, at: Date, _ event: ChangeEvent) {
+        self.init(revision: revision, at: at, kind: event.kind, subject: event.subject)
+    }
+
+    /// What the row records, typed.
+    public var event: ChangeEvent { ChangeEvent(kind: kind, subject: subject) }
 }
 
 /// Collects the changes one transaction records, for the store's `ChangeObserver`.
@@ -51,7 +50,8 @@ enum ChangeLog {
     /// `revision > cursor` would skip the late one for ever. A transaction-scoped advisory lock
     /// taken before the insert makes revision order and commit order the same. (SQLite
     /// transactions are serialized already.)
-    static func append(_ tx: any SQLExecutor, kind: String, subject: String, at: Date) async throws -> Int64 {
+    static func append(_ tx: any SQLExecutor, _ event: ChangeEvent, at: Date) async throws -> Int64 {
+        let (kind, subject) = (event.kind, event.subject)
         if tx.dialect == .postgres {
             try await tx.execute("SELECT pg_advisory_xact_lock($1)", orderLockKey)
         }
@@ -169,6 +169,22 @@ public final class ChangeApplier: Sendable {
             try? await Task.sleep(for: feed.interval)
         }
     }
+}
+
+/// This node's memory against the staleness bound (SPEC §18): past it, answers read through
+/// the database and credentials are checked against it.
+public struct Freshness: RevisionGate {
+    public let changes: ChangeApplier
+    public let bound: Duration
+
+    public init(changes: ChangeApplier, bound: Duration) {
+        self.changes = changes
+        self.bound = bound
+    }
+
+    public var isStale: Bool { changes.staleness > bound }
+
+    public func reach(_ revision: Int64) async throws -> Bool { try await changes.reach(revision) }
 }
 
 /// Revisions this node wrote and already applied (through a store's `ChangeObserver`), so the

@@ -29,7 +29,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                 if let verification {
                     try await Self.insertToken(tx, verification, purpose: "verify_email", userID: credentials.user.id, at: credentials.user.createdAt)
                 }
-                return try await ChangeLog.append(tx, kind: ChangeKind.userCreated, subject: credentials.user.id.uuidString.lowercased(), at: credentials.user.createdAt)
+                return try await ChangeLog.append(tx, .userCreated(credentials.user.id), at: credentials.user.createdAt)
             }
         } catch StorageError.uniqueViolation {
             throw IdentityError.emailTaken
@@ -89,9 +89,9 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                 try await writer.appendAudit(AuditEvent(
                     at: now, actorType: "user", actorID: userID, action: AuditAction.keyRevoked, orgID: nil, target: "key:\(id.lowercasedString)",
                     details: ["name": .string(try key.string("name")), "prefix": .string(try key.string("prefix")), "reason": .string("password_reset")]))
-                _ = try await ChangeLog.append(tx, kind: KeyService.keyRevoked, subject: id.lowercasedString, at: now)
+                _ = try await ChangeLog.append(tx, .keyRevoked(id), at: now)
             }
-            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            let revision = try await ChangeLog.append(tx, .userUpdated(userID), at: now)
             return PasswordResetOutcome(userID: userID, revision: revision, revokedSessions: revoked, revokedKeys: revokedKeys)
         }
     }
@@ -114,7 +114,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                   let row = try await tx.queryFirst("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1 RETURNING email", userID, now)
             else { return nil }
             try await Self.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
-            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            let revision = try await ChangeLog.append(tx, .userUpdated(userID), at: now)
             return (userID, revision)
         }
     }
@@ -143,7 +143,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
             guard let row = try await tx.queryFirst(
                 "UPDATE users SET name = $1, updated_at = $2 WHERE id = $3 RETURNING \(Self.userColumns)", name, now, userID)
             else { return nil }
-            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            let revision = try await ChangeLog.append(tx, .userUpdated(userID), at: now)
             return (try Self.decodeUser(row).user, revision)
         }
     }
@@ -154,7 +154,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                 "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 RETURNING id", hash, now, userID)
             guard !updated.isEmpty else { throw IdentityError.notFound }
             let revoked = try await Self.revokeSessions(tx, userID: userID, except: keep, reason: reason, now: now)
-            let revision = try await ChangeLog.append(tx, kind: ChangeKind.userUpdated, subject: userID.uuidString.lowercased(), at: now)
+            let revision = try await ChangeLog.append(tx, .userUpdated(userID), at: now)
             return (revision, revoked)
         }
     }
@@ -182,7 +182,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
             try await tx.execute(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
                 refreshHash, s.id, s.createdAt, refreshExpiresAt)
-            return try await ChangeLog.append(tx, kind: ChangeKind.sessionCreated, subject: s.id.uuidString.lowercased(), at: s.createdAt)
+            return try await ChangeLog.append(tx, .sessionCreated(s.id), at: s.createdAt)
         }
     }
 
@@ -204,7 +204,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                 try await tx.execute(
                     "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3",
                     now, RevokeReason.refreshReuse.rawValue, sessionID)
-                let revision = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: sessionID.uuidString.lowercased(), at: now)
+                let revision = try await ChangeLog.append(tx, .sessionRevoked(sessionID), at: now)
                 return .reused(sessionID: sessionID, revision)
             }
             guard session.isActive(at: now), try token.date("expires_at") > now else { return .invalid }
@@ -216,7 +216,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                 "UPDATE sessions SET last_used_at = $1, expires_at = $2 WHERE id = $3", now, newExpiresAt, sessionID)
             session.lastUsedAt = now
             session.expiresAt = newExpiresAt
-            let revision = try await ChangeLog.append(tx, kind: ChangeKind.sessionRefreshed, subject: sessionID.uuidString.lowercased(), at: now)
+            let revision = try await ChangeLog.append(tx, .sessionRefreshed(sessionID), at: now)
             return .rotated(session, revision)
         }
     }
@@ -244,14 +244,14 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL RETURNING id",
                 now, reason.rawValue, id, userID)
             guard !rows.isEmpty else { return nil }
-            return try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: id.uuidString.lowercased(), at: now)
+            return try await ChangeLog.append(tx, .sessionRevoked(id), at: now)
         }
     }
 
     public func revokeAllSessions(userID: UUID, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID]) {
         try await db.transaction { tx in
             let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: reason, now: now)
-            let revision = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: "user:" + userID.uuidString.lowercased(), at: now)
+            let revision = try await ChangeLog.append(tx, .sessionsRevoked(user: userID), at: now)
             return (revision, revoked)
         }
     }
@@ -270,7 +270,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
         }
         let ids = try rows.map { try $0.uuid("id") }
         for id in ids {
-            _ = try await ChangeLog.append(tx, kind: ChangeKind.sessionRevoked, subject: id.uuidString.lowercased(), at: now)
+            _ = try await ChangeLog.append(tx, .sessionRevoked(id), at: now)
         }
         return ids
     }
@@ -341,6 +341,6 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
         try await tx.execute(
             "INSERT INTO signing_keys (kid, algorithm, public_key_pem, sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
             key.kid, key.algorithm, key.publicKeyPEM, key.sealedPrivateKey, key.createdAt)
-        return try await ChangeLog.append(tx, kind: ChangeKind.signingKeysChanged, subject: key.kid, at: key.createdAt)
+        return try await ChangeLog.append(tx, .signingKeysChanged(kid: key.kid), at: key.createdAt)
     }
 }

@@ -100,7 +100,7 @@ public struct SQLInviteStore: InviteStore {
                 try await SQLIdentityStore.insertUser(tx, credentials)
                 try await SQLIdentityStore.wakeDormantInvites(tx, email: email, now: now, lifetime: inviteLifetime)
                 let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
-                return try await writer.recordChange(kind: ChangeKind.userCreated, subject: credentials.user.id.lowercasedString, at: now)
+                return try await writer.recordChange(.userCreated(credentials.user.id), at: now)
             }
             if let observer { await observer(collector.changes) }
             return revision

@@ -3,7 +3,7 @@ import Policy
 import Tenancy
 
 /// Grants for the decision cache, and role bindings, on either SQL backend.
-public struct SQLPolicyStore: GrantLoader, BindingStore {
+public struct SQLPolicyStore: GrantLoader, BindingStore, HoldingsReader {
     public let db: any SQLDatabase
     let observer: ChangeObserver?
 

@@ -236,7 +236,7 @@ public struct SQLTenancyStore: TenancyStore {
             var ended: [EndedInvite] = []
             for row in rows {
                 let invite = EndedInvite(id: try row.uuid("id"), email: try row.string("email"), role: try SQLTenancyStore.decodeRole(row))
-                if let maxRole, invite.role <= maxRole { continue }
+                if let maxRole, RankRules.mayManageGrant(actor: maxRole, grant: invite.role) { continue }
                 try await tx.execute("UPDATE invites SET state = 'revoked' WHERE id = $1", invite.id)
                 ended.append(invite)
             }
@@ -249,9 +249,9 @@ public struct SQLTenancyStore: TenancyStore {
                 e.id, e.at, e.actorType, e.actorID, e.action, e.orgID, e.target, JSONValue.object(e.details).canonicalJSON)
         }
 
-        func recordChange(kind: String, subject: String, at: Date) async throws -> Int64 {
-            let revision = try await ChangeLog.append(tx, kind: kind, subject: subject, at: at)
-            collector?.add(Change(revision: revision, at: at, kind: kind, subject: subject))
+        func recordChange(_ event: ChangeEvent, at: Date) async throws -> Int64 {
+            let revision = try await ChangeLog.append(tx, event, at: at)
+            collector?.add(Change(revision: revision, at: at, event))
             return revision
         }
     }

@@ -14,6 +14,19 @@ public enum RankRules {
         target < actor || (target == .owner && managesOwners)
     }
 
+    /// Managing a grant (a binding, a service account, an invite): at or below the actor's own
+    /// rank. Members are managed only strictly below (`mayManage`): two admins must not remove
+    /// each other. A grant is not a peer, so an admin may manage an admin-level grant it could
+    /// have made itself.
+    public static func mayManageGrant(actor: Role, grant: Role) -> Bool {
+        grant <= actor
+    }
+
+    /// Holding `role` satisfies a need for `needed` (permissions and decisions: equal suffices).
+    public static func atLeast(_ role: Role, _ needed: Role) -> Bool {
+        role >= needed
+    }
+
     /// Changing `target`'s role to `newRole`.
     public static func mayChange(actor: Role, target: Role, to newRole: Role, managesOwners: Bool) -> Bool {
         mayManage(actor: actor, target: target, managesOwners: managesOwners) && mayGrant(actor: actor, role: newRole)

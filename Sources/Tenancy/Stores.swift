@@ -43,19 +43,7 @@ public protocol TenancyWriter: Sendable {
     /// (every one when nil) and returns them.
     func revokePendingInvites(orgID: UUID, inviterID: UUID, above maxRole: Role?) async throws -> [EndedInvite]
     /// Appends to the change log; returns the revision of this transaction's write.
-    func recordChange(kind: String, subject: String, at: Date) async throws -> Int64
-}
-
-/// Change-log kinds written for tenancy writes (read by nodes that cache decisions).
-public enum TenancyChange {
-    public static let orgCreated = "org.created"
-    public static let orgUpdated = "org.updated"
-    public static let orgDeleted = "org.deleted"
-    /// Subject `<org_id>/<user_id>`.
-    public static let membershipChanged = "membership.changed"
-    public static let restored = "backup.restored"
-    /// Subject: the invite's id.
-    public static let inviteChanged = "invite.changed"
+    func recordChange(_ event: ChangeEvent, at: Date) async throws -> Int64
 }
 
 /// A pending invite ended because its inviter lost the standing to send it.

@@ -98,7 +98,7 @@ public struct TenancyService: Sendable {
             try await tx.upsertMembership(Membership(
                 orgID: org.id, userID: actor.userID, role: .owner, expiresAt: nil, createdAt: at, updatedAt: at, auditEventID: event.id))
             try await tx.appendAudit(event)
-            return try await tx.recordChange(kind: TenancyChange.orgCreated, subject: org.id.lowercasedString, at: at)
+            return try await tx.recordChange(.orgCreated(org.id), at: at)
         }
         return (OrgView(org: org, role: .owner), revision)
     }
@@ -151,7 +151,7 @@ public struct TenancyService: Sendable {
             var details: [String: JSONValue] = ["fields": .array(changed)]
             if changed.contains(.string("name")) { details["name"] = .string(org.name) }
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgUpdated, org: id, target: Self.orgTarget(id), details, viaRoot: pass.viaRoot))
-            let revision = try await tx.recordChange(kind: TenancyChange.orgUpdated, subject: id.lowercasedString, at: at)
+            let revision = try await tx.recordChange(.orgUpdated(id), at: at)
             return (OrgView(org: org, role: standing.role), revision)
         }
     }
@@ -164,7 +164,7 @@ public struct TenancyService: Sendable {
             let pass = try require(Permission.orgDelete, standing)
             try await tx.deleteOrg(id: id)
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgDeleted, org: id, target: Self.orgTarget(id), ["name": .string(org.name)], viaRoot: pass.viaRoot))
-            return try await tx.recordChange(kind: TenancyChange.orgDeleted, subject: id.lowercasedString, at: at)
+            return try await tx.recordChange(.orgDeleted(id), at: at)
         }
     }
 
@@ -213,7 +213,7 @@ public struct TenancyService: Sendable {
                 orgID: orgID, userID: user.id, role: role, expiresAt: expiresAt, createdAt: existing?.createdAt ?? at, updatedAt: at, auditEventID: event.id)
             try await tx.upsertMembership(membership)
             try await tx.appendAudit(event)
-            let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, user.id), at: at)
+            let revision = try await tx.recordChange(.membershipChanged(org: orgID, user: user.id), at: at)
             return (Member(membership: membership, email: user.email, name: user.name), revision)
         }
     }
@@ -258,7 +258,7 @@ public struct TenancyService: Sendable {
             if updated.role < current.role {
                 try await Self.endInvites(tx, sentBy: userID, in: orgID, above: updated.role, actor: actor, at: at)
             }
-            let revision = try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
+            let revision = try await tx.recordChange(.membershipChanged(org: orgID, user: userID), at: at)
             return (Member(membership: updated, email: user.email, name: user.name), revision)
         }
     }
@@ -293,21 +293,8 @@ public struct TenancyService: Sendable {
                 actor, at: at, leaving ? AuditAction.memberLeft : AuditAction.memberRemoved, org: orgID,
                 target: Self.userTarget(userID), ["role": .string(current.role.rawValue)], viaRoot: viaRoot))
             try await Self.endInvites(tx, sentBy: userID, in: orgID, above: nil, actor: actor, at: at)
-            return try await tx.recordChange(kind: TenancyChange.membershipChanged, subject: Self.membershipSubject(orgID, userID), at: at)
+            return try await tx.recordChange(.membershipChanged(org: orgID, user: userID), at: at)
         }
-    }
-
-    // MARK: Audit
-
-    public func audit(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
-        let standing = try await standing(orgID: orgID, actor: actor, at: now())
-        _ = try require(Permission.auditRead, standing)
-        return try await store.auditEvents(orgID: orgID, limit: limit, offset: offset)
-    }
-
-    public func platformAudit(actor: Actor, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
-        guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator may read the platform audit log") }
-        return try await store.auditEvents(orgID: nil, limit: limit, offset: offset)
     }
 
     // MARK: Helpers
@@ -325,7 +312,7 @@ public struct TenancyService: Sendable {
             try await tx.appendAudit(event(
                 actor, at: at, "invite.revoked", org: orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(invite.email), "role": .string(invite.role.rawValue), "reason": .string(role == nil ? "inviter_removed" : "inviter_demoted")]))
-            _ = try await tx.recordChange(kind: TenancyChange.inviteChanged, subject: invite.id.lowercasedString, at: at)
+            _ = try await tx.recordChange(.inviteChanged(invite.id), at: at)
         }
     }
 
@@ -350,7 +337,6 @@ public struct TenancyService: Sendable {
 
     public static func orgTarget(_ id: UUID) -> String { "org:\(id.lowercasedString)" }
     public static func userTarget(_ id: UUID) -> String { "user:\(id.lowercasedString)" }
-    public static func membershipSubject(_ org: UUID, _ user: UUID) -> String { "\(org.lowercasedString)/\(user.lowercasedString)" }
 }
 
 extension UUID {

@@ -195,7 +195,7 @@ struct StoreContractTests {
             let r = try await store.createUser(u, verification: nil)
             let changes = try await feed.changes(after: start)
             #expect(changes.map(\.revision) == [r])
-            #expect(changes.first?.kind == ChangeKind.userCreated)
+            #expect(changes.first?.kind == "user.created")
             #expect(changes.first?.subject == u.user.id.uuidString.lowercased())
         }
     }

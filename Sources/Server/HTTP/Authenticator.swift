@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Identity
 import Policy
+import Storage
 import Tenancy
 
 /// Who is calling: a user in a session, a user through an API key, or a service account's key.

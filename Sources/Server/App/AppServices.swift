@@ -12,12 +12,6 @@ extension AbuseLimits: InviteMailThrottle {}
 /// Whether this node's memory (sessions, keys, users, grants) may answer: only while its change
 /// follower has reached the log's head within the bound. Past it, credentials and decisions are
 /// read through the database — which answers 503 when it cannot — never from an older state.
-public struct Freshness: Sendable {
-    public let changes: ChangeApplier
-    public let bound: Duration
-
-    public var isStale: Bool { changes.staleness > bound }
-}
 
 /// The wired-up domain services of one node, shared by the HTTP app and the CLI.
 public struct AppServices: Sendable {
@@ -169,34 +163,23 @@ public struct AppServices: Sendable {
         { changes in
             var revoked: [UUID] = []
             var keysChanged = false
-            for change in changes {
-                switch change.kind {
-                case ChangeKind.sessionRevoked:
-                    if let id = UUID(uuidString: change.subject) { revoked.append(id) }
-                case ChangeKind.signingKeysChanged:
+            for event in changes.map(\.event) {
+                grants.apply(event)
+                switch event {
+                case .sessionRevoked(let id):
+                    revoked.append(id)
+                case .signingKeysChanged:
                     keysChanged = true
-                case ChangeKind.userCreated, ChangeKind.userUpdated:
-                    if let id = UUID(uuidString: change.subject) { auth.userCache.invalidate(id) }
-                case TenancyChange.orgCreated, BindingService.changeKind:
-                    if let id = UUID(uuidString: change.subject) { grants.invalidate(id) }
-                case TenancyChange.membershipChanged:
-                    if let id = UUID(uuidString: String(change.subject.prefix(36))) { grants.invalidate(id) }
-                case KeyService.keyRevoked:
-                    if let id = UUID(uuidString: change.subject) { keys.invalidate { $0.id == id } }
-                case KeyService.serviceAccountChanged:
-                    let parts = change.subject.split(separator: "/")
-                    if parts.count == 2, let org = UUID(uuidString: String(parts[0])), let account = UUID(uuidString: String(parts[1])) {
-                        grants.invalidate(org)
-                        keys.invalidate { $0.owner == .serviceAccount(id: account, orgID: org) }
-                    }
-                case TenancyChange.orgDeleted:
-                    if let id = UUID(uuidString: change.subject) {
-                        grants.invalidate(id)
-                        // Its service accounts' keys went with it.
-                        keys.invalidate { if case .serviceAccount(_, let org) = $0.owner { return org == id } else { return false } }
-                    }
-                case TenancyChange.restored:
-                    grants.invalidateAll()
+                case .userCreated(let id), .userUpdated(let id):
+                    auth.userCache.invalidate(id)
+                case .keyRevoked(let id):
+                    keys.invalidate { $0.id == id }
+                case .serviceAccountChanged(let org, let account):
+                    keys.invalidate { $0.owner == .serviceAccount(id: account, orgID: org) }
+                case .orgDeleted(let id):
+                    // Its service accounts' keys went with it.
+                    keys.invalidate { if case .serviceAccount(_, let org) = $0.owner { return org == id } else { return false } }
+                case .restored:
                     auth.userCache.invalidateAll()
                     keys.invalidate { _ in true }
                 default:

@@ -62,14 +62,14 @@ struct BindingBody: Decodable, Sendable {
 }
 
 struct BindingResponse: Encodable, Sendable {
-    struct SubjectRef: Encodable, Sendable {
+    struct SubjectIDs: Encodable, Sendable {
         let userId: String?
         let serviceAccountId: String?
     }
 
     let id: String
     let orgId: String
-    let subject: SubjectRef
+    let subject: SubjectIDs
     let resource: String
     let role: String
     let expiresAt: OrNull<Date>
@@ -80,8 +80,8 @@ struct BindingResponse: Encodable, Sendable {
         id = b.id.lowercasedString
         orgId = b.orgID.lowercasedString
         switch b.principal {
-        case .user(let id): subject = SubjectRef(userId: id.lowercasedString, serviceAccountId: nil)
-        case .serviceAccount(let id): subject = SubjectRef(userId: nil, serviceAccountId: id.lowercasedString)
+        case .user(let id): subject = SubjectIDs(userId: id.lowercasedString, serviceAccountId: nil)
+        case .serviceAccount(let id): subject = SubjectIDs(userId: nil, serviceAccountId: id.lowercasedString)
         }
         resource = b.resource.string
         role = b.role.rawValue

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Identity
 import Logging
+import Policy
 import ServiceLifecycle
 import Storage
 
@@ -48,9 +49,14 @@ public func registerRoutes(_ routes: RouteTable, services: AppServices) -> Route
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
     KeyRoutes(keys: services.keys, verifier: services.keyVerifier, authenticator: authenticator).register(routes)
     InviteRoutes(services: services, authenticator: authenticator).register(routes)
-    let policyRoutes = PolicyRoutes(services: services, authenticator: authenticator)
-    policyRoutes.register(routes)
-    AuthZENRoutes(policyRoutes: policyRoutes, config: services.config).register(routes)
+    let metrics = services.metrics
+    let authorizer = Authorizer(
+        policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
+        decided: { metrics.decision(allowed: $0.allowed) })
+    DecisionRoutes(authorizer: authorizer, authenticator: authenticator, tenancy: services.tenancy).register(routes)
+    AuthZENRoutes(authorizer: authorizer, authenticator: authenticator, publicURL: services.config.publicURL).register(routes)
+    IdentifyRoutes(authenticator: authenticator, policy: services.policy).register(routes)
+    WatchRoutes(authenticator: authenticator, changeFeed: services.changeFeed, hub: services.watch).register(routes)
     return routes
 }
 

@@ -85,6 +85,13 @@ extension Problem {
             }
         case let e as PolicyError:
             return .badRequest(e.message)
+        case let e as AuthorizerError:
+            switch e {
+            case .mayNotAskAboutOthers:
+                return .forbidden("asking about another subject needs the root admin or a key with the authz:check scope")
+            case .notAdministered:
+                return .forbidden("with authz:check you may ask about other subjects only in orgs where you are an admin or owner")
+            }
         case let e as TenancyError:
             switch e {
             case .invalid(let m): return .badRequest(m)

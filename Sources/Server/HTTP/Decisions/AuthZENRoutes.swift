@@ -10,8 +10,11 @@ import Tenancy
 ///   inside an org (`org:<org_id>/<type>:<id>`), or any type with `id` a full object string;
 /// - action `{name}`: a role name or a permission.
 struct AuthZENRoutes {
-    let policyRoutes: PolicyRoutes
-    let config: AppConfig
+    let authorizer: Authorizer
+    let authenticator: Authenticator
+    let publicURL: String
+
+    var fields: DecisionFields { DecisionFields(policy: authorizer.policy) }
 
     func register(_ routes: RouteTable) {
         routes.on(.post, "/access/v1/evaluation", use: evaluation)
@@ -59,47 +62,44 @@ struct AuthZENRoutes {
         let context: DecisionContext
     }
 
-    func subject(_ e: Entity?, field: String) throws -> SubjectBody {
+    func subject(_ e: Entity?, field: String) throws -> SubjectRef {
         guard let e, let type = e.type, let id = e.id else { throw Problem.badRequest("\(field) needs type and id") }
         switch type {
-        case "user": return SubjectBody(userId: id, token: nil, serviceAccountId: nil)
-        case "service_account": return SubjectBody(userId: nil, token: nil, serviceAccountId: id)
+        case "user": return try DecisionFields.subject(SubjectBody(userId: id, token: nil, serviceAccountId: nil))
+        case "service_account": return try DecisionFields.subject(SubjectBody(userId: nil, token: nil, serviceAccountId: id))
         default: throw Problem.badRequest("\(field).type must be user or service_account")
         }
     }
 
     func object(_ e: Entity?, field: String) throws -> ObjectRef {
         guard let e, let type = e.type, let id = e.id else { throw Problem.badRequest("\(field) needs type and id") }
-        if id.hasPrefix("org:") { return try PolicyRoutes.object(id, field: "\(field).id") }
-        if type == "org" { return try PolicyRoutes.object("org:" + id, field: "\(field).id") }
+        if id.hasPrefix("org:") { return try DecisionFields.object(id, field: "\(field).id") }
+        if type == "org" { return try DecisionFields.object("org:" + id, field: "\(field).id") }
         guard case .string(let org)? = e.properties?["org_id"] else {
             throw Problem.badRequest("\(field): give properties.org_id, or an id of the form org:<org_id>/\(type):<id>")
         }
-        return try PolicyRoutes.object("org:\(org)/\(type):\(id)", field: field)
+        return try DecisionFields.object("org:\(org)/\(type):\(id)", field: field)
     }
 
     func action(_ a: ActionBody?, field: String) throws -> Requirement {
         guard let name = a?.name else { throw Problem.badRequest("\(field) needs a name") }
-        return try policyRoutes.requirement(name, field: "\(field).name")
+        return try fields.requirement(name, field: "\(field).name")
     }
 
-    func evaluate(_ check: PolicyRoutes.Check, _ consistency: Consistency) async throws -> EvaluationResponse {
-        let d = try await policyRoutes.decide(check, consistency)
-        return EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
+    static func response(_ d: Decision) -> EvaluationResponse {
+        EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
     }
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(EvaluationBody.self, from: request)
-        let caller = try await policyRoutes.authenticate(request, atLeast: nil)
+        let caller = try await authenticator.authenticate(request, atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
         let required = try action(body.action, field: "action")
-        let atLeast = try PolicyRoutes.atLeast(nil, request)
-        let resolved = try await policyRoutes.resolve(subject, caller: caller)
-        if !policyRoutes.isSelf(resolved, caller) { try await policyRoutes.requireAdministers(caller, object.orgID) }
-        let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
-        return try JSONBody.response(try await evaluate(PolicyRoutes.Check(subject: resolved, object: object, requirement: required), consistency))
+        let atLeast = try DecisionFields.atLeast(nil, request)
+        let d = try await authorizer.check(Question(subject: subject, object: object, requirement: required), atLeast: atLeast, by: caller.asker)
+        return try JSONBody.response(Self.response(d))
     }
 
     struct EvaluationsResponse: Encodable, Sendable {
@@ -107,8 +107,8 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(EvaluationsBody.self, from: request, limit: PolicyRoutes.batchBodyLimit)
-        let caller = try await policyRoutes.authenticate(request, atLeast: nil)
+        let unchecked = try await JSONBody.read(EvaluationsBody.self, from: request, limit: DecisionFields.batchBodyLimit)
+        let caller = try await authenticator.authenticate(request, atLeast: nil)
         let body = try unchecked.fields()
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {
@@ -117,34 +117,23 @@ struct AuthZENRoutes {
         // Without `evaluations` (or with none) the request is one evaluation of the defaults.
         let given = body.evaluations ?? []
         let items = given.isEmpty ? [EvaluationBody(subject: nil, resource: nil, action: nil, context: nil)] : given
-        let atLeast = try PolicyRoutes.atLeast(nil, request)
+        let atLeast = try DecisionFields.atLeast(nil, request)
         // Defaults are checked even when every evaluation overrides them: a malformed request is a 400.
         if let s = body.subject { _ = try subject(s, field: "subject") }
         if let r = body.resource { _ = try object(r, field: "resource") }
         if let a = body.action { _ = try action(a, field: "action") }
-        guard items.count <= PolicyRoutes.batchLimit else { throw Problem.badRequest("at most \(PolicyRoutes.batchLimit) evaluations") }
-        var checks: [PolicyRoutes.Check] = []
-        var administered = Set<UUID>()
-        for (i, item) in items.enumerated() {
+        guard items.count <= DecisionFields.batchLimit else { throw Problem.badRequest("at most \(DecisionFields.batchLimit) evaluations") }
+        let questions = try items.enumerated().map { i, item in
             let field = "evaluations[\(i)]"
-            let subject = try subject(item.subject ?? body.subject, field: "\(field).subject")
-            let object = try object(item.resource ?? body.resource, field: "\(field).resource")
-            let required = try action(item.action ?? body.action, field: "\(field).action")
-            let resolved = try await policyRoutes.resolve(subject, caller: caller)
-            if !policyRoutes.isSelf(resolved, caller), administered.insert(object.orgID).inserted {
-                try await policyRoutes.requireAdministers(caller, object.orgID)
-            }
-            checks.append(PolicyRoutes.Check(subject: resolved, object: object, requirement: required))
+            return Question(
+                subject: try subject(item.subject ?? body.subject, field: "\(field).subject"),
+                object: try object(item.resource ?? body.resource, field: "\(field).resource"),
+                requirement: try action(item.action ?? body.action, field: "\(field).action"))
         }
-        let consistency = try await policyRoutes.settle(.cached, atLeast: atLeast)
-        // The same paced loop as a batch: each org read through once, stopped when the client goes.
-        let decisions = try await policyRoutes.decide(checks, consistency: { _ in consistency }, stop: { d in
+        let decisions = try await authorizer.batch(questions, atLeast: atLeast, by: caller.asker, stop: { d in
             (semantic == "deny_on_first_deny" && !d.allowed) || (semantic == "permit_on_first_permit" && d.allowed)
         })
-        let results = decisions.map { d in
-            EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
-        }
-        return try JSONBody.response(EvaluationsResponse(evaluations: results))
+        return try JSONBody.response(EvaluationsResponse(evaluations: decisions.map(Self.response)))
     }
 
     struct Metadata: Encodable {
@@ -154,7 +143,7 @@ struct AuthZENRoutes {
     }
 
     @Sendable func metadata(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let base = config.publicURL
+        let base = publicURL
         return try JSONBody.response(Metadata(
             policyDecisionPoint: base, accessEvaluationEndpoint: base + "/access/v1/evaluation",
             accessEvaluationsEndpoint: base + "/access/v1/evaluations"))

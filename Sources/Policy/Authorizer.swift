@@ -1,0 +1,263 @@
+import Foundation
+import Tenancy
+
+/// Who asks a decision question: the caller's own subject (narrowed by its key's scopes) and
+/// whether it is the platform root.
+public struct Asker: Sendable {
+    public var subject: Subject
+    public var isRoot: Bool
+
+    public init(subject: Subject, isRoot: Bool) {
+        self.subject = subject
+        self.isRoot = isRoot
+    }
+
+    /// May ask about subjects other than itself (SPEC §5): root, or a key with `authz:check`.
+    public var mayAskAboutOthers: Bool { isRoot || subject.scopes?.authzCheck == true }
+}
+
+/// The subject a question is about, as the request named it.
+public enum SubjectRef: Sendable, Hashable {
+    /// The asker itself (no subject given).
+    case asker
+    case user(UUID)
+    case serviceAccount(UUID)
+    /// A bearer token (access token or API key); an API key is narrowed by its scopes.
+    case token(String)
+}
+
+/// Turns a bearer token into the subject it stands for. The Authenticator implements it, so a
+/// token asked about is checked exactly as a caller's token is.
+public protocol TokenSubjects: Sendable {
+    /// nil when the token does not verify (a denial, not an error).
+    func subject(ofToken token: String) async throws -> Subject?
+}
+
+/// How current this node's memory is. The change applier implements it.
+public protocol RevisionGate: Sendable {
+    /// True when the memory may be older than the staleness bound (SPEC §18): answer from the database.
+    var isStale: Bool { get }
+    /// True once revision `n` is applied here (catching up first); false when the log has no such revision yet.
+    func reach(_ revision: Int64) async throws -> Bool
+}
+
+/// Everything a principal holds across orgs, read from the database (for lookup).
+public protocol HoldingsReader: Sendable {
+    func grants(of principal: Principal) async throws -> ([(UUID, MemberGrant)], [(UUID, BindingGrant)])
+}
+
+/// Why a question may not be asked (403 at the HTTP edge).
+public enum AuthorizerError: Error, Sendable, Equatable {
+    /// Asking about another subject needs root or a key with `authz:check`.
+    case mayNotAskAboutOthers
+    /// Asking about others in an org needs the asker's own role there (after its scopes) to be at least admin.
+    case notAdministered
+}
+
+/// One question of a check or batch.
+public struct Question: Sendable {
+    public var subject: SubjectRef
+    public var object: ObjectRef
+    public var requirement: Requirement
+    public var consistency: Consistency
+
+    public init(subject: SubjectRef, object: ObjectRef, requirement: Requirement, consistency: Consistency = .cached) {
+        self.subject = subject
+        self.object = object
+        self.requirement = requirement
+        self.consistency = consistency
+    }
+}
+
+/// One object's answer to `capabilities`.
+public struct Capability: Sendable, Equatable {
+    public var object: ObjectRef
+    public var role: Role?
+    public var permissions: [String]
+}
+
+/// The one decision use case (SPEC §5): check, batch, explain, capabilities and lookup, for
+/// the HTTP API and AuthZEN alike. It owns the rules around the engine: who the subject is,
+/// who may ask about whom, and which state answers (`at_least`, staleness, `strong`).
+public struct Authorizer: Sendable {
+    public let policy: PolicyService
+    let tokens: any TokenSubjects
+    let revisions: any RevisionGate
+    let holdings: any HoldingsReader
+    /// Sees every decision made (metrics).
+    let decided: @Sendable (Decision) -> Void
+
+    /// A token subject that does not verify is a denial, not an error.
+    public static let invalidToken = Decision(allowed: false, role: nil, reason: "the subject's token is not valid")
+
+    public init(
+        policy: PolicyService, tokens: any TokenSubjects, revisions: any RevisionGate, holdings: any HoldingsReader,
+        decided: @escaping @Sendable (Decision) -> Void = { _ in }
+    ) {
+        self.policy = policy
+        self.tokens = tokens
+        self.revisions = revisions
+        self.holdings = holdings
+        self.decided = decided
+    }
+
+    // MARK: Questions
+
+    public func check(_ question: Question, atLeast: Int64?, by asker: Asker) async throws -> Decision {
+        var asking = Asking(asker)
+        let subject = try await resolve(question.subject, for: question.object.orgID, &asking)
+        let consistency = try await settle(question.consistency, atLeast: atLeast)
+        guard let subject else { return Self.invalidToken }
+        let d = try await policy.decide(subject, question.object, question.requirement, consistency: consistency)
+        decided(d)
+        return d
+    }
+
+    /// Decides questions in order: each distinct subject resolved once, each org's
+    /// administration checked once, each org read through at most once, the loop paced so a
+    /// client that goes away stops it. `stop` ends it early after a decision it accepts.
+    public func batch(_ questions: [Question], atLeast: Int64?, by asker: Asker, stop: (Decision) -> Bool = { _ in false }) async throws -> [Decision] {
+        var asking = Asking(asker)
+        var subjects: [Subject?] = []
+        subjects.reserveCapacity(questions.count)
+        for q in questions { subjects.append(try await resolve(q.subject, for: q.object.orgID, &asking)) }
+        // The batch waits once for the highest revision asked for; strong questions stay strong.
+        let settled = try await settle(.cached, atLeast: atLeast)
+        let checks = zip(questions, subjects).map { q, s in
+            PolicyService.Check(subject: s, object: q.object, requirement: q.requirement, consistency: q.consistency == .strong ? .strong : settled)
+        }
+        var pacer = Pacer()
+        let decided = decided
+        let results = try await policy.decide(batch: checks, stop: { stop($0 ?? Self.invalidToken) }, pacer: &pacer, decided: decided)
+        return results.map { $0 ?? Self.invalidToken }
+    }
+
+    /// The decision with the grants on its path; nil when the subject's token did not verify.
+    public func explain(_ question: Question, atLeast: Int64?, by asker: Asker) async throws -> Explanation? {
+        var asking = Asking(asker)
+        let subject = try await resolve(question.subject, for: question.object.orgID, &asking)
+        let consistency = try await settle(question.consistency, atLeast: atLeast)
+        guard let subject else { return nil }
+        return try await policy.explain(subject, question.object, question.requirement, consistency: consistency)
+    }
+
+    /// For each object, the subject's effective role there and every permission it holds.
+    public func capabilities(
+        of ref: SubjectRef, on objects: [ObjectRef], consistency: Consistency, atLeast: Int64?, by asker: Asker
+    ) async throws -> [Capability] {
+        var asking = Asking(asker)
+        var subject: Subject?
+        if objects.isEmpty {
+            subject = try await resolve(ref, for: nil, &asking)
+        }
+        for org in Set(objects.map(\.orgID)) {
+            subject = try await resolve(ref, for: org, &asking)
+        }
+        let settled = try await settle(consistency, atLeast: atLeast)
+        var results: [Capability] = []
+        results.reserveCapacity(objects.count)
+        var pacer = Pacer()
+        var reads = ReadThrough()
+        for object in objects {
+            try await pacer.step()
+            guard let subject else {
+                results.append(Capability(object: object, role: nil, permissions: []))
+                continue
+            }
+            let (role, permissions) = try await policy.capabilities(subject, object, consistency: settled, reads: &reads)
+            results.append(Capability(object: object, role: role, permissions: permissions))
+        }
+        return results
+    }
+
+    /// Where the subject holds `required`: orgs (type nil or "org") or bound objects of a type,
+    /// ordered by object string. Reads through the database: it answers "where?", not "may
+    /// I?", and is off the hot path. About another subject, only orgs the asker administers.
+    public func lookup(of ref: SubjectRef, holding required: Requirement, type: String?, by asker: Asker) async throws -> [LookupItem] {
+        var asking = Asking(asker)
+        guard let subject = try await resolve(ref, for: nil, &asking) else { return [] }
+        let (memberships, bindings) = try await holdings.grants(of: subject.principal)
+        // One administration check per org, not per object.
+        let foreign = asking.foreign(ref, subject) && !asker.isRoot
+        var visible = Set<UUID>()
+        if foreign {
+            var pacer = Pacer()
+            for org in Set(memberships.map(\.0) + bindings.map(\.0)) {
+                try await pacer.step()
+                if try await administers(asker, org) { visible.insert(org) }
+            }
+        }
+        var pacer = Pacer()
+        let result = try await Lookup.run(
+            memberships: memberships, bindings: bindings, scopes: subject.scopes, type: type, required: required.role,
+            now: policy.now().instant, includeOrg: { !foreign || visible.contains($0) }, pacer: &pacer)
+        return result.items
+    }
+
+    // MARK: The rules around the engine
+
+    /// What one request has learnt about its subjects and the orgs the asker administers.
+    struct Asking {
+        let asker: Asker
+        var resolved: [SubjectRef: Subject?] = [:]
+        var administered = Set<UUID>()
+
+        init(_ asker: Asker) { self.asker = asker }
+
+        /// Whether the answer is about someone other than the asker.
+        func foreign(_ ref: SubjectRef, _ subject: Subject) -> Bool {
+            ref != .asker && subject.principal != asker.subject.principal
+        }
+    }
+
+    /// The subject `ref` names, after the may-ask-about-others rules; nil for a token that does
+    /// not verify. With `org`, asking about another subject there needs the asker to administer it.
+    func resolve(_ ref: SubjectRef, for org: UUID?, _ asking: inout Asking) async throws -> Subject? {
+        let asker = asking.asker
+        let subject: Subject?
+        if let known = asking.resolved[ref] {
+            subject = known
+        } else {
+            switch ref {
+            case .asker:
+                subject = asker.subject
+            case .user(let id) where asker.subject.principal == .user(id),
+                 .serviceAccount(let id) where asker.subject.principal == .serviceAccount(id):
+                // Asking about oneself by id is asking as oneself: with one's own scopes.
+                subject = asker.subject
+            case .user(let id):
+                guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
+                subject = .user(id)
+            case .serviceAccount(let id):
+                guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
+                subject = Subject(principal: .serviceAccount(id))
+            case .token(let token):
+                guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
+                subject = try await tokens.subject(ofToken: token)
+            }
+            asking.resolved[ref] = subject
+        }
+        if let org, let subject, asking.foreign(ref, subject), !asker.isRoot, asking.administered.insert(org).inserted {
+            guard try await administers(asker, org) else { throw AuthorizerError.notAdministered }
+        }
+        return subject
+    }
+
+    /// The asker's own membership role in `org`, after its scopes, is at least admin: an
+    /// `authz:check` key cannot read the grants of orgs its owner does not run. Membership, not
+    /// a binding on the org object: the same answer the org's own routes give (TenancyService).
+    func administers(_ asker: Asker, _ org: UUID) async throws -> Bool {
+        guard let role = try await policy.membershipRole(of: asker.subject, in: org) else { return false }
+        return RankRules.atLeast(role, .admin)
+    }
+
+    /// The state a question is answered from: never older than revision `atLeast` (caught up
+    /// from the change log at once, else read through the database), and read through whenever
+    /// this node's memory may be stale.
+    func settle(_ consistency: Consistency, atLeast: Int64?) async throws -> Consistency {
+        guard consistency == .cached else { return consistency }
+        if revisions.isStale { return .strong }
+        guard let n = atLeast else { return .cached }
+        return try await revisions.reach(n) ? .cached : .strong
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+
+/// Reading the audit log: an org's (admins, `audit.read`) and the platform's (root).
+extension TenancyService {
+    public func audit(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+        let standing = try await standing(orgID: orgID, actor: actor, at: now())
+        _ = try require(Permission.auditRead, standing)
+        return try await store.auditEvents(orgID: orgID, limit: limit, offset: offset)
+    }
+
+    public func platformAudit(actor: Actor, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+        guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator may read the platform audit log") }
+        return try await store.auditEvents(orgID: nil, limit: limit, offset: offset)
+    }
+
+    /// The audit events with these ids in `orgID`, when the actor may read that org's audit log;
+    /// none otherwise (explain shows the events behind grants only to such callers).
+    public func auditEvents(_ ids: [UUID], orgID: UUID, visibleTo actor: Actor) async throws -> [UUID: AuditEvent] {
+        guard !ids.isEmpty, (try? await access(Permission.auditRead, actor: actor, orgID: orgID)) != nil else { return [:] }
+        var events: [UUID: AuditEvent] = [:]
+        for id in Set(ids) {
+            if let event = try await store.auditEvent(id: id) { events[id] = event }
+        }
+        return events
+    }
+}
