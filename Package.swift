@@ -38,13 +38,15 @@ let package = Package(
             linkerSettings: [.linkedLibrary("curl")]
         ),
         // Pure domain modules: no HTTP framework, no database driver.
-        .target(name: "Tenancy", swiftSettings: swiftSettings),
-        .target(name: "Policy", dependencies: ["Tenancy", "Identity"], swiftSettings: swiftSettings),
-        .target(name: "Invites", dependencies: ["Tenancy", "Identity"], swiftSettings: swiftSettings),
+        // Who acts and what changed: roles, principals, key scopes, change events. Below every other module.
+        .target(name: "Authority", swiftSettings: swiftSettings),
+        .target(name: "Tenancy", dependencies: ["Authority"], swiftSettings: swiftSettings),
+        .target(name: "Policy", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(
             name: "Identity",
             dependencies: [
-                "CArgon2",
+                "Authority", "CArgon2",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -69,7 +71,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Identity", "Tenancy", "Policy", "Invites", "Migrations",
+                "Authority", "Identity", "Tenancy", "Policy", "Invites", "Migrations",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -80,7 +82,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Storage", "Identity", "Tenancy", "Policy", "Invites", "APIDocs", "CCurlSMTP",
+                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Invites", "APIDocs", "CCurlSMTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,14 +102,14 @@ let package = Package(
         // `make bench`: the decision path in process (decisions/s, memory per membership, cold load).
         .executableTarget(
             name: "portcullis-bench",
-            dependencies: ["Policy", "Tenancy", "Storage", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Authority", "Policy", "Tenancy", "Storage", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/portcullis-bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "PortcullisTests",
             dependencies: [
-                "Server", "Storage", "Identity", "Tenancy",
+                "Server", "Storage", "Identity", "Tenancy", "Policy", "Invites", "Authority",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],

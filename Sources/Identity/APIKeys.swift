@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Synchronization
 
@@ -127,6 +128,23 @@ public final class APIKeyVerifier: Sendable {
     }
 
     /// Forgets cached keys matching `predicate` (a revocation, a deleted service account).
+    /// Forgets the keys a committed change revoked: one key, a service account's, an org's
+    /// service accounts' (the org is gone), or all after a restore.
+    public func apply(_ event: ChangeEvent) {
+        switch event {
+        case .keyRevoked(let id):
+            invalidate { $0.id == id }
+        case .serviceAccountChanged(let org, let account):
+            invalidate { $0.owner == .serviceAccount(id: account, orgID: org) }
+        case .orgDeleted(let id):
+            invalidate { if case .serviceAccount(_, let org) = $0.owner { return org == id } else { return false } }
+        case .restored:
+            invalidate { _ in true }
+        default:
+            break
+        }
+    }
+
     public func invalidate(where predicate: (APIKey) -> Bool) {
         cache.withLock { table in
             for (prefix, entry) in table where predicate(entry.0) { table.removeValue(forKey: prefix) }

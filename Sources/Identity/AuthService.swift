@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 
 public enum SignupMode: String, Sendable {
@@ -76,6 +77,24 @@ public struct AuthService: Sendable {
         let verification = user.emailVerified ? nil : Self.verificationToken(for: user, links: links, at: at)
         let revision = try await users.createUser(UserCredentials(user: user, passwordHash: hash), verification: verification)
         return (user, revision)
+    }
+
+    /// Applies committed changes to this node's identity state: revoked sessions stop
+    /// verifying, changed users are read again, and new signing keys are loaded.
+    public func apply(_ events: [ChangeEvent]) async {
+        var revoked: [UUID] = []
+        var keysChanged = false
+        for event in events {
+            switch event {
+            case .sessionRevoked(let id): revoked.append(id)
+            case .userCreated(let id), .userUpdated(let id): userCache.invalidate(id)
+            case .restored: userCache.invalidateAll()
+            case .signingKeysChanged: keysChanged = true
+            default: break
+            }
+        }
+        sessionGuard.sessionsRevoked(revoked)
+        if keysChanged { try? await tokens.reload() }
     }
 
     // MARK: - E-mail tokens

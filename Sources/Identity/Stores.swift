@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 
 /// Persistence for users. Implemented by the Storage module for SQLite and PostgreSQL.
@@ -97,7 +98,7 @@ public protocol SigningKeyStore: Sendable {
     /// Inserts `key` as the active key and retires every other active key, publishing the
     /// retired ones until `retiredPublishUntil`, and audits it as done by `actor` ("system" when
     /// nil). Returns the change's revision.
-    func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: (type: String, id: UUID)?) async throws -> Revision
+    func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: Principal?) async throws -> Revision
     /// The same, but only when the active key was created before `cutoff` (automatic rotation:
     /// several nodes may decide at once, one rotates). Nil when the active key is recent enough.
     func rotateKey(ifActiveOlderThan cutoff: Date, to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision?

@@ -1,3 +1,4 @@
+import Authority
 import Crypto
 import Foundation
 import JWTKit
@@ -82,7 +83,7 @@ public final class TokenService: Sendable {
 
     /// Makes a new active key; the previous ones stay published until every token they signed expired.
     @discardableResult
-    public func rotate(now: Date = Date(), by actor: (type: String, id: UUID)? = nil) async throws -> (key: SigningKeyRecord, revision: Revision) {
+    public func rotate(now: Date = Date(), by actor: Principal? = nil) async throws -> (key: SigningKeyRecord, revision: Revision) {
         let key = try makeKey(now: now)
         let revision = try await store.rotateKey(to: key, retiredPublishUntil: retiredPublishUntil(now), actor: actor)
         try await reload(now: now)

@@ -1,17 +1,8 @@
+import Authority
 import Foundation
 import Tenancy
 
-/// Who asks a decision question: the caller's own subject (narrowed by its key's scopes) and
-/// whether it is the platform root.
-public struct Asker: Sendable {
-    public var subject: Subject
-    public var isRoot: Bool
-
-    public init(subject: Subject, isRoot: Bool) {
-        self.subject = subject
-        self.isRoot = isRoot
-    }
-
+extension Actor {
     /// May ask about subjects other than itself (SPEC §5): root, or a key with `authz:check`.
     public var mayAskAboutOthers: Bool { isRoot || subject.scopes?.authzCheck == true }
 }
@@ -103,7 +94,7 @@ public struct Authorizer: Sendable {
 
     // MARK: Questions
 
-    public func check(_ question: Question, atLeast: Int64?, by asker: Asker) async throws -> Decision {
+    public func check(_ question: Question, atLeast: Int64?, by asker: Actor) async throws -> Decision {
         var asking = Asking(asker)
         let subject = try await resolve(question.subject, for: question.object.orgID, &asking)
         let consistency = try await settle(question.consistency, atLeast: atLeast)
@@ -116,7 +107,7 @@ public struct Authorizer: Sendable {
     /// Decides questions in order: each distinct subject resolved once, each org's
     /// administration checked once, each org read through at most once, the loop paced so a
     /// client that goes away stops it. `stop` ends it early after a decision it accepts.
-    public func batch(_ questions: [Question], atLeast: Int64?, by asker: Asker, stop: (Decision) -> Bool = { _ in false }) async throws -> [Decision] {
+    public func batch(_ questions: [Question], atLeast: Int64?, by asker: Actor, stop: (Decision) -> Bool = { _ in false }) async throws -> [Decision] {
         var asking = Asking(asker)
         var subjects: [Subject?] = []
         subjects.reserveCapacity(questions.count)
@@ -133,7 +124,7 @@ public struct Authorizer: Sendable {
     }
 
     /// The decision with the grants on its path; nil when the subject's token did not verify.
-    public func explain(_ question: Question, atLeast: Int64?, by asker: Asker) async throws -> Explanation? {
+    public func explain(_ question: Question, atLeast: Int64?, by asker: Actor) async throws -> Explanation? {
         var asking = Asking(asker)
         let subject = try await resolve(question.subject, for: question.object.orgID, &asking)
         let consistency = try await settle(question.consistency, atLeast: atLeast)
@@ -143,7 +134,7 @@ public struct Authorizer: Sendable {
 
     /// For each object, the subject's effective role there and every permission it holds.
     public func capabilities(
-        of ref: SubjectRef, on objects: [ObjectRef], consistency: Consistency, atLeast: Int64?, by asker: Asker
+        of ref: SubjectRef, on objects: [ObjectRef], consistency: Consistency, atLeast: Int64?, by asker: Actor
     ) async throws -> [Capability] {
         var asking = Asking(asker)
         var subject: Subject?
@@ -173,7 +164,7 @@ public struct Authorizer: Sendable {
     /// Where the subject holds `required`: orgs (type nil or "org") or bound objects of a type,
     /// ordered by object string. Reads through the database: it answers "where?", not "may
     /// I?", and is off the hot path. About another subject, only orgs the asker administers.
-    public func lookup(of ref: SubjectRef, holding required: Requirement, type: String?, by asker: Asker) async throws -> [LookupItem] {
+    public func lookup(of ref: SubjectRef, holding required: Requirement, type: String?, by asker: Actor) async throws -> [LookupItem] {
         var asking = Asking(asker)
         guard let subject = try await resolve(ref, for: nil, &asking) else { return [] }
         let (memberships, bindings) = try await holdings.grants(of: subject.principal)
@@ -198,11 +189,11 @@ public struct Authorizer: Sendable {
 
     /// What one request has learnt about its subjects and the orgs the asker administers.
     struct Asking {
-        let asker: Asker
+        let asker: Actor
         var resolved: [SubjectRef: Subject?] = [:]
         var administered = Set<UUID>()
 
-        init(_ asker: Asker) { self.asker = asker }
+        init(_ asker: Actor) { self.asker = asker }
 
         /// Whether the answer is about someone other than the asker.
         func foreign(_ ref: SubjectRef, _ subject: Subject) -> Bool {
@@ -246,7 +237,7 @@ public struct Authorizer: Sendable {
     /// The asker's own membership role in `org`, after its scopes, is at least admin: an
     /// `authz:check` key cannot read the grants of orgs its owner does not run. Membership, not
     /// a binding on the org object: the same answer the org's own routes give (TenancyService).
-    func administers(_ asker: Asker, _ org: UUID) async throws -> Bool {
+    func administers(_ asker: Actor, _ org: UUID) async throws -> Bool {
         guard let role = try await policy.membershipRole(of: asker.subject, in: org) else { return false }
         return RankRules.atLeast(role, .admin)
     }

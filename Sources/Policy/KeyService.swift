@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Identity
 import Tenancy
@@ -196,8 +197,7 @@ public struct KeyService: Sendable {
             guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
             let key = APIKey(
                 id: UUID(), prefix: minted.prefix, name: name, owner: .serviceAccount(id: accountID, orgID: orgID), scopes: scopes, createdAt: at,
-                expiresAt: try await expiry(lifetime, scopedOrgs: [orgID], owner: Actor(type: "service_account", id: accountID, userID: accountID, isRoot: false,
-                                                                                       serviceAccountGrant: .init(orgID: orgID, role: account.role)), at: at, in: keys, tx))
+                expiresAt: try await expiry(lifetime, scopedOrgs: [orgID], owner: .serviceAccount(accountID, scopes: nil, grant: .init(orgID: orgID, role: account.role)), at: at, in: keys, tx))
             try await keys.insertKey(key, secretHash: minted.secretHash)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyCreated, org: orgID, target: "key:\(key.id.lowercasedString)",

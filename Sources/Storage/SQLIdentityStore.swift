@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Identity
 import Policy
@@ -302,7 +303,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
         }
     }
 
-    public func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: (type: String, id: UUID)?) async throws -> Revision {
+    public func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: Principal?) async throws -> Revision {
         try await db.transaction { tx in
             try await Self.lockSigningKeys(tx)
             try await Self.auditRotation(tx, key, actor: actor)
@@ -320,9 +321,9 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
         }
     }
 
-    static func auditRotation(_ tx: any SQLExecutor, _ key: SigningKeyRecord, actor: (type: String, id: UUID)?) async throws {
+    static func auditRotation(_ tx: any SQLExecutor, _ key: SigningKeyRecord, actor: Principal?) async throws {
         try await SQLTenancyStore.Writer(tx: tx).appendAudit(AuditEvent(
-            at: key.createdAt, actorType: actor?.type ?? "system", actorID: actor?.id, action: AuditAction.signingKeyRotated,
+            at: key.createdAt, actorType: actor?.typeName ?? "system", actorID: actor?.id, action: AuditAction.signingKeyRotated,
             orgID: nil, target: "signing_key:\(key.kid)", details: ["kid": .string(key.kid)]))
     }
 

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 
 /// An organization: the tenant that owns memberships, invites, bindings and keys.
@@ -89,18 +90,11 @@ public struct UserRef: Sendable, Equatable {
 }
 
 /// Who does something: a user in a session, a user through an API key (narrowed by its
-/// scopes), or an org's service account.
+/// scopes), or an org's service account. The same principal-plus-scopes `Subject` that
+/// decisions are made for, so scope narrowing exists once (`KeyScopes.narrow`).
 public struct Actor: Sendable, Equatable {
-    public var type: String
-    public var id: UUID
-    /// The user whose org memberships count for this actor (for a service account: its own id,
-    /// which has no memberships).
-    public var userID: UUID
+    public var subject: Subject
     public var isRoot: Bool
-    /// A key's `org:` scopes: the only orgs it may act in (nil: any).
-    public var orgs: Set<UUID>?
-    /// A key's `role:` scope: the highest role it may act with.
-    public var roleCap: Role?
     /// A service account's one grant: its org and role.
     public var serviceAccountGrant: ServiceAccountGrant?
 
@@ -113,27 +107,36 @@ public struct Actor: Sendable, Equatable {
         }
     }
 
-    public static func user(_ id: UUID, isRoot: Bool) -> Actor {
-        Actor(type: "user", id: id, userID: id, isRoot: isRoot)
-    }
-
-    public init(type: String, id: UUID, userID: UUID, isRoot: Bool, orgs: Set<UUID>? = nil, roleCap: Role? = nil, serviceAccountGrant: ServiceAccountGrant? = nil) {
-        self.type = type
-        self.id = id
-        self.userID = userID
+    public init(subject: Subject, isRoot: Bool, serviceAccountGrant: ServiceAccountGrant? = nil) {
+        self.subject = subject
         self.isRoot = isRoot
-        self.orgs = orgs
-        self.roleCap = roleCap
         self.serviceAccountGrant = serviceAccountGrant
     }
 
+    public static func user(_ id: UUID, isRoot: Bool, scopes: KeyScopes? = nil) -> Actor {
+        Actor(subject: Subject(principal: .user(id), scopes: scopes), isRoot: isRoot)
+    }
+
+    public static func serviceAccount(_ id: UUID, scopes: KeyScopes?, grant: ServiceAccountGrant) -> Actor {
+        Actor(subject: Subject(principal: .serviceAccount(id), scopes: scopes), isRoot: false, serviceAccountGrant: grant)
+    }
+
+    /// "user" or "service_account", as audit entries name actors.
+    public var type: String { subject.principal.typeName }
+    public var id: UUID { subject.principal.id }
+    /// The user whose org memberships count for this actor (for a service account: its own id,
+    /// which has no memberships).
+    public var userID: UUID { subject.principal.id }
+    /// A key's `org:` scopes: the only orgs it may act in (nil: any).
+    public var orgs: Set<UUID>? { subject.scopes?.orgs }
+    /// A key's `role:` scope: the highest role it may act with.
+    public var roleCap: Role? { subject.scopes?.roleCap }
+
     /// The role this actor may act with in `org`, given the membership role found for `userID`.
     public func effectiveRole(membership: Role?, in org: UUID) -> Role? {
-        var role = membership
-        if let grant = serviceAccountGrant { role = grant.orgID == org ? grant.role : nil }
-        if let orgs, !orgs.contains(org) { return nil }
-        if let cap = roleCap, let r = role { role = min(r, cap) }
-        return role
+        let held = serviceAccountGrant.map { $0.orgID == org ? $0.role : nil } ?? membership
+        guard let scopes = subject.scopes else { return held }
+        return scopes.narrow(held, in: org)
     }
 }
 

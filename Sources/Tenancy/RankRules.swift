@@ -1,3 +1,5 @@
+import Authority
+
 /// Who may grant, change or remove whom inside an org (SPEC §4).
 ///
 /// - An actor grants only roles at or below its own.

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 
 /// Reads of orgs, memberships and the audit log. Implemented by the Storage module.

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 
 /// Orgs and memberships with the rank rules of SPEC §4. Every check goes through
@@ -337,9 +338,4 @@ public struct TenancyService: Sendable {
 
     public static func orgTarget(_ id: UUID) -> String { "org:\(id.lowercasedString)" }
     public static func userTarget(_ id: UUID) -> String { "user:\(id.lowercasedString)" }
-}
-
-extension UUID {
-    /// The lowercase text form used in paths, object strings and the change log.
-    public var lowercasedString: String { uuidString.lowercased() }
 }

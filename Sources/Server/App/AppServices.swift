@@ -160,34 +160,14 @@ public struct AppServices: Sendable {
     }
 
     static func applier(auth: AuthService, tokens: TokenService, grants: GrantCache, keys: APIKeyVerifier) -> ChangeObserver {
+        // Each owner of in-memory state applies the events that concern it.
         { changes in
-            var revoked: [UUID] = []
-            var keysChanged = false
-            for event in changes.map(\.event) {
+            let events = changes.map(\.event)
+            for event in events {
                 grants.apply(event)
-                switch event {
-                case .sessionRevoked(let id):
-                    revoked.append(id)
-                case .signingKeysChanged:
-                    keysChanged = true
-                case .userCreated(let id), .userUpdated(let id):
-                    auth.userCache.invalidate(id)
-                case .keyRevoked(let id):
-                    keys.invalidate { $0.id == id }
-                case .serviceAccountChanged(let org, let account):
-                    keys.invalidate { $0.owner == .serviceAccount(id: account, orgID: org) }
-                case .orgDeleted(let id):
-                    // Its service accounts' keys went with it.
-                    keys.invalidate { if case .serviceAccount(_, let org) = $0.owner { return org == id } else { return false } }
-                case .restored:
-                    auth.userCache.invalidateAll()
-                    keys.invalidate { _ in true }
-                default:
-                    break
-                }
+                keys.apply(event)
             }
-            auth.sessionGuard.sessionsRevoked(revoked)
-            if keysChanged { try? await tokens.reload() }
+            await auth.apply(events)
         }
     }
 }

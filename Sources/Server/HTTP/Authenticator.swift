@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Hummingbird
 import Identity
@@ -49,10 +50,9 @@ public struct Caller: Sendable {
     func actor(serviceAccountRole: Role?) -> Actor {
         switch credential {
         case .serviceAccountKey(_, let account, let org):
-            return Actor(type: "service_account", id: account, userID: account, isRoot: false, orgs: scopes?.orgs, roleCap: scopes?.roleCap,
-                         serviceAccountGrant: Actor.ServiceAccountGrant(orgID: org, role: serviceAccountRole ?? .viewer))
+            return .serviceAccount(account, scopes: scopes, grant: Actor.ServiceAccountGrant(orgID: org, role: serviceAccountRole ?? .viewer))
         case .userKey:
-            return Actor(type: "user", id: user!.id, userID: user!.id, isRoot: isRoot, orgs: scopes?.orgs, roleCap: scopes?.roleCap)
+            return .user(user!.id, isRoot: isRoot, scopes: scopes)
         case .session:
             return .user(user!.id, isRoot: user!.isRoot)
         }

@@ -1,3 +1,4 @@
+import Authority
 import CCurlSMTP
 import Foundation
 import Identity

@@ -1,6 +1,8 @@
+import Authority
 import Foundation
 import Hummingbird
 import Policy
+import Tenancy
 
 /// Field checks shared by the decision routes and AuthZEN: request text becomes Policy values,
 /// or a 400 that names the field. Nothing here decides anything.
@@ -60,8 +62,9 @@ struct DecisionFields: Sendable {
 }
 
 extension Caller {
-    /// The caller as the asker of decision questions.
-    var asker: Asker { Asker(subject: subject, isRoot: isRoot) }
+    /// The caller as the asker of decision questions (a service account's own grant is not
+    /// needed there: decisions read it from the org's grants).
+    var asker: Actor { Actor(subject: subject, isRoot: isRoot) }
 }
 
 extension Authenticator: TokenSubjects {

@@ -98,7 +98,7 @@ struct PlatformRoutes {
 
     @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await authenticator.requireRoot(request)
-        let (key, revision) = try await tokens.rotate(by: ("user", try caller.requireUser().id))
+        let (key, revision) = try await tokens.rotate(by: .user(try caller.requireUser().id))
         return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt), revision: revision)
     }
 }
