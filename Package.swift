@@ -22,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Imported directly by the server (also pulled in by Hummingbird).
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // argon2id from the reference C implementation (Debian libargon2-dev).
@@ -40,8 +43,12 @@ let package = Package(
         // Pure domain modules: no HTTP framework, no database driver.
         // Who acts and what changed: roles, principals, key scopes, change events. Below every other module.
         .target(name: "Authority", swiftSettings: swiftSettings),
+        // Wire formats shared by the API and backups: RFC 3339 timestamps, snake_case keys.
+        .target(name: "Wire", swiftSettings: swiftSettings),
         .target(name: "Tenancy", dependencies: ["Authority"], swiftSettings: swiftSettings),
-        .target(name: "Policy", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        .target(name: "Policy", dependencies: ["Authority", "Tenancy"], swiftSettings: swiftSettings),
+        // API keys and service accounts: Identity's key records under Tenancy's access rules.
+        .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(
             name: "Identity",
@@ -71,9 +78,10 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Authority", "Identity", "Tenancy", "Policy", "Invites", "Migrations",
+                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "Migrations", "Wire",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -82,8 +90,13 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Invites", "APIDocs", "CCurlSMTP",
+                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "APIDocs", "CCurlSMTP", "Wire",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,8 +107,10 @@ let package = Package(
         .executableTarget(
             name: "portcullis",
             dependencies: [
-                "Server", "Storage", "Identity",
+                "Server", "Storage", "Identity", "Tenancy", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -109,9 +124,14 @@ let package = Package(
         .testTarget(
             name: "PortcullisTests",
             dependencies: [
-                "Server", "Storage", "Identity", "Tenancy", "Policy", "Invites", "Authority",
+                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "Authority", "Wire",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import Foundation
 import Identity
+import Keys
 import Policy
 import Tenancy
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Server
 import Storage
+import Wire
 
 enum Logging {
     static func make(_ config: AppConfig) -> Logger {

@@ -6,6 +6,7 @@ import Logging
 import Server
 import Storage
 import Tenancy
+import Wire
 
 @main
 struct Portcullis: AsyncParsableCommand {

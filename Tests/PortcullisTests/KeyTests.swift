@@ -7,6 +7,7 @@ import Identity
 import Server
 import Storage
 import Testing
+import Wire
 
 extension APIClient {
     /// Creates a user API key with the session token; returns (key id, secret).

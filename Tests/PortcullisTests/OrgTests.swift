@@ -3,6 +3,7 @@ import HTTPTypes
 import Server
 import Storage
 import Testing
+import Wire
 
 @Suite("Orgs, members, visibility and audit over HTTP")
 struct OrgTests {

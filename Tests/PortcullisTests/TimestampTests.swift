@@ -3,6 +3,7 @@ import HTTPTypes
 import Server
 import Storage
 import Testing
+import Wire
 
 @Suite("Timestamps are RFC 3339 with a four-digit year")
 struct TimestampTests {

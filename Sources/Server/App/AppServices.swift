@@ -1,6 +1,7 @@
 import Foundation
 import Identity
 import Invites
+import Keys
 import NIOPosix
 import Logging
 import Policy

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Storage
+import Wire
 
 /// Reads JSON request bodies in the order the contract fixes: content type (415), size (413),
 /// syntax (400), then — after the route has authenticated the caller (401) — the fields (400).

@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 
 /// The SQL dialects Portcullis speaks. Store code is written once; only DDL differs per dialect.
 public enum SQLDialect: String, Sendable {
@@ -134,16 +135,9 @@ public struct SQLRow: Sendable {
 /// multiplication by 10^6 first would be off by up to 16 µs near year 9999): an export, a
 /// restore and an export again write the same text.
 enum SQLTime {
-    static func micros(_ date: Date) -> Int64 {
-        let t = date.timeIntervalSince1970
-        let seconds = t.rounded(.down)
-        return Int64(seconds) * 1_000_000 + Int64(((t - seconds) * 1_000_000).rounded())
-    }
+    static func micros(_ date: Date) -> Int64 { Microseconds.since1970(date) }
 
-    static func date(fromMicros micros: Int64) -> Date {
-        let (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
-        return Date(timeIntervalSince1970: Double(seconds) + Double(fraction) / 1_000_000)
-    }
+    static func date(fromMicros micros: Int64) -> Date { Microseconds.date(micros) }
 
     /// PostgreSQL counts from 2000-01-01T00:00:00Z.
     static let postgresEpochMicros: Int64 = 946_684_800 * 1_000_000

@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Hummingbird
 import Identity
+import Keys
 import Policy
 import Tenancy
 

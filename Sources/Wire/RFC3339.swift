@@ -11,7 +11,7 @@ public enum RFC3339 {
 
     public static func string(_ date: Date, fractionDigits: Int = 3) -> String {
         // The stored precision, so a timestamp prints the same before and after storing it.
-        let micros = SQLTime.micros(date)
+        let micros = Microseconds.since1970(date)
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 { seconds -= 1; fraction += 1_000_000 }
@@ -90,5 +90,20 @@ public enum RFC3339 {
         let instant = Double(seconds - offset) + fraction
         guard instant >= earliest, instant < end else { return nil }
         return Date(timeIntervalSince1970: instant)
+    }
+}
+
+/// Timestamps are kept to the microsecond, the precision both databases store: rounding here
+/// is what makes a timestamp print the same before and after storing it.
+public enum Microseconds {
+    public static func since1970(_ date: Date) -> Int64 {
+        let t = date.timeIntervalSince1970
+        let seconds = t.rounded(.down)
+        return Int64(seconds) * 1_000_000 + Int64(((t - seconds) * 1_000_000).rounded())
+    }
+
+    public static func date(_ micros: Int64) -> Date {
+        let (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        return Date(timeIntervalSince1970: Double(seconds) + Double(fraction) / 1_000_000)
     }
 }

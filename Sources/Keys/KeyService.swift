@@ -3,44 +3,6 @@ import Foundation
 import Identity
 import Tenancy
 
-/// An org-owned, non-human principal with one org role and its own API keys.
-public struct ServiceAccount: Sendable, Equatable {
-    public var id: UUID
-    public var orgID: UUID
-    public var name: String
-    public var role: Role
-    public var createdAt: Date
-
-    public init(id: UUID, orgID: UUID, name: String, role: Role, createdAt: Date) {
-        self.id = id
-        self.orgID = orgID
-        self.name = name
-        self.role = role
-        self.createdAt = createdAt
-    }
-}
-
-/// Reads and writes of API keys and service accounts.
-public protocol KeyStore: Sendable {
-    func keys(owner: KeyOwner, limit: Int, offset: Int) async throws -> ([APIKey], Int)
-    func key(id: UUID) async throws -> APIKey?
-    func serviceAccounts(orgID: UUID, limit: Int, offset: Int) async throws -> ([ServiceAccount], Int)
-    func serviceAccount(id: UUID) async throws -> ServiceAccount?
-    /// The org's `settings.max_key_ttl` in seconds, if it has one.
-    func maxKeyTTL(orgID: UUID) async throws -> Int?
-    /// One transaction (the org locked when given) with tenancy and key statements.
-    func writeKeys<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any KeyWriter) async throws -> T) async throws -> T
-}
-
-public protocol KeyWriter: Sendable {
-    func insertKey(_ key: APIKey, secretHash: String) async throws
-    func revokeKey(id: UUID, at: Date) async throws -> Bool
-    func insertServiceAccount(_ account: ServiceAccount) async throws
-    func serviceAccount(id: UUID) async throws -> ServiceAccount?
-    func deleteServiceAccount(id: UUID) async throws
-    func maxKeyTTL(orgID: UUID) async throws -> Int?
-}
-
 /// A key as created: the record and the secret, shown once.
 public struct CreatedKey: Sendable {
     public var key: APIKey
