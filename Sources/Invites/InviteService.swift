@@ -60,17 +60,17 @@ public struct InviteService: Sendable {
     // MARK: Org invites
 
     public func create(by invitee: Invitee, orgID: UUID, email raw: String, role: Role) async throws -> (Invite, Int64) {
-        guard let email = Email.canonical(raw) else { throw TenancyError.invalid("email is not a valid e-mail address") }
+        guard let email = Email.canonical(raw) else { throw InviteError.invalid("email is not a valid e-mail address") }
         let at = now()
         let token = Secrets.token()
         return try await store.writeInvites(lockingOrg: orgID) { tx, invites in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: orgID, in: tx, at: at)
-            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw TenancyError.forbidden("you may invite only to roles up to your own") }
-            guard let org = try await tx.org(id: orgID) else { throw TenancyError.notFound("no such org") }
+            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw InviteError.forbidden("you may invite only to roles up to your own") }
+            guard let org = try await tx.org(id: orgID) else { throw InviteError.notFound("no such org") }
             let user = try await tx.user(email: email)
-            if let user, let m = try await tx.membership(orgID: orgID, userID: user.id), m.isCurrent(at: at) { throw TenancyError.alreadyMember }
+            if let user, let m = try await tx.membership(orgID: orgID, userID: user.id), m.isCurrent(at: at) { throw InviteError.alreadyMember }
             if try await invites.livePendingInvite(orgID: orgID, email: email, now: at) != nil {
-                throw TenancyError.conflict("a pending invite for this address exists; resend or revoke it")
+                throw InviteError.conflict("a pending invite for this address exists; resend or revoke it")
             }
             try throttle?.spendInviteMail(orgID: orgID, recipient: email, now: at)
             // Dormant until the address is proven: no account, or one whose e-mail is unverified
@@ -104,7 +104,7 @@ public struct InviteService: Sendable {
             return .added(member, revision)
         } catch TenancyError.addressNotProven {
             guard case .email(let email) = target, expiresAt == nil else {
-                throw TenancyError.conflict("no account with a verified address has this e-mail; invite it (invites carry no expires_at)")
+                throw InviteError.conflict("no account with a verified address has this e-mail; invite it (invites carry no expires_at)")
             }
             let (invite, revision) = try await create(by: invitee, orgID: orgID, email: email, role: role)
             return .invited(invite, revision)
@@ -118,7 +118,7 @@ public struct InviteService: Sendable {
 
     /// The invitee may read its invite; otherwise org non-members get 404, members without `invites.read` 403.
     public func get(by invitee: Invitee, id: UUID) async throws -> Invite {
-        guard let invite = try await store.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+        guard let invite = try await store.invite(id: id) else { throw InviteError.notFound("no such invite") }
         if invite.email == invitee.email, !invite.dormant { return invite }
         _ = try await tenancy.access(Permission.invitesRead, actor: invitee.actor, orgID: invite.orgID)
         return invite
@@ -148,7 +148,7 @@ public struct InviteService: Sendable {
             try await invites.renew(inviteID: invite.id, tokenHash: Secrets.hash(token), expiresAt: updated.expiresAt)
             return (updated, token)
         }
-        guard let renewed else { throw TenancyError.notFound("no such invite") }
+        guard let renewed else { throw InviteError.notFound("no such invite") }
         return (renewed, revision)
     }
 
@@ -158,10 +158,10 @@ public struct InviteService: Sendable {
         by invitee: Invitee, id: UUID, action: String,
         _ act: @Sendable @escaping (Invite, any InviteWriter, Date) async throws -> (Invite, String)?
     ) async throws -> (renewed: Invite?, revision: Int64) {
-        guard let found = try await store.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+        guard let found = try await store.invite(id: id) else { throw InviteError.notFound("no such invite") }
         let at = now()
         return try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
-            guard let invite = try await invites.invite(id: id) else { throw TenancyError.notFound("no such invite") }
+            guard let invite = try await invites.invite(id: id) else { throw InviteError.notFound("no such invite") }
             // The inviter may revoke while still a member of the org; anyone else (and any
             // resend, which mails in the org's name) needs invites.write and a role at least the invite's.
             var viaRoot = false
@@ -171,7 +171,7 @@ public struct InviteService: Sendable {
             let stillMember = invitee.actor.effectiveRole(membership: membership.flatMap { $0.isCurrent(at: at) ? $0.role : nil }, in: invite.orgID) != nil
             if !(isInviter && stillMember && action == "invite.revoked") {
                 let (role, root) = try await tenancy.access(Permission.invitesWrite, actor: invitee.actor, orgID: invite.orgID, in: tx, at: at)
-                guard RankRules.mayManageGrant(actor: role, grant: invite.role) else { throw TenancyError.forbidden("this invite grants more than your role") }
+                guard RankRules.mayManageGrant(actor: role, grant: invite.role) else { throw InviteError.forbidden("this invite grants more than your role") }
                 viaRoot = root
             }
             let renewed = try await act(invite, invites, at)
@@ -192,7 +192,7 @@ public struct InviteService: Sendable {
     /// transaction; the second of two concurrent accepts finds the invite accepted (409).
     public func respond(by invitee: Invitee, id: UUID, accept: Bool) async throws -> (Invite, Int64) {
         guard let email = invitee.email, let found = try await store.invite(id: id), found.email == email, !found.dormant else {
-            throw TenancyError.notFound("no such invite")
+            throw InviteError.notFound("no such invite")
         }
         return try await respond(by: invitee, invite: found, accept: accept)
     }
@@ -201,7 +201,7 @@ public struct InviteService: Sendable {
     public func claim(by invitee: Invitee, token: String) async throws -> (Invite, Int64) {
         guard let email = invitee.email, token.utf8.count <= 256, let found = try await store.invite(tokenHash: Secrets.hash(token)),
               found.email == email, !found.dormant else {
-            throw TenancyError.notFound("no invite for this token and account")
+            throw InviteError.notFound("no invite for this token and account")
         }
         return try await respond(by: invitee, invite: found, accept: true)
     }
@@ -210,16 +210,16 @@ public struct InviteService: Sendable {
     /// a key capped at viewer cannot make its owner an admin.
     func respond(by invitee: Invitee, invite found: Invite, accept: Bool) async throws -> (Invite, Int64) {
         let caller = invitee.actor
-        guard caller.serviceAccountGrant == nil, let email = invitee.email else { throw TenancyError.notFound("no such invite") }
-        guard let keyRole = caller.effectiveRole(membership: .owner, in: found.orgID) else { throw TenancyError.notFound("no such invite") }
+        guard caller.serviceAccountGrant == nil, let email = invitee.email else { throw InviteError.notFound("no such invite") }
+        guard let keyRole = caller.effectiveRole(membership: .owner, in: found.orgID) else { throw InviteError.notFound("no such invite") }
         if accept, keyRole < found.role {
-            throw TenancyError.forbidden("this key's scopes do not reach the invite's role; accept it in a session")
+            throw InviteError.forbidden("this key's scopes do not reach the invite's role; accept it in a session")
         }
         let userID = caller.userID
         let at = now()
         let actor = Actor.user(userID, isRoot: false)
         return try await store.writeInvites(lockingOrg: found.orgID) { tx, invites in
-            guard var invite = try await invites.invite(id: found.id) else { throw TenancyError.notFound("no such invite") }
+            guard var invite = try await invites.invite(id: found.id) else { throw InviteError.notFound("no such invite") }
             switch invite.state(at: at) {
             case .expired: throw InviteError.expired
             case .pending: break
@@ -227,7 +227,7 @@ public struct InviteService: Sendable {
             }
             if accept {
                 let existing = try await tx.membership(orgID: invite.orgID, userID: userID)
-                if let existing, existing.isCurrent(at: at) { throw TenancyError.alreadyMember }
+                if let existing, existing.isCurrent(at: at) { throw InviteError.alreadyMember }
                 let event = TenancyService.event(actor, at: at, AuditAction.memberAdded, org: invite.orgID, target: TenancyService.userTarget(userID),
                                                  ["role": .string(invite.role.rawValue), "email": .string(email), "invite_id": .string(invite.id.lowercasedString)])
                 try await tx.upsertMembership(Membership(
@@ -257,21 +257,21 @@ public struct InviteService: Sendable {
     }
 
     public func createPlatformInvite(by root: Actor, email raw: String, orgInvites: [OrgInviteRequest]) async throws -> (PlatformInvite, Int64) {
-        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may invite to the platform") }
-        guard let email = Email.canonical(raw) else { throw TenancyError.invalid("email is not a valid e-mail address") }
-        guard orgInvites.count <= 50 else { throw TenancyError.invalid("at most 50 org invites") }
+        guard root.isRoot else { throw InviteError.forbidden("only the platform administrator may invite to the platform") }
+        guard let email = Email.canonical(raw) else { throw InviteError.invalid("email is not a valid e-mail address") }
+        guard orgInvites.count <= 50 else { throw InviteError.invalid("at most 50 org invites") }
         let at = now()
         let token = Secrets.token()
         return try await store.writeInvites(lockingOrg: nil) { tx, invites in
             if try await invites.livePendingPlatformInvite(email: email, now: at) != nil {
-                throw TenancyError.conflict("a pending platform invite for this address exists; revoke it to send a new one")
+                throw InviteError.conflict("a pending platform invite for this address exists; revoke it to send a new one")
             }
-            if try await tx.user(email: email) != nil { throw TenancyError.conflict("an account with this e-mail exists; invite it to an org instead") }
+            if try await tx.user(email: email) != nil { throw InviteError.conflict("an account with this e-mail exists; invite it to an org instead") }
             let expires = at.addingTimeInterval(Self.lifetime)
             var platform = PlatformInvite(id: UUID(), email: email, storedState: .pending, inviterID: root.id, createdAt: at, expiresAt: expires, orgInvites: [])
             try await invites.insertPlatformInvite(platform, tokenHash: Secrets.hash(token))
             for request in orgInvites {
-                guard let org = try await tx.org(id: request.orgID) else { throw TenancyError.invalid("org \(request.orgID.lowercasedString) does not exist") }
+                guard let org = try await tx.org(id: request.orgID) else { throw InviteError.invalid("org \(request.orgID.lowercasedString) does not exist") }
                 let invite = Invite(
                     id: UUID(), orgID: org.id, orgName: org.name, email: email, role: request.role, storedState: .pending, dormant: true,
                     inviterID: root.id, platformInviteID: platform.id, createdAt: at, expiresAt: expires)
@@ -291,22 +291,22 @@ public struct InviteService: Sendable {
     }
 
     public func platformInvites(by root: Actor, state: InviteState?, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
-        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may list platform invites") }
+        guard root.isRoot else { throw InviteError.forbidden("only the platform administrator may list platform invites") }
         return try await store.platformInvites(state: state, now: now(), limit: limit, offset: offset)
     }
 
     public func platformInvite(by root: Actor, id: UUID) async throws -> PlatformInvite {
-        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may read platform invites") }
-        guard let invite = try await store.platformInvite(id: id) else { throw TenancyError.notFound("no such platform invite") }
+        guard root.isRoot else { throw InviteError.forbidden("only the platform administrator may read platform invites") }
+        guard let invite = try await store.platformInvite(id: id) else { throw InviteError.notFound("no such platform invite") }
         return invite
     }
 
     /// Revokes a pending platform invite and the org invites attached to it.
     public func revokePlatformInvite(by root: Actor, id: UUID) async throws -> Int64 {
-        guard root.isRoot else { throw TenancyError.forbidden("only the platform administrator may revoke platform invites") }
+        guard root.isRoot else { throw InviteError.forbidden("only the platform administrator may revoke platform invites") }
         let at = now()
         return try await store.writeInvites(lockingOrg: nil) { tx, invites in
-            guard let platform = try await invites.platformInvite(id: id) else { throw TenancyError.notFound("no such platform invite") }
+            guard let platform = try await invites.platformInvite(id: id) else { throw InviteError.notFound("no such platform invite") }
             guard platform.state(at: at) == .pending else { throw InviteError.notPending(platform.state(at: at)) }
             try await invites.setPlatformState(id: id, .revoked)
             for invite in platform.orgInvites where invite.storedState == .pending { try await invites.setState(inviteID: invite.id, .revoked) }

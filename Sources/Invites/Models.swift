@@ -71,8 +71,20 @@ public struct PlatformInvite: Sendable, Equatable {
 }
 
 public enum InviteError: Error, Sendable, Equatable {
+    /// 410 `invite_expired`.
     case expired
+    /// 409: the invite was already answered or revoked.
     case notPending(InviteState)
+    /// A field failed validation (400).
+    case invalid(String)
+    /// The caller may not do this to this invite (403).
+    case forbidden(String)
+    /// No such invite, or not one the caller may know of (404).
+    case notFound(String)
+    /// 409, with the reason.
+    case conflict(String)
+    /// The invitee is a member already (409 `already_member`).
+    case alreadyMember
 }
 
 /// Reads and writes of invites. Implemented by the Storage module.

@@ -33,7 +33,7 @@ public struct KeyService: Sendable {
 
     static func lifetime(_ seconds: Int?) throws -> Int? {
         guard let seconds else { return nil }
-        guard (60...maxLifetime).contains(seconds) else { throw TenancyError.invalid("expires_in must be from 60 seconds to 10 years") }
+        guard (60...maxLifetime).contains(seconds) else { throw KeyError.invalid("expires_in must be from 60 seconds to 10 years") }
         return seconds
     }
 
@@ -50,7 +50,7 @@ public struct KeyService: Sendable {
         }
         guard let limit else { return lifetime.map { at.addingTimeInterval(Double($0)) } }
         if let lifetime, lifetime > limit {
-            throw TenancyError.invalid("expires_in exceeds the org's max_key_ttl of \(limit) seconds")
+            throw KeyError.invalid("expires_in exceeds the org's max_key_ttl of \(limit) seconds")
         }
         return at.addingTimeInterval(Double(lifetime ?? limit))
     }
@@ -82,7 +82,7 @@ public struct KeyService: Sendable {
 
     public func userKey(actor: Actor, id: UUID) async throws -> APIKey {
         guard let key = try await store.key(id: id), key.owner == .user(actor.userID), key.revokedAt == nil else {
-            throw TenancyError.notFound("no such key")
+            throw KeyError.notFound("no such key")
         }
         return key
     }
@@ -95,7 +95,7 @@ public struct KeyService: Sendable {
     func revoke(_ key: APIKey, actor: Actor, org: UUID?) async throws -> Int64 {
         let at = now()
         return try await store.writeKeys(lockingOrg: org) { tx, keys in
-            guard try await keys.revokeKey(id: key.id, at: at) else { throw TenancyError.notFound("no such key") }
+            guard try await keys.revokeKey(id: key.id, at: at) else { throw KeyError.notFound("no such key") }
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.keyRevoked, org: org, target: "key:\(key.id.lowercasedString)",
                 ["name": .string(key.name), "prefix": .string(key.prefix)]))
@@ -115,7 +115,7 @@ public struct KeyService: Sendable {
         let at = now()
         return try await store.writeKeys(lockingOrg: orgID) { tx, keys in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw TenancyError.forbidden("a service account's role may not exceed your own") }
+            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw KeyError.forbidden("a service account's role may not exceed your own") }
             let account = ServiceAccount(id: UUID(), orgID: orgID, name: name, role: role, createdAt: at)
             try await keys.insertServiceAccount(account)
             try await tx.appendAudit(TenancyService.event(
@@ -131,8 +131,8 @@ public struct KeyService: Sendable {
         let at = now()
         return try await store.writeKeys(lockingOrg: orgID) { tx, keys in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard let account = try await keys.serviceAccount(id: id), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
-            guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
+            guard let account = try await keys.serviceAccount(id: id), account.orgID == orgID else { throw KeyError.notFound("no such service account") }
+            guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw KeyError.forbidden("this service account's role exceeds your own") }
             try await keys.deleteServiceAccount(id: id)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.serviceAccountDeleted, org: orgID, target: "service_account:\(id.lowercasedString)",
@@ -143,8 +143,8 @@ public struct KeyService: Sendable {
 
     func account(actor: Actor, orgID: UUID, id: UUID) async throws -> ServiceAccount {
         let actorRole = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID)
-        guard let account = try await store.serviceAccount(id: id), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
-        guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
+        guard let account = try await store.serviceAccount(id: id), account.orgID == orgID else { throw KeyError.notFound("no such service account") }
+        guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw KeyError.forbidden("this service account's role exceeds your own") }
         return account
     }
 
@@ -155,8 +155,8 @@ public struct KeyService: Sendable {
         let minted = APIKeyFormat.mint()
         return try await store.writeKeys(lockingOrg: orgID) { tx, keys in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard let account = try await keys.serviceAccount(id: accountID), account.orgID == orgID else { throw TenancyError.notFound("no such service account") }
-            guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw TenancyError.forbidden("this service account's role exceeds your own") }
+            guard let account = try await keys.serviceAccount(id: accountID), account.orgID == orgID else { throw KeyError.notFound("no such service account") }
+            guard RankRules.mayManageGrant(actor: actorRole, grant: account.role) else { throw KeyError.forbidden("this service account's role exceeds your own") }
             let key = APIKey(
                 id: UUID(), prefix: minted.prefix, name: name, owner: .serviceAccount(id: accountID, orgID: orgID), scopes: scopes, createdAt: at,
                 expiresAt: try await expiry(lifetime, scopedOrgs: [orgID], owner: .serviceAccount(accountID, scopes: nil, grant: .init(orgID: orgID, role: account.role)), at: at, in: keys, tx))
@@ -177,7 +177,7 @@ public struct KeyService: Sendable {
     public func revokeServiceAccountKey(actor: Actor, orgID: UUID, accountID: UUID, keyID: UUID) async throws -> Int64 {
         let account = try await account(actor: actor, orgID: orgID, id: accountID)
         guard let key = try await store.key(id: keyID), key.owner == .serviceAccount(id: account.id, orgID: orgID), key.revokedAt == nil else {
-            throw TenancyError.notFound("no such key")
+            throw KeyError.notFound("no such key")
         }
         return try await revoke(key, actor: actor, org: orgID)
     }

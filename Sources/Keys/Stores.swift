@@ -40,3 +40,13 @@ public protocol KeyWriter: Sendable {
     func deleteServiceAccount(id: UUID) async throws
     func maxKeyTTL(orgID: UUID) async throws -> Int?
 }
+
+/// Why a key or service-account operation was refused (mapped to a problem at the HTTP edge).
+public enum KeyError: Error, Sendable, Equatable {
+    /// A field failed validation (400).
+    case invalid(String)
+    /// The caller may not do this with this key or account (403).
+    case forbidden(String)
+    /// No such key or service account, or not one the caller may know of (404).
+    case notFound(String)
+}

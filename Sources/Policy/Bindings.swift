@@ -61,11 +61,23 @@ public struct BindingQuotas: Sendable, Equatable {
     }
 }
 
+/// Why a binding write was refused (mapped to a problem at the HTTP edge).
+public enum BindingError: Error, Sendable, Equatable {
+    /// A field failed validation (400).
+    case invalid(String)
+    /// The caller's role does not reach the binding (403).
+    case forbidden(String)
+    /// No such binding (404).
+    case notFound(String)
+    /// The org's or principal's binding quota is full (409 `quota_exceeded`).
+    case quotaExceeded(String)
+}
+
 extension Binding {
     /// A binding's resource: the org or an object inside it. A binding on the org object
     /// grants its role over the whole org in decisions, but is not a membership: only a
     /// membership makes someone part of the org (its routes, asking about others there).
-    public static func resource(_ text: String, in org: UUID) throws(TenancyError) -> ObjectRef {
+    public static func resource(_ text: String, in org: UUID) throws(BindingError) -> ObjectRef {
         let object: ObjectRef
         do { object = try ObjectRef.parse(text) } catch { throw .invalid(error.message) }
         guard object.orgID == org else { throw .invalid("resource must lie in the binding's org (org:\(org.lowercasedString)…)") }
@@ -96,25 +108,25 @@ public struct BindingService: Sendable {
     public func set(actor: Actor, orgID: UUID, principal: Principal, resource: String, role: Role, expiresAt: Date?) async throws -> (Binding, created: Bool, revision: Int64) {
         let object = try Binding.resource(resource, in: orgID)
         let at = now()
-        if let expiresAt, expiresAt <= at { throw TenancyError.invalid("expires_at must be in the future") }
+        if let expiresAt, expiresAt <= at { throw BindingError.invalid("expires_at must be in the future") }
         return try await store.writeBindings(lockingOrg: orgID) { tx, bindings in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw TenancyError.forbidden("you may bind only roles up to your own") }
+            guard RankRules.mayGrant(actor: actorRole, role: role) else { throw BindingError.forbidden("you may bind only roles up to your own") }
             guard try await bindings.principalExists(principal, orgID: orgID) else {
-                throw TenancyError.invalid("the subject is not a user, or not a service account of this org")
+                throw BindingError.invalid("the subject is not a user, or not a service account of this org")
             }
             let existing = try await bindings.binding(orgID: orgID, principal: principal, resourcePath: object.path)
             if let existing, !RankRules.mayManageGrant(actor: actorRole, grant: existing.role) {
-                throw TenancyError.forbidden("this binding grants more than your role; only a higher role may replace it")
+                throw BindingError.forbidden("this binding grants more than your role; only a higher role may replace it")
             }
             // Only a new binding can pass a quota; replacing one never adds. Counted under the org's
             // lock, so concurrent writes cannot both slip in under the limit.
             if existing == nil {
                 if try await bindings.bindingCount(orgID: orgID) >= quotas.perOrg {
-                    throw TenancyError.quotaExceeded("this org holds \(quotas.perOrg) bindings, its quota; remove some first")
+                    throw BindingError.quotaExceeded("this org holds \(quotas.perOrg) bindings, its quota; remove some first")
                 }
                 if try await bindings.bindingCount(orgID: orgID, principal: principal) >= quotas.perPrincipal {
-                    throw TenancyError.quotaExceeded("this subject holds \(quotas.perPrincipal) bindings in this org, its quota; remove some first")
+                    throw BindingError.quotaExceeded("this subject holds \(quotas.perPrincipal) bindings in this org, its quota; remove some first")
                 }
             }
             var details: [String: JSONValue] = [
@@ -138,8 +150,8 @@ public struct BindingService: Sendable {
         let at = now()
         return try await store.writeBindings(lockingOrg: orgID) { tx, bindings in
             let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard let binding = try await bindings.binding(id: bindingID, orgID: orgID) else { throw TenancyError.notFound("no such binding") }
-            guard RankRules.mayManageGrant(actor: actorRole, grant: binding.role) else { throw TenancyError.forbidden("this binding grants more than your role") }
+            guard let binding = try await bindings.binding(id: bindingID, orgID: orgID) else { throw BindingError.notFound("no such binding") }
+            guard RankRules.mayManageGrant(actor: actorRole, grant: binding.role) else { throw BindingError.forbidden("this binding grants more than your role") }
             try await bindings.deleteBinding(id: bindingID)
             try await tx.appendAudit(TenancyService.event(
                 actor, at: at, AuditAction.bindingRemoved, org: orgID, target: "binding:\(bindingID.lowercasedString)",

@@ -254,12 +254,15 @@ struct Restore: AsyncParsableCommand {
             let summary = try await backup.restore(try BackupDocument.decode(input), actor: nil)
             FileHandle.standardError.write(Data(
                 "restored \(summary.users) users, \(summary.orgs) orgs, \(summary.memberships) memberships, \(summary.auditEvents) audit events\n".utf8))
-        } catch let error as TenancyError {
+        } catch let error as BackupError {
             await runtime.database.close()
             switch error {
             case .invalid(let m), .conflict(let m): fail("restore: \(m)")
-            default: fail("restore: \(error)")
             }
+        } catch TenancyError.invalid(let m) {
+            // A field the org rules refuse (a name, say).
+            await runtime.database.close()
+            fail("restore: \(m)")
         }
         await runtime.database.close()
     }

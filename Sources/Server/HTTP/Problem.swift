@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Identity
 import Invites
+import Keys
 import Policy
 import NIOCore
 import Storage
@@ -28,6 +29,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     }
     public static func forbidden(_ detail: String) -> Problem { Problem(.forbidden, code: "forbidden", detail: detail) }
     public static func notFound(_ detail: String = "no such resource") -> Problem { Problem(.notFound, code: "not_found", detail: detail) }
+    static let alreadyMember = Problem(.conflict, code: "already_member", detail: "the user is already a member of this org")
 
     static func genericCode(_ status: HTTPResponse.Status) -> String {
         switch status.code {
@@ -82,6 +84,29 @@ extension Problem {
             switch e {
             case .expired: return Problem(.gone, code: "invite_expired", detail: "the invite has expired; ask for it to be resent")
             case .notPending(let state): return Problem(.conflict, code: "conflict", detail: "the invite is \(state.rawValue), not pending")
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
+            case .alreadyMember: return Self.alreadyMember
+            }
+        case let e as BindingError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
+            }
+        case let e as KeyError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            }
+        case let e as BackupError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
             }
         case let e as PolicyError:
             return .badRequest(e.message)
@@ -98,7 +123,7 @@ extension Problem {
             case .notFound(let m): return .notFound(m)
             case .forbidden(let m): return .forbidden(m)
             case .lastOwner: return Problem(.conflict, code: "last_owner", detail: "an org must keep at least one owner whose membership does not expire")
-            case .alreadyMember: return Problem(.conflict, code: "already_member", detail: "the user is already a member of this org")
+            case .alreadyMember: return Self.alreadyMember
             case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
             case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
             case .addressNotProven:

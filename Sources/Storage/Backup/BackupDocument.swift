@@ -159,9 +159,9 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         do {
             return try decoder.decode(BackupDocument.self, from: data)
         } catch let error as DecodingError {
-            throw TenancyError.invalid("not a Portcullis backup: \(Self.describe(error))")
+            throw BackupError.invalid("not a Portcullis backup: \(Self.describe(error))")
         } catch {
-            throw TenancyError.invalid("not a Portcullis backup: the document is not valid JSON")
+            throw BackupError.invalid("not a Portcullis backup: the document is not valid JSON")
         }
     }
 
@@ -176,4 +176,12 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         @unknown default: return "the document is not valid"
         }
     }
+}
+
+/// Why a backup could not be read or restored (400 and 409 at the HTTP edge).
+public enum BackupError: Error, Sendable, Equatable {
+    /// The document is not a backup this server can restore, with the reason.
+    case invalid(String)
+    /// The instance is not empty.
+    case conflict(String)
 }

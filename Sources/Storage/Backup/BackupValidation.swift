@@ -26,7 +26,7 @@ extension SQLBackup {
     /// and fields the API would have refused.
     static func validate(_ d: BackupDocument) throws -> Records {
         guard d.version == BackupDocument.currentVersion else {
-            throw TenancyError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
+            throw BackupError.invalid("backup version \(d.version) is not supported (this server reads version \(BackupDocument.currentVersion))")
         }
         let states = ["pending", "accepted", "declined", "revoked"]
         /// The rule the API stores addresses by (a restored address reaches SMTP envelopes and
@@ -34,7 +34,7 @@ extension SQLBackup {
         /// before NFC, say) is restored in the stored form, as the start-up migration does.
         func address(_ email: String, of record: String) throws -> String {
             guard let canonical = Email.canonical(email) else {
-                throw TenancyError.invalid("\(record) has an e-mail address that is not valid")
+                throw BackupError.invalid("\(record) has an e-mail address that is not valid")
             }
             return canonical
         }
@@ -44,14 +44,14 @@ extension SQLBackup {
             let pid = try id(p.id, "platform invite")
             p.email = try address(p.email, of: "platform invite \(p.id)")
             guard ["pending", "accepted", "revoked"].contains(p.state), p.tokenHash.utf8.count == 64 else {
-                throw TenancyError.invalid("platform invite \(p.id) has a bad state or token hash")
+                throw BackupError.invalid("platform invite \(p.id) has a bad state or token hash")
             }
             if let inviter = p.inviterId { _ = try id(inviter, "user") }
             platformIDs.insert(pid)
             records.platformInvites.append(p)
         }
         func id(_ text: String, _ what: String) throws -> UUID {
-            guard let id = UUID(uuidString: text) else { throw TenancyError.invalid("\(what) id \(text) is not a UUID") }
+            guard let id = UUID(uuidString: text) else { throw BackupError.invalid("\(what) id \(text) is not a UUID") }
             return id
         }
         // Canonical addresses are NFC, so the dictionary's canonical-equivalence compare is a byte compare.
@@ -59,10 +59,10 @@ extension SQLBackup {
         for var u in d.users {
             u.email = try address(u.email, of: "user \(u.id)")
             if let other = owners.updateValue(u.id, forKey: u.email) {
-                throw TenancyError.invalid("users \(other) and \(u.id) have one e-mail address, \(u.email)")
+                throw BackupError.invalid("users \(other) and \(u.id) have one e-mail address, \(u.email)")
             }
             guard u.passwordHash.hasPrefix("$argon2id$") else {
-                throw TenancyError.invalid("user \(u.id) has a password hash that is not argon2id")
+                throw BackupError.invalid("user \(u.id) has a password hash that is not argon2id")
             }
             records.users.append((try id(u.id, "user"), u))
         }
@@ -75,15 +75,15 @@ extension SQLBackup {
         let userIDs = Set(records.users.map(\.0))
         let orgIDs = Set(records.orgs.map(\.id))
         guard d.users.contains(where: \.isRoot) else {
-            throw TenancyError.invalid("the backup has no root administrator; the restored instance could not be administered")
+            throw BackupError.invalid("the backup has no root administrator; the restored instance could not be administered")
         }
         for var i in d.invites {
             _ = try id(i.id, "invite")
             i.email = try address(i.email, of: "invite \(i.id)")
-            guard orgIDs.contains(try id(i.orgId, "org")) else { throw TenancyError.invalid("invite \(i.id) refers to an org that is not in the backup") }
-            guard states.contains(i.state), i.tokenHash.utf8.count == 64 else { throw TenancyError.invalid("invite \(i.id) has a bad state or token hash") }
+            guard orgIDs.contains(try id(i.orgId, "org")) else { throw BackupError.invalid("invite \(i.id) refers to an org that is not in the backup") }
+            guard states.contains(i.state), i.tokenHash.utf8.count == 64 else { throw BackupError.invalid("invite \(i.id) has a bad state or token hash") }
             if let p = i.platformInviteId, !platformIDs.contains(try id(p, "platform invite")) {
-                throw TenancyError.invalid("invite \(i.id) refers to a platform invite that is not in the backup")
+                throw BackupError.invalid("invite \(i.id) refers to a platform invite that is not in the backup")
             }
             if let inviter = i.inviterId { _ = try id(inviter, "user") }
             records.invites.append(i)
@@ -95,45 +95,45 @@ extension SQLBackup {
                                         expiresAt: m.expiresAt, createdAt: m.createdAt, updatedAt: m.updatedAt,
                                         auditEventID: try m.auditEventId.map { try id($0, "audit event") })
             guard orgIDs.contains(membership.orgID), userIDs.contains(membership.userID) else {
-                throw TenancyError.invalid("a membership refers to an org or user that is not in the backup")
+                throw BackupError.invalid("a membership refers to an org or user that is not in the backup")
             }
             guard pairs.insert("\(membership.orgID)/\(membership.userID)").inserted else {
-                throw TenancyError.invalid("user \(m.userId) appears twice among the members of org \(m.orgId)")
+                throw BackupError.invalid("user \(m.userId) appears twice among the members of org \(m.orgId)")
             }
             if m.role == .owner, m.expiresAt == nil { owned.insert(membership.orgID) }
             records.memberships.append(membership)
         }
         if let orphan = orgIDs.subtracting(owned).first {
-            throw TenancyError.invalid("org \(orphan.lowercasedString) has no permanent owner")
+            throw BackupError.invalid("org \(orphan.lowercasedString) has no permanent owner")
         }
         var accountOrgs: [UUID: UUID] = [:]
         for a in d.serviceAccounts {
             let account = Keys.ServiceAccount(id: try id(a.id, "service account"), orgID: try id(a.orgId, "org"), name: a.name, role: a.role, createdAt: a.createdAt)
-            guard orgIDs.contains(account.orgID) else { throw TenancyError.invalid("service account \(a.id) refers to an org that is not in the backup") }
-            guard accountOrgs.updateValue(account.orgID, forKey: account.id) == nil else { throw TenancyError.invalid("service account \(a.id) appears twice") }
+            guard orgIDs.contains(account.orgID) else { throw BackupError.invalid("service account \(a.id) refers to an org that is not in the backup") }
+            guard accountOrgs.updateValue(account.orgID, forKey: account.id) == nil else { throw BackupError.invalid("service account \(a.id) appears twice") }
             records.serviceAccounts.append(account)
         }
         var prefixes = Set<String>()
         for k in d.apiKeys {
             guard k.secretHash.utf8.count == 64, k.secretHash.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
-                throw TenancyError.invalid("key \(k.id) has no SHA-256 secret hash")
+                throw BackupError.invalid("key \(k.id) has no SHA-256 secret hash")
             }
             guard APIKeyFormat.parse("pcl_\(k.prefix)_" + String(repeating: "a", count: 43)) != nil, prefixes.insert(k.prefix).inserted else {
-                throw TenancyError.invalid("key \(k.id) has a malformed or repeated prefix")
+                throw BackupError.invalid("key \(k.id) has a malformed or repeated prefix")
             }
-            guard (try? KeyScopes.parse(k.scopes)) != nil else { throw TenancyError.invalid("key \(k.id) has an unknown scope") }
+            guard (try? KeyScopes.parse(k.scopes)) != nil else { throw BackupError.invalid("key \(k.id) has an unknown scope") }
             let owner: KeyOwner
             switch (k.userId, k.serviceAccountId) {
             case (let u?, nil):
                 let user = try id(u, "user")
-                guard userIDs.contains(user) else { throw TenancyError.invalid("key \(k.id) belongs to a user that is not in the backup") }
+                guard userIDs.contains(user) else { throw BackupError.invalid("key \(k.id) belongs to a user that is not in the backup") }
                 owner = .user(user)
             case (nil, let a?):
                 let account = try id(a, "service account")
-                guard let org = accountOrgs[account] else { throw TenancyError.invalid("key \(k.id) belongs to a service account that is not in the backup") }
+                guard let org = accountOrgs[account] else { throw BackupError.invalid("key \(k.id) belongs to a service account that is not in the backup") }
                 owner = .serviceAccount(id: account, orgID: org)
             default:
-                throw TenancyError.invalid("key \(k.id) must belong to exactly one user or service account")
+                throw BackupError.invalid("key \(k.id) must belong to exactly one user or service account")
             }
             if let beforeProof = k.beforeProof { records.keysBeforeProof[try id(k.id, "key")] = beforeProof }
             records.apiKeys.append((Identity.APIKey(
@@ -146,24 +146,24 @@ extension SQLBackup {
             let principal: Principal
             switch b.subjectType {
             case "user":
-                guard userIDs.contains(subject) else { throw TenancyError.invalid("binding \(b.id) refers to a user that is not in the backup") }
+                guard userIDs.contains(subject) else { throw BackupError.invalid("binding \(b.id) refers to a user that is not in the backup") }
                 principal = .user(subject)
             case "service_account":
-                guard accountOrgs[subject] == org else { throw TenancyError.invalid("binding \(b.id) refers to a service account not of its org") }
+                guard accountOrgs[subject] == org else { throw BackupError.invalid("binding \(b.id) refers to a service account not of its org") }
                 principal = .serviceAccount(subject)
             default:
-                throw TenancyError.invalid("binding \(b.id): subject_type must be user or service_account")
+                throw BackupError.invalid("binding \(b.id): subject_type must be user or service_account")
             }
             guard orgIDs.contains(org) else {
-                throw TenancyError.invalid("binding \(b.id) refers to an org that is not in the backup")
+                throw BackupError.invalid("binding \(b.id) refers to an org that is not in the backup")
             }
             let resource: ObjectRef
             do { resource = try Policy.Binding.resource(b.resource, in: org) } catch {
                 guard case .invalid(let m) = error else { throw error }
-                throw TenancyError.invalid("binding \(b.id): \(m)")
+                throw BackupError.invalid("binding \(b.id): \(m)")
             }
             guard boundPairs.insert("\(org)/\(b.subjectType):\(subject)/\(resource.path)").inserted else {
-                throw TenancyError.invalid("binding \(b.id) repeats another binding's subject and resource")
+                throw BackupError.invalid("binding \(b.id) repeats another binding's subject and resource")
             }
             records.bindings.append(Policy.Binding(
                 id: try id(b.id, "binding"), orgID: org, principal: principal, resource: resource, role: b.role, expiresAt: b.expiresAt,

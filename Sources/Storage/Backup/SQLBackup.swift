@@ -117,7 +117,7 @@ public struct SQLBackup: Sendable {
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
                 let platformCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
                 guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0 else {
-                    throw TenancyError.conflict("restore needs an empty instance (no orgs, no audit events, no users but root administrators)")
+                    throw BackupError.conflict("restore needs an empty instance (no orgs, no audit events, no users but root administrators)")
                 }
                 // The root accounts that exist are replaced; their sessions end with them.
                 let sessions = try await tx.query("SELECT id FROM sessions WHERE revoked_at IS NULL").map { try $0.uuid("id") }
@@ -173,9 +173,9 @@ public struct SQLBackup: Sendable {
             if let observer { await observer(collector.changes) }
             return summary
         } catch StorageError.uniqueViolation(let what) {
-            throw TenancyError.invalid("the backup repeats a record (\(what))")
+            throw BackupError.invalid("the backup repeats a record (\(what))")
         } catch StorageError.foreignKeyViolation {
-            throw TenancyError.invalid("the backup has a membership whose org or user is missing")
+            throw BackupError.invalid("the backup has a membership whose org or user is missing")
         }
     }
 }
