@@ -45,27 +45,28 @@ enum ColdLoad {
         logger.logLevel = .warning
         let log = logger
         let schema = "portcullis_bench_\(getpid())"
-        let admin = try await PostgresDatabase(url: url, logger: log, maximumConnections: 2)
-        try await admin.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
-        try await admin.execute("CREATE SCHEMA \(schema)")
-        do {
-            let scoped = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
-            let db = try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)
-            try await Migrator(dialect: .postgres).migrate(db)
-            let (insertSeconds, rows) = try await insert(dataset, into: db)
-            let size = try await db.queryFirst("SELECT pg_total_relation_size('memberships') + pg_total_relation_size('bindings') + pg_total_relation_size('orgs') + pg_total_relation_size('users') AS n")?.int("n")
-            say(String(format: "PostgreSQL: inserted %d rows in %.1f s (%.0f MiB in tables and indexes)", rows, insertSeconds, Double(size ?? 0) / 1_048_576))
-            await db.close()
-            let reader = try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)
-            let info = try await load(dataset: dataset, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
-            await reader.close()
-            try await admin.execute("DROP SCHEMA \(schema) CASCADE")
-            await admin.close()
-            return info
-        } catch {
-            try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
-            await admin.close()
-            throw error
+        // Each pool works while its scope runs, as in the server.
+        return try await DatabaseOpener.running(try await PostgresDatabase(url: url, logger: log, maximumConnections: 2)) { admin in
+            try await admin.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+            try await admin.execute("CREATE SCHEMA \(schema)")
+            do {
+                let scoped = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
+                let (insertSeconds, rows, size) = try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { db in
+                    try await Migrator(dialect: .postgres).migrate(db)
+                    let (insertSeconds, rows) = try await insert(dataset, into: db)
+                    let size = try await db.queryFirst("SELECT pg_total_relation_size('memberships') + pg_total_relation_size('bindings') + pg_total_relation_size('orgs') + pg_total_relation_size('users') AS n")?.int("n")
+                    return (insertSeconds, rows, size)
+                }
+                say(String(format: "PostgreSQL: inserted %d rows in %.1f s (%.0f MiB in tables and indexes)", rows, insertSeconds, Double(size ?? 0) / 1_048_576))
+                let info = try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { reader in
+                    try await load(dataset: dataset, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
+                }
+                try await admin.execute("DROP SCHEMA \(schema) CASCADE")
+                return info
+            } catch {
+                try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
+                throw error
+            }
         }
     }
 

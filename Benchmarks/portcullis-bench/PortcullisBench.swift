@@ -269,7 +269,7 @@ struct DecisionsInfo: Encodable {
     var targets: [String: String]
 }
 
-struct ColdLoadInfo: Encodable {
+struct ColdLoadInfo: Encodable, Sendable {
     var backend: String
     var insertSeconds: Double
     var insertedRows: Int

@@ -42,6 +42,15 @@ public struct PolicyService: Sendable {
         self.now = now
     }
 
+    /// Drops the cached grants a committed change made stale.
+    public func apply(_ event: ChangeEvent) { cache.apply(event) }
+
+    /// The grant cache's hits and misses so far, and the orgs it holds (metrics).
+    public var cacheStats: (hits: Int, misses: Int, orgs: Int) {
+        let (hits, misses) = cache.stats
+        return (hits, misses, cache.count)
+    }
+
     public func requirement(_ action: String) throws(PolicyError) -> Requirement {
         try permissions.requirement(for: action)
     }
@@ -77,9 +86,10 @@ public struct PolicyService: Sendable {
     }
 
     /// The subject's current membership role in `org`, narrowed by its key's scopes (bindings,
-    /// even on the org object, are not membership).
-    public func membershipRole(of subject: Subject, in org: UUID) async throws -> Role? {
-        guard let m = try await cache.grants(org)?.members[subject.principal], m.expiresAt > now().instant else { return nil }
+    /// even on the org object, are not membership). `strong` reads it from the database.
+    public func membershipRole(of subject: Subject, in org: UUID, consistency: Consistency = .cached) async throws -> Role? {
+        var reads = ReadThrough()
+        guard let m = try await grants(org, for: subject.principal, consistency, &reads)?.members[subject.principal], m.expiresAt > now().instant else { return nil }
         return subject.scopes.map { $0.narrow(m.role, in: org) } ?? m.role
     }
 

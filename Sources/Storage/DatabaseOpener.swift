@@ -11,6 +11,28 @@ public enum DatabaseOpener {
         }
     }
 
+    /// Opens the database, keeps its connections working while `body` runs (a child task of
+    /// this one, not a loose task), and closes it when `body` returns or throws.
+    public static func withDatabase<T: Sendable>(url: String, logger: Logger, _ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        try await running(try await open(url: url, logger: logger), body)
+    }
+
+    /// Runs `db` for the length of `body`, then closes it.
+    public static func running<T: Sendable>(_ db: any SQLDatabase, _ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await db.run() }
+            defer { group.cancelAll() }
+            do {
+                let result = try await body(db)
+                await db.close()
+                return result
+            } catch {
+                await db.close()
+                throw error
+            }
+        }
+    }
+
     /// Checks the URL without opening anything: start-up refuses a malformed one with the
     /// configuration errors, before any connection is tried.
     public static func validate(url: String) throws {

@@ -23,7 +23,9 @@ struct Runtime {
     let logger: Logger
     let database: any SQLDatabase
 
-    static func open() async throws -> Runtime {
+    /// Runs `body` with the configuration and an open database whose connections work for as
+    /// long as `body` runs (a child task, not a loose one) and are closed after it.
+    static func with<T: Sendable>(_ body: (Runtime) async throws -> T) async throws -> T {
         let config: AppConfig
         do {
             config = try AppConfig.fromEnvironment()
@@ -31,11 +33,14 @@ struct Runtime {
             fail(error.description)
         }
         let logger = Logging.make(config)
+        let database: any SQLDatabase
         do {
-            let database = try await DatabaseOpener.open(url: config.databaseURL, logger: logger)
-            return Runtime(config: config, logger: logger, database: database)
+            database = try await DatabaseOpener.open(url: config.databaseURL, logger: logger)
         } catch let error as StorageError {
             fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+        }
+        return try await DatabaseOpener.running(database) { database in
+            try await body(Runtime(config: config, logger: logger, database: database))
         }
     }
 
@@ -43,10 +48,8 @@ struct Runtime {
         do {
             return try await AppServices.start(config: config, database: database, logger: logger)
         } catch let error as ConfigError {
-            await database.close()
             fail(error.description)
         } catch let error as StorageError {
-            await database.close()
             fail(startupFailure(error))
         }
     }
@@ -58,7 +61,6 @@ extension Runtime {
         do {
             try await Migrator(dialect: database.dialect).migrate(database)
         } catch let error as StorageError {
-            await database.close()
             fail(startupFailure(error))
         }
         return SQLBackup(database: database)
@@ -95,33 +97,32 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply pending migrations and serve the HTTP API.")
 
     func run() async throws {
-        let runtime = try await Runtime.open()
-        let services = try await runtime.services()
-        let logger = runtime.logger
-        if runtime.config.rootPassword == nil {
-            // No configured password: on the first start make an administrator and say so once
-            // (ensureRoot does nothing when a root exists).
-            let password = Secrets.token(bytes: 18)
-            let email = runtime.config.rootEmail ?? "admin@portcullis.local"
-            if let user = try await services.ensureRoot(email: email, password: password, logger: logger) {
-                say("""
-                    Created the root administrator (shown once, store it now):
-                      email:    \(user.email)
-                      password: \(password)
-                    """)
+        try await Runtime.with { runtime in
+            let services = try await runtime.services()
+            let logger = runtime.logger
+            if runtime.config.rootPassword == nil {
+                // No configured password: on the first start make an administrator and say so once
+                // (ensureRoot does nothing when a root exists).
+                let password = Secrets.token(bytes: 18)
+                let email = runtime.config.rootEmail ?? "admin@portcullis.local"
+                if let user = try await services.ensureRoot(email: email, password: password, logger: logger) {
+                    say("""
+                        Created the root administrator (shown once, store it now):
+                          email:    \(user.email)
+                          password: \(password)
+                        """)
+                }
+            }
+            let config = runtime.config
+            say("Portcullis listening on http://\(config.host):\(config.port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
+            say("Log in: curl -s -X POST http://\(config.host == "0.0.0.0" ? "localhost" : config.host):\(config.port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
+            let app = buildApplication(services: services, logger: logger)
+            do {
+                try await app.runService()
+            } catch {
+                fail("server stopped: \(error)")
             }
         }
-        let config = runtime.config
-        say("Portcullis listening on http://\(config.host):\(config.port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
-        say("Log in: curl -s -X POST http://\(config.host == "0.0.0.0" ? "localhost" : config.host):\(config.port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
-        let app = buildApplication(services: services, logger: logger)
-        do {
-            try await app.runService()
-        } catch {
-            await runtime.database.close()
-            fail("server stopped: \(error)")
-        }
-        await runtime.database.close()
     }
 }
 
@@ -132,23 +133,22 @@ struct Migrate: AsyncParsableCommand {
     var status = false
 
     func run() async throws {
-        let runtime = try await Runtime.open()
-        let migrator = try Migrator(dialect: runtime.database.dialect)
-        if status {
-            for m in try await migrator.status(runtime.database) {
-                say("\(String(format: "%04d", m.version)) \(m.applied ? "applied" : "pending") \(m.name)")
+        try await Runtime.with { runtime in
+            let migrator = try Migrator(dialect: runtime.database.dialect)
+            if status {
+                for m in try await migrator.status(runtime.database) {
+                    say("\(String(format: "%04d", m.version)) \(m.applied ? "applied" : "pending") \(m.name)")
+                }
+            } else {
+                let applied: [Int]
+                do {
+                    applied = try await migrator.migrate(runtime.database)
+                } catch let error as StorageError {
+                    fail(startupFailure(error))
+                }
+                say(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map { String(format: "%04d", $0) }.joined(separator: ", "))")
             }
-        } else {
-            let applied: [Int]
-            do {
-                applied = try await migrator.migrate(runtime.database)
-            } catch let error as StorageError {
-                await runtime.database.close()
-                fail(startupFailure(error))
-            }
-            say(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map { String(format: "%04d", $0) }.joined(separator: ", "))")
         }
-        await runtime.database.close()
     }
 }
 
@@ -171,22 +171,21 @@ struct Admin: AsyncParsableCommand {
                 guard let p = readPassword(prompt: "Password for \(email): ") else { fail("no password given") }
                 password = p
             }
-            let runtime = try await Runtime.open()
-            let services = try await runtime.services()
-            do {
-                let (user, _) = try await services.auth.signup(
-                    .init(email: email, password: password, name: "Administrator", isRoot: true, emailVerified: true), trusted: true)
-                say("created root administrator \(user.email) (\(user.id.uuidString.lowercased()))")
-            } catch let error as IdentityError {
-                await runtime.database.close()
-                switch error {
-                case .emailTaken: fail("an account with this e-mail already exists")
-                case .invalidEmail: fail("--email is not a valid e-mail address")
-                case .weakPassword(let m): fail(m)
-                default: fail("\(error)")
+            try await Runtime.with { runtime in
+                let services = try await runtime.services()
+                do {
+                    let (user, _) = try await services.auth.signup(
+                        .init(email: email, password: password, name: "Administrator", isRoot: true, emailVerified: true), trusted: true)
+                    say("created root administrator \(user.email) (\(user.id.uuidString.lowercased()))")
+                } catch let error as IdentityError {
+                    switch error {
+                    case .emailTaken: fail("an account with this e-mail already exists")
+                    case .invalidEmail: fail("--email is not a valid e-mail address")
+                    case .weakPassword(let m): fail(m)
+                    default: fail("\(error)")
+                    }
                 }
             }
-            await runtime.database.close()
         }
     }
 }
@@ -197,16 +196,16 @@ extension Admin {
             abstract: "List mail that has not been sent yet (waiting for a retry, or given up), with its last error.")
 
         func run() async throws {
-            let runtime = try await Runtime.open()
-            _ = try await runtime.migratedBackup() // the outbox table may not exist yet
-            let outbox = SQLOutbox(database: runtime.database)
-            let (pending, failed, sent) = try await outbox.counts(maxAttempts: OutboxSender.maxAttempts)
-            say("outbox: \(pending) pending, \(failed) given up, \(sent) sent")
-            for m in try await outbox.unsent() {
-                let state = m.attempts >= OutboxSender.maxAttempts ? "given up" : "pending"
-                say("\(m.id.uuidString.lowercased())  \(state)  \(m.template)  to \(m.recipient)  attempts \(m.attempts)  next \(RFC3339.string(m.nextAttemptAt))  \(m.lastError ?? "")")
+            try await Runtime.with { runtime in
+                _ = try await runtime.migratedBackup() // the outbox table may not exist yet
+                let outbox = SQLOutbox(database: runtime.database)
+                let (pending, failed, sent) = try await outbox.counts(maxAttempts: OutboxSender.maxAttempts)
+                say("outbox: \(pending) pending, \(failed) given up, \(sent) sent")
+                for m in try await outbox.unsent() {
+                    let state = m.attempts >= OutboxSender.maxAttempts ? "given up" : "pending"
+                    say("\(m.id.uuidString.lowercased())  \(state)  \(m.template)  to \(m.recipient)  attempts \(m.attempts)  next \(RFC3339.string(m.nextAttemptAt))  \(m.lastError ?? "")")
+                }
             }
-            await runtime.database.close()
         }
     }
 }
@@ -219,11 +218,11 @@ struct Keys: AsyncParsableCommand {
             abstract: "Make a new active signing key; older keys stay in JWKS until their tokens expire.")
 
         func run() async throws {
-            let runtime = try await Runtime.open()
-            let services = try await runtime.services()
-            let (key, _) = try await services.tokens.rotate()
-            say("new signing key \(key.kid) is active")
-            await runtime.database.close()
+            try await Runtime.with { runtime in
+                let services = try await runtime.services()
+                let (key, _) = try await services.tokens.rotate()
+                say("new signing key \(key.kid) is active")
+            }
         }
     }
 }
@@ -233,12 +232,12 @@ struct Backup: AsyncParsableCommand {
         abstract: "Write the whole instance as JSON to standard output (contains password hashes: keep it safe).")
 
     func run() async throws {
-        let runtime = try await Runtime.open()
-        let backup = try await runtime.migratedBackup()
-        let data = try BackupDocument.encode(try await backup.export(actor: nil))
-        FileHandle.standardOutput.write(data)
-        FileHandle.standardOutput.write(Data("\n".utf8))
-        await runtime.database.close()
+        try await Runtime.with { runtime in
+            let backup = try await runtime.migratedBackup()
+            let data = try BackupDocument.encode(try await backup.export(actor: nil))
+            FileHandle.standardOutput.write(data)
+            FileHandle.standardOutput.write(Data("\n".utf8))
+        }
     }
 }
 
@@ -248,23 +247,21 @@ struct Restore: AsyncParsableCommand {
 
     func run() async throws {
         let input = FileHandle.standardInput.readDataToEndOfFile()
-        let runtime = try await Runtime.open()
-        let backup = try await runtime.migratedBackup()
-        do {
-            let summary = try await backup.restore(try BackupDocument.decode(input), actor: nil)
-            FileHandle.standardError.write(Data(
-                "restored \(summary.users) users, \(summary.orgs) orgs, \(summary.memberships) memberships, \(summary.auditEvents) audit events\n".utf8))
-        } catch let error as BackupError {
-            await runtime.database.close()
-            switch error {
-            case .invalid(let m), .conflict(let m): fail("restore: \(m)")
+        try await Runtime.with { runtime in
+            let backup = try await runtime.migratedBackup()
+            do {
+                let summary = try await backup.restore(try BackupDocument.decode(input), actor: nil)
+                FileHandle.standardError.write(Data(
+                    "restored \(summary.users) users, \(summary.orgs) orgs, \(summary.memberships) memberships, \(summary.auditEvents) audit events\n".utf8))
+            } catch let error as BackupError {
+                switch error {
+                case .invalid(let m), .conflict(let m): fail("restore: \(m)")
+                }
+            } catch TenancyError.invalid(let m) {
+                // A field the org rules refuse (a name, say).
+                fail("restore: \(m)")
             }
-        } catch TenancyError.invalid(let m) {
-            // A field the org rules refuse (a name, say).
-            await runtime.database.close()
-            fail("restore: \(m)")
         }
-        await runtime.database.close()
     }
 }
 

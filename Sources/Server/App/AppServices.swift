@@ -40,6 +40,8 @@ public struct AppServices: Sendable {
     public let metrics: ServerMetrics
     /// `/v1/watch` streams, fed by the change follower.
     public let watch: WatchHub
+    /// Threads for blocking SMTP sends (never the hashing pool); stopped with the app (`MailThreads`).
+    public let mailThreads: NIOThreadPool
 
     public var freshness: Freshness { Freshness(changes: changes, bound: config.maxStaleness) }
 
@@ -85,14 +87,16 @@ public struct AppServices: Sendable {
         let keyVerifier = APIKeyVerifier(lookup: SQLKeyStore(database: database))
         auth.keyVerifier = keyVerifier
         let templates = try MailTemplates.load(directory: config.templatesDir)
+        let mailThreads = NIOThreadPool(numberOfThreads: 2)
+        mailThreads.start()
         if config.smtpURL == "log" {
             logger.warning("PORTCULLIS_SMTP_URL=log: mail is printed to this log, links and tokens included; for development only")
         }
         let mailer: any Mailer = config.smtpURL == "log"
             ? LogMailer(logger: logger)
-            : try SMTPMailer(url: config.smtpURL, from: config.mailFrom, pool: Self.mailPool)
-        let grantCache = GrantCache(loader: SQLPolicyStore(database: database))
-        let applyRemote = Self.applier(auth: auth, tokens: tokens, grants: grantCache, keys: keyVerifier)
+            : try SMTPMailer(url: config.smtpURL, from: config.mailFrom, pool: mailThreads)
+        let policy = PolicyService(cache: GrantCache(loader: SQLPolicyStore(database: database)), permissions: permissions, now: now)
+        let applyRemote = Self.applier(auth: auth, policy: policy, keys: keyVerifier)
         let local = LocalChanges()
         let apply: ChangeObserver = { changes in
             await applyRemote(changes)
@@ -114,7 +118,7 @@ public struct AppServices: Sendable {
             changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, tap: watch.publish, handle: applyRemote),
             tenancy: tenancy,
             bindings: BindingService(store: policyStore, tenancy: tenancy, quotas: config.bindingQuotas, now: now),
-            policy: PolicyService(cache: grantCache, permissions: permissions, now: now),
+            policy: policy,
             policyStore: policyStore,
             // A whole export or restore is one long transaction: no per-operation deadline.
             backup: SQLBackup(database: database.base, observer: apply),
@@ -125,19 +129,13 @@ public struct AppServices: Sendable {
             mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval),
             limits: limits,
             metrics: ServerMetrics(),
-            watch: watch)
+            watch: watch,
+            mailThreads: mailThreads)
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }
         return services
     }
-
-    /// SMTP sends block a thread each; they get threads of their own (never the hashing pool).
-    static let mailPool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        return pool
-    }()
 
     /// Creates a root admin unless one exists. Returns the user when it created one.
     @discardableResult
@@ -157,15 +155,15 @@ public struct AppServices: Sendable {
     /// Applies changes (this node's own, right after commit, and other nodes' from the change
     /// log) to the in-memory state: session liveness, signing keys, cached users and grants.
     public func apply(_ changes: [Change]) async {
-        await Self.applier(auth: auth, tokens: tokens, grants: policy.cache, keys: keyVerifier)(changes)
+        await Self.applier(auth: auth, policy: policy, keys: keyVerifier)(changes)
     }
 
-    static func applier(auth: AuthService, tokens: TokenService, grants: GrantCache, keys: APIKeyVerifier) -> ChangeObserver {
+    static func applier(auth: AuthService, policy: PolicyService, keys: APIKeyVerifier) -> ChangeObserver {
         // Each owner of in-memory state applies the events that concern it.
         { changes in
             let events = changes.map(\.event)
             for event in events {
-                grants.apply(event)
+                policy.apply(event)
                 keys.apply(event)
             }
             await auth.apply(events)

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Identity
 import Logging
+import NIOPosix
 import Policy
 import ServiceLifecycle
 import Storage
@@ -28,9 +29,11 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
         server: .http1(configuration: http),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
         logger: logger)
+    // A service group stops its services in reverse order: the SMTP threads after the sender,
+    // the sender after the account-mail worker that queues for it.
     app.addServices(
-        ChangeFollower(services: services), KeyUsageFlusher(services: services), AccountMailWorker(services: services, logger: logger),
-        services.mailSender)
+        MailThreads(pool: services.mailThreads), ChangeFollower(services: services), KeyUsageFlusher(services: services),
+        services.mailSender, AccountMailWorker(services: services, logger: logger))
     if let age = services.config.signingKeyRotation {
         app.addServices(SigningKeyRotator(services: services, age: age))
     }
@@ -40,15 +43,18 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
 /// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
 @discardableResult
 public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
-    let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, grants: services.policy.cache, freshness: services.freshness, limits: services.limits)
-    PlatformRoutes(services: services, authenticator: authenticator)
-        .register(routes)
+    let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits)
+    PlatformRoutes(
+        tokens: services.tokens, config: services.config, authenticator: authenticator,
+        ping: { [database = services.database] in try await database.ping() },
+        scrape: { await services.metrics.scrape(services: services) }
+    ).register(routes)
     IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store, limits: services.limits).register(routes)
     TenancyRoutes(tenancy: services.tenancy, invites: services.invites, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
     KeyRoutes(keys: services.keys, verifier: services.keyVerifier, authenticator: authenticator).register(routes)
-    InviteRoutes(services: services, authenticator: authenticator).register(routes)
+    InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits, authenticator: authenticator).register(routes)
     let metrics = services.metrics
     let authorizer = Authorizer(
         policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
@@ -113,6 +119,17 @@ struct AccountMailWorker: Service, CustomStringConvertible {
         }
         // Requests answered before the shutdown still get their mail.
         try? await services.auth.drainAccountMail()
+    }
+}
+
+/// Stops the SMTP threads once the mail sender has stopped (services stop in reverse order).
+struct MailThreads: Service, CustomStringConvertible {
+    var description: String { "MailThreads" }
+    let pool: NIOThreadPool
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try? await pool.shutdownGracefully()
     }
 }
 

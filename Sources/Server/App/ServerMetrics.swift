@@ -52,11 +52,10 @@ public final class ServerMetrics: Sendable {
 
     /// The text exposition, after copying in the values kept by other parts of the node.
     func scrape(services: AppServices) async -> String {
-        let cache = services.policy.cache
-        let (hits, misses) = cache.stats
+        let (hits, misses, orgs) = services.policy.cacheStats
         copyCounter("portcullis_grant_cache_hits_total", help: "Decisions whose org grants were in memory", total: hits)
         copyCounter("portcullis_grant_cache_misses_total", help: "Org grant loads from the database", total: misses)
-        gauge("portcullis_grant_cache_orgs", help: "Orgs held in the grant cache (known or known absent)", cache.count)
+        gauge("portcullis_grant_cache_orgs", help: "Orgs held in the grant cache (known or known absent)", orgs)
         if let guarded = services.database as? GuardedDatabase {
             let (inFlight, failures) = guarded.stats
             gauge("portcullis_db_operations_in_flight", help: "Database operations running now", inFlight)

@@ -84,7 +84,7 @@ struct ResolvedToken: Sendable {
 struct Authenticator: Sendable {
     let auth: AuthService
     let keys: APIKeyVerifier
-    let grants: GrantCache
+    let policy: PolicyService
     let freshness: Freshness
     let limits: AbuseLimits
 
@@ -176,8 +176,7 @@ struct Authenticator: Sendable {
 
     func actor(_ caller: Caller) async throws -> Actor {
         guard case .serviceAccountKey(_, let account, let org) = caller.credential else { return caller.actor(serviceAccountRole: nil) }
-        let orgGrants = freshness.isStale ? try await grants.loader.grants(orgID: org) : try await grants.grants(org)
-        let role = orgGrants?.members[.serviceAccount(account)]?.role
+        let role = try await policy.membershipRole(of: Subject(principal: .serviceAccount(account)), in: org, consistency: freshness.isStale ? .strong : .cached)
         guard role != nil else { throw Problem.unauthenticated("the service account no longer exists") }
         return caller.actor(serviceAccountRole: role)
     }

@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import Storage
 import Wire
 
 /// Reads JSON request bodies in the order the contract fixes: content type (415), size (413),

@@ -55,6 +55,8 @@ public final class GuardedDatabase: SQLDatabase {
         try await Self.race(min(timeout, .seconds(1))) { [base] in try await base.ping() }
     }
 
+    public func run() async { await base.run() }
+
     public func close() async { await base.close() }
 
     private func guarded<T: Sendable>(_ limit: Duration, _ work: @escaping @Sendable () async throws -> T) async throws -> T {

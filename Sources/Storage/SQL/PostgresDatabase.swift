@@ -9,15 +9,17 @@ import Synchronization
 public final class PostgresDatabase: SQLDatabase {
     public let dialect = SQLDialect.postgres
     private let client: PostgresClient
-    private let runner: Task<Void, Never>
     private let logger: Logger
     private let url: String
     /// One connection of its own for `dedicated()`, made on first use.
     private let lane = Mutex<PostgresDatabase?>(nil)
     private let laneMaking = AsyncLock()
+    /// Lanes made after `run` started: it runs their pools too.
+    private let lanes: AsyncStream<PostgresDatabase>
+    private let newLane: AsyncStream<PostgresDatabase>.Continuation
 
     /// Connects once (failing fast on a wrong URL, password or a down server — the pooled
-    /// client alone would retry forever) and then starts the pool.
+    /// client alone would retry forever). The pool works while `run` does.
     public init(url: String, logger: Logger, maximumConnections: Int = 20) async throws {
         let settings = try PostgresURL(url)
         self.logger = logger
@@ -42,9 +44,19 @@ public final class PostgresDatabase: SQLDatabase {
         config.options.maximumConnections = maximumConnections
         config.options.connectTimeout = .seconds(5)
         config.options.additionalStartupParameters = settings.startupParameters
-        let client = PostgresClient(configuration: config, backgroundLogger: logger)
-        self.client = client
-        self.runner = Task { await client.run() }
+        client = PostgresClient(configuration: config, backgroundLogger: logger)
+        (lanes, newLane) = AsyncStream.makeStream()
+    }
+
+    /// Runs the connection pool, and the dedicated lane's once it is made, until the task is
+    /// cancelled (structured: the caller's task group or service group owns it).
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { [client] in await client.run() }
+            for await lane in lanes {
+                group.addTask { await lane.run() }
+            }
+        }
     }
 
     public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
@@ -86,10 +98,9 @@ public final class PostgresDatabase: SQLDatabase {
         _ = try await query("SELECT 1 AS one", [])
     }
 
+    /// The pool closes when `run` is cancelled; nothing more to release.
     public func close() async {
-        if let lane = lane.withLock({ $0 }) { await lane.close() }
-        runner.cancel()
-        _ = await runner.value
+        newLane.finish()
     }
 
     public func dedicated() async throws -> any SQLDatabase {
@@ -97,6 +108,7 @@ public final class PostgresDatabase: SQLDatabase {
             if let lane = lane.withLock({ $0 }) { return lane }
             let made = try await PostgresDatabase(url: url, logger: logger, maximumConnections: 1)
             lane.withLock { $0 = made }
+            newLane.yield(made)
             return made
         }
     }

@@ -29,6 +29,9 @@ public protocol SQLDatabase: SQLExecutor {
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T
     /// Cheap round trip, for readiness checks.
     func ping() async throws
+    /// Keeps the connections working until the task is cancelled (PostgreSQL's pool needs a
+    /// running task; SQLite does nothing). `DatabaseOpener.withDatabase` runs it for a scope.
+    func run() async
     /// Releases connections. Call once, at shutdown.
     func close() async
     /// A handle whose queries never wait behind request traffic, a deadline or a breaker: for

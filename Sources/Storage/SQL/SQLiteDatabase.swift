@@ -79,6 +79,9 @@ public final class SQLiteDatabase: SQLDatabase {
         _ = try await query("SELECT 1 AS one", [])
     }
 
+    /// Nothing runs in the background: GRDB's pool works on the calling tasks.
+    public func run() async {}
+
     public func close() async {
         try? pool.close()
     }

@@ -42,22 +42,19 @@ func withDatabase<T: Sendable>(_ backend: Backend, _ body: (any SQLDatabase, URL
     case .postgres:
         guard let url = ProcessInfo.processInfo.environment["PORTCULLIS_TEST_POSTGRES_URL"] else { throw MissingPostgres() }
         let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
-        let admin = try await PostgresDatabase(url: url, logger: testLogger, maximumConnections: 1)
-        try await admin.execute("CREATE SCHEMA \(schema)")
-        let separator = url.contains("?") ? "&" : "?"
-        let db = try await PostgresDatabase(url: url + separator + "search_path=\(schema)", logger: testLogger, maximumConnections: 4)
-        func cleanup() async {
-            await db.close()
-            try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
-            await admin.close()
-        }
-        do {
-            let result = try await body(db, dir)
-            await cleanup()
-            return result
-        } catch {
-            await cleanup()
-            throw error
+        // Each pool works while its scope runs (DatabaseOpener.running), as in the server.
+        return try await DatabaseOpener.running(try await PostgresDatabase(url: url, logger: testLogger, maximumConnections: 1)) { admin in
+            try await admin.execute("CREATE SCHEMA \(schema)")
+            let separator = url.contains("?") ? "&" : "?"
+            do {
+                let scoped = try await PostgresDatabase(url: url + separator + "search_path=\(schema)", logger: testLogger, maximumConnections: 4)
+                let result = try await DatabaseOpener.running(scoped) { db in try await body(db, dir) }
+                try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
+                return result
+            } catch {
+                try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
+                throw error
+            }
         }
     }
 }

@@ -3,15 +3,16 @@ import Foundation
 import Hummingbird
 import Identity
 import NIOCore
-import Storage
 
 /// Liveness, readiness, discovery documents, the API description, and root-only key rotation.
 struct PlatformRoutes {
-    let services: AppServices
+    let tokens: TokenService
+    let config: AppConfig
     let authenticator: Authenticator
-    var database: any SQLDatabase { services.database }
-    var tokens: TokenService { services.tokens }
-    var config: AppConfig { services.config }
+    /// Answers when the database does, within its guard's deadline (readiness).
+    let ping: @Sendable () async throws -> Void
+    /// The Prometheus text of this node.
+    let scrape: @Sendable () async -> String
 
     func register(_ routes: RouteTable) {
         routes.on(.get, "/health", use: health)
@@ -30,7 +31,7 @@ struct PlatformRoutes {
     @Sendable func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
         do {
             // The guarded database answers within a second, even when the server hangs.
-            try await database.ping()
+            try await ping()
         } catch {
             throw Problem(.serviceUnavailable, code: "unavailable", detail: "the database is not reachable", headers: [.retryAfter: "1"])
         }
@@ -41,7 +42,7 @@ struct PlatformRoutes {
     /// or the root. Not public: counters such as pending mail could tell accounts apart.
     @Sendable func metrics(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await requireMetricsReader(request)
-        let text = await services.metrics.scrape(services: services)
+        let text = await scrape()
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                         body: .init(byteBuffer: ByteBuffer(string: text)))
     }

@@ -78,10 +78,11 @@ struct ResetConfirmBody: Decodable, Sendable {
 
 /// Org invites, platform invites, and the mailed-token flows (password reset, e-mail verification).
 struct InviteRoutes {
-    let services: AppServices
+    let auth: AuthService
+    let invites: InviteService
+    let limits: AbuseLimits
     let authenticator: Authenticator
-    var invites: InviteService { services.invites }
-    var now: Date { services.auth.now() }
+    var now: Date { auth.now() }
 
     func register(_ routes: RouteTable) {
         routes.on(.post, "/v1/orgs/{org_id}/invites", use: create)
@@ -177,11 +178,11 @@ struct InviteRoutes {
 
     @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(TokenBody.self, from: request)
-        try services.limits.spend(ip: context.clientIP, now: now)
+        try limits.spend(ip: context.clientIP, now: now)
         let who = try await person(request)
         let body = try unchecked.fields()
         // Per account too: one signed-in user spread over many addresses still guesses slowly.
-        try services.limits.spend(ip: "account:" + who.actor.userID.uuidString, now: now)
+        try limits.spend(ip: "account:" + who.actor.userID.uuidString, now: now)
         let (invite, revision) = try await invites.claim(by: who, token: body.token)
         return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
     }
@@ -238,32 +239,32 @@ struct InviteRoutes {
     /// Always 202 with the same body: whether an account exists is not revealed.
     @Sendable func requestReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
-        try services.limits.spend(ip: context.clientIP, now: now)
-        try services.limits.spendResetMail(account: Email.folded(body.email), now: now)
-        services.auth.requestPasswordReset(email: body.email)
+        try limits.spend(ip: context.clientIP, now: now)
+        try limits.spendResetMail(account: Email.folded(body.email), now: now)
+        auth.requestPasswordReset(email: body.email)
         return try JSONBody.response(["status": "if the address has an account, a reset link is on its way"], status: .accepted)
     }
 
     /// A fresh verification link; the same 202 for every address, throttled like reset.
     @Sendable func requestVerification(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
-        try services.limits.spend(ip: context.clientIP, now: now)
-        try services.limits.spendResetMail(account: "verify:" + Email.folded(body.email), now: now)
-        services.auth.requestVerification(email: body.email)
+        try limits.spend(ip: context.clientIP, now: now)
+        try limits.spendResetMail(account: "verify:" + Email.folded(body.email), now: now)
+        auth.requestVerification(email: body.email)
         return try JSONBody.response(["status": "if the address has an unverified account, a verification link is on its way"], status: .accepted)
     }
 
     @Sendable func confirmReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetConfirmBody.self, from: request)
-        try services.limits.spend(ip: context.clientIP, now: now)
-        let revision = try await services.auth.confirmPasswordReset(token: body.token, newPassword: body.newPassword)
+        try limits.spend(ip: context.clientIP, now: now)
+        let revision = try await auth.confirmPasswordReset(token: body.token, newPassword: body.newPassword)
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(TokenBody.self, from: request)
-        try services.limits.spend(ip: context.clientIP, now: now)
-        let revision = try await services.auth.verifyEmail(token: body.token)
+        try limits.spend(ip: context.clientIP, now: now)
+        let revision = try await auth.verifyEmail(token: body.token)
         return JSONBody.noContent(revision: revision)
     }
 }

@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import Identity
 import Invites
-import Storage
 import Tenancy
 
 /// Orgs, members and audit logs. Handlers parse and authenticate; every rule lives in `TenancyService`.
