@@ -85,6 +85,8 @@ public enum InviteError: Error, Sendable, Equatable {
     case conflict(String)
     /// The invitee is a member already (409 `already_member`).
     case alreadyMember
+    /// A signup's invite token that is malformed, used, expired or for another address (400 `invalid_invite_token`).
+    case invalidToken(String)
 }
 
 /// Reads and writes of invites. Implemented by the Storage module.

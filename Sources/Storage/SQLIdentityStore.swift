@@ -76,7 +76,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
             guard let row = try await tx.queryFirst(
                 "UPDATE users SET password_hash = $1, email_verified = TRUE, updated_at = $2 WHERE id = $3 RETURNING email", newHash, now, userID)
             else { return nil }
-            try await Self.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
+            try await SQLInviteStore.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
             let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: .passwordReset, now: now)
             // Keys made while the address was unproven may be a squatter's: they end here.
             let keys = try await tx.query(
@@ -114,17 +114,10 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
             guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "verify_email", now: now),
                   let row = try await tx.queryFirst("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1 RETURNING email", userID, now)
             else { return nil }
-            try await Self.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
+            try await SQLInviteStore.wakeDormantInvites(tx, email: try row.string("email"), now: now, lifetime: inviteLifetime)
             let revision = try await ChangeLog.append(tx, .userUpdated(userID), at: now)
             return (userID, revision)
         }
-    }
-
-    /// Dormant invites for a now-proven address become pending, with a fresh expiry.
-    static func wakeDormantInvites(_ tx: any SQLExecutor, email: String, now: Date, lifetime: TimeInterval) async throws {
-        try await tx.execute(
-            "UPDATE invites SET dormant = FALSE, expires_at = $2 WHERE email = $1 AND dormant = TRUE AND state = 'pending'",
-            email, now.addingTimeInterval(lifetime))
     }
 
     public func user(id: UUID) async throws -> User? {

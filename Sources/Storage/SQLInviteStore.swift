@@ -98,7 +98,7 @@ public struct SQLInviteStore: InviteStore {
                     return nil
                 }
                 try await SQLIdentityStore.insertUser(tx, credentials)
-                try await SQLIdentityStore.wakeDormantInvites(tx, email: email, now: now, lifetime: inviteLifetime)
+                try await Self.wakeDormantInvites(tx, email: email, now: now, lifetime: inviteLifetime)
                 let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
                 return try await writer.recordChange(.userCreated(credentials.user.id), at: now)
             }
@@ -107,6 +107,13 @@ public struct SQLInviteStore: InviteStore {
         } catch StorageError.uniqueViolation {
             throw IdentityError.emailTaken
         }
+    }
+
+    /// Dormant invites for a now-proven address become pending, with a fresh expiry.
+    static func wakeDormantInvites(_ tx: any SQLExecutor, email: String, now: Date, lifetime: TimeInterval) async throws {
+        try await tx.execute(
+            "UPDATE invites SET dormant = FALSE, expires_at = $2 WHERE email = $1 AND dormant = TRUE AND state = 'pending'",
+            email, now.addingTimeInterval(lifetime))
     }
 
     struct Writer: InviteWriter {

@@ -49,7 +49,7 @@ public func registerRoutes(_ routes: RouteTable, services: AppServices) -> Route
         ping: { [database = services.database] in try await database.ping() },
         scrape: { await services.metrics.scrape(services: services) }
     ).register(routes)
-    IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites.store, limits: services.limits).register(routes)
+    IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites, limits: services.limits).register(routes)
     TenancyRoutes(tenancy: services.tenancy, invites: services.invites, authenticator: authenticator).register(routes)
     BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
     BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)

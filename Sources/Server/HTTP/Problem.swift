@@ -89,6 +89,7 @@ extension Problem {
             case .notFound(let m): return .notFound(m)
             case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
             case .alreadyMember: return Self.alreadyMember
+            case .invalidToken(let m): return .badRequest(m, code: "invalid_invite_token")
             }
         case let e as BindingError:
             switch e {

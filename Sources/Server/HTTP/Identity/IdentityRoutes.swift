@@ -7,7 +7,7 @@ import Invites
 struct IdentityRoutes {
     let auth: AuthService
     let authenticator: Authenticator
-    let invites: any InviteStore
+    let invites: InviteService
     let limits: AbuseLimits
 
     func register(_ routes: RouteTable) {
@@ -28,27 +28,11 @@ struct IdentityRoutes {
         let signup = AuthService.SignupRequest(email: body.email, password: body.password, name: body.name)
         _ = try AuthService.validate(signup)
         if let token = body.inviteToken {
-            // The invite's token proves the address: the account starts verified, and every
-            // dormant invite for it wakes, in the same transaction.
-            let (user, revision) = try await signupWithInvite(signup, token: token)
+            let (user, revision) = try await invites.signup(signup, token: token, hasher: auth.hasher)
             return try JSONBody.response(UserResponse(user), status: .created, revision: revision)
         }
         let (user, revision) = try await auth.signup(signup)
         return try JSONBody.response(UserResponse(user), status: .created, revision: revision)
-    }
-
-    func signupWithInvite(_ request: AuthService.SignupRequest, token: String) async throws -> (User, Int64) {
-        let (email, name) = try AuthService.validate(request)
-        guard !token.isEmpty, token.utf8.count <= 256 else { throw Problem.badRequest("invite_token is not valid", code: "invalid_invite_token") }
-        let hash = try await auth.hasher.hash(request.password)
-        let at = auth.now()
-        let user = User(id: UUID(), email: email, name: name, emailVerified: true, isRoot: false, createdAt: at, updatedAt: at)
-        guard let revision = try await invites.signup(
-            UserCredentials(user: user, passwordHash: hash), inviteTokenHash: Secrets.hash(token), now: at, inviteLifetime: AuthService.inviteLifetime)
-        else {
-            throw Problem.badRequest("invite_token is not valid for this e-mail address (or is used or expired)", code: "invalid_invite_token")
-        }
-        return (user, revision)
     }
 
     @Sendable func login(_ request: Request, context: AppRequestContext) async throws -> Response {
