@@ -28,10 +28,7 @@ struct AuthorizeTests {
     @Test("authorize: roles, permissions, denials as 200, bad input as 400", arguments: Backend.allCases)
     func basics(_ backend: Backend) async throws {
         try await withApp(backend) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
-            try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "viewer")
+            let (alice, bob, org) = try await api.aliceAndBob(bobRole: "viewer")
             let o = "org:\(org)"
             #expect(try await api.allowed(bob.access, o, "viewer"))
             #expect(try await api.allowed(bob.access, o, "org.read"))
@@ -71,9 +68,7 @@ struct AuthorizeTests {
     @Test("asking about another subject needs root; a token subject is checked as its user", arguments: Backend.allCases)
     func otherSubjects(_ backend: Backend) async throws {
         try await withApp(backend, configure: rootSetup) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             let o = "org:\(org)"
             let asBob = try await api.authorize(bob.access, o, "viewer", subject: ["user_id": alice.userID])
             #expect(asBob.status == .forbidden)
@@ -167,9 +162,7 @@ struct AuthorizeTests {
     @Test("every kind of write invalidates the cache at once", arguments: Backend.allCases)
     func invalidation(_ backend: Backend) async throws {
         try await withApp(backend) { api, services in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             let o = "org:\(org)"
             // Warm the cache with a denial, then each write must show in the very next answer.
             #expect(try await api.allowed(bob.access, o, "viewer") == false)
@@ -195,9 +188,7 @@ struct AuthorizeTests {
     @Test("strong consistency reads through the database", arguments: Backend.allCases)
     func strong(_ backend: Backend) async throws {
         try await withApp(backend) { api, services in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             #expect(try await api.allowed(bob.access, "org:\(org)", "viewer") == false)
             // A membership written behind the node's back (no change log): the cache cannot know,
             // a strong read must see it.
@@ -212,10 +203,7 @@ struct AuthorizeTests {
     @Test("batch answers equal the single answers, in order", arguments: Backend.allCases)
     func batch(_ backend: Backend) async throws {
         try await withApp(backend, configure: rootSetup) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
-            try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "editor")
+            let (alice, bob, org) = try await api.aliceAndBob(bobRole: "editor")
             _ = try await api.send(.put, "/v1/orgs/\(org)/bindings", json: ["subject": ["user_id": bob.userID], "resource": "org:\(org)/p:1", "role": "admin"], token: alice.access)
             let root = try await api.login("root@example.com", password: "root password 123")
             var generator = SystemRandomNumberGenerator()
@@ -256,9 +244,7 @@ struct AuthorizeTests {
         try "permissions:\n  things.read: viewer\n  things.write: editor\n".write(to: dir, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: dir) }
         try await withApp(backend, configure: { $0.policyFile = dir.path }) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             let second = try await api.createOrg(alice.access, name: "Second")
             try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "viewer")
             try await api.addMember(alice.access, org: second, email: "bob@example.com", role: "admin")
@@ -324,10 +310,7 @@ struct AuthorizeTests {
     @Test("AuthZEN evaluation, evaluations and metadata", arguments: Backend.allCases)
     func authzen(_ backend: Backend) async throws {
         try await withApp(backend, configure: rootSetup) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
-            try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "viewer")
+            let (alice, bob, org) = try await api.aliceAndBob(bobRole: "viewer")
             let root = try await api.login("root@example.com", password: "root password 123")
 
             let one = try await api.send(.post, "/access/v1/evaluation", json: [
@@ -391,10 +374,7 @@ struct AuthorizeTests {
     @Test("two nodes on one database: a revocation on A reaches B; at_least reads through at once", arguments: Backend.allCases)
     func twoNodes(_ backend: Backend) async throws {
         try await withApp(backend) { api, nodeA in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
-            try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "editor")
+            let (alice, bob, org) = try await api.aliceAndBob(bobRole: "editor")
             try await withSecondNode(nodeA) { b, nodeB in
                 // B warms its cache: Bob is an editor there too.
                 #expect(try await b.allowed(bob.access, "org:\(org)", "editor"))

@@ -414,7 +414,7 @@ struct InviteTests {
 
     /// The same aiosmtpd sink `make test` uses, on a port of this test's choosing.
     static func startSink(port: Int, dir: String, extra: [String] = []) throws -> Process {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = repositoryRoot
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", root.appendingPathComponent("scripts/smtp_sink.py").path, "--dir", dir, "--port", String(port)] + extra

@@ -6,9 +6,7 @@ import Testing
 struct OpenAPITests {
     /// Paths and methods of docs/openapi.yaml: path keys at two spaces, methods at four.
     static func documented() throws -> Set<String> {
-        let url = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("docs/openapi.yaml")
+        let url = repositoryRoot.appendingPathComponent("docs/openapi.yaml")
         let text = try String(contentsOf: url, encoding: .utf8)
         var inPaths = false
         var current: String?

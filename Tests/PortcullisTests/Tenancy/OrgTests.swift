@@ -369,9 +369,7 @@ struct OrgTests {
     @Test("every mutation writes its audit event; refused ones write none", arguments: Backend.allCases)
     func audit(_ backend: Backend) async throws {
         try await withApp(backend, configure: rootSetup) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             _ = try await api.send(.patch, "/v1/orgs/\(org)", json: ["name": "Acme 2"], token: alice.access)
             try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "viewer")
             _ = try await api.send(.patch, "/v1/orgs/\(org)/members/\(bob.userID)", json: ["role": "editor"], token: alice.access)

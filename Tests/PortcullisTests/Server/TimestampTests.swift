@@ -31,9 +31,7 @@ struct TimestampTests {
     @Test("expires_at past 9999 is 400 on members and bindings, and changes nothing", arguments: Backend.allCases)
     func api(_ backend: Backend) async throws {
         try await withApp(backend) { api, services in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             let carol = try await api.signup("carol@example.com")
             try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "viewer")
             let before = try await services.changeFeed.latestRevision()

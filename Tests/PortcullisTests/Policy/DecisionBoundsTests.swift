@@ -16,9 +16,7 @@ struct DecisionBoundsTests {
     @Test("lookup pages like every list: items, total, limit, offset", arguments: Backend.allCases)
     func lookupPages(_ backend: Backend) async throws {
         try await withApp(backend) { api, _ in
-            let alice = try await api.signupAndLogin("alice@example.com")
-            let bob = try await api.signupAndLogin("bob@example.com")
-            let org = try await api.createOrg(alice.access)
+            let (alice, bob, org) = try await api.aliceAndBob()
             for i in 0..<25 {
                 let put = try await api.send(.put, "/v1/orgs/\(org)/bindings",
                                              json: ["subject": ["user_id": bob.userID], "resource": "org:\(org)/doc:d\(i)", "role": "viewer"], token: alice.access)
