@@ -18,7 +18,9 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
     if !config.corsOrigins.isEmpty { router.add(middleware: CORSAllowList(origins: Set(config.corsOrigins))) }
     router.add(middleware: ErrorMiddleware(routes: routes))
     router.add(middleware: ExpectContinueMiddleware())
-    registerRoutes(routes, services: services)
+    let authenticator = Authenticator(services)
+    router.add(middleware: AuthenticationMiddleware(authenticator: authenticator))
+    registerRoutes(routes, services: services, authenticator: authenticator)
     // Small header limits (requests here carry one bearer token, not cookies) and a client
     // timeout: a connection that has not sent a complete request head in time is closed.
     let http = HTTP1Channel.Configuration(
@@ -42,34 +44,33 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
 
 /// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
 @discardableResult
-public func registerRoutes(_ routes: RouteTable, services: AppServices) -> RouteTable {
-    let authenticator = Authenticator(auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits)
+func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: Authenticator) -> RouteTable {
     PlatformRoutes(
-        tokens: services.tokens, config: services.config, authenticator: authenticator,
+        tokens: services.tokens, config: services.config,
         ping: { [database = services.database] in try await database.ping() },
         scrape: { await services.metrics.scrape(services: services) }
     ).register(routes)
-    IdentityRoutes(auth: services.auth, authenticator: authenticator, invites: services.invites, limits: services.limits).register(routes)
-    TenancyRoutes(tenancy: services.tenancy, invites: services.invites, authenticator: authenticator).register(routes)
-    BackupRoutes(backup: services.backup, authenticator: authenticator).register(routes)
-    BindingRoutes(bindings: services.bindings, authenticator: authenticator).register(routes)
-    KeyRoutes(keys: services.keys, verifier: services.keyVerifier, authenticator: authenticator).register(routes)
-    InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits, authenticator: authenticator).register(routes)
+    IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits).register(routes)
+    TenancyRoutes(tenancy: services.tenancy, invites: services.invites).register(routes)
+    BackupRoutes(backup: services.backup).register(routes)
+    BindingRoutes(bindings: services.bindings).register(routes)
+    KeyRoutes(keys: services.keys, verifier: services.keyVerifier).register(routes)
+    InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits).register(routes)
     let metrics = services.metrics
     let authorizer = Authorizer(
         policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
         decided: { metrics.decision(allowed: $0.allowed) })
-    DecisionRoutes(authorizer: authorizer, authenticator: authenticator, tenancy: services.tenancy).register(routes)
-    AuthZENRoutes(authorizer: authorizer, authenticator: authenticator, publicURL: services.config.publicURL).register(routes)
+    DecisionRoutes(authorizer: authorizer, tenancy: services.tenancy).register(routes)
+    AuthZENRoutes(authorizer: authorizer, publicURL: services.config.publicURL).register(routes)
     IdentifyRoutes(authenticator: authenticator, policy: services.policy).register(routes)
-    WatchRoutes(authenticator: authenticator, changeFeed: services.changeFeed, hub: services.watch).register(routes)
+    WatchRoutes(changeFeed: services.changeFeed, hub: services.watch).register(routes)
     return routes
 }
 
 extension RouteTable {
     /// A route table detached from any server, listing every route (for documentation checks).
     public static func all(services: AppServices) -> RouteTable {
-        registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services)
+        registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services, authenticator: Authenticator(services))
     }
 }
 

@@ -88,6 +88,18 @@ struct Authenticator: Sendable {
     let freshness: Freshness
     let limits: AbuseLimits
 
+    init(auth: AuthService, keys: APIKeyVerifier, policy: PolicyService, freshness: Freshness, limits: AbuseLimits) {
+        self.auth = auth
+        self.keys = keys
+        self.policy = policy
+        self.freshness = freshness
+        self.limits = limits
+    }
+
+    init(_ services: AppServices) {
+        self.init(auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits)
+    }
+
     func authenticate(_ request: Request) async throws -> Caller {
         guard let header = request.headers[.authorization] else { throw Problem.unauthenticated() }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
@@ -169,21 +181,10 @@ struct Authenticator: Sendable {
     }
 
     /// The caller as an org actor; a service account's role comes from its org's grants.
-    func actor(_ request: Request) async throws -> Actor {
-        let caller = try await authenticate(request)
-        return try await actor(caller)
-    }
-
     func actor(_ caller: Caller) async throws -> Actor {
         guard case .serviceAccountKey(_, let account, let org) = caller.credential else { return caller.actor(serviceAccountRole: nil) }
         let role = try await policy.membershipRole(of: Subject(principal: .serviceAccount(account)), in: org, consistency: freshness.isStale ? .strong : .cached)
         guard role != nil else { throw Problem.unauthenticated("the service account no longer exists") }
         return caller.actor(serviceAccountRole: role)
-    }
-
-    func requireRoot(_ request: Request) async throws -> Caller {
-        let caller = try await authenticate(request)
-        guard caller.isRoot else { throw Problem.forbidden("only the platform administrator may do this") }
-        return caller
     }
 }

@@ -14,6 +14,8 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is a trusted
     /// proxy (set by `RequestObserver`). Recorded on sessions and used by the abuse limits.
     public var clientIP: String
+    /// Resolves the caller on first use (`AuthenticationMiddleware`).
+    var callerSlot: CallerSlot?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

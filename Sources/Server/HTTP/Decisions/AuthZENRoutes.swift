@@ -11,7 +11,6 @@ import Tenancy
 /// - action `{name}`: a role name or a permission.
 struct AuthZENRoutes {
     let authorizer: Authorizer
-    let authenticator: Authenticator
     let publicURL: String
 
     var fields: DecisionFields { DecisionFields(policy: authorizer.policy) }
@@ -92,7 +91,7 @@ struct AuthZENRoutes {
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(EvaluationBody.self, from: request)
-        let caller = try await authenticator.authenticate(request, atLeast: nil)
+        let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
@@ -108,7 +107,7 @@ struct AuthZENRoutes {
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(EvaluationsBody.self, from: request, limit: DecisionFields.batchBodyLimit)
-        let caller = try await authenticator.authenticate(request, atLeast: nil)
+        let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {

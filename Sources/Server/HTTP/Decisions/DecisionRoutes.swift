@@ -9,7 +9,6 @@ import Tenancy
 /// (415/400), caller (401), fields (400), then the authorizer's rules (403).
 struct DecisionRoutes {
     let authorizer: Authorizer
-    let authenticator: Authenticator
     let tenancy: TenancyService
 
     var fields: DecisionFields { DecisionFields(policy: authorizer.policy) }
@@ -23,9 +22,9 @@ struct DecisionRoutes {
     }
 
     /// One question from a check body, with the revision it must be answered at.
-    func question(_ request: Request) async throws -> (Caller, Question, Int64?) {
+    func question(_ request: Request, _ context: AppRequestContext) async throws -> (Caller, Question, Int64?) {
         let unchecked = try await JSONBody.read(CheckBody.self, from: request)
-        let caller = try await authenticator.authenticate(request, atLeast: unchecked.ifValid?.atLeast)
+        let caller = try await context.caller(atLeast: unchecked.ifValid?.atLeast)
         let body = try unchecked.fields()
         let object = try DecisionFields.object(body.object)
         let required = try fields.requirement(body.action)
@@ -36,7 +35,7 @@ struct DecisionRoutes {
     }
 
     @Sendable func authorize(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let (caller, question, atLeast) = try await question(request)
+        let (caller, question, atLeast) = try await question(request, context)
         return try JSONBody.response(DecisionResponse(try await authorizer.check(question, atLeast: atLeast, by: caller.asker)))
     }
 
@@ -44,7 +43,7 @@ struct DecisionRoutes {
 
     @Sendable func batch(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(BatchBody.self, from: request, limit: DecisionFields.batchBodyLimit)
-        let caller = try await authenticator.authenticate(request, atLeast: unchecked.ifValid.flatMap { $0.atLeast ?? $0.checks.compactMap(\.atLeast).max() })
+        let caller = try await context.caller(atLeast: unchecked.ifValid.flatMap { $0.atLeast ?? $0.checks.compactMap(\.atLeast).max() })
         let body = try unchecked.fields()
         guard body.checks.count <= DecisionFields.batchLimit else { throw Problem.badRequest("a batch holds at most \(DecisionFields.batchLimit) checks") }
         let consistency = try DecisionFields.consistency(body.consistency)
@@ -85,14 +84,14 @@ struct DecisionRoutes {
     }
 
     @Sendable func explain(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let (caller, question, atLeast) = try await question(request)
+        let (caller, question, atLeast) = try await question(request, context)
         guard let explanation = try await authorizer.explain(question, atLeast: atLeast, by: caller.asker) else {
             return try JSONBody.response(ExplainResponse(
                 allowed: false, role: OrNull(nil), reason: Authorizer.invalidToken.reason, requiredRole: question.requirement.role.rawValue, grants: []))
         }
         // The audit events themselves are shown only to callers who may read the org's audit log.
         let events = try await tenancy.auditEvents(
-            explanation.grants.compactMap(\.auditEventID), orgID: question.object.orgID, visibleTo: try await authenticator.actor(caller))
+            explanation.grants.compactMap(\.auditEventID), orgID: question.object.orgID, visibleTo: try await context.actor())
         let grants = explanation.grants.map { g in
             GrantResponse(
                 kind: g.kind.rawValue, role: g.role.rawValue, resource: g.resource, bindingId: OrNull(g.bindingID?.lowercasedString),
@@ -114,7 +113,7 @@ struct DecisionRoutes {
 
     @Sendable func capabilities(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CapabilitiesBody.self, from: request, limit: DecisionFields.batchBodyLimit)
-        let caller = try await authenticator.authenticate(request, atLeast: unchecked.ifValid?.atLeast)
+        let caller = try await context.caller(atLeast: unchecked.ifValid?.atLeast)
         let body = try unchecked.fields()
         guard body.objects.count <= DecisionFields.batchLimit else { throw Problem.badRequest("at most \(DecisionFields.batchLimit) objects") }
         let objects = try body.objects.enumerated().map { try DecisionFields.object($1, field: "objects[\($0)]") }
@@ -141,7 +140,7 @@ struct DecisionRoutes {
 
     @Sendable func lookup(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(LookupBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         let body = try unchecked.fields()
         let required = try fields.requirement(body.permission, field: "permission")
         if let type = body.type, type != "org", !ObjectRef.isValidType(type) {

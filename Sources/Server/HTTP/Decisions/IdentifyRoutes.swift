@@ -26,7 +26,7 @@ struct IdentifyRoutes {
 
     @Sendable func identify(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(IdentifyBody.self, from: request)
-        _ = try await authenticator.authenticate(request)
+        _ = try await context.caller()
         let body = try unchecked.fields()
         guard !body.token.isEmpty, body.token.utf8.count <= 8192, let resolved = try? await authenticator.resolve(token: body.token) else {
             throw Problem.unauthenticated("the token is not valid")
@@ -56,7 +56,7 @@ struct IdentifyRoutes {
     }
 
     @Sendable func permissions(_ request: Request, context: AppRequestContext) async throws -> Response {
-        _ = try await authenticator.authenticate(request)
+        _ = try await context.caller()
         return try JSONBody.response(PermissionsResponse(
             roles: Role.ranked.map(\.rawValue), permissions: policy.permissions.leastRole.mapValues(\.rawValue)))
     }

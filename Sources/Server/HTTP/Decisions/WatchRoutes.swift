@@ -7,7 +7,6 @@ import Storage
 
 /// The change stream (`GET /v1/watch`): sidecars follow the change log to keep their caches exact.
 struct WatchRoutes {
-    let authenticator: Authenticator
     let changeFeed: ChangeFeed
     let hub: WatchHub
 
@@ -18,7 +17,7 @@ struct WatchRoutes {
     /// Server-sent events of the change log from `since` on: `id` is the revision, `event` the kind,
     /// `data` `{"revision", "kind", "subject", "at"}`. Sidecars use it to keep their own caches exact.
     @Sendable func watch(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         // A reconnecting EventSource sends Last-Event-ID: it resumes there, not at `since`.
         var since: Int64
         var query: Int64?

@@ -6,7 +6,6 @@ import Invites
 /// Sign-up, sign-in, tokens, the caller's profile and sessions.
 struct IdentityRoutes {
     let auth: AuthService
-    let authenticator: Authenticator
     let invites: InviteService
     let limits: AbuseLimits
 
@@ -65,20 +64,20 @@ struct IdentityRoutes {
 
     @Sendable func logout(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.readOptional(LogoutBody.self, from: request, default: LogoutBody(all: nil))
-        let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
+        let (user, sessionID) = try await context.caller().requireSession()
         let body = try unchecked.fields()
         let revision = try await auth.logout(userID: user.id, sessionID: sessionID, all: body.all ?? false)
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func me(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let user = try await authenticator.authenticate(request).requireUser()
+        let user = try await context.caller().requireUser()
         return try JSONBody.response(UserResponse(user))
     }
 
     @Sendable func updateMe(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(UpdateMeBody.self, from: request)
-        let caller = try await authenticator.authenticate(request).requireUser()
+        let caller = try await context.caller().requireUser()
         let body = try unchecked.fields()
         guard let name = body.name else {
             // Nothing to change: PATCH with no known field leaves the user as it is.
@@ -90,7 +89,7 @@ struct IdentityRoutes {
 
     @Sendable func changePassword(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(ChangePasswordBody.self, from: request)
-        let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
+        let (user, sessionID) = try await context.caller().requireSession()
         let body = try unchecked.fields()
         // A stolen session must not become a stolen account by guessing: wrong answers are
         // budgeted per session and per account (login itself is not touched).
@@ -110,14 +109,14 @@ struct IdentityRoutes {
     }
 
     @Sendable func sessions(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let (user, sessionID) = try await authenticator.authenticate(request).requireSession()
+        let (user, sessionID) = try await context.caller().requireSession()
         let page = try Page(from: request)
         let (items, total) = try await auth.activeSessions(userID: user.id, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map { SessionResponse($0, current: sessionID) }, total: total, page: page))
     }
 
     @Sendable func deleteSession(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let (user, _) = try await authenticator.authenticate(request).requireSession()
+        let (user, _) = try await context.caller().requireSession()
         guard let id = context.parameters.get("session_id").flatMap(UUID.init(uuidString:)) else {
             throw Problem.notFound("no such session")
         }

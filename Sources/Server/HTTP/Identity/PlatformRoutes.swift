@@ -8,7 +8,6 @@ import NIOCore
 struct PlatformRoutes {
     let tokens: TokenService
     let config: AppConfig
-    let authenticator: Authenticator
     /// Answers when the database does, within its guard's deadline (readiness).
     let ping: @Sendable () async throws -> Void
     /// The Prometheus text of this node.
@@ -41,13 +40,13 @@ struct PlatformRoutes {
     /// Prometheus text exposition, for the scraper's bearer token (`PORTCULLIS_METRICS_TOKEN`)
     /// or the root. Not public: counters such as pending mail could tell accounts apart.
     @Sendable func metrics(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await requireMetricsReader(request)
+        try await requireMetricsReader(request, context)
         let text = await scrape()
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                         body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
-    func requireMetricsReader(_ request: Request) async throws {
+    func requireMetricsReader(_ request: Request, _ context: AppRequestContext) async throws {
         if let expected = config.metricsToken, let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer",
@@ -55,7 +54,7 @@ struct PlatformRoutes {
                 return
             }
         }
-        _ = try await authenticator.requireRoot(request)
+        _ = try await context.requireRoot()
     }
 
     @Sendable func openAPI(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -98,7 +97,7 @@ struct PlatformRoutes {
     }
 
     @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.requireRoot(request)
+        let caller = try await context.requireRoot()
         let (key, revision) = try await tokens.rotate(by: .user(try caller.requireUser().id))
         return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt), revision: revision)
     }

@@ -7,7 +7,6 @@ import Tenancy
 /// Root-only export and import of a whole instance.
 struct BackupRoutes {
     let backup: SQLBackup
-    let authenticator: Authenticator
 
     /// A restore carries the whole instance, so it may be far larger than an API body.
     static let restoreLimit = 256 * 1024 * 1024
@@ -18,7 +17,7 @@ struct BackupRoutes {
     }
 
     @Sendable func export(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.requireRoot(request)
+        let caller = try await context.requireRoot()
         let data = try BackupDocument.encode(try await backup.export(actor: caller.actor(serviceAccountRole: nil)))
         return Response(
             status: .ok,
@@ -35,7 +34,7 @@ struct BackupRoutes {
         try JSONBody.requireJSON(request)
         // Unlike other routes, the caller is checked before the body is read: nobody but the
         // root may make the server buffer up to 256 MiB.
-        let caller = try await authenticator.requireRoot(request)
+        let caller = try await context.requireRoot()
         let buffer = try await JSONBody.collect(request, limit: Self.restoreLimit)
         let document = try BackupDocument.decode(Data(buffer: buffer))
         let summary = try await backup.restore(document, actor: caller.actor(serviceAccountRole: nil))

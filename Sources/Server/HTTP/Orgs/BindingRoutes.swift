@@ -7,7 +7,6 @@ import Tenancy
 /// `GET/PUT /v1/orgs/{org_id}/bindings`, `DELETE /v1/orgs/{org_id}/bindings/{binding_id}`.
 struct BindingRoutes {
     let bindings: BindingService
-    let authenticator: Authenticator
 
     func register(_ routes: RouteTable) {
         routes.on(.get, "/v1/orgs/{org_id}/bindings", use: list)
@@ -16,7 +15,7 @@ struct BindingRoutes {
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let (items, total) = try await bindings.list(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -25,7 +24,7 @@ struct BindingRoutes {
 
     @Sendable func set(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(BindingBody.self, from: request)
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let principal: Principal
@@ -46,7 +45,7 @@ struct BindingRoutes {
     }
 
     @Sendable func remove(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let revision = try await bindings.remove(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
             bindingID: try TenancyRoutes.pathID(context, "binding_id", "binding"))

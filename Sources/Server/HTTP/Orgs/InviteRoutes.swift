@@ -81,7 +81,6 @@ struct InviteRoutes {
     let auth: AuthService
     let invites: InviteService
     let limits: AbuseLimits
-    let authenticator: Authenticator
     var now: Date { auth.now() }
 
     func register(_ routes: RouteTable) {
@@ -104,16 +103,16 @@ struct InviteRoutes {
         routes.on(.post, "/v1/auth/verify-email/request", use: requestVerification)
     }
 
-    func invitee(_ request: Request) async throws -> InviteService.Invitee {
-        let caller = try await authenticator.authenticate(request)
-        return InviteService.Invitee(actor: try await authenticator.actor(caller), email: caller.user?.email)
+    func invitee(_ request: Request, _ context: AppRequestContext) async throws -> InviteService.Invitee {
+        let caller = try await context.caller()
+        return InviteService.Invitee(actor: try await context.actor(), email: caller.user?.email)
     }
 
     /// The invitee answering its own invite: a person (403 for a service account).
-    func person(_ request: Request) async throws -> InviteService.Invitee {
-        let caller = try await authenticator.authenticate(request)
+    func person(_ request: Request, _ context: AppRequestContext) async throws -> InviteService.Invitee {
+        let caller = try await context.caller()
         let user = try caller.requireUser()
-        return InviteService.Invitee(actor: try await authenticator.actor(caller), email: user.email)
+        return InviteService.Invitee(actor: try await context.actor(), email: user.email)
     }
 
     static func state(_ request: Request) throws -> InviteState? {
@@ -128,7 +127,7 @@ struct InviteRoutes {
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CreateInviteBody.self, from: request)
-        let who = try await invitee(request)
+        let who = try await invitee(request, context)
         let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let (invite, revision) = try await invites.create(by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), email: body.email, role: role)
@@ -136,7 +135,7 @@ struct InviteRoutes {
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let who = try await invitee(request)
+        let who = try await invitee(request, context)
         let page = try Page(from: request)
         let state = try Self.state(request)
         let (items, total) = try await invites.list(
@@ -145,25 +144,25 @@ struct InviteRoutes {
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let who = try await invitee(request)
+        let who = try await invitee(request, context)
         let invite = try await invites.get(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"))
         return try JSONBody.response(InviteResponse(invite, now: now))
     }
 
     @Sendable func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let who = try await invitee(request)
+        let who = try await invitee(request, context)
         let revision = try await invites.revoke(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"))
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func resend(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let who = try await invitee(request)
+        let who = try await invitee(request, context)
         let (invite, revision) = try await invites.resend(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"))
         return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
     }
 
     func respond(_ request: Request, _ context: AppRequestContext, accept: Bool) async throws -> Response {
-        let who = try await person(request)
+        let who = try await person(request, context)
         let (invite, revision) = try await invites.respond(by: who, id: try TenancyRoutes.pathID(context, "invite_id", "invite"), accept: accept)
         return try JSONBody.response(InviteResponse(invite, now: now), revision: revision)
     }
@@ -179,7 +178,7 @@ struct InviteRoutes {
     @Sendable func claim(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(TokenBody.self, from: request)
         try limits.spend(ip: context.clientIP, now: now)
-        let who = try await person(request)
+        let who = try await person(request, context)
         let body = try unchecked.fields()
         // Per account too: one signed-in user spread over many addresses still guesses slowly.
         try limits.spend(ip: "account:" + who.actor.userID.uuidString, now: now)
@@ -188,7 +187,7 @@ struct InviteRoutes {
     }
 
     @Sendable func mine(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let user = try await authenticator.authenticate(request).requireUser()
+        let user = try await context.caller().requireUser()
         let page = try Page(from: request)
         let state = try Self.state(request)
         let (items, total) = try await invites.mine(email: user.email, state: state, limit: page.limit, offset: page.offset)
@@ -199,7 +198,7 @@ struct InviteRoutes {
 
     @Sendable func createPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(PlatformInviteBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         let body = try unchecked.fields()
         var orgInvites: [InviteService.OrgInviteRequest] = []
         for (i, o) in (body.orgInvites ?? []).enumerated() {
@@ -207,30 +206,30 @@ struct InviteRoutes {
             orgInvites.append(.init(orgID: org, role: try parseRole(o.role, field: "org_invites[\(i)].role")))
         }
         guard caller.isRoot else { throw Problem.forbidden("only the platform administrator may do this") }
-        let (invite, revision) = try await invites.createPlatformInvite(by: try await authenticator.actor(caller), email: body.email, orgInvites: orgInvites)
+        let (invite, revision) = try await invites.createPlatformInvite(by: try await context.actor(), email: body.email, orgInvites: orgInvites)
         return try JSONBody.response(PlatformInviteResponse(invite, now: now), status: .created, revision: revision)
     }
 
     @Sendable func listPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.requireRoot(request)
+        let caller = try await context.requireRoot()
         let page = try Page(from: request)
         let state = try Self.state(request)
         let (items, total) = try await invites.platformInvites(
-            by: try await authenticator.actor(caller), state: state, limit: page.limit, offset: page.offset)
+            by: try await context.actor(), state: state, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map { PlatformInviteResponse($0, now: now) }, total: total, page: page))
     }
 
     @Sendable func getPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.requireRoot(request)
+        let caller = try await context.requireRoot()
         let invite = try await invites.platformInvite(
-            by: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
+            by: try await context.actor(), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
         return try JSONBody.response(PlatformInviteResponse(invite, now: now))
     }
 
     @Sendable func revokePlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.requireRoot(request)
+        let caller = try await context.requireRoot()
         let revision = try await invites.revokePlatformInvite(
-            by: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
+            by: try await context.actor(), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
         return JSONBody.noContent(revision: revision)
     }
 

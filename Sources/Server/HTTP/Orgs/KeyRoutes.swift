@@ -63,7 +63,6 @@ struct ServiceAccountResponse: Encodable, Sendable {
 struct KeyRoutes {
     let keys: KeyService
     let verifier: APIKeyVerifier
-    let authenticator: Authenticator
 
     func register(_ routes: RouteTable) {
         routes.on(.post, "/v1/keys", use: createKey)
@@ -97,42 +96,42 @@ struct KeyRoutes {
 
     @Sendable func createKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CreateKeyBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         let body = try unchecked.fields()
         let (scopes, orgs) = try Self.scopes(body.scopes)
         _ = try caller.requireSession()
         let created = try await keys.createUserKey(
-            actor: try await authenticator.actor(caller), name: body.name, expiresIn: body.expiresIn, scopes: scopes, scopedOrgs: orgs)
+            actor: try await context.actor(), name: body.name, expiresIn: body.expiresIn, scopes: scopes, scopedOrgs: orgs)
         return try JSONBody.response(response(created.key, secret: created.secret), status: .created, revision: created.revision)
     }
 
     @Sendable func listKeys(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         let page = try Page(from: request)
         _ = try caller.requireUser()
-        let (items, total) = try await keys.userKeys(actor: try await authenticator.actor(caller), limit: page.limit, offset: page.offset)
+        let (items, total) = try await keys.userKeys(actor: try await context.actor(), limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map { response($0) }, total: total, page: page))
     }
 
     @Sendable func getKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         _ = try caller.requireUser()
-        let key = try await keys.userKey(actor: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "key_id", "key"))
+        let key = try await keys.userKey(actor: try await context.actor(), id: try TenancyRoutes.pathID(context, "key_id", "key"))
         return try JSONBody.response(response(key))
     }
 
     @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         // A key must not be able to revoke its owner's other (perhaps stronger) keys.
         _ = try caller.requireSession()
-        let revision = try await keys.revokeUserKey(actor: try await authenticator.actor(caller), id: try TenancyRoutes.pathID(context, "key_id", "key"))
+        let revision = try await keys.revokeUserKey(actor: try await context.actor(), id: try TenancyRoutes.pathID(context, "key_id", "key"))
         return JSONBody.noContent(revision: revision)
     }
 
     // MARK: Service accounts
 
     @Sendable func listAccounts(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let (items, total) = try await keys.serviceAccounts(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -141,23 +140,23 @@ struct KeyRoutes {
 
     @Sendable func createAccount(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CreateServiceAccountBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let (account, revision) = try await keys.createServiceAccount(
-            actor: try await authenticator.actor(caller), orgID: try TenancyRoutes.pathID(context, "org_id", "org"), name: body.name, role: role)
+            actor: try await context.actor(), orgID: try TenancyRoutes.pathID(context, "org_id", "org"), name: body.name, role: role)
         return try JSONBody.response(ServiceAccountResponse(account), status: .created, revision: revision)
     }
 
     @Sendable func deleteAccount(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let revision = try await keys.deleteServiceAccount(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), id: try TenancyRoutes.pathID(context, "account_id", "service account"))
         return JSONBody.noContent(revision: revision)
     }
 
     @Sendable func listAccountKeys(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let (items, total) = try await keys.serviceAccountKeys(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
@@ -167,19 +166,19 @@ struct KeyRoutes {
 
     @Sendable func createAccountKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CreateKeyBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
+        let caller = try await context.caller()
         let body = try unchecked.fields()
         let (scopes, orgs) = try Self.scopes(body.scopes)
         _ = try caller.requireSession()
         let created = try await keys.createServiceAccountKey(
-            actor: try await authenticator.actor(caller), orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
+            actor: try await context.actor(), orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
             accountID: try TenancyRoutes.pathID(context, "account_id", "service account"),
             name: body.name, expiresIn: body.expiresIn, scopes: scopes, scopedOrgs: orgs)
         return try JSONBody.response(response(created.key, secret: created.secret), status: .created, revision: created.revision)
     }
 
     @Sendable func revokeAccountKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let revision = try await keys.revokeServiceAccountKey(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
             accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), keyID: try TenancyRoutes.pathID(context, "key_id", "key"))

@@ -8,7 +8,6 @@ import Tenancy
 struct TenancyRoutes {
     let tenancy: TenancyService
     let invites: InviteService
-    let authenticator: Authenticator
 
     func register(_ routes: RouteTable) {
         routes.on(.post, "/v1/orgs", use: createOrg)
@@ -35,14 +34,14 @@ struct TenancyRoutes {
 
     @Sendable func createOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CreateOrgBody.self, from: request)
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let body = try unchecked.fields()
         let (view, revision) = try await tenancy.createOrg(actor: actor, name: body.name, description: body.description, metadata: body.metadata)
         return try JSONBody.response(OrgResponse(view), status: .created, revision: revision)
     }
 
     @Sendable func listOrgs(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let scope = try request.singleQuery("scope")
         let name = try request.singleQuery("name")
@@ -55,14 +54,14 @@ struct TenancyRoutes {
     }
 
     @Sendable func getOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let view = try await tenancy.org(actor: actor, id: try Self.pathID(context, "org_id", "org"))
         return try JSONBody.response(OrgResponse(view))
     }
 
     @Sendable func updateOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(PatchOrgBody.self, from: request)
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let body = try unchecked.fields()
         let patch = try body.patch()
         let (view, revision) = try await tenancy.updateOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"), patch: patch)
@@ -70,7 +69,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func deleteOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let revision = try await tenancy.deleteOrg(actor: actor, id: try Self.pathID(context, "org_id", "org"))
         return JSONBody.noContent(revision: revision)
     }
@@ -78,7 +77,7 @@ struct TenancyRoutes {
     // MARK: Members
 
     @Sendable func listMembers(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let (items, total) = try await tenancy.members(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -87,8 +86,8 @@ struct TenancyRoutes {
 
     @Sendable func addMember(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(AddMemberBody.self, from: request)
-        let caller = try await authenticator.authenticate(request)
-        let actor = try await authenticator.actor(caller)
+        let caller = try await context.caller()
+        let actor = try await context.actor()
         let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let target: MemberTarget
@@ -114,7 +113,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func getMember(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let member = try await tenancy.member(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"))
         return try JSONBody.response(MemberResponse(member))
@@ -122,7 +121,7 @@ struct TenancyRoutes {
 
     @Sendable func updateMember(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(PatchMemberBody.self, from: request)
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let body = try unchecked.fields()
         var patch = MemberPatch()
         switch body.role {
@@ -137,7 +136,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func removeMember(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let revision = try await tenancy.removeMember(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), userID: try Self.pathID(context, "user_id", "member"))
         return JSONBody.noContent(revision: revision)
@@ -146,7 +145,7 @@ struct TenancyRoutes {
     // MARK: Audit
 
     @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let (items, total) = try await tenancy.audit(
             actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
@@ -154,7 +153,7 @@ struct TenancyRoutes {
     }
 
     @Sendable func platformAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await authenticator.actor(request)
+        let actor = try await context.actor()
         let page = try Page(from: request)
         let (items, total) = try await tenancy.platformAudit(actor: actor, limit: page.limit, offset: page.offset)
         return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
