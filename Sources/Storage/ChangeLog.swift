@@ -28,6 +28,44 @@ public struct Change: Sendable, Equatable {
     public var event: ChangeEvent { ChangeEvent(kind: kind, subject: subject) }
 }
 
+/// A transaction's executor that remembers the changes `ChangeLog.append` records through it.
+struct RecordingExecutor: SQLExecutor {
+    let base: any SQLExecutor
+    let collector: ChangeCollector
+    var dialect: SQLDialect { base.dialect }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        try await base.query(sql, binds)
+    }
+
+    /// Runs `body` in one transaction of `db` and hands what it recorded to `observer` after the commit.
+    static func transaction<T: Sendable>(
+        _ db: any SQLDatabase, observer: ChangeObserver?, _ body: @escaping @Sendable (any SQLExecutor) async throws -> T
+    ) async throws -> T {
+        let collector = ChangeCollector()
+        let result = try await db.transaction { tx in
+            collector.reset() // a retried transaction starts over
+            return try await body(RecordingExecutor(base: tx, collector: collector))
+        }
+        if let observer { await observer(collector.changes) }
+        return result
+    }
+}
+
+/// An observer connected after the stores that report to it are made: the identity store
+/// exists before the services that apply changes do.
+public final class ChangeRelay: Sendable {
+    private let target = Mutex<ChangeObserver?>(nil)
+
+    public init() {}
+
+    public func connect(_ observer: @escaping ChangeObserver) { target.withLock { $0 = observer } }
+
+    public var observer: ChangeObserver {
+        { [self] changes in await self.target.withLock({ $0 })?(changes) }
+    }
+}
+
 /// Collects the changes one transaction records, for the store's `ChangeObserver`.
 final class ChangeCollector: Sendable {
     private let recorded = Mutex<[Change]>([])
@@ -59,7 +97,10 @@ enum ChangeLog {
         guard let row = try await tx.queryFirst(
             "INSERT INTO changes (at, kind, subject) VALUES ($1, $2, $3) RETURNING revision", at, kind, subject)
         else { throw StorageError.other("change log insert returned nothing") }
-        return try row.int("revision")
+        let revision = try row.int("revision")
+        // A transaction run through `recording` reports its changes to the store's observer.
+        (tx as? RecordingExecutor)?.collector.add(Change(revision: revision, at: at, event))
+        return revision
     }
 
     static func since(_ db: any SQLExecutor, revision: Int64, limit: Int) async throws -> [Change] {

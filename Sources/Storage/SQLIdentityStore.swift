@@ -7,8 +7,18 @@ import Tenancy
 /// Users, sessions, refresh tokens and signing keys on either SQL backend.
 public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     public let db: any SQLDatabase
+    /// Sees the changes of every write after its commit, like the other stores' observers.
+    let observer: ChangeObserver?
 
-    public init(database: any SQLDatabase) { db = database }
+    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
+        db = database
+        self.observer = observer
+    }
+
+    /// One transaction whose change-log entries reach `observer` after the commit.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await RecordingExecutor.transaction(db, observer: observer, body)
+    }
 
     // MARK: Users
 
@@ -25,7 +35,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
 
     public func createUser(_ credentials: UserCredentials, verification: PendingToken?) async throws -> Revision {
         do {
-            return try await db.transaction { tx in
+            return try await write { tx in
                 try await Self.insertUser(tx, credentials)
                 if let verification {
                     try await Self.insertToken(tx, verification, purpose: "verify_email", userID: credentials.user.id, at: credentials.user.createdAt)
@@ -61,13 +71,13 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func createResetToken(userID: UUID, _ token: PendingToken, now: Date) async throws {
-        try await db.transaction { tx in
+        try await write { tx in
             try await Self.insertToken(tx, token, purpose: "password_reset", userID: userID, at: now)
         }
     }
 
     public func resetPassword(tokenHash: String, newHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> PasswordResetOutcome? {
-        try await db.transaction { tx in
+        try await write { tx in
             guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "password_reset", now: now) else { return nil }
             // Every other reset link of the account dies with this one.
             try await tx.execute(
@@ -98,7 +108,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func createVerificationToken(email: String, _ token: @escaping @Sendable (User) -> PendingToken, now: Date) async throws {
-        try await db.transaction { tx in
+        try await write { tx in
             guard let row = try await tx.queryFirst("SELECT \(Self.userColumns) FROM users WHERE email = $1", email) else { return }
             let user = try Self.decodeUser(row).user
             guard !user.emailVerified else { return }
@@ -110,7 +120,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func verifyEmail(tokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> (userID: UUID, revision: Revision)? {
-        try await db.transaction { tx in
+        try await write { tx in
             guard let userID = try await Self.spendToken(tx, hash: tokenHash, purpose: "verify_email", now: now),
                   let row = try await tx.queryFirst("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1 RETURNING email", userID, now)
             else { return nil }
@@ -133,7 +143,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func updateName(userID: UUID, name: String, now: Date) async throws -> (User, Revision)? {
-        try await db.transaction { tx in
+        try await write { tx in
             guard let row = try await tx.queryFirst(
                 "UPDATE users SET name = $1, updated_at = $2 WHERE id = $3 RETURNING \(Self.userColumns)", name, now, userID)
             else { return nil }
@@ -143,7 +153,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func setPassword(userID: UUID, hash: String, keepSession keep: UUID?, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID]) {
-        try await db.transaction { tx in
+        try await write { tx in
             let updated = try await tx.query(
                 "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 RETURNING id", hash, now, userID)
             guard !updated.isEmpty else { throw IdentityError.notFound }
@@ -169,7 +179,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func createSession(_ s: Session, refreshHash: String, refreshExpiresAt: Date) async throws -> Revision {
-        try await db.transaction { tx in
+        try await write { tx in
             try await tx.execute(
                 "INSERT INTO sessions (\(Self.sessionColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 s.id, s.userID, s.createdAt, s.lastUsedAt, s.expiresAt, s.revokedAt, s.userAgent, s.ip)
@@ -181,7 +191,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, now: Date) async throws -> RefreshOutcome {
-        try await db.transaction { tx in
+        try await write { tx in
             // Lock the token row (PostgreSQL); SQLite's BEGIN IMMEDIATE already serializes writers.
             let lock = tx.dialect == .postgres ? " FOR UPDATE" : ""
             guard let token = try await tx.queryFirst(
@@ -233,7 +243,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func revokeSession(id: UUID, userID: UUID, reason: RevokeReason, now: Date) async throws -> Revision? {
-        try await db.transaction { tx in
+        try await write { tx in
             let rows = try await tx.query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL RETURNING id",
                 now, reason.rawValue, id, userID)
@@ -243,7 +253,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func revokeAllSessions(userID: UUID, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID]) {
-        try await db.transaction { tx in
+        try await write { tx in
             let revoked = try await Self.revokeSessions(tx, userID: userID, except: nil, reason: reason, now: now)
             let revision = try await ChangeLog.append(tx, .sessionsRevoked(user: userID), at: now)
             return (revision, revoked)
@@ -286,7 +296,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     static let signingKeyLock: Int64 = 0x5043_4C4B_4559 // "PCLKEY"
 
     public func activateFirstKey(_ key: SigningKeyRecord) async throws -> Bool {
-        try await db.transaction { tx in
+        try await write { tx in
             try await Self.lockSigningKeys(tx)
             if try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1") != nil {
                 return false
@@ -297,7 +307,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: Principal?) async throws -> Revision {
-        try await db.transaction { tx in
+        try await write { tx in
             try await Self.lockSigningKeys(tx)
             try await Self.auditRotation(tx, key, actor: actor)
             return try await Self.activate(tx, key, retiredPublishUntil: retiredPublishUntil)
@@ -305,7 +315,7 @@ public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
     }
 
     public func rotateKey(ifActiveOlderThan cutoff: Date, to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision? {
-        try await db.transaction { tx in
+        try await write { tx in
             try await Self.lockSigningKeys(tx)
             let active = try await tx.queryFirst("SELECT MAX(created_at) AS newest FROM signing_keys WHERE retired_at IS NULL")
             if let newest = try active?.optionalDate("newest"), newest >= cutoff { return nil }

@@ -63,7 +63,8 @@ public struct AppServices: Sendable {
         }
         // Migrations may take long on a big database: no deadline for them.
         try await Migrator(dialect: database.dialect).migrate(database.base)
-        let store = SQLIdentityStore(database: database)
+        let relay = ChangeRelay()
+        let store = SQLIdentityStore(database: database, observer: relay.observer)
         let masterKey: Data
         do {
             masterKey = try KeySealer.masterKey(base64: config.masterKey, file: config.masterKeyFile)
@@ -102,6 +103,7 @@ public struct AppServices: Sendable {
             await applyRemote(changes)
             local.note(changes)
         }
+        relay.connect(apply)
         // The follower reads on a connection of its own, past the deadline and breaker: it is
         // how this node knows it is current (SPEC §18).
         let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval)

@@ -1,6 +1,8 @@
+import Authority
 import Foundation
 import Identity
 import Storage
+import Synchronization
 import Testing
 
 /// The store contract, run against SQLite and PostgreSQL alike.
@@ -197,6 +199,26 @@ struct StoreContractTests {
             #expect(changes.map(\.revision) == [r])
             #expect(changes.first?.kind == "user.created")
             #expect(changes.first?.subject == u.user.id.uuidString.lowercased())
+        }
+    }
+
+    @Test("the identity store hands each write's changes to its observer after the commit", arguments: Backend.allCases)
+    func identityObserver(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let seen = Mutex<[Change]>([])
+            let store = SQLIdentityStore(database: db, observer: { changes in seen.withLock { $0 += changes } })
+            let u = makeUser("observed@example.com")
+            let created = try await store.createUser(u, verification: nil)
+            let s = makeSession(u)
+            _ = try await store.createSession(s, refreshHash: String(repeating: "a", count: 64), refreshExpiresAt: Self.now.addingTimeInterval(3600))
+            let (revoked, ids) = try await store.revokeAllSessions(userID: u.user.id, reason: .logout, now: Self.now)
+            let events = seen.withLock { $0 }
+            #expect(events.first?.revision == created && events.first?.event == .userCreated(u.user.id))
+            #expect(events.map(\.event).contains(.sessionRevoked(s.id)) && ids == [s.id])
+            #expect(events.last?.revision == revoked && events.last?.event == .sessionsRevoked(user: u.user.id))
+            // Revisions arrive in commit order.
+            #expect(events.map(\.revision) == events.map(\.revision).sorted())
         }
     }
 }
