@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Identity
+import Invites
 import Keys
 import Policy
 import Storage
@@ -160,6 +161,48 @@ struct DomainStoreContractTests {
             }
             #expect(try await store.serviceAccount(id: account.id) == nil)
             #expect(try await store.key(id: key.id) == nil)
+        }
+    }
+
+    @Test("invites: one live pending per address, expiry by time, dormant ones wake on an invite-token signup", arguments: Backend.allCases)
+    func invites(_ backend: Backend) async throws {
+        try await withOrg(backend) { db, org, owner, _ in
+            let store = SQLInviteStore(database: db)
+            let expires = Self.now.addingTimeInterval(3600)
+            func invite(_ email: String, dormant: Bool = false, expiresAt: Date = expires) -> Invite {
+                Invite(id: UUID(), orgID: org, orgName: "Acme", email: email, role: .editor, storedState: .pending, dormant: dormant,
+                       inviterID: owner, platformInviteID: nil, createdAt: Self.now, expiresAt: expiresAt)
+            }
+            let live = invite("live@example.com")
+            let sleeper = invite("new@example.com", dormant: true)
+            let stale = invite("stale@example.com", expiresAt: Self.now.addingTimeInterval(-1))
+            _ = try await store.writeInvites(lockingOrg: org) { tx, w in
+                try await w.insertInvite(live, tokenHash: String(repeating: "1", count: 64))
+                try await w.insertInvite(sleeper, tokenHash: String(repeating: "2", count: 64))
+                try await w.insertInvite(stale, tokenHash: String(repeating: "3", count: 64))
+                #expect(try await w.livePendingInvite(orgID: org, email: "live@example.com", now: Self.now)?.id == live.id)
+                #expect(try await w.livePendingInvite(orgID: org, email: "stale@example.com", now: Self.now) == nil)
+                return try await tx.recordChange(.inviteChanged(live.id), at: Self.now)
+            }
+            #expect(try await store.invite(tokenHash: String(repeating: "1", count: 64))?.id == live.id)
+            // State filters apply the clock: the stale one reads as expired, not pending.
+            #expect(try await store.invites(orgID: org, state: .pending, now: Self.now, limit: 10, offset: 0).1 == 2)
+            #expect(try await store.invites(orgID: org, state: .expired, now: Self.now, limit: 10, offset: 0).0.map(\.id) == [stale.id])
+            // A dormant invite is not among its address's invites until it wakes.
+            #expect(try await store.invites(email: "new@example.com", state: nil, now: Self.now, limit: 10, offset: 0).1 == 0)
+            let user = User(id: UUID(), email: "new@example.com", name: "New", emailVerified: true, isRoot: false, createdAt: Self.now, updatedAt: Self.now)
+            let credentials = UserCredentials(user: user, passwordHash: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA")
+            #expect(try await store.signup(credentials, inviteTokenHash: String(repeating: "9", count: 64), now: Self.now, inviteLifetime: 3600) == nil)
+            #expect(try await store.signup(credentials, inviteTokenHash: String(repeating: "2", count: 64), now: Self.now, inviteLifetime: 3600) != nil)
+            let woken = try #require(try await store.invite(id: sleeper.id))
+            #expect(!woken.dormant && woken.state(at: Self.now) == .pending)
+            #expect(try await store.invites(email: "new@example.com", state: .pending, now: Self.now, limit: 10, offset: 0).1 == 1)
+            // Answered invites keep their state.
+            _ = try await store.writeInvites(lockingOrg: org) { tx, w in
+                try await w.setState(inviteID: live.id, .declined)
+                return try await tx.recordChange(.inviteChanged(live.id), at: Self.now)
+            }
+            #expect(try await store.invite(id: live.id)?.state(at: Self.now) == .declined)
         }
     }
 }
