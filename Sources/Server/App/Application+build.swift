@@ -42,38 +42,6 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
     return app
 }
 
-/// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
-@discardableResult
-func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: Authenticator) -> RouteTable {
-    PlatformRoutes(
-        tokens: services.tokens, config: services.config,
-        ping: { [database = services.database] in try await database.ping() },
-        scrape: { await services.metrics.scrape(services: services) }
-    ).register(routes)
-    IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits).register(routes)
-    TenancyRoutes(tenancy: services.tenancy, invites: services.invites).register(routes)
-    BackupRoutes(backup: services.backup).register(routes)
-    BindingRoutes(bindings: services.bindings).register(routes)
-    KeyRoutes(keys: services.keys, verifier: services.keyVerifier).register(routes)
-    InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits).register(routes)
-    let metrics = services.metrics
-    let authorizer = Authorizer(
-        policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
-        decided: { metrics.decision(allowed: $0.allowed) })
-    DecisionRoutes(authorizer: authorizer, tenancy: services.tenancy).register(routes)
-    AuthZENRoutes(authorizer: authorizer, publicURL: services.config.publicURL).register(routes)
-    IdentifyRoutes(authenticator: authenticator, policy: services.policy).register(routes)
-    WatchRoutes(changeFeed: services.changeFeed, hub: services.watch).register(routes)
-    return routes
-}
-
-extension RouteTable {
-    /// A route table detached from any server, listing every route (for documentation checks).
-    public static func all(services: AppServices) -> RouteTable {
-        registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services, authenticator: Authenticator(services))
-    }
-}
-
 /// Follows the change log so that writes made on other nodes apply here within the poll interval.
 struct ChangeFollower: Service, CustomStringConvertible {
     var description: String { "ChangeFollower" }

@@ -15,12 +15,6 @@ struct AuthZENRoutes {
 
     var fields: DecisionFields { DecisionFields(policy: authorizer.policy) }
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/access/v1/evaluation", use: evaluation)
-        routes.on(.post, "/access/v1/evaluations", use: evaluations)
-        routes.on(.get, "/.well-known/authzen-configuration", use: metadata)
-    }
-
     struct Entity: Decodable, Sendable {
         let type: String?
         let id: String?

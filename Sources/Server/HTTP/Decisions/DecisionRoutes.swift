@@ -13,14 +13,6 @@ struct DecisionRoutes {
 
     var fields: DecisionFields { DecisionFields(policy: authorizer.policy) }
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/v1/authorize", use: authorize)
-        routes.on(.post, "/v1/authorize/batch", use: batch)
-        routes.on(.post, "/v1/authorize/explain", use: explain)
-        routes.on(.post, "/v1/capabilities", use: capabilities)
-        routes.on(.post, "/v1/lookup", use: lookup)
-    }
-
     /// One question from a check body, with the revision it must be answered at.
     func question(_ request: Request, _ context: AppRequestContext) async throws -> (Caller, Question, Int64?) {
         let unchecked = try await JSONBody.read(CheckBody.self, from: request)

@@ -9,11 +9,6 @@ struct IdentifyRoutes {
     let authenticator: Authenticator
     let policy: PolicyService
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/v1/identify", use: identify)
-        routes.on(.get, "/v1/permissions", use: permissions)
-    }
-
     struct IdentifyResponse: Encodable {
         let type: String
         let userId: OrNull<String>

@@ -10,10 +10,6 @@ struct WatchRoutes {
     let changeFeed: ChangeFeed
     let hub: WatchHub
 
-    func register(_ routes: RouteTable) {
-        routes.on(.get, "/v1/watch", use: watch)
-    }
-
     /// Server-sent events of the change log from `since` on: `id` is the revision, `event` the kind,
     /// `data` `{"revision", "kind", "subject", "at"}`. Sidecars use it to keep their own caches exact.
     @Sendable func watch(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -9,18 +9,6 @@ struct IdentityRoutes {
     let invites: InviteService
     let limits: AbuseLimits
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/v1/users", use: signup)
-        routes.on(.post, "/v1/auth/login", use: login)
-        routes.on(.post, "/v1/auth/refresh", use: refresh)
-        routes.on(.post, "/v1/auth/logout", use: logout)
-        routes.on(.get, "/v1/me", use: me)
-        routes.on(.patch, "/v1/me", use: updateMe)
-        routes.on(.post, "/v1/me/password", use: changePassword)
-        routes.on(.get, "/v1/me/sessions", use: sessions)
-        routes.on(.delete, "/v1/me/sessions/{session_id}", use: deleteSession)
-    }
-
     @Sendable func signup(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(SignupBody.self, from: request)
         try limits.spend(ip: context.clientIP, now: auth.now())

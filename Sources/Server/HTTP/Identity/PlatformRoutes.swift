@@ -13,16 +13,6 @@ struct PlatformRoutes {
     /// The Prometheus text of this node.
     let scrape: @Sendable () async -> String
 
-    func register(_ routes: RouteTable) {
-        routes.on(.get, "/health", use: health)
-        routes.on(.get, "/ready", use: ready)
-        routes.on(.get, "/metrics", use: metrics)
-        routes.on(.get, "/openapi.yaml", use: openAPI)
-        routes.on(.get, "/.well-known/jwks.json", use: jwks)
-        routes.on(.get, "/.well-known/openid-configuration", use: discovery)
-        routes.on(.post, "/v1/admin/signing-keys/rotate", use: rotate)
-    }
-
     @Sendable func health(_ request: Request, context: AppRequestContext) async throws -> Response {
         try JSONBody.response(["status": "ok"])
     }

@@ -11,11 +11,6 @@ struct BackupRoutes {
     /// A restore carries the whole instance, so it may be far larger than an API body.
     static let restoreLimit = 256 * 1024 * 1024
 
-    func register(_ routes: RouteTable) {
-        routes.on(.get, "/v1/admin/backup", use: export)
-        routes.on(.post, "/v1/admin/restore", use: restore)
-    }
-
     @Sendable func export(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await context.requireRoot()
         let data = try BackupDocument.encode(try await backup.export(actor: caller.actor(serviceAccountRole: nil)))

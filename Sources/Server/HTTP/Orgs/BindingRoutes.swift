@@ -8,12 +8,6 @@ import Tenancy
 struct BindingRoutes {
     let bindings: BindingService
 
-    func register(_ routes: RouteTable) {
-        routes.on(.get, "/v1/orgs/{org_id}/bindings", use: list)
-        routes.on(.put, "/v1/orgs/{org_id}/bindings", use: set)
-        routes.on(.delete, "/v1/orgs/{org_id}/bindings/{binding_id}", use: remove)
-    }
-
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
         let page = try Page(from: request)

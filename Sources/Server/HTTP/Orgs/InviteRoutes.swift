@@ -83,26 +83,6 @@ struct InviteRoutes {
     let limits: AbuseLimits
     var now: Date { auth.now() }
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/v1/orgs/{org_id}/invites", use: create)
-        routes.on(.get, "/v1/orgs/{org_id}/invites", use: list)
-        routes.on(.get, "/v1/invites/{invite_id}", use: get)
-        routes.on(.delete, "/v1/invites/{invite_id}", use: revoke)
-        routes.on(.post, "/v1/invites/{invite_id}/resend", use: resend)
-        routes.on(.post, "/v1/invites/{invite_id}/accept", use: accept)
-        routes.on(.post, "/v1/invites/{invite_id}/decline", use: decline)
-        routes.on(.post, "/v1/invites/claim", use: claim)
-        routes.on(.get, "/v1/me/invites", use: mine)
-        routes.on(.post, "/v1/platform-invites", use: createPlatform)
-        routes.on(.get, "/v1/platform-invites", use: listPlatform)
-        routes.on(.get, "/v1/platform-invites/{platform_invite_id}", use: getPlatform)
-        routes.on(.delete, "/v1/platform-invites/{platform_invite_id}", use: revokePlatform)
-        routes.on(.post, "/v1/auth/password-reset", use: requestReset)
-        routes.on(.post, "/v1/auth/password-reset/confirm", use: confirmReset)
-        routes.on(.post, "/v1/auth/verify-email", use: verifyEmail)
-        routes.on(.post, "/v1/auth/verify-email/request", use: requestVerification)
-    }
-
     func invitee(_ request: Request, _ context: AppRequestContext) async throws -> InviteService.Invitee {
         let caller = try await context.caller()
         return InviteService.Invitee(actor: try await context.actor(), email: caller.user?.email)

@@ -64,19 +64,6 @@ struct KeyRoutes {
     let keys: KeyService
     let verifier: APIKeyVerifier
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/v1/keys", use: createKey)
-        routes.on(.get, "/v1/keys", use: listKeys)
-        routes.on(.get, "/v1/keys/{key_id}", use: getKey)
-        routes.on(.delete, "/v1/keys/{key_id}", use: revokeKey)
-        routes.on(.get, "/v1/orgs/{org_id}/service-accounts", use: listAccounts)
-        routes.on(.post, "/v1/orgs/{org_id}/service-accounts", use: createAccount)
-        routes.on(.delete, "/v1/orgs/{org_id}/service-accounts/{account_id}", use: deleteAccount)
-        routes.on(.get, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys", use: listAccountKeys)
-        routes.on(.post, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys", use: createAccountKey)
-        routes.on(.delete, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys/{key_id}", use: revokeAccountKey)
-    }
-
     /// Scopes as given, checked; and the orgs they name (for the org key-lifetime policy).
     static func scopes(_ given: [String]?) throws -> ([String], [UUID]) {
         let list = given ?? []

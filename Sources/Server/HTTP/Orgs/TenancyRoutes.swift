@@ -9,21 +9,6 @@ struct TenancyRoutes {
     let tenancy: TenancyService
     let invites: InviteService
 
-    func register(_ routes: RouteTable) {
-        routes.on(.post, "/v1/orgs", use: createOrg)
-        routes.on(.get, "/v1/orgs", use: listOrgs)
-        routes.on(.get, "/v1/orgs/{org_id}", use: getOrg)
-        routes.on(.patch, "/v1/orgs/{org_id}", use: updateOrg)
-        routes.on(.delete, "/v1/orgs/{org_id}", use: deleteOrg)
-        routes.on(.get, "/v1/orgs/{org_id}/members", use: listMembers)
-        routes.on(.post, "/v1/orgs/{org_id}/members", use: addMember)
-        routes.on(.get, "/v1/orgs/{org_id}/members/{user_id}", use: getMember)
-        routes.on(.patch, "/v1/orgs/{org_id}/members/{user_id}", use: updateMember)
-        routes.on(.delete, "/v1/orgs/{org_id}/members/{user_id}", use: removeMember)
-        routes.on(.get, "/v1/orgs/{org_id}/audit", use: orgAudit)
-        routes.on(.get, "/v1/audit", use: platformAudit)
-    }
-
     /// Ids in paths are UUIDs; anything else is simply not found (SPEC §11).
     static func pathID(_ context: AppRequestContext, _ name: String, _ what: String) throws -> UUID {
         guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such \(what)") }

@@ -1,0 +1,127 @@
+import Foundation
+import Hummingbird
+import Policy
+
+/// Every route of the API, registered once; tests read the table to check docs/openapi.yaml.
+@discardableResult
+func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: Authenticator) -> RouteTable {
+    let platform = PlatformRoutes(
+        tokens: services.tokens, config: services.config,
+        ping: { [database = services.database] in try await database.ping() },
+        scrape: { await services.metrics.scrape(services: services) })
+    let identity = IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
+    let tenancy = TenancyRoutes(tenancy: services.tenancy, invites: services.invites)
+    let backup = BackupRoutes(backup: services.backup)
+    let bindings = BindingRoutes(bindings: services.bindings)
+    let keys = KeyRoutes(keys: services.keys, verifier: services.keyVerifier)
+    let invites = InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
+    let metrics = services.metrics
+    let authorizer = Authorizer(
+        policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
+        decided: { metrics.decision(allowed: $0.allowed) })
+    let decisions = DecisionRoutes(authorizer: authorizer, tenancy: services.tenancy)
+    let authzen = AuthZENRoutes(authorizer: authorizer, publicURL: services.config.publicURL)
+    let identify = IdentifyRoutes(authenticator: authenticator, policy: services.policy)
+    let watch = WatchRoutes(changeFeed: services.changeFeed, hub: services.watch)
+
+    // Platform: health, readiness, metrics, the API description, discovery, key rotation
+    routes.on(.get, "/health", use: platform.health)
+    routes.on(.get, "/ready", use: platform.ready)
+    routes.on(.get, "/metrics", use: platform.metrics)
+    routes.on(.get, "/openapi.yaml", use: platform.openAPI)
+    routes.on(.get, "/.well-known/jwks.json", use: platform.jwks)
+    routes.on(.get, "/.well-known/openid-configuration", use: platform.discovery)
+    routes.on(.post, "/v1/admin/signing-keys/rotate", use: platform.rotate)
+
+    // Accounts: signup, login, tokens, password reset, verification, the caller, sessions
+    routes.on(.post, "/v1/users", use: identity.signup)
+    routes.on(.post, "/v1/auth/login", use: identity.login)
+    routes.on(.post, "/v1/auth/refresh", use: identity.refresh)
+    routes.on(.post, "/v1/auth/logout", use: identity.logout)
+    routes.on(.get, "/v1/me", use: identity.me)
+    routes.on(.patch, "/v1/me", use: identity.updateMe)
+    routes.on(.post, "/v1/me/password", use: identity.changePassword)
+    routes.on(.get, "/v1/me/sessions", use: identity.sessions)
+    routes.on(.delete, "/v1/me/sessions/{session_id}", use: identity.deleteSession)
+
+    // Orgs and members
+    routes.on(.post, "/v1/orgs", use: tenancy.createOrg)
+    routes.on(.get, "/v1/orgs", use: tenancy.listOrgs)
+    routes.on(.get, "/v1/orgs/{org_id}", use: tenancy.getOrg)
+    routes.on(.patch, "/v1/orgs/{org_id}", use: tenancy.updateOrg)
+    routes.on(.delete, "/v1/orgs/{org_id}", use: tenancy.deleteOrg)
+    routes.on(.get, "/v1/orgs/{org_id}/members", use: tenancy.listMembers)
+    routes.on(.post, "/v1/orgs/{org_id}/members", use: tenancy.addMember)
+    routes.on(.get, "/v1/orgs/{org_id}/members/{user_id}", use: tenancy.getMember)
+    routes.on(.patch, "/v1/orgs/{org_id}/members/{user_id}", use: tenancy.updateMember)
+    routes.on(.delete, "/v1/orgs/{org_id}/members/{user_id}", use: tenancy.removeMember)
+    routes.on(.get, "/v1/orgs/{org_id}/audit", use: tenancy.orgAudit)
+    routes.on(.get, "/v1/audit", use: tenancy.platformAudit)
+
+    // Backup and restore
+    routes.on(.get, "/v1/admin/backup", use: backup.export)
+    routes.on(.post, "/v1/admin/restore", use: backup.restore)
+
+    // Role bindings
+    routes.on(.get, "/v1/orgs/{org_id}/bindings", use: bindings.list)
+    routes.on(.put, "/v1/orgs/{org_id}/bindings", use: bindings.set)
+    routes.on(.delete, "/v1/orgs/{org_id}/bindings/{binding_id}", use: bindings.remove)
+
+    // API keys and service accounts
+    routes.on(.post, "/v1/keys", use: keys.createKey)
+    routes.on(.get, "/v1/keys", use: keys.listKeys)
+    routes.on(.get, "/v1/keys/{key_id}", use: keys.getKey)
+    routes.on(.delete, "/v1/keys/{key_id}", use: keys.revokeKey)
+    routes.on(.get, "/v1/orgs/{org_id}/service-accounts", use: keys.listAccounts)
+    routes.on(.post, "/v1/orgs/{org_id}/service-accounts", use: keys.createAccount)
+    routes.on(.delete, "/v1/orgs/{org_id}/service-accounts/{account_id}", use: keys.deleteAccount)
+    routes.on(.get, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys", use: keys.listAccountKeys)
+    routes.on(.post, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys", use: keys.createAccountKey)
+    routes.on(.delete, "/v1/orgs/{org_id}/service-accounts/{account_id}/keys/{key_id}", use: keys.revokeAccountKey)
+
+    // Invites and platform invites
+    routes.on(.post, "/v1/orgs/{org_id}/invites", use: invites.create)
+    routes.on(.get, "/v1/orgs/{org_id}/invites", use: invites.list)
+    routes.on(.get, "/v1/invites/{invite_id}", use: invites.get)
+    routes.on(.delete, "/v1/invites/{invite_id}", use: invites.revoke)
+    routes.on(.post, "/v1/invites/{invite_id}/resend", use: invites.resend)
+    routes.on(.post, "/v1/invites/{invite_id}/accept", use: invites.accept)
+    routes.on(.post, "/v1/invites/{invite_id}/decline", use: invites.decline)
+    routes.on(.post, "/v1/invites/claim", use: invites.claim)
+    routes.on(.get, "/v1/me/invites", use: invites.mine)
+    routes.on(.post, "/v1/platform-invites", use: invites.createPlatform)
+    routes.on(.get, "/v1/platform-invites", use: invites.listPlatform)
+    routes.on(.get, "/v1/platform-invites/{platform_invite_id}", use: invites.getPlatform)
+    routes.on(.delete, "/v1/platform-invites/{platform_invite_id}", use: invites.revokePlatform)
+    routes.on(.post, "/v1/auth/password-reset", use: invites.requestReset)
+    routes.on(.post, "/v1/auth/password-reset/confirm", use: invites.confirmReset)
+    routes.on(.post, "/v1/auth/verify-email", use: invites.verifyEmail)
+    routes.on(.post, "/v1/auth/verify-email/request", use: invites.requestVerification)
+
+    // Decisions
+    routes.on(.post, "/v1/authorize", use: decisions.authorize)
+    routes.on(.post, "/v1/authorize/batch", use: decisions.batch)
+    routes.on(.post, "/v1/authorize/explain", use: decisions.explain)
+    routes.on(.post, "/v1/capabilities", use: decisions.capabilities)
+    routes.on(.post, "/v1/lookup", use: decisions.lookup)
+
+    // AuthZEN 1.0
+    routes.on(.post, "/access/v1/evaluation", use: authzen.evaluation)
+    routes.on(.post, "/access/v1/evaluations", use: authzen.evaluations)
+    routes.on(.get, "/.well-known/authzen-configuration", use: authzen.metadata)
+
+    // Who a token is; the permission table
+    routes.on(.post, "/v1/identify", use: identify.identify)
+    routes.on(.get, "/v1/permissions", use: identify.permissions)
+
+    // The change stream
+    routes.on(.get, "/v1/watch", use: watch.watch)
+    return routes
+}
+
+extension RouteTable {
+    /// A route table detached from any server, listing every route (for documentation checks).
+    public static func all(services: AppServices) -> RouteTable {
+        registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services, authenticator: Authenticator(services))
+    }
+}
