@@ -205,6 +205,8 @@ public struct Authorizer: Sendable {
     /// not verify. With `org`, asking about another subject there needs the asker to administer it.
     func resolve(_ ref: SubjectRef, for org: UUID?, _ asking: inout Asking) async throws -> Subject? {
         let asker = asking.asker
+        // The common case, the asker itself: nothing to check or remember.
+        if case .asker = ref { return asker.subject }
         let subject: Subject?
         if let known = asking.resolved[ref] {
             subject = known
