@@ -45,6 +45,16 @@ public struct ListResponse<Item: Encodable & Sendable>: Encodable, Sendable {
         self.limit = page.limit
         self.offset = page.offset
     }
+
+    /// The answer of a list route: the page the query asks for (400 when malformed), the records
+    /// `fetch` reads for it, each mapped to its response type.
+    static func page<Record>(
+        _ request: Request, _ map: (Record) -> Item, _ fetch: (Page) async throws -> ([Record], Int)
+    ) async throws -> Response {
+        let page = try Page(from: request)
+        let (records, total) = try await fetch(page)
+        return try JSONBody.response(ListResponse(items: records.map(map), total: total, page: page))
+    }
 }
 
 extension Request {

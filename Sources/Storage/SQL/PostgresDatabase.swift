@@ -135,12 +135,12 @@ public final class PostgresDatabase: SQLDatabase {
         for value in try binds.rejectingNUL() {
             switch value {
             case .null: bindings.appendNull()
-            case .int(let i): try bindings.append(i)
-            case .double(let d): try bindings.append(d)
-            case .text(let s): try bindings.append(s)
-            case .blob(let b): try bindings.append(ByteBuffer(bytes: b))
-            case .bool(let b): try bindings.append(b)
-            case .uuid(let u): try bindings.append(u)
+            case .int(let i): bindings.append(i)
+            case .double(let d): bindings.append(d)
+            case .text(let s): bindings.append(s)
+            case .blob(let b): bindings.append(ByteBuffer(bytes: b))
+            case .bool(let b): bindings.append(b)
+            case .uuid(let u): bindings.append(u)
             case .date(let d): bindings.append(PostgresTimestamp(micros: SQLTime.micros(d)))
             }
         }

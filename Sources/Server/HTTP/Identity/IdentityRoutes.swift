@@ -98,9 +98,9 @@ struct IdentityRoutes {
 
     @Sendable func sessions(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (user, sessionID) = try await context.caller().requireSession()
-        let page = try Page(from: request)
-        let (items, total) = try await auth.activeSessions(userID: user.id, limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map { SessionResponse($0, current: sessionID) }, total: total, page: page))
+        return try await ListResponse.page(request, { SessionResponse($0, current: sessionID) }) {
+            try await auth.activeSessions(userID: user.id, limit: $0.limit, offset: $0.offset)
+        }
     }
 
     @Sendable func deleteSession(_ request: Request, context: AppRequestContext) async throws -> Response {

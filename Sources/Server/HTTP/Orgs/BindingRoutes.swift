@@ -10,10 +10,9 @@ struct BindingRoutes {
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        let page = try Page(from: request)
-        let (items, total) = try await bindings.list(
-            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map(BindingResponse.init), total: total, page: page))
+        return try await ListResponse.page(request, BindingResponse.init) {
+            try await bindings.list(actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        }
     }
 
     @Sendable func set(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -116,11 +116,12 @@ struct InviteRoutes {
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let who = try await invitee(request, context)
-        let page = try Page(from: request)
-        let state = try Self.state(request)
-        let (items, total) = try await invites.list(
-            by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), state: state, limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map { InviteResponse($0, now: now) }, total: total, page: page))
+        let now = now
+        return try await ListResponse.page(request, { InviteResponse($0, now: now) }) { page in
+            let state = try Self.state(request)
+            return try await invites.list(
+                by: who, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), state: state, limit: page.limit, offset: page.offset)
+        }
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -168,10 +169,10 @@ struct InviteRoutes {
 
     @Sendable func mine(_ request: Request, context: AppRequestContext) async throws -> Response {
         let user = try await context.caller().requireUser()
-        let page = try Page(from: request)
-        let state = try Self.state(request)
-        let (items, total) = try await invites.mine(email: user.email, state: state, limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map { InviteResponse($0, now: now) }, total: total, page: page))
+        let now = now
+        return try await ListResponse.page(request, { InviteResponse($0, now: now) }) { page in
+            try await invites.mine(email: user.email, state: try Self.state(request), limit: page.limit, offset: page.offset)
+        }
     }
 
     // MARK: Platform invites
@@ -191,23 +192,23 @@ struct InviteRoutes {
     }
 
     @Sendable func listPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await context.requireRoot()
-        let page = try Page(from: request)
-        let state = try Self.state(request)
-        let (items, total) = try await invites.platformInvites(
-            by: try await context.actor(), state: state, limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map { PlatformInviteResponse($0, now: now) }, total: total, page: page))
+        _ = try await context.requireRoot()
+        let now = now
+        return try await ListResponse.page(request, { PlatformInviteResponse($0, now: now) }) { page in
+            let state = try Self.state(request)
+            return try await invites.platformInvites(by: try await context.actor(), state: state, limit: page.limit, offset: page.offset)
+        }
     }
 
     @Sendable func getPlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await context.requireRoot()
+        _ = try await context.requireRoot()
         let invite = try await invites.platformInvite(
             by: try await context.actor(), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
         return try JSONBody.response(PlatformInviteResponse(invite, now: now))
     }
 
     @Sendable func revokePlatform(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try await context.requireRoot()
+        _ = try await context.requireRoot()
         let revision = try await invites.revokePlatformInvite(
             by: try await context.actor(), id: try TenancyRoutes.pathID(context, "platform_invite_id", "platform invite"))
         return JSONBody.noContent(revision: revision)

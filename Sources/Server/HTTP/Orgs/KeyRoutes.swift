@@ -119,15 +119,14 @@ struct KeyRoutes {
 
     @Sendable func listAccounts(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        let page = try Page(from: request)
-        let (items, total) = try await keys.serviceAccounts(
-            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map(ServiceAccountResponse.init), total: total, page: page))
+        return try await ListResponse.page(request, ServiceAccountResponse.init) {
+            try await keys.serviceAccounts(actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        }
     }
 
     @Sendable func createAccount(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(CreateServiceAccountBody.self, from: request)
-        let caller = try await context.caller()
+        _ = try await context.caller()
         let body = try unchecked.fields()
         let role = try parseRole(body.role)
         let (account, revision) = try await keys.createServiceAccount(
@@ -144,11 +143,11 @@ struct KeyRoutes {
 
     @Sendable func listAccountKeys(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        let page = try Page(from: request)
-        let (items, total) = try await keys.serviceAccountKeys(
-            actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
-            accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map { response($0) }, total: total, page: page))
+        return try await ListResponse.page(request, { response($0) }) { page in
+            try await keys.serviceAccountKeys(
+                actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
+                accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), limit: page.limit, offset: page.offset)
+        }
     }
 
     @Sendable func createAccountKey(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -63,10 +63,9 @@ struct TenancyRoutes {
 
     @Sendable func listMembers(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        let page = try Page(from: request)
-        let (items, total) = try await tenancy.members(
-            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map(MemberResponse.init), total: total, page: page))
+        return try await ListResponse.page(request, MemberResponse.init) {
+            try await tenancy.members(actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        }
     }
 
     @Sendable func addMember(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -131,16 +130,15 @@ struct TenancyRoutes {
 
     @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        let page = try Page(from: request)
-        let (items, total) = try await tenancy.audit(
-            actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
+        return try await ListResponse.page(request, AuditEventResponse.init) {
+            try await tenancy.audit(actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        }
     }
 
     @Sendable func platformAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        let page = try Page(from: request)
-        let (items, total) = try await tenancy.platformAudit(actor: actor, limit: page.limit, offset: page.offset)
-        return try JSONBody.response(ListResponse(items: items.map(AuditEventResponse.init), total: total, page: page))
+        return try await ListResponse.page(request, AuditEventResponse.init) {
+            try await tenancy.platformAudit(actor: actor, limit: $0.limit, offset: $0.offset)
+        }
     }
 }
