@@ -127,7 +127,7 @@ struct DomainStoreContractTests {
         }
     }
 
-    @Test("keys: service accounts and their keys, revocation once, lookup by prefix", arguments: Backend.allCases)
+    @Test("keys: service accounts and their keys, revocation once, lookup by prefix with the secret hash", arguments: Backend.allCases)
     func keys(_ backend: Backend) async throws {
         try await withOrg(backend) { db, org, owner, _ in
             let store = SQLKeyStore(database: db)
@@ -149,6 +149,10 @@ struct DomainStoreContractTests {
             #expect(try await store.keys(owner: .serviceAccount(id: account.id, orgID: org), limit: 10, offset: 0).0.map(\.id) == [key.id])
             #expect(try await store.keys(owner: .user(owner), limit: 10, offset: 0).0.first?.scopes == ["role:viewer"])
             #expect(try await store.key(id: key.id)?.prefix == minted.prefix)
+            // The verifier's lookup: by prefix, with the secret's hash (never the secret).
+            let found = try #require(try await store.key(prefix: minted.prefix))
+            #expect(found.0.id == key.id && found.secretHash == minted.secretHash)
+            #expect(try await store.key(prefix: "nosuchprefix") == nil)
             // Revoking is once: the second time reports nothing revoked.
             let revoked = try await store.writeKeys(lockingOrg: nil) { _, k in try await k.revokeKey(id: userKey.id, at: Self.now) }
             let again = try await store.writeKeys(lockingOrg: nil) { _, k in try await k.revokeKey(id: userKey.id, at: Self.now) }
