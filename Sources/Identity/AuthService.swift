@@ -25,8 +25,6 @@ public struct AuthService: Sendable {
     public let userCache = UserCache()
     /// Reset and verification requests, worked off the request path (no enumeration by timing).
     public let accountMail = AccountMailQueue()
-    /// This node's API-key cache: keys a reset revokes are dropped from it at once.
-    public var keyVerifier: APIKeyVerifier?
 
     public init(users: any UserStore, sessions: any SessionStore, hasher: any PasswordHasher, tokens: TokenService, sessionGuard: SessionGuard, signupMode: SignupMode, now: @escaping @Sendable () -> Date = { Date() }) {
         self.users = users
@@ -80,7 +78,9 @@ public struct AuthService: Sendable {
     }
 
     /// Applies committed changes to this node's identity state: revoked sessions stop
-    /// verifying, changed users are read again, and new signing keys are loaded.
+    /// verifying, changed users are read again, and new signing keys are loaded. This node's own
+    /// writes arrive here too, from the store's observer, before the write returns; that is how
+    /// a logout or a reset takes effect at once (nothing else in this service touches the caches).
     public func apply(_ events: [ChangeEvent]) async {
         var revoked: [UUID] = []
         var keysChanged = false
@@ -165,10 +165,6 @@ public struct AuthService: Sendable {
             tokenHash: Secrets.hash(token), newHash: hash, now: now(), inviteLifetime: Self.inviteLifetime) else {
             throw IdentityError.invalidToken
         }
-        sessionGuard.sessionsRevoked(result.revokedSessions)
-        let revokedKeys = Set(result.revokedKeys)
-        if !revokedKeys.isEmpty { keyVerifier?.invalidate { revokedKeys.contains($0.id) } }
-        userCache.invalidate(result.userID)
         return result.revision
     }
 
@@ -177,7 +173,6 @@ public struct AuthService: Sendable {
               let result = try await users.verifyEmail(tokenHash: Secrets.hash(token), now: now(), inviteLifetime: Self.inviteLifetime) else {
             throw IdentityError.invalidToken
         }
-        userCache.invalidate(result.userID)
         return result.revision
     }
 
@@ -221,8 +216,7 @@ public struct AuthService: Sendable {
         switch try await sessions.rotateRefreshToken(oldHash: Secrets.hash(refreshToken), newHash: Secrets.hash(next), newExpiresAt: nextExpiry, now: at) {
         case .invalid:
             throw IdentityError.invalidRefreshToken
-        case .reused(let sessionID, _):
-            sessionGuard.sessionsRevoked([sessionID])
+        case .reused:
             throw IdentityError.invalidRefreshToken
         case .rotated(let session, let revision):
             guard let user = try await users.user(id: session.userID) else { throw IdentityError.invalidRefreshToken }
@@ -253,14 +247,11 @@ public struct AuthService: Sendable {
 
     public func logout(userID: UUID, sessionID: UUID, all: Bool) async throws -> Revision {
         if all {
-            let (revision, revoked) = try await sessions.revokeAllSessions(userID: userID, reason: .logoutAll, now: now())
-            sessionGuard.sessionsRevoked(revoked + [sessionID])
-            return revision
+            return try await sessions.revokeAllSessions(userID: userID, reason: .logoutAll, now: now()).0
         }
         guard let revision = try await sessions.revokeSession(id: sessionID, userID: userID, reason: .logout, now: now()) else {
             throw IdentityError.unauthenticated("session revoked")
         }
-        sessionGuard.sessionsRevoked([sessionID])
         return revision
     }
 
@@ -268,7 +259,6 @@ public struct AuthService: Sendable {
         guard let revision = try await sessions.revokeSession(id: sessionID, userID: userID, reason: .deleted, now: now()) else {
             throw IdentityError.notFound
         }
-        sessionGuard.sessionsRevoked([sessionID])
         return revision
     }
 
@@ -283,7 +273,6 @@ public struct AuthService: Sendable {
         guard let result = try await users.updateName(userID: userID, name: clean, now: now()) else {
             throw IdentityError.notFound
         }
-        userCache.invalidate(userID)
         return result
     }
 
@@ -295,9 +284,7 @@ public struct AuthService: Sendable {
             throw IdentityError.forbidden("current password is wrong")
         }
         let hash = try await hasher.hash(new)
-        let (revision, revoked) = try await users.setPassword(userID: userID, hash: hash, keepSession: currentSessionID, reason: .passwordChanged, now: now())
-        sessionGuard.sessionsRevoked(revoked)
-        return revision
+        return try await users.setPassword(userID: userID, hash: hash, keepSession: currentSessionID, reason: .passwordChanged, now: now()).0
     }
 
     public func user(id: UUID, readThrough: Bool = false) async throws -> User? {

@@ -211,29 +211,30 @@ public struct Authorizer: Sendable {
         if let known = asking.resolved[ref] {
             subject = known
         } else {
-            switch ref {
-            case .asker:
-                subject = asker.subject
-            case .user(let id) where asker.subject.principal == .user(id),
-                 .serviceAccount(let id) where asker.subject.principal == .serviceAccount(id):
-                // Asking about oneself by id is asking as oneself: with one's own scopes.
-                subject = asker.subject
-            case .user(let id):
-                guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
-                subject = .user(id)
-            case .serviceAccount(let id):
-                guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
-                subject = Subject(principal: .serviceAccount(id))
-            case .token(let token):
-                guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
-                subject = try await tokens.subject(ofToken: token)
-            }
+            subject = try await named(ref, by: asker)
             asking.resolved[ref] = subject
         }
         if let org, let subject, asking.foreign(ref, subject), !asker.isRoot, asking.administered.insert(org).inserted {
             guard try await administers(asker, org) else { throw AuthorizerError.notAdministered }
         }
         return subject
+    }
+
+    /// The subject a request names, once the asker may ask about it.
+    func named(_ ref: SubjectRef, by asker: Actor) async throws -> Subject? {
+        let principal: Principal
+        switch ref {
+        case .asker: return asker.subject
+        case .user(let id): principal = .user(id)
+        case .serviceAccount(let id): principal = .serviceAccount(id)
+        case .token(let token):
+            guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
+            return try await tokens.subject(ofToken: token)
+        }
+        // Asking about oneself by id is asking as oneself: with one's own scopes.
+        if principal == asker.subject.principal { return asker.subject }
+        guard asker.mayAskAboutOthers else { throw AuthorizerError.mayNotAskAboutOthers }
+        return Subject(principal: principal)
     }
 
     /// The asker's own membership role in `org`, after its scopes, is at least admin: an

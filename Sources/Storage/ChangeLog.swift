@@ -98,7 +98,7 @@ enum ChangeLog {
             "INSERT INTO changes (at, kind, subject) VALUES ($1, $2, $3) RETURNING revision", at, kind, subject)
         else { throw StorageError.other("change log insert returned nothing") }
         let revision = try row.int("revision")
-        // A transaction run through `recording` reports its changes to the store's observer.
+        // Inside `RecordingExecutor.transaction` the change also reaches the store's observer.
         (tx as? RecordingExecutor)?.collector.add(Change(revision: revision, at: at, event))
         return revision
     }

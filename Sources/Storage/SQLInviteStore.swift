@@ -77,16 +77,14 @@ public struct SQLInviteStore: InviteStore {
     }
 
     public func writeInvites<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any InviteWriter) async throws -> T) async throws -> T {
-        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
-            try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
+        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx in
+            try await body(SQLTenancyStore.Writer(tx: tx), Writer(tx: tx))
         }
     }
 
     public func signup(_ credentials: UserCredentials, inviteTokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> Int64? {
-        let collector = ChangeCollector()
         do {
-            let revision: Int64? = try await db.transaction { tx in
-                collector.reset()
+            return try await RecordingExecutor.transaction(db, observer: observer) { tx in
                 let email = credentials.user.email
                 // A platform invite's token, or an org invite's: either proves the address.
                 if let p = try await tx.queryFirst(
@@ -99,11 +97,8 @@ public struct SQLInviteStore: InviteStore {
                 }
                 try await SQLIdentityStore.insertUser(tx, credentials)
                 try await Self.wakeDormantInvites(tx, email: email, now: now, lifetime: inviteLifetime)
-                let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
-                return try await writer.recordChange(.userCreated(credentials.user.id), at: now)
+                return try await ChangeLog.append(tx, .userCreated(credentials.user.id), at: now)
             }
-            if let observer { await observer(collector.changes) }
-            return revision
         } catch StorageError.uniqueViolation {
             throw IdentityError.emailTaken
         }

@@ -91,8 +91,8 @@ public struct SQLKeyStore: KeyStore, APIKeyLookup {
     }
 
     public func writeKeys<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any KeyWriter) async throws -> T) async throws -> T {
-        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
-            try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
+        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx in
+            try await body(SQLTenancyStore.Writer(tx: tx), Writer(tx: tx))
         }
     }
 

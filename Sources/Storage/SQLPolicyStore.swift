@@ -138,8 +138,8 @@ public struct SQLPolicyStore: GrantLoader, BindingStore, HoldingsReader {
     }
 
     public func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @escaping @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T {
-        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
-            try await body(SQLTenancyStore.Writer(tx: tx, collector: collector), Writer(tx: tx))
+        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx in
+            try await body(SQLTenancyStore.Writer(tx: tx), Writer(tx: tx))
         }
     }
 

@@ -139,35 +139,30 @@ public struct SQLTenancyStore: TenancyStore {
     // MARK: Writes
 
     public func write<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter) async throws -> T) async throws -> T {
-        try await Self.write(db, observer: observer, lockingOrg: orgID) { tx, collector in
-            try await body(Writer(tx: tx, collector: collector))
+        try await Self.write(db, observer: observer, lockingOrg: orgID) { tx in
+            try await body(Writer(tx: tx))
         }
     }
 
     /// One org-scoped write transaction: locks the org (PostgreSQL; SQLite transactions begin
     /// IMMEDIATE and so already exclude every other writer), runs `body`, and after the commit
-    /// hands the recorded changes to `observer`.
+    /// hands the recorded changes to `observer` (`RecordingExecutor`).
     static func write<T: Sendable>(
         _ db: any SQLDatabase, observer: ChangeObserver?, lockingOrg orgID: UUID?,
-        _ body: @escaping @Sendable (any SQLExecutor, ChangeCollector) async throws -> T
+        _ body: @escaping @Sendable (any SQLExecutor) async throws -> T
     ) async throws -> T {
-        let collector = ChangeCollector()
-        let result = try await db.transaction { tx in
-            collector.reset() // a retried transaction starts over
+        try await RecordingExecutor.transaction(db, observer: observer) { tx in
             if let orgID, tx.dialect == .postgres {
                 try await tx.execute("SELECT id FROM orgs WHERE id = $1 FOR UPDATE", orgID)
             }
-            return try await body(tx, collector)
+            return try await body(tx)
         }
-        if let observer { await observer(collector.changes) }
-        return result
     }
 
     /// The statements of a tenancy write, run on whatever executor it is given (a transaction,
     /// or the database itself for single reads).
     struct Writer: TenancyWriter {
         let tx: any SQLExecutor
-        var collector: ChangeCollector? = nil
 
         func org(id: UUID) async throws -> Org? {
             try await tx.queryFirst("SELECT \(SQLTenancyStore.orgColumns) FROM orgs o WHERE o.id = $1", id).map(SQLTenancyStore.decodeOrg)
@@ -250,10 +245,9 @@ public struct SQLTenancyStore: TenancyStore {
                 e.id, e.at, e.actorType, e.actorID, e.action, e.orgID, e.target, JSONValue.object(e.details).canonicalJSON)
         }
 
+        /// Inside `write`, the change also reaches the store's observer after the commit.
         func recordChange(_ event: ChangeEvent, at: Date) async throws -> Int64 {
-            let revision = try await ChangeLog.append(tx, event, at: at)
-            collector?.add(Change(revision: revision, at: at, event))
-            return revision
+            try await ChangeLog.append(tx, event, at: at)
         }
     }
 }

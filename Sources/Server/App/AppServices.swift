@@ -10,10 +10,6 @@ import Tenancy
 
 extension AbuseLimits: InviteMailThrottle {}
 
-/// Whether this node's memory (sessions, keys, users, grants) may answer: only while its change
-/// follower has reached the log's head within the bound. Past it, credentials and decisions are
-/// read through the database — which answers 503 when it cannot — never from an older state.
-
 /// The wired-up domain services of one node, shared by the HTTP app and the CLI.
 public struct AppServices: Sendable {
     public let config: AppConfig
@@ -86,7 +82,6 @@ public struct AppServices: Sendable {
             sessionGuard: SessionGuard(store: store), signupMode: config.signup, now: now)
         auth.links = MailLinks(publicURL: config.publicURL)
         let keyVerifier = APIKeyVerifier(lookup: SQLKeyStore(database: database))
-        auth.keyVerifier = keyVerifier
         let templates = try MailTemplates.load(directory: config.templatesDir)
         let mailThreads = NIOThreadPool(numberOfThreads: 2)
         mailThreads.start()

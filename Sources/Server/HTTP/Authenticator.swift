@@ -43,9 +43,6 @@ public struct Caller: Sendable {
     /// Root, in a session or through an unscoped key.
     public var isRoot: Bool { (user?.isRoot ?? false) && (scopes == nil || scopes == .unrestricted) }
 
-    /// May ask decisions about subjects other than itself (SPEC §5): root, or a key with `authz:check`.
-    public var mayCheckOthers: Bool { scopes?.authzCheck == true || isRoot }
-
     /// The caller as an actor of org writes, narrowed like its decisions are.
     func actor(serviceAccountRole: Role?) -> Actor {
         switch credential {
@@ -87,18 +84,6 @@ struct Authenticator: Sendable {
     let policy: PolicyService
     let freshness: Freshness
     let limits: AbuseLimits
-
-    init(auth: AuthService, keys: APIKeyVerifier, policy: PolicyService, freshness: Freshness, limits: AbuseLimits) {
-        self.auth = auth
-        self.keys = keys
-        self.policy = policy
-        self.freshness = freshness
-        self.limits = limits
-    }
-
-    init(_ services: AppServices) {
-        self.init(auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits)
-    }
 
     func authenticate(_ request: Request) async throws -> Caller {
         guard let header = request.headers[.authorization] else { throw Problem.unauthenticated() }
@@ -186,5 +171,12 @@ struct Authenticator: Sendable {
         let role = try await policy.membershipRole(of: Subject(principal: .serviceAccount(account)), in: org, consistency: freshness.isStale ? .strong : .cached)
         guard role != nil else { throw Problem.unauthenticated("the service account no longer exists") }
         return caller.actor(serviceAccountRole: role)
+    }
+}
+
+extension Authenticator {
+    /// The node's authenticator (an extension, so the memberwise initializer stays).
+    init(_ services: AppServices) {
+        self.init(auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits)
     }
 }

@@ -108,10 +108,8 @@ public struct SQLBackup: Sendable {
     /// backup's users, so the instance answers exactly as the backed-up one did.
     public func restore(_ document: BackupDocument, actor: Actor?, now: Date = Date()) async throws -> RestoreSummary {
         let records = try Self.validate(document)
-        let collector = ChangeCollector()
         do {
-            let summary = try await db.transaction { tx in
-                collector.reset()
+            return try await RecordingExecutor.transaction(db, observer: observer) { tx in
                 let orgCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") ?? 0
                 let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
@@ -127,7 +125,7 @@ public struct SQLBackup: Sendable {
                         "INSERT INTO users (\(SQLIdentityStore.userColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                         id, u.email, u.name, u.passwordHash, u.emailVerified, u.isRoot, u.createdAt, u.updatedAt)
                 }
-                let writer = SQLTenancyStore.Writer(tx: tx, collector: collector)
+                let writer = SQLTenancyStore.Writer(tx: tx)
                 for o in records.orgs { try await writer.insertOrg(o) }
                 for m in records.memberships { try await writer.upsertMembership(m) }
                 let keyWriter = SQLKeyStore.Writer(tx: tx)
@@ -170,8 +168,6 @@ public struct SQLBackup: Sendable {
                 return RestoreSummary(users: records.users.count, orgs: records.orgs.count, memberships: records.memberships.count,
                                       auditEvents: records.auditEvents.count, revision: revision)
             }
-            if let observer { await observer(collector.changes) }
-            return summary
         } catch StorageError.uniqueViolation(let what) {
             throw BackupError.invalid("the backup repeats a record (\(what))")
         } catch StorageError.foreignKeyViolation {

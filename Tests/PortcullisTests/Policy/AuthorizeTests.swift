@@ -188,7 +188,7 @@ struct AuthorizeTests {
     @Test("strong consistency reads through the database", arguments: Backend.allCases)
     func strong(_ backend: Backend) async throws {
         try await withApp(backend) { api, services in
-            let (alice, bob, org) = try await api.aliceAndBob()
+            let (_, bob, org) = try await api.aliceAndBob()
             #expect(try await api.allowed(bob.access, "org:\(org)", "viewer") == false)
             // A membership written behind the node's back (no change log): the cache cannot know,
             // a strong read must see it.
