@@ -47,13 +47,20 @@ public struct InviteService: Sendable {
     /// The mail for an invite: the accept link for an address with a verified account, else
     /// the signup link. (`has_account` is left out, not empty, when false: Mustache sections
     /// treat any present string as true.)
-    func mail(for invite: Invite, token: String, inviter: UserRef?, hasAccount: Bool) -> OutgoingMail {
+    /// The invite mail fits the recipient: an account with a proven address gets the accept link;
+    /// no account, the signup link; an account whose address is unproven (its invite is dormant),
+    /// the accept link with the step that must come first: confirming the address.
+    func mail(for invite: Invite, token: String, inviter: UserRef?, account: UserRef?) -> OutgoingMail {
         let inviterName = inviter.map { $0.name.isEmpty ? $0.email : $0.name } ?? invite.orgName
         var variables = [
             "org_name": invite.orgName, "role": invite.role.rawValue, "inviter_name": inviterName, "email": invite.email,
-            "link": hasAccount ? links.acceptInvite(token) : links.signup(token), "expires_at": invite.expiresAt.ISO8601Format(),
+            "link": account != nil ? links.acceptInvite(token) : links.signup(token), "expires_at": invite.expiresAt.ISO8601Format(),
         ]
-        if hasAccount { variables["has_account"] = "yes" }
+        switch account?.emailVerified {
+        case true?: variables["has_account"] = "yes"
+        case false?: variables["needs_verification"] = "yes"
+        case nil: break
+        }
         return OutgoingMail(to: invite.email, template: MailTemplate.invite, variables: variables)
     }
 
@@ -81,7 +88,7 @@ public struct InviteService: Sendable {
                 expiresAt: at.addingTimeInterval(Self.lifetime))
             try await invites.insertInvite(invite, tokenHash: Secrets.hash(token))
             let inviter = try await tx.user(id: invitee.actor.userID)
-            try await invites.enqueue(mail(for: invite, token: token, inviter: inviter, hasAccount: user != nil), at: at)
+            try await invites.enqueue(mail(for: invite, token: token, inviter: inviter, account: user), at: at)
             try await tx.appendAudit(TenancyService.event(
                 invitee.actor, at: at, "invite.created", org: orgID, target: "invite:\(invite.id.lowercasedString)",
                 ["email": .string(email), "role": .string(role.rawValue), "dormant": .bool(invite.dormant)], viaRoot: viaRoot))
@@ -119,8 +126,14 @@ public struct InviteService: Sendable {
     /// The invitee may read its invite; otherwise org non-members get 404, members without `invites.read` 403.
     public func get(by invitee: Invitee, id: UUID) async throws -> Invite {
         guard let invite = try await store.invite(id: id) else { throw InviteError.notFound("no such invite") }
-        if invite.email == invitee.email, !invite.dormant { return invite }
-        _ = try await tenancy.access(Permission.invitesRead, actor: invitee.actor, orgID: invite.orgID)
+        let ownAddress = invite.email == invitee.email
+        if ownAddress, !invite.dormant { return invite }
+        do {
+            _ = try await tenancy.access(Permission.invitesRead, actor: invitee.actor, orgID: invite.orgID)
+        } catch where ownAddress {
+            // The invitee's own invite, waiting for the address to be proven: say so.
+            throw InviteError.dormant
+        }
         return invite
     }
 
@@ -179,7 +192,7 @@ public struct InviteService: Sendable {
                 try throttle?.spendInviteMail(orgID: invite.orgID, recipient: updated.email, now: at)
                 let inviter = try await tx.user(id: invitee.actor.userID)
                 let account = try await tx.user(email: updated.email)
-                try await invites.enqueue(mail(for: updated, token: token, inviter: inviter, hasAccount: account != nil), at: at)
+                try await invites.enqueue(mail(for: updated, token: token, inviter: inviter, account: account), at: at)
             }
             try await tx.appendAudit(TenancyService.event(
                 invitee.actor, at: at, action, org: invite.orgID, target: "invite:\(invite.id.lowercasedString)",
@@ -191,18 +204,21 @@ public struct InviteService: Sendable {
     /// Accept or decline, by the invitee only. Accepting creates the membership in the same
     /// transaction; the second of two concurrent accepts finds the invite accepted (409).
     public func respond(by invitee: Invitee, id: UUID, accept: Bool) async throws -> (Invite, Int64) {
-        guard let email = invitee.email, let found = try await store.invite(id: id), found.email == email, !found.dormant else {
+        guard let email = invitee.email, let found = try await store.invite(id: id), found.email == email else {
             throw InviteError.notFound("no such invite")
         }
+        guard !found.dormant else { throw InviteError.dormant }
         return try await respond(by: invitee, invite: found, accept: accept)
     }
 
     /// `POST /v1/invites/claim`: accept by the mailed token, as the signed-in invitee.
     public func claim(by invitee: Invitee, token: String) async throws -> (Invite, Int64) {
         guard let email = invitee.email, token.utf8.count <= 256, let found = try await store.invite(tokenHash: Secrets.hash(token)),
-              found.email == email, !found.dormant else {
+              found.email == email else {
             throw InviteError.notFound("no invite for this token and account")
         }
+        // The address is the invitee's own but not proven yet: say what to do, not "not found".
+        guard !found.dormant else { throw InviteError.dormant }
         return try await respond(by: invitee, invite: found, accept: true)
     }
 

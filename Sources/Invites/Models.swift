@@ -85,6 +85,8 @@ public enum InviteError: Error, Sendable, Equatable {
     case conflict(String)
     /// The invitee is a member already (409 `already_member`).
     case alreadyMember
+    /// The invite waits for the invitee to prove the address (409 `invite_dormant`).
+    case dormant
     /// A signup's invite token that is malformed, used, expired or for another address (400 `invalid_invite_token`).
     case invalidToken(String)
 }

@@ -89,6 +89,9 @@ extension Problem {
             case .notFound(let m): return .notFound(m)
             case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
             case .alreadyMember: return Self.alreadyMember
+            case .dormant:
+                return Problem(.conflict, code: "invite_dormant",
+                               detail: "the invite waits until your e-mail address is verified: confirm it (POST /v1/auth/verify-email/request sends a new link), then accept")
             case .invalidToken(let m): return .badRequest(m, code: "invalid_invite_token")
             }
         case let e as BindingError:

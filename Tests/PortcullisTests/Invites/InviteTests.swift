@@ -182,14 +182,29 @@ struct InviteTests {
             let toUnverified = try await api.send(.post, "/v1/orgs/\(second)/invites", json: ["email": "late@example.com", "role": "viewer"], token: alice.access)
             #expect(toUnverified.json["dormant"] as? Bool == true)
             let unverifiedID = try #require(toUnverified.json["id"] as? String)
-            #expect(try await api.send(.post, "/v1/invites/\(unverifiedID)/accept", token: late.access).status == .notFound)
+            // The invitee is told why, not "not found": by id, by the mailed token, and when reading it.
+            #expect(try await api.send(.post, "/v1/invites/\(unverifiedID)/accept", token: late.access).code == "invite_dormant")
+            #expect(try await api.send(.get, "/v1/invites/\(unverifiedID)", token: late.access).code == "invite_dormant")
+            let inviteToken = try await services.mailedToken(to: "late@example.com", template: "invite")
+            let claimed = try await api.send(.post, "/v1/invites/claim", json: ["token": inviteToken], token: late.access)
+            #expect(claimed.status == .conflict && claimed.code == "invite_dormant")
+            // ... and its mail says to confirm the address first, with the accept link (not the signup link).
+            let mailRows = try await services.database.query(
+                "SELECT variables FROM outbox WHERE recipient = $1 AND template = 'invite' ORDER BY created_at DESC", "late@example.com")
+            let variablesText = try #require(try mailRows.first?.string("variables"))
+            let variables = try #require(try JSONSerialization.jsonObject(with: Data(variablesText.utf8)) as? [String: String])
+            #expect(variables["needs_verification"] == "yes" && variables["has_account"] == nil)
+            #expect(variables["link"]?.contains("/invites/accept?token=") == true)
+            // Someone else holding the token still learns nothing.
+            let stranger = try await api.signupAndLogin("stranger@example.com")
+            #expect(try await api.send(.post, "/v1/invites/claim", json: ["token": inviteToken], token: stranger.access).status == .notFound)
             let token = try await services.mailedToken(to: "late@example.com", template: "verify_email")
             #expect(try await api.send(.post, "/v1/auth/verify-email", json: ["token": "wrong"]).code == "invalid_token")
             #expect(try await api.send(.post, "/v1/auth/verify-email", json: ["token": token]).status == .noContent)
             #expect(try await api.send(.post, "/v1/auth/verify-email", json: ["token": token]).code == "invalid_token")
             #expect(try await api.send(.get, "/v1/me", token: late.access).json["email_verified"] as? Bool == true)
             #expect(try await api.items("/v1/me/invites", token: late.access).count == 2)
-            #expect(try await api.send(.post, "/v1/invites/\(unverifiedID)/accept", token: late.access).status == .ok)
+            #expect(try await api.send(.post, "/v1/invites/claim", json: ["token": inviteToken], token: late.access).status == .ok)
         }
     }
 
