@@ -123,6 +123,51 @@ public struct Authorizer: Sendable {
         return results.map { $0 ?? Self.invalidToken }
     }
 
+    /// Like `batch`, for callers whose protocol answers each question on its own (AuthZEN's
+    /// evaluations): a question the asker may not ask is refused alone, and a nil question (one
+    /// the caller could not parse) is passed over with a nil answer. `stop` sees each decision,
+    /// and nil for a refusal or a passed-over question.
+    public func batchEach(
+        _ questions: [Question?], atLeast: Int64?, by asker: Actor, stop: (Decision?) -> Bool = { _ in false }
+    ) async throws -> [Result<Decision, AuthorizerError>?] {
+        var asking = Asking(asker)
+        var subjects = [Subject?](repeating: nil, count: questions.count)
+        var refused: [Int: AuthorizerError] = [:]
+        for (i, q) in questions.enumerated() {
+            guard let q else { continue }
+            do {
+                subjects[i] = try await resolve(q.subject, for: q.object.orgID, &asking)
+            } catch let error as AuthorizerError {
+                refused[i] = error
+            }
+        }
+        let settled = try await settle(.cached, atLeast: atLeast)
+        var answers: [Result<Decision, AuthorizerError>?] = []
+        answers.reserveCapacity(questions.count)
+        var pacer = Pacer()
+        var start = 0
+        while start < questions.count {
+            // A run of questions to decide, up to the next one that is refused or passed over.
+            var end = start
+            var checks: [PolicyService.Check] = []
+            while end < questions.count, let q = questions[end], refused[end] == nil {
+                checks.append(PolicyService.Check(
+                    subject: subjects[end], object: q.object, requirement: q.requirement, consistency: q.consistency == .strong ? .strong : settled))
+                end += 1
+            }
+            if !checks.isEmpty {
+                let results = try await policy.decide(batch: checks, stop: { stop($0 ?? Self.invalidToken) }, pacer: &pacer, decided: decided)
+                answers += results.map { .success($0 ?? Self.invalidToken) }
+                if results.count < checks.count { return answers }
+            }
+            guard end < questions.count else { break }
+            answers.append(refused[end].map { .failure($0) })
+            if stop(nil) { return answers }
+            start = end + 1
+        }
+        return answers
+    }
+
     /// The decision with the grants on its path; nil when the subject's token did not verify.
     public func explain(_ question: Question, atLeast: Int64?, by asker: Actor) async throws -> Explanation? {
         var asking = Asking(asker)
@@ -192,6 +237,8 @@ public struct Authorizer: Sendable {
         let asker: Actor
         var resolved: [SubjectRef: Subject?] = [:]
         var administered = Set<UUID>()
+        /// Orgs where asking about others was refused: refused again without a second look.
+        var notAdministered = Set<UUID>()
 
         init(_ asker: Actor) { self.asker = asker }
 
@@ -214,8 +261,12 @@ public struct Authorizer: Sendable {
             subject = try await named(ref, by: asker)
             asking.resolved[ref] = subject
         }
-        if let org, let subject, asking.foreign(ref, subject), !asker.isRoot, asking.administered.insert(org).inserted {
-            guard try await administers(asker, org) else { throw AuthorizerError.notAdministered }
+        if let org, let subject, asking.foreign(ref, subject), !asker.isRoot, !asking.administered.contains(org) {
+            guard !asking.notAdministered.contains(org), try await administers(asker, org) else {
+                asking.notAdministered.insert(org)
+                throw AuthorizerError.notAdministered
+            }
+            asking.administered.insert(org)
         }
         return subject
     }

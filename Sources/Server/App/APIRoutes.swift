@@ -108,6 +108,9 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     // AuthZEN 1.0
     routes.on(.post, "/access/v1/evaluation", use: authzen.evaluation)
     routes.on(.post, "/access/v1/evaluations", use: authzen.evaluations)
+    routes.on(.post, "/access/v1/search/subject", use: authzen.searchSubject)
+    routes.on(.post, "/access/v1/search/resource", use: authzen.searchResource)
+    routes.on(.post, "/access/v1/search/action", use: authzen.searchAction)
     routes.on(.get, "/.well-known/authzen-configuration", use: authzen.metadata)
 
     // Who a token is; the permission table

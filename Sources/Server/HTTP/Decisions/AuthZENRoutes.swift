@@ -45,9 +45,19 @@ struct AuthZENRoutes {
         let options: Options?
     }
 
+    /// Why: the reason and effective role of a decision, or (in `/evaluations`) the error of
+    /// one evaluation that could not be decided.
     struct DecisionContext: Encodable, Sendable {
-        let reason: String
-        let role: OrNull<String>
+        var reason: String?
+        var role: OrNull<String>?
+        var error: ItemError?
+    }
+
+    /// AuthZEN's per-evaluation error: the HTTP status the evaluation alone would have had.
+    struct ItemError: Encodable, Sendable {
+        let status: Int
+        let code: String
+        let message: String
     }
 
     struct EvaluationResponse: Encodable, Sendable {
@@ -83,6 +93,12 @@ struct AuthZENRoutes {
         EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
     }
 
+    /// An evaluation that could not be decided is closed (`decision: false`) with its error.
+    static func response(_ problem: Problem) -> EvaluationResponse {
+        EvaluationResponse(decision: false, context: DecisionContext(
+            error: ItemError(status: Int(problem.status.code), code: problem.code, message: problem.detail)))
+    }
+
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(EvaluationBody.self, from: request)
         let caller = try await context.caller(atLeast: nil)
@@ -116,29 +132,56 @@ struct AuthZENRoutes {
         if let r = body.resource { _ = try object(r, field: "resource") }
         if let a = body.action { _ = try action(a, field: "action") }
         guard items.count <= DecisionFields.batchLimit else { throw Problem.badRequest("at most \(DecisionFields.batchLimit) evaluations") }
-        let questions = try items.enumerated().map { i, item in
+        // An evaluation that does not parse, or asks what the caller may not ask, fails alone
+        // (AuthZEN 1.0: errors of individual evaluations are carried in their context).
+        var questions: [Question?] = []
+        var unparsed: [Int: Problem] = [:]
+        for (i, item) in items.enumerated() {
             let field = "evaluations[\(i)]"
-            return Question(
-                subject: try subject(item.subject ?? body.subject, field: "\(field).subject"),
-                object: try object(item.resource ?? body.resource, field: "\(field).resource"),
-                requirement: try action(item.action ?? body.action, field: "\(field).action"))
+            do {
+                questions.append(Question(
+                    subject: try subject(item.subject ?? body.subject, field: "\(field).subject"),
+                    object: try object(item.resource ?? body.resource, field: "\(field).resource"),
+                    requirement: try action(item.action ?? body.action, field: "\(field).action")))
+            } catch let problem as Problem {
+                questions.append(nil)
+                unparsed[i] = problem
+            }
         }
-        let decisions = try await authorizer.batch(questions, atLeast: atLeast, by: caller.asker, stop: { d in
-            (semantic == "deny_on_first_deny" && !d.allowed) || (semantic == "permit_on_first_permit" && d.allowed)
+        let answers = try await authorizer.batchEach(questions, atLeast: atLeast, by: caller.asker, stop: { d in
+            // An error is a denial for the short-circuit semantics.
+            switch semantic {
+            case "deny_on_first_deny": return !(d?.allowed ?? false)
+            case "permit_on_first_permit": return d?.allowed ?? false
+            default: return false
+            }
         })
-        return try JSONBody.response(EvaluationsResponse(evaluations: decisions.map(Self.response)))
+        let evaluations = answers.enumerated().map { i, answer -> EvaluationResponse in
+            switch answer {
+            case .success(let d)?: return Self.response(d)
+            case .failure(let error)?: return Self.response(Problem.from(error) ?? .forbidden("not allowed"))
+            case nil: return Self.response(unparsed[i] ?? .badRequest("the evaluation does not parse"))
+            }
+        }
+        return try JSONBody.response(EvaluationsResponse(evaluations: evaluations))
     }
 
+    /// PDP metadata. `policy_decision_point` is `PORTCULLIS_PUBLIC_URL`: the URL clients fetch
+    /// this document under, which AuthZEN requires them to compare with it.
     struct Metadata: Encodable {
         let policyDecisionPoint: String
         let accessEvaluationEndpoint: String
         let accessEvaluationsEndpoint: String
+        let searchSubjectEndpoint: String
+        let searchResourceEndpoint: String
+        let searchActionEndpoint: String
     }
 
     @Sendable func metadata(_ request: Request, context: AppRequestContext) async throws -> Response {
         let base = publicURL
         return try JSONBody.response(Metadata(
             policyDecisionPoint: base, accessEvaluationEndpoint: base + "/access/v1/evaluation",
-            accessEvaluationsEndpoint: base + "/access/v1/evaluations"))
+            accessEvaluationsEndpoint: base + "/access/v1/evaluations", searchSubjectEndpoint: base + "/access/v1/search/subject",
+            searchResourceEndpoint: base + "/access/v1/search/resource", searchActionEndpoint: base + "/access/v1/search/action"))
     }
 }
