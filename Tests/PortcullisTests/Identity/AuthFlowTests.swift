@@ -147,6 +147,8 @@ struct AuthFlowTests {
             #expect(jwks.status == .ok)
             let discovery = try await api.send(.get, "/.well-known/openid-configuration")
             #expect(discovery.json["issuer"] as? String == "http://portcullis.test")
+            // Only what is served: no token endpoint, grant or ID-token fields before the OpenID provider exists.
+            #expect(Set(discovery.json.keys) == ["issuer", "jwks_uri"])
 
             let keys = try await JWTKeyCollection().add(jwksJSON: jwks.text)
             struct Claims: JWTPayload {

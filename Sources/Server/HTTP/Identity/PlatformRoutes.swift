@@ -49,7 +49,21 @@ struct PlatformRoutes {
 
     @Sendable func openAPI(_ request: Request, context: AppRequestContext) async throws -> Response {
         guard let data = APIDocs.openAPIYAML() else { throw Problem.notFound("the API description is not bundled") }
-        return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        let served = Self.servingAt(config.publicURL, String(decoding: data, as: UTF8.self))
+        return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: served)))
+    }
+
+    /// The document with its `servers` entry naming this server (`PORTCULLIS_PUBLIC_URL`), so a
+    /// generated client calls the server it was generated from, not the file's local default.
+    static func servingAt(_ publicURL: String, _ yaml: String) -> String {
+        guard let start = yaml.range(of: "\nservers:\n") else { return yaml }
+        // The block ends at the next top-level key.
+        var end = start.upperBound
+        while end < yaml.endIndex, yaml[end] == " " || yaml[end] == "-" {
+            end = yaml[end...].firstIndex(of: "\n").map { yaml.index(after: $0) } ?? yaml.endIndex
+        }
+        let quoted = publicURL.replacingOccurrences(of: "\"", with: "")
+        return yaml[..<start.upperBound] + "  - url: \"\(quoted)\"\n    description: This server (PORTCULLIS_PUBLIC_URL).\n" + yaml[end...]
     }
 
     @Sendable func jwks(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -58,25 +72,16 @@ struct PlatformRoutes {
         return response
     }
 
+    /// Only what is served: the issuer and its keys, so stock verifiers find them. No token,
+    /// authorization or ID-token fields until the server is an OpenID provider (a client that
+    /// reads those would try flows that do not exist).
     struct Discovery: Encodable {
         let issuer: String
         let jwksUri: String
-        let tokenEndpoint: String
-        let grantTypesSupported: [String]
-        let responseTypesSupported: [String]
-        let subjectTypesSupported: [String]
-        let idTokenSigningAlgValuesSupported: [String]
     }
 
     @Sendable func discovery(_ request: Request, context: AppRequestContext) async throws -> Response {
-        var response = try JSONBody.response(Discovery(
-            issuer: config.issuer,
-            jwksUri: config.publicURL + "/.well-known/jwks.json",
-            tokenEndpoint: config.publicURL + "/v1/auth/login",
-            grantTypesSupported: ["password", "refresh_token"],
-            responseTypesSupported: [],
-            subjectTypesSupported: ["public"],
-            idTokenSigningAlgValuesSupported: ["ES256"]))
+        var response = try JSONBody.response(Discovery(issuer: config.issuer, jwksUri: config.publicURL + "/.well-known/jwks.json"))
         response.headers[.cacheControl] = "public, max-age=300"
         return response
     }
