@@ -33,6 +33,21 @@ public enum DatabaseOpener {
         }
     }
 
+    /// Opens the database only if it holds a Portcullis schema already: for commands that act on
+    /// an instance (`keys rotate`, `backup`, `admin …`), which must not make a new, empty one
+    /// (with a new master key) in whatever directory they were started from.
+    public static func openExisting(url: String, logger: Logger) async throws -> any SQLDatabase {
+        if case .sqlite(let path) = try location(url), !FileManager.default.fileExists(atPath: path) {
+            throw StorageError.unavailable("no database at \(path); start `portcullis serve` (or run `portcullis migrate`) there first, or point PORTCULLIS_DATABASE_URL at the instance")
+        }
+        let db = try await open(url: url, logger: logger)
+        let applied = try await running(db) { db in try await Migrator(dialect: db.dialect).status(db).contains { $0.applied } }
+        guard applied else {
+            throw StorageError.unavailable("the database has no Portcullis tables; run `portcullis migrate` (or `portcullis serve`) first, or point PORTCULLIS_DATABASE_URL at the instance")
+        }
+        return try await open(url: url, logger: logger)
+    }
+
     /// Checks the URL without opening anything: start-up refuses a malformed one with the
     /// configuration errors, before any connection is tried.
     public static func validate(url: String) throws {

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Identity
 import Logging
+import NIOCore
 import Server
 import Storage
 import Tenancy
@@ -13,8 +14,9 @@ struct Portcullis: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portcullis",
         abstract: "Multi-tenant organization and RBAC authorization server.",
-        subcommands: [Serve.self, Migrate.self, Admin.self, Keys.self, Backup.self, Restore.self],
-        defaultSubcommand: Serve.self)
+        discussion: "Start the server with `portcullis serve`; `portcullis serve --help` lists its environment variables.",
+        version: PortcullisBuild.description,
+        subcommands: [Serve.self, Migrate.self, Admin.self, Keys.self, Backup.self, Restore.self])
 }
 
 /// Reads configuration and opens the database, or exits with one line naming the problem.
@@ -24,8 +26,10 @@ struct Runtime {
     let database: any SQLDatabase
 
     /// Runs `body` with the configuration and an open database whose connections work for as
-    /// long as `body` runs (a child task, not a loose one) and are closed after it.
-    static func with<T: Sendable>(_ body: (Runtime) async throws -> T) async throws -> T {
+    /// long as `body` runs (a child task, not a loose one) and are closed after it. Only
+    /// `serve`, `migrate` and `restore` may create a database (`creating`); the other commands
+    /// act on an instance and refuse to start a new, empty one by accident.
+    static func with<T: Sendable>(creating: Bool = false, _ body: (Runtime) async throws -> T) async throws -> T {
         let config: AppConfig
         do {
             config = try AppConfig.fromEnvironment()
@@ -35,7 +39,9 @@ struct Runtime {
         let logger = Logging.make(config)
         let database: any SQLDatabase
         do {
-            database = try await DatabaseOpener.open(url: config.databaseURL, logger: logger)
+            database = creating
+                ? try await DatabaseOpener.open(url: config.databaseURL, logger: logger)
+                : try await DatabaseOpener.openExisting(url: config.databaseURL, logger: logger)
         } catch let error as StorageError {
             fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
         }
@@ -94,12 +100,15 @@ func fail(_ line: String) -> Never {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Apply pending migrations and serve the HTTP API.")
+    static let configuration = CommandConfiguration(
+        abstract: "Apply pending migrations and serve the HTTP API.",
+        discussion: AppConfig.variablesHelp)
 
     func run() async throws {
-        try await Runtime.with { runtime in
-            let services = try await runtime.services()
+        try await Runtime.with(creating: true) { runtime in
             let logger = runtime.logger
+            logger.info("starting \(PortcullisBuild.description)")
+            let services = try await runtime.services()
             if runtime.config.rootPassword == nil {
                 // No configured password: on the first start make an administrator and say so once
                 // (ensureRoot does nothing when a root exists).
@@ -114,14 +123,31 @@ struct Serve: AsyncParsableCommand {
                 }
             }
             let config = runtime.config
-            say("Portcullis listening on http://\(config.host):\(config.port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
-            say("Log in: curl -s -X POST http://\(config.host == "0.0.0.0" ? "localhost" : config.host):\(config.port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
-            let app = buildApplication(services: services, logger: logger)
+            // Said once the socket is bound: a port in use must not be announced as listening.
+            let app = buildApplication(services: services, logger: logger) { port in
+                let host = config.host == "0.0.0.0" || config.host == "::" ? "localhost" : config.host
+                say("Portcullis listening on http://\(config.host):\(port) (issuer \(config.issuer), database \(config.databaseURL.hasPrefix("sqlite:") ? config.databaseURL : "postgres"))")
+                say("Log in: curl -s -X POST http://\(host):\(port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
+            }
             do {
                 try await app.runService()
+            } catch let error as IOError {
+                fail(Self.bindFailure(error, config: config))
             } catch {
                 fail("server stopped: \(error)")
             }
+            logger.info("stopped")
+        }
+    }
+
+    /// The one line for a socket that cannot be bound, naming the variable to change.
+    static func bindFailure(_ error: IOError, config: AppConfig) -> String {
+        let address = "\(config.host):\(config.port)"
+        switch error.errnoCode {
+        case EADDRINUSE: return "PORTCULLIS_PORT: \(address) is already in use by another process; stop it or choose another port"
+        case EACCES: return "PORTCULLIS_PORT: binding \(address) is not permitted (ports below 1024 need privileges); choose a port from 1024 up"
+        case EADDRNOTAVAIL: return "PORTCULLIS_HOST: \(config.host) is not an address of this machine"
+        default: return "cannot listen on \(address): \(String(cString: strerror(error.errnoCode)))"
         }
     }
 }
@@ -133,7 +159,7 @@ struct Migrate: AsyncParsableCommand {
     var status = false
 
     func run() async throws {
-        try await Runtime.with { runtime in
+        try await Runtime.with(creating: !status) { runtime in
             let migrator = try Migrator(dialect: runtime.database.dialect)
             if status {
                 for m in try await migrator.status(runtime.database) {
@@ -247,7 +273,8 @@ struct Restore: AsyncParsableCommand {
 
     func run() async throws {
         let input = FileHandle.standardInput.readDataToEndOfFile()
-        try await Runtime.with { runtime in
+        // Restoring is how a new instance is made from a backup: it may create the database.
+        try await Runtime.with(creating: true) { runtime in
             let backup = try await runtime.migratedBackup()
             do {
                 let summary = try await backup.restore(try BackupDocument.decode(input), actor: nil)

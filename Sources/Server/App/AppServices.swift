@@ -61,12 +61,7 @@ public struct AppServices: Sendable {
         try await Migrator(dialect: database.dialect).migrate(database.base)
         let relay = ChangeRelay()
         let store = SQLIdentityStore(database: database, observer: relay.observer)
-        let masterKey: Data
-        do {
-            masterKey = try KeySealer.masterKey(base64: config.masterKey, file: config.masterKeyFile)
-        } catch let error as KeySealerError {
-            throw ConfigError(variable: config.masterKey == nil ? "PORTCULLIS_MASTER_KEY_FILE" : "PORTCULLIS_MASTER_KEY", message: error.description)
-        }
+        let masterKey = try MasterKey.load(base64: config.masterKey, file: config.masterKeyFile)
         let tokens = TokenService(
             settings: TokenSettings(
                 issuer: config.issuer, audience: config.audience,
@@ -75,7 +70,9 @@ public struct AppServices: Sendable {
         do {
             try await tokens.start(now: now())
         } catch KeySealerError.cannotOpen {
-            throw ConfigError(variable: "PORTCULLIS_MASTER_KEY", message: KeySealerError.cannotOpen.description)
+            throw ConfigError(
+                variable: config.masterKey == nil ? "PORTCULLIS_MASTER_KEY_FILE" : "PORTCULLIS_MASTER_KEY",
+                message: "this master key cannot decrypt the signing keys in the database: it is not the key they were sealed with (\(config.masterKey == nil ? config.masterKeyFile : "the value given"))")
         }
         var auth = AuthService(
             users: store, sessions: store, hasher: try hasher ?? Argon2idHasher(), tokens: tokens,

@@ -9,7 +9,10 @@ import ServiceLifecycle
 import Storage
 
 /// Builds the HTTP application around a node's services. Used by `portcullis serve` and tests.
-public func buildApplication(services: AppServices, logger: Logger) -> some ApplicationProtocol {
+/// `onListening` runs once the socket is bound, with the port it got.
+public func buildApplication(
+    services: AppServices, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable(router: router)
     let config = services.config
@@ -30,16 +33,36 @@ public func buildApplication(services: AppServices, logger: Logger) -> some Appl
         router: router,
         server: .http1(configuration: http),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
+        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? config.port) },
         logger: logger)
     // A service group stops its services in reverse order: the SMTP threads after the sender,
     // the sender after the account-mail worker that queues for it.
     app.addServices(
+        ShutdownAnnouncer(services: services, logger: logger),
         MailThreads(pool: services.mailThreads), ChangeFollower(services: services), KeyUsageFlusher(services: services),
         services.mailSender, AccountMailWorker(services: services, logger: logger))
     if let age = services.config.signingKeyRotation {
         app.addServices(SigningKeyRotator(services: services, age: age))
     }
     return app
+}
+
+/// Says in the log when a graceful shutdown (SIGTERM, SIGINT) begins and what is still to
+/// finish; `serve` says "stopped" when everything has.
+struct ShutdownAnnouncer: Service, CustomStringConvertible {
+    var description: String { "ShutdownAnnouncer" }
+    let services: AppServices
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        guard !Task.isCancelled else { return }
+        let pending = (try? await services.outbox.counts(maxAttempts: OutboxSender.maxAttempts).pending).map(String.init) ?? "unknown"
+        logger.info("shutting down: finishing the requests in flight, closing watch streams, stopping the mail sender", metadata: [
+            "requests_in_flight": "\(services.metrics.requestsInFlight)", "watch_streams": "\(services.watch.streamCount)",
+            "mail_pending": "\(pending)",
+        ])
+    }
 }
 
 /// Follows the change log so that writes made on other nodes apply here within the poll interval.

@@ -12,6 +12,7 @@ public final class ServerMetrics: Sendable {
     private let denied: Counter
     /// Last values copied from counters kept elsewhere, so scrapes add only the difference.
     private let copied = Mutex<[String: Int]>([:])
+    private let inFlight = Atomic<Int>(0)
     static let buckets: [Duration] = [
         .microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
@@ -20,6 +21,10 @@ public final class ServerMetrics: Sendable {
     public init() {
         allowed = registry.makeCounter(name: "portcullis_decisions_total", labels: [("result", "allowed")], help: "Authorization decisions answered")
         denied = registry.makeCounter(name: "portcullis_decisions_total", labels: [("result", "denied")], help: "Authorization decisions answered")
+        registry.makeGauge(
+            name: "portcullis_build_info", labels: [("version", PortcullisBuild.version), ("commit", PortcullisBuild.commit)],
+            help: "The release and git commit this node runs (always 1)"
+        ).set(Double(1))
     }
 
     func request(method: String, route: String, status: Int, duration: Duration) {
@@ -30,6 +35,11 @@ public final class ServerMetrics: Sendable {
             help: "HTTP request latency by route and status"
         ).record(duration)
     }
+
+    func requestStarted() { inFlight.add(1, ordering: .relaxed) }
+    func requestEnded() { inFlight.subtract(1, ordering: .relaxed) }
+    /// Requests this node has begun and not yet answered.
+    public var requestsInFlight: Int { inFlight.load(ordering: .relaxed) }
 
     func decision(allowed isAllowed: Bool) {
         (isAllowed ? allowed : denied).increment()
@@ -67,6 +77,9 @@ public final class ServerMetrics: Sendable {
             gauge("portcullis_outbox_pending", help: "Mail waiting to be sent", counts.pending)
             gauge("portcullis_outbox_failed", help: "Mail given up after every retry", counts.failed)
         }
-        return registry.emitToString()
+        gauge("portcullis_http_requests_in_flight", help: "Requests begun and not yet answered", requestsInFlight)
+        var text = registry.emitToString()
+        ProcessMetrics.append(to: &text)
+        return text
     }
 }

@@ -41,6 +41,8 @@ struct RequestObserver: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
+        metrics.requestStarted()
+        defer { metrics.requestEnded() }
         let requestID = Self.requestID(request.headers[.requestID])
         var context = context
         context.clientIP = addresses.resolve(peer: context.clientIP, forwardedFor: request.headers[values: .xForwardedFor])

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import PostgresNIO
 import Synchronization
@@ -35,7 +36,7 @@ public final class PostgresDatabase: SQLDatabase {
         } catch {
             logger.debug("postgres probe failed", metadata: ["error": "\(String(reflecting: error))"])
             throw StorageError.unavailable(
-                "cannot connect to PostgreSQL at \(settings.host):\(settings.port)/\(settings.database ?? settings.username): \(Self.describe(error))")
+                "cannot connect to PostgreSQL at \(settings.host):\(settings.port) (database \(settings.database ?? settings.username), user \(settings.username)): \(Self.describe(error, host: settings.host))")
         }
 
         var config = PostgresClient.Configuration(
@@ -197,13 +198,33 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     /// A one-line reason for start-up errors. PSQLError's own description hides details on purpose.
-    static func describe(_ error: any Error) -> String {
+    /// One operator's line for a failed connection: the server's own message, or what the
+    /// network said ("connection refused"), never NIO's nested error values.
+    static func describe(_ error: any Error, host: String = "") -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
-            if let underlying = error.underlying { return "\(underlying)" }
+            if let underlying = error.underlying { return describe(underlying, host: host) }
             return "\(error.code)"
         }
+        if let error = error as? NIOConnectionError {
+            if let io = error.connectionErrors.lazy.compactMap({ $0.error as? IOError }).first { return words(errno: io.errnoCode) }
+            if let first = error.connectionErrors.first { return describe(first.error, host: host) }
+            return "the host name \(host) does not resolve"
+        }
+        if let io = error as? IOError { return words(errno: io.errnoCode) }
+        if let channel = error as? ChannelError, case .connectTimeout = channel { return "no answer within the connect timeout (5 s)" }
+        if error is NIOSSLError { return "the TLS handshake failed (\(error)); check sslmode" }
         return "\(error)"
+    }
+
+    static func words(errno code: Int32) -> String {
+        switch code {
+        case ECONNREFUSED: return "connection refused (is PostgreSQL running and listening on that host and port?)"
+        case EHOSTUNREACH, ENETUNREACH: return "the host is unreachable"
+        case ETIMEDOUT: return "the connection timed out"
+        case ECONNRESET: return "the connection was reset"
+        default: return String(cString: strerror(code))
+        }
     }
 }
 

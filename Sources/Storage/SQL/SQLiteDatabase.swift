@@ -17,9 +17,15 @@ public final class SQLiteDatabase: SQLDatabase {
 
     /// Opens (creating when missing) the database file and its parent directory.
     public init(path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        try FileManager.default.createDirectory(
-            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StorageError.unavailable("cannot create the directory \(directory.path) for the SQLite database: \(FileProblem.reason(error, path: directory.path))")
+        }
+        guard FileManager.default.isWritableFile(atPath: directory.path) else {
+            throw StorageError.unavailable("cannot write to \(directory.path) (the SQLite database and its journal live there): permission denied")
+        }
         var config = Configuration()
         config.foreignKeysEnabled = true
         config.allowsUnsafeTransactions = true
@@ -32,7 +38,7 @@ public final class SQLiteDatabase: SQLDatabase {
         do {
             pool = try DatabasePool(path: path, configuration: config)
         } catch {
-            throw StorageError.unavailable("cannot open SQLite database at \(path): \(error)")
+            throw StorageError.unavailable("cannot open the SQLite database at \(path): \(FileProblem.reason(error, path: path))")
         }
     }
 

@@ -68,11 +68,27 @@ struct DomainTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mk-\(UUID())")
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("sub/master.key").path
-        let first = try KeySealer.masterKey(base64: nil, file: path)
-        let second = try KeySealer.masterKey(base64: nil, file: path)
+        let first = try MasterKey.load(base64: nil, file: path)
+        let second = try MasterKey.load(base64: nil, file: path)
         #expect(first == second)
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
+    }
+
+    @Test("a master key file that cannot be made or read names the variable, the path and why")
+    func masterKeyFileProblems() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mk-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let blocker = dir.appendingPathComponent("plain-file").path
+        #expect(FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8)))
+        func message(_ file: String) -> String? {
+            do { _ = try MasterKey.load(base64: nil, file: file); return nil } catch { return error.description }
+        }
+        #expect(message(blocker + "/master.key") == "PORTCULLIS_MASTER_KEY_FILE: cannot create the directory \(blocker) for \(blocker)/master.key: \(blocker) is a file, not a directory")
+        #expect(message(blocker)?.hasPrefix("PORTCULLIS_MASTER_KEY_FILE: \(blocker) does not hold a master key") == true)
+        #expect(message(dir.path) == "PORTCULLIS_MASTER_KEY_FILE: \(dir.path) is a directory; name the key file itself")
+        #expect(throws: ConfigError.self) { try MasterKey.load(base64: "c2hvcnQ=", file: blocker) }
     }
 
     @Test("configuration defaults and one clear error per bad variable")
