@@ -25,24 +25,21 @@ struct AuthZENRoutes {
         let name: String?
     }
 
-    struct EvaluationBody: Decodable, Sendable {
+    /// Every AuthZEN request body: one evaluation, the defaults and items of `/evaluations`
+    /// (whose items are bodies again), or a search with its `page`. Each route reads the fields
+    /// its API defines.
+    struct AuthZENBody: Decodable, Sendable {
         let subject: Entity?
         let resource: Entity?
         let action: ActionBody?
         let context: JSONValue?
+        let evaluations: [AuthZENBody]?
+        let options: Options?
+        let page: PageRequest?
     }
 
     struct Options: Decodable, Sendable {
         let evaluationsSemantic: String?
-    }
-
-    struct EvaluationsBody: Decodable, Sendable {
-        let subject: Entity?
-        let resource: Entity?
-        let action: ActionBody?
-        let context: JSONValue?
-        let evaluations: [EvaluationBody]?
-        let options: Options?
     }
 
     /// Why: the reason and effective role of a decision, or (in `/evaluations`) the error of
@@ -100,7 +97,7 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(EvaluationBody.self, from: request)
+        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
         let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
@@ -116,7 +113,7 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(EvaluationsBody.self, from: request, limit: DecisionFields.batchBodyLimit)
+        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request, limit: DecisionFields.batchBodyLimit)
         let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
@@ -125,7 +122,7 @@ struct AuthZENRoutes {
         }
         // Without `evaluations` (or with none) the request is one evaluation of the defaults.
         let given = body.evaluations ?? []
-        let items = given.isEmpty ? [EvaluationBody(subject: nil, resource: nil, action: nil, context: nil)] : given
+        let items = given.isEmpty ? [AuthZENBody(subject: nil, resource: nil, action: nil, context: nil, evaluations: nil, options: nil, page: nil)] : given
         let atLeast = try DecisionFields.atLeast(nil, request)
         // Defaults are checked even when every evaluation overrides them: a malformed request is a 400.
         if let s = body.subject { _ = try subject(s, field: "subject") }

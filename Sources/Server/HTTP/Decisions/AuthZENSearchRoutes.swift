@@ -16,14 +16,6 @@ extension AuthZENRoutes {
         let limit: Int?
     }
 
-    struct SearchBody: Decodable, Sendable {
-        let subject: Entity?
-        let resource: Entity?
-        let action: ActionBody?
-        let context: JSONValue?
-        let page: PageRequest?
-    }
-
     struct EntityResult: Encodable, Sendable {
         let type: String
         let id: String
@@ -67,7 +59,7 @@ extension AuthZENRoutes {
     /// `POST /access/v1/search/subject`: `subject.type` (user or service_account; an id is
     /// ignored), `action`, and a `resource` with its id.
     @Sendable func searchSubject(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(SearchBody.self, from: request)
+        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
         let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         guard let type = body.subject?.type else { throw Problem.badRequest("subject needs a type") }
@@ -81,7 +73,7 @@ extension AuthZENRoutes {
     /// `POST /access/v1/search/resource`: `subject`, `action`, and `resource.type` (an id is
     /// ignored). Type `org` gives the orgs; another type, the objects of it bound to the subject.
     @Sendable func searchResource(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(SearchBody.self, from: request)
+        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
         let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
@@ -99,7 +91,7 @@ extension AuthZENRoutes {
     /// `POST /access/v1/search/action`: `subject` and `resource`; the answer names every role up
     /// to the subject's effective role there, then every permission that role holds.
     @Sendable func searchAction(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(SearchBody.self, from: request)
+        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
         let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
