@@ -129,7 +129,9 @@ FUZZ_ROOT_EMAIL="$root_email" FUZZ_ROOT_PASSWORD="$root_password" FUZZ_EXAMPLES=
     "$python" scripts/fuzz_setup.py "$base" "$work"
 
 schema=${FUZZ_SCHEMA:-$base/openapi.yaml}
-if [[ -z "${FUZZ_SCHEMA:-}" ]] && ! curl -fsS "$base/openapi.yaml" | cmp -s - docs/openapi.yaml; then
+# The server names itself in `servers`; everything else must be the file as it is.
+without_servers() { sed '/^servers:$/,/^[a-z]/{/^servers:$/d;/^  /d}'; }
+if [[ -z "${FUZZ_SCHEMA:-}" ]] && ! cmp -s <(curl -fsS "$base/openapi.yaml" | without_servers) <(without_servers < docs/openapi.yaml); then
     echo "fuzz: warning: the served /openapi.yaml differs from docs/openapi.yaml (binary built before the last edit?)" >&2
 fi
 
