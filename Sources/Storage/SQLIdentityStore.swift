@@ -5,15 +5,9 @@ import Policy
 import Tenancy
 
 /// Users, sessions, refresh tokens and signing keys on either SQL backend.
-public struct SQLIdentityStore: UserStore, SessionStore, SigningKeyStore {
-    public let db: any SQLDatabase
-    /// Sees the changes of every write after its commit, like the other stores' observers.
-    let observer: ChangeObserver?
-
-    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
-        db = database
-        self.observer = observer
-    }
+public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeyStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     /// One transaction whose change-log entries reach `observer` after the commit.
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {

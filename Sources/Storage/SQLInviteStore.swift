@@ -4,14 +4,9 @@ import Invites
 import Tenancy
 
 /// Org and platform invites on either SQL backend.
-public struct SQLInviteStore: InviteStore {
-    public let db: any SQLDatabase
-    let observer: ChangeObserver?
-
-    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
-        db = database
-        self.observer = observer
-    }
+public struct SQLInviteStore: SQLStore, InviteStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     static let select = """
         SELECT i.id, i.org_id, o.name AS org_name, i.email, i.role, i.state, i.dormant, i.inviter_id, i.platform_invite_id, i.created_at, i.expires_at

@@ -5,14 +5,9 @@ import Policy
 import Tenancy
 
 /// API keys and service accounts on either SQL backend.
-public struct SQLKeyStore: KeyStore, APIKeyLookup {
-    public let db: any SQLDatabase
-    let observer: ChangeObserver?
-
-    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
-        db = database
-        self.observer = observer
-    }
+public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     static let keyColumns = "id, prefix, name, user_id, service_account_id, org_id, scopes, created_at, expires_at, last_used_at, revoked_at"
     static let accountColumns = "id, org_id, name, role, created_at"

@@ -4,14 +4,9 @@ import Policy
 import Tenancy
 
 /// Grants for the decision cache, and role bindings, on either SQL backend.
-public struct SQLPolicyStore: GrantLoader, BindingStore, HoldingsReader {
-    public let db: any SQLDatabase
-    let observer: ChangeObserver?
-
-    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
-        db = database
-        self.observer = observer
-    }
+public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReader {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     static let bindingColumns = "id, org_id, subject_type, subject_id, resource_path, role, expires_at, created_at, updated_at, audit_event_id"
 

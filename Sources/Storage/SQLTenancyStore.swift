@@ -3,14 +3,9 @@ import Foundation
 import Tenancy
 
 /// Orgs, memberships and the audit log on either SQL backend.
-public struct SQLTenancyStore: TenancyStore {
-    public let db: any SQLDatabase
-    let observer: ChangeObserver?
-
-    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
-        db = database
-        self.observer = observer
-    }
+public struct SQLTenancyStore: SQLStore, TenancyStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     static let orgColumns = "o.id, o.name, o.description, o.metadata, o.created_at, o.updated_at, o.max_key_ttl"
     static let membershipColumns = "m.org_id, m.user_id, m.role, m.expires_at, m.created_at, m.updated_at, m.audit_event_id"

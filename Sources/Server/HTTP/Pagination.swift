@@ -1,4 +1,6 @@
+import Foundation
 import Hummingbird
+import Tenancy
 
 /// `?limit=` (1...100, default 20) and `?offset=` (≥ 0); a repeated key is an error.
 public struct Page: Sendable, Equatable {
@@ -54,6 +56,16 @@ public struct ListResponse<Item: Encodable & Sendable>: Encodable, Sendable {
         let page = try Page(from: request)
         let (records, total) = try await fetch(page)
         return try JSONBody.response(ListResponse(items: records.map(map), total: total, page: page))
+    }
+
+    /// A list under `/v1/orgs/{org_id}`: the acting caller (401 before anything else), the org
+    /// from the path, and one page.
+    static func orgPage<Record>(
+        _ request: Request, _ context: AppRequestContext, _ map: (Record) -> Item,
+        _ fetch: (Actor, UUID, Page) async throws -> ([Record], Int)
+    ) async throws -> Response {
+        let actor = try await context.actor()
+        return try await page(request, map) { try await fetch(actor, try TenancyRoutes.pathID(context, "org_id", "org"), $0) }
     }
 }
 

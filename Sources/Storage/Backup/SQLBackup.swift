@@ -17,14 +17,9 @@ public struct RestoreSummary: Sendable, Equatable {
 
 /// Exports and restores whole instances, on either backend (a SQLite backup restores into
 /// PostgreSQL and the other way round).
-public struct SQLBackup: Sendable {
-    public let db: any SQLDatabase
-    let observer: ChangeObserver?
-
-    public init(database: any SQLDatabase, observer: ChangeObserver? = nil) {
-        db = database
-        self.observer = observer
-    }
+public struct SQLBackup: SQLStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     /// Reads everything in one transaction, so the document is one consistent state, and records
     /// the export in the audit log (a backup holds every password hash: who took one matters).

@@ -9,9 +9,8 @@ struct BindingRoutes {
     let bindings: BindingService
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await context.actor()
-        return try await ListResponse.page(request, BindingResponse.init) {
-            try await bindings.list(actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        try await ListResponse.orgPage(request, context, BindingResponse.init) {
+            try await bindings.list(actor: $0, orgID: $1, limit: $2.limit, offset: $2.offset)
         }
     }
 

@@ -118,9 +118,8 @@ struct KeyRoutes {
     // MARK: Service accounts
 
     @Sendable func listAccounts(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await context.actor()
-        return try await ListResponse.page(request, ServiceAccountResponse.init) {
-            try await keys.serviceAccounts(actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        try await ListResponse.orgPage(request, context, ServiceAccountResponse.init) {
+            try await keys.serviceAccounts(actor: $0, orgID: $1, limit: $2.limit, offset: $2.offset)
         }
     }
 
@@ -142,11 +141,9 @@ struct KeyRoutes {
     }
 
     @Sendable func listAccountKeys(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await context.actor()
-        return try await ListResponse.page(request, { response($0) }) { page in
+        try await ListResponse.orgPage(request, context, { response($0) }) { actor, org, page in
             try await keys.serviceAccountKeys(
-                actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"),
-                accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), limit: page.limit, offset: page.offset)
+                actor: actor, orgID: org, accountID: try TenancyRoutes.pathID(context, "account_id", "service account"), limit: page.limit, offset: page.offset)
         }
     }
 

@@ -62,9 +62,8 @@ struct TenancyRoutes {
     // MARK: Members
 
     @Sendable func listMembers(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await context.actor()
-        return try await ListResponse.page(request, MemberResponse.init) {
-            try await tenancy.members(actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        try await ListResponse.orgPage(request, context, MemberResponse.init) {
+            try await tenancy.members(actor: $0, orgID: $1, limit: $2.limit, offset: $2.offset)
         }
     }
 
@@ -129,9 +128,8 @@ struct TenancyRoutes {
     // MARK: Audit
 
     @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let actor = try await context.actor()
-        return try await ListResponse.page(request, AuditEventResponse.init) {
-            try await tenancy.audit(actor: actor, orgID: try Self.pathID(context, "org_id", "org"), limit: $0.limit, offset: $0.offset)
+        try await ListResponse.orgPage(request, context, AuditEventResponse.init) {
+            try await tenancy.audit(actor: $0, orgID: $1, limit: $2.limit, offset: $2.offset)
         }
     }
 
