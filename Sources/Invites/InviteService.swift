@@ -44,9 +44,8 @@ public struct InviteService: Sendable {
         }
     }
 
-    /// The mail for an invite: the accept link for an address with a verified account, else
-    /// the signup link. (`has_account` is left out, not empty, when false: Mustache sections
-    /// treat any present string as true.)
+    /// (`has_account` and `needs_verification` are left out, not empty, when false: Mustache
+    /// sections treat any present string as true.)
     /// The invite mail fits the recipient: an account with a proven address gets the accept link;
     /// no account, the signup link; an account whose address is unproven (its invite is dormant),
     /// the accept link with the step that must come first: confirming the address.
@@ -130,7 +129,7 @@ public struct InviteService: Sendable {
         if ownAddress, !invite.dormant { return invite }
         do {
             _ = try await tenancy.access(Permission.invitesRead, actor: invitee.actor, orgID: invite.orgID)
-        } catch where ownAddress {
+        } catch let error where ownAddress && (error is TenancyError || error is InviteError) {
             // The invitee's own invite, waiting for the address to be proven: say so.
             throw InviteError.dormant
         }

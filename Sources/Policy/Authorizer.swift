@@ -145,6 +145,12 @@ public struct Authorizer: Sendable {
         var answers: [Result<Decision, AuthorizerError>?] = []
         answers.reserveCapacity(questions.count)
         var pacer = Pacer()
+        var stopped = false
+        func stopping(_ d: Decision?) -> Bool {
+            let s = stop(d)
+            stopped = stopped || s
+            return s
+        }
         var start = 0
         while start < questions.count {
             // A run of questions to decide, up to the next one that is refused or passed over.
@@ -156,13 +162,13 @@ public struct Authorizer: Sendable {
                 end += 1
             }
             if !checks.isEmpty {
-                let results = try await policy.decide(batch: checks, stop: { stop($0 ?? Self.invalidToken) }, pacer: &pacer, decided: decided)
+                let results = try await policy.decide(batch: checks, stop: { stopping($0 ?? Self.invalidToken) }, pacer: &pacer, decided: decided)
                 answers += results.map { .success($0 ?? Self.invalidToken) }
-                if results.count < checks.count { return answers }
+                if stopped { return answers }
             }
             guard end < questions.count else { break }
             answers.append(refused[end].map { .failure($0) })
-            if stop(nil) { return answers }
+            if stopping(nil) { return answers }
             start = end + 1
         }
         return answers

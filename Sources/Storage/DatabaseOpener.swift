@@ -41,7 +41,14 @@ public enum DatabaseOpener {
             throw StorageError.unavailable("no database at \(path); start `portcullis serve` (or run `portcullis migrate`) there first, or point PORTCULLIS_DATABASE_URL at the instance")
         }
         let db = try await open(url: url, logger: logger)
-        let applied = try await running(db) { db in try await Migrator(dialect: db.dialect).status(db).contains { $0.applied } }
+        let applied: Bool
+        do {
+            applied = try await running(db) { db in try await Migrator(dialect: db.dialect).status(db).contains { $0.applied } }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError.unavailable("the database cannot be read as a Portcullis database: \(error)")
+        }
         guard applied else {
             throw StorageError.unavailable("the database has no Portcullis tables; run `portcullis migrate` (or `portcullis serve`) first, or point PORTCULLIS_DATABASE_URL at the instance")
         }

@@ -7,7 +7,12 @@ public enum FileProblem {
         let ns = error as NSError
         let posix = (ns.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0.code : nil }
             ?? (ns.domain == NSPOSIXErrorDomain ? ns.code : nil)
-        if let culprit = fileInTheWay(of: path) { return "\(culprit) is a file, not a directory" }
+        // "File exists" / "not a directory": a regular file stands where a directory is needed.
+        let exists = posix == Int(EEXIST) || posix == Int(ENOTDIR)
+            || (ns.domain == NSCocoaErrorDomain && ns.code == CocoaError.fileWriteFileExists.rawValue)
+        if exists, let culprit = fileInTheWay(of: path, includingItself: true) {
+            return "\(culprit) is a file, not a directory"
+        }
         switch posix.map(Int32.init) {
         case EACCES?, EPERM?: return "permission denied"
         case EROFS?: return "read-only file system"
@@ -19,10 +24,11 @@ public enum FileProblem {
         }
     }
 
-    /// The nearest ancestor of `path` (or the path itself) that exists as a regular file where a
-    /// directory is needed: Foundation reports that case as "file exists".
-    public static func fileInTheWay(of path: String) -> String? {
+    /// The nearest ancestor of `path` (with `includingItself`, the path too) that exists as a
+    /// regular file where a directory is needed: Foundation reports that case as "file exists".
+    public static func fileInTheWay(of path: String, includingItself: Bool = false) -> String? {
         var url = URL(fileURLWithPath: path)
+        if !includingItself { url.deleteLastPathComponent() }
         while url.path != "/" && !url.path.isEmpty {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {

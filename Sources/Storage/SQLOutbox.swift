@@ -17,10 +17,9 @@ public struct OutboxMessage: Sendable, Equatable {
 
 /// The mail outbox: written in the transaction of the event that causes the mail, read and
 /// updated by the sender. Several nodes may send; a claim keeps two from sending one message.
-public struct SQLOutbox: Sendable {
-    public let db: any SQLDatabase
-
-    public init(database: any SQLDatabase) { db = database }
+public struct SQLOutbox: SQLStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
 
     static let columns = "id, created_at, recipient, template, variables, attempts, next_attempt_at, sent_at, last_error"
 

@@ -17,6 +17,18 @@ struct Portcullis: AsyncParsableCommand {
         discussion: "Start the server with `portcullis serve`; `portcullis serve --help` lists its environment variables.",
         version: PortcullisBuild.description,
         subcommands: [Serve.self, Migrate.self, Admin.self, Keys.self, Backup.self, Restore.self])
+
+    /// The process's own arguments. Under an `LD_PRELOAD` library such as libfaketime (the clock
+    /// skew tests), Swift's `CommandLine.arguments` can come up empty: the kernel's copy in
+    /// /proc/self/cmdline is the fallback, so `serve` is never mistaken for no arguments.
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if CommandLine.arguments.isEmpty, let cmdline = FileManager.default.contents(atPath: "/proc/self/cmdline") {
+            arguments = cmdline.split(separator: 0, omittingEmptySubsequences: false).dropFirst().map { String(decoding: $0, as: UTF8.self) }
+            if arguments.last == "" { arguments.removeLast() }
+        }
+        await main(arguments)
+    }
 }
 
 /// Reads configuration and opens the database, or exits with one line naming the problem.
@@ -30,12 +42,13 @@ struct Runtime {
     /// `serve`, `migrate` and `restore` may create a database (`creating`); the other commands
     /// act on an instance and refuse to start a new, empty one by accident.
     static func with<T: Sendable>(creating: Bool = false, _ body: (Runtime) async throws -> T) async throws -> T {
-        let config: AppConfig
+        var config: AppConfig
         do {
             config = try AppConfig.fromEnvironment()
         } catch let error as ConfigError {
             fail(error.description)
         }
+        config.mayCreateInstance = creating
         let logger = Logging.make(config)
         let database: any SQLDatabase
         do {
@@ -130,7 +143,7 @@ struct Serve: AsyncParsableCommand {
                 say("Log in: curl -s -X POST http://\(host):\(port)/v1/auth/login -H 'Content-Type: application/json' -d '{\"email\":\"…\",\"password\":\"…\"}'")
             }
             do {
-                try await app.runService()
+                try await runUntilSignalled(app, services: services, logger: logger)
             } catch let error as IOError {
                 fail(Self.bindFailure(error, config: config))
             } catch {

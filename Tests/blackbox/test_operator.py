@@ -47,6 +47,24 @@ def test_admin_commands_refuse_a_missing_database(tmp_path, command):
     assert not (tmp_path / "data").exists(), "nothing may be created"
 
 
+def test_admin_commands_do_not_make_a_master_key(tmp_path):
+    # A database made by `migrate`, but no master key here: rotating would seal a signing key with
+    # a new key nobody else has. The command refuses and creates nothing.
+    assert run(tmp_path, "migrate").returncode == 0
+    result = run(tmp_path, "keys", "rotate")
+    assert result.returncode == 1
+    assert result.stderr == "portcullis: PORTCULLIS_MASTER_KEY_FILE: ./data/master.key does not exist; run this command where the instance's master key is (or set PORTCULLIS_MASTER_KEY or PORTCULLIS_MASTER_KEY_FILE)\n", result.stderr
+    assert not (tmp_path / "data" / "master.key").exists()
+
+
+def test_a_file_that_is_not_a_database_is_not_called_a_directory_problem(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "portcullis.db").write_text("this is not SQLite")
+    result = run(tmp_path, "keys", "rotate")
+    assert result.returncode == 1 and result.stderr.startswith("portcullis: PORTCULLIS_DATABASE_URL: "), result.stderr
+    assert "not a directory" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_unwritable_data_path_and_master_key_name_variable_path_and_reason(tmp_path):
     (tmp_path / "plain").write_text("a file, not a directory")
     db = run(tmp_path, "serve", DATABASE_URL="sqlite:./plain/portcullis.db")

@@ -37,7 +37,7 @@ def test_watch_streams_changes_and_resumes(tmp_path):
         r = requests.post(f"{base}/v1/auth/login", json={"email": ROOT["ROOT_EMAIL"], "password": ROOT["ROOT_PASSWORD"]})
         auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
 
-        # Only root (or an authz:check key) may watch.
+        # Only the root (or its unscoped key) may watch.
         requests.post(f"{base}/v1/users", json={"email": "u@example.com", "password": "correct horse battery"})
         user = requests.post(f"{base}/v1/auth/login", json={"email": "u@example.com", "password": "correct horse battery"}).json()
         denied = requests.get(f"{base}/v1/watch", headers={"Authorization": f"Bearer {user['access_token']}"}, timeout=5)

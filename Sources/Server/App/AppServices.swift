@@ -61,7 +61,7 @@ public struct AppServices: Sendable {
         try await Migrator(dialect: database.dialect).migrate(database.base)
         let relay = ChangeRelay()
         let store = SQLIdentityStore(database: database, observer: relay.observer)
-        let masterKey = try MasterKey.load(base64: config.masterKey, file: config.masterKeyFile)
+        let masterKey = try MasterKey.load(base64: config.masterKey, file: config.masterKeyFile, create: config.mayCreateInstance)
         let tokens = TokenService(
             settings: TokenSettings(
                 issuer: config.issuer, audience: config.audience,

@@ -38,13 +38,22 @@ public func buildApplication(
     // A service group stops its services in reverse order: the SMTP threads after the sender,
     // the sender after the account-mail worker that queues for it.
     app.addServices(
-        ShutdownAnnouncer(services: services, logger: logger),
         MailThreads(pool: services.mailThreads), ChangeFollower(services: services), KeyUsageFlusher(services: services),
         services.mailSender, AccountMailWorker(services: services, logger: logger))
     if let age = services.config.signingKeyRotation {
         app.addServices(SigningKeyRotator(services: services, age: age))
     }
     return app
+}
+
+/// Runs the application until SIGTERM or SIGINT, then drains it. The announcer runs beside it in
+/// an outer group, which signals its services in reverse order: the announcer hears the signal
+/// first and logs what is still to finish, before the app starts draining.
+public func runUntilSignalled(_ app: some ApplicationProtocol, services: AppServices, logger: Logger) async throws {
+    let group = ServiceGroup(configuration: .init(
+        services: [app, ShutdownAnnouncer(services: services, logger: logger)],
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
 }
 
 /// Says in the log when a graceful shutdown (SIGTERM, SIGINT) begins and what is still to

@@ -26,6 +26,9 @@ public struct AppConfig: Sendable {
     public var rootEmail: String?
     public var rootPassword: String?
     public var masterKey: String?
+    /// Whether this process may make a new instance: a database and its master key (`serve`,
+    /// `migrate`, `restore`), or only act on one that exists (the admin commands).
+    public var mayCreateInstance = true
     public var masterKeyFile = "./data/master.key"
     public var logFormat = LogFormat.text
     public var logLevel = "info"

@@ -5,7 +5,9 @@ import Storage
 /// `PORTCULLIS_MASTER_KEY_FILE`, created (mode 0600) on the first start. Every failure names the
 /// variable, the path and the reason.
 public enum MasterKey {
-    public static func load(base64: String?, file: String) throws(ConfigError) -> Data {
+    /// `create`: make the file when it is missing (`serve`, `migrate`, `restore`); commands that
+    /// act on an existing instance must find it, or they would seal keys nobody can open.
+    public static func load(base64: String?, file: String, create: Bool = true) throws(ConfigError) -> Data {
         if let base64 {
             guard let data = decode(base64) else {
                 throw ConfigError(variable: "PORTCULLIS_MASTER_KEY", message: "must be the base64 encoding of 32 random bytes (e.g. openssl rand -base64 32)")
@@ -26,6 +28,9 @@ public enum MasterKey {
                 throw failure("\(file) does not hold a master key (the base64 encoding of 32 bytes); restore the right file, or move this one away to start afresh without the old signing keys")
             }
             return data
+        }
+        guard create else {
+            throw failure("\(file) does not exist; run this command where the instance's master key is (or set PORTCULLIS_MASTER_KEY or PORTCULLIS_MASTER_KEY_FILE)")
         }
         let directory = (file as NSString).deletingLastPathComponent
         do {

@@ -43,6 +43,13 @@ struct AuthZENTests {
                 "evaluations": [["resource": ["type": "org", "id": org]], ["resource": ["type": "doc", "id": "d1"]], ["resource": ["type": "org", "id": org]]],
             ], token: gateway)
             #expect(Self.decisions(stopped).count == 2)
+            // A permit that ends a run of evaluations stops permit_on_first_permit too.
+            let permitFirst = try await api.send(.post, "/access/v1/evaluations", json: [
+                "subject": ["type": "user", "id": bob.userID], "action": ["name": "viewer"],
+                "options": ["evaluations_semantic": "permit_on_first_permit"],
+                "evaluations": [["resource": ["type": "org", "id": org]], ["resource": ["type": "doc", "id": "d1"]], ["resource": ["type": "org", "id": org]]],
+            ], token: gateway)
+            #expect(Self.decisions(permitFirst).map { $0["decision"] as? Bool } == [true])
             // What concerns the whole request is still a 400.
             #expect(try await api.send(.post, "/access/v1/evaluations", json: [
                 "options": ["evaluations_semantic": "sometimes"], "evaluations": [],
@@ -80,6 +87,12 @@ struct AuthZENTests {
             let second = try await subjects(["type": "org", "id": org], "viewer", token: root.access, page: ["next_token": token, "limit": 1])
             #expect((second.json["results"] as? [Any])?.count == 1 && (second.json["page"] as? [String: Any])?["next_token"] as? String == "")
             #expect(try await subjects(["type": "org", "id": org], "viewer", token: root.access, page: ["next_token": "bogus"]).status == .badRequest)
+            // A forged offset near Int.max is refused, not trusted (it would overflow).
+            let huge = Data("o:9223372036854775807".utf8).base64EncodedString()
+            #expect(try await subjects(["type": "org", "id": org], "viewer", token: root.access, page: ["next_token": huge]).status == .badRequest)
+            let past = Data("o:1000".utf8).base64EncodedString()
+            let beyond = try await subjects(["type": "org", "id": org], "viewer", token: root.access, page: ["next_token": past])
+            #expect(beyond.status == .ok && (beyond.json["results"] as? [Any])?.isEmpty == true)
             // It answers about others: a plain member may not search.
             #expect(try await subjects(["type": "org", "id": org], "viewer", token: bob.access).status == .forbidden)
 

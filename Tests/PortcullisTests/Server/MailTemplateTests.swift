@@ -20,7 +20,10 @@ struct MailTemplateTests {
         let none = try invite([:])
         #expect(none.text.contains("Create your account to accept:") && !none.text.contains("Accept the invitation"))
         let unproven = try invite(["needs_verification": "yes"])
-        #expect(unproven.text.contains("not confirmed yet") && unproven.text.contains("First confirm bo@example.com"))
+        #expect(unproven.text.contains("An account with bo@example.com exists, but the address is not confirmed yet"))
+        // Whoever did not make the account is told not to confirm it (that would hand the invite
+        // to a squatter) but to reset its password, which proves the address and ends the squatter's access.
+        #expect(unproven.text.contains("do not confirm it. Reset its password instead"))
         #expect(!unproven.text.contains("Create your account"))
         #expect(unproven.html.contains("not confirmed yet") && unproven.html.contains(">Accept the invitation</a>"))
     }

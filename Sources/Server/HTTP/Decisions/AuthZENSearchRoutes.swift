@@ -45,13 +45,14 @@ extension AuthZENRoutes {
         var offset = 0
         if let token = request?.nextToken ?? request?.token, !token.isEmpty {
             guard let data = Data(base64Encoded: token), let text = String(data: data, encoding: .utf8), text.hasPrefix("o:"),
-                  let n = Int(text.dropFirst(2)), n >= 0 else {
+                  let n = Int(text.dropFirst(2)), (0...1_000_000_000).contains(n) else {
                 throw Problem.badRequest("page.next_token is not a token this server gave")
             }
             offset = n
         }
-        let end = min(all.count, offset + limit)
-        let items = offset < all.count ? Array(all[offset..<end]) : []
+        let start = min(offset, all.count)
+        let end = min(all.count, start + limit)
+        let items = Array(all[start..<end])
         let next = end < all.count ? Data("o:\(end)".utf8).base64EncodedString() : ""
         return SearchResponse(results: items, page: PageResponse(nextToken: next))
     }
@@ -77,7 +78,9 @@ extension AuthZENRoutes {
         let caller = try await context.caller(atLeast: nil)
         let body = try unchecked.fields()
         let subject = try subject(body.subject, field: "subject")
-        guard let type = body.resource?.type, !type.isEmpty else { throw Problem.badRequest("resource needs a type") }
+        guard let type = body.resource?.type, type == "org" || ObjectRef.isValidType(type) else {
+            throw Problem.badRequest("resource needs a type: org, or an object type (lowercase letters, digits, _ and -)")
+        }
         let required = try action(body.action, field: "action")
         let items = try await authorizer.lookup(of: subject, holding: required, type: type == "org" ? nil : type, by: caller.asker)
         let results = items.map { item in
