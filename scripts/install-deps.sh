@@ -8,9 +8,9 @@ apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pk
 # names; "-" where Debian has no package (pip then installs it, see below). schemathesis is pinned:
 # scripts/fuzz.sh uses its 4.x command line and configuration file. openapi-python-client is pinned
 # too: Tests/blackbox/test_openapi_client.py generates a client with it and counts its warnings.
-py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis openapi_python_client)
-py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5 openapi-python-client==0.29.1)
-py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd - -)
+py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis openapi_python_client prometheus_client)
+py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5 openapi-python-client==0.29.1 prometheus-client)
+py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd - - python3-prometheus-client)
 
 err() { echo "install-deps: error: $*" >&2; }
 
