@@ -103,6 +103,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            // The hosted pages' Mustache templates and stylesheet.
+            resources: [.copy("Pages/Templates"), .copy("Pages/Assets")],
             swiftSettings: swiftSettings,
             plugins: ["BuildInfo"]
         ),

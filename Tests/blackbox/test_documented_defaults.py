@@ -214,7 +214,21 @@ COVERED = {
     "PORTCULLIS_MAX_BINDINGS_PER_ORG": "test_defaults_only_the_source_shows",
     "PORTCULLIS_MAX_BINDINGS_PER_PRINCIPAL": "test_defaults_only_the_source_shows",
     "PORTCULLIS_CLIENT_TIMEOUT_SECONDS": "test_defaults_only_the_source_shows",
+    "PORTCULLIS_BRAND_NAME": "test_brand_defaults_on_the_pages",
+    "PORTCULLIS_BRAND_LOGO_URL": "test_brand_defaults_on_the_pages",
+    "PORTCULLIS_BRAND_COLOR": "test_brand_defaults_on_the_pages",
 }
+
+
+def test_brand_defaults_on_the_pages(tmp_path: Path):
+    """The hosted pages with no branding set: the table's name and colour, and no logo."""
+    from portcullis_server import running_server
+    with running_server(binary(), tmp_path) as base:
+        page = requests.get(f"{base}/forgot-password", timeout=10).text
+        brand_css = requests.get(f"{base}/assets/brand.css", timeout=10).text
+    assert f"<span>{TABLE['PORTCULLIS_BRAND_NAME']}</span>" in page, page
+    assert "<img" not in page and TABLE["PORTCULLIS_BRAND_LOGO_URL"] == "—"
+    assert f"--brand: {TABLE['PORTCULLIS_BRAND_COLOR']};" in brand_css, brand_css
 
 
 def test_every_configuration_default_is_checked():

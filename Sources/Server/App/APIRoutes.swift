@@ -128,3 +128,21 @@ extension RouteTable {
         registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services, authenticator: Authenticator(services))
     }
 }
+
+/// The hosted pages (HTML, SPEC §13) and their stylesheets. Not API routes: they are not in the
+/// route table that docs/openapi.yaml is checked against.
+func registerPages(_ router: Router<AppRequestContext>, services: AppServices) {
+    let pages = AccountPages(
+        renderer: services.pages, guardian: FormGuard(publicURL: services.config.publicURL),
+        identity: IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits),
+        accountMail: InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits))
+    router.get("/assets/{file}", use: services.pages.asset)
+    router.get("/signup", use: pages.signupPage)
+    router.post("/signup", use: pages.signup)
+    router.get("/forgot-password", use: pages.forgotPage)
+    router.post("/forgot-password", use: pages.forgot)
+    router.get("/reset-password", use: pages.resetPage)
+    router.post("/reset-password", use: pages.reset)
+    router.get("/verify-email", use: pages.verifyPage)
+    router.post("/verify-email", use: pages.verify)
+}

@@ -38,6 +38,8 @@ public struct AppServices: Sendable {
     public let watch: WatchHub
     /// Threads for blocking SMTP sends (never the hashing pool); stopped with the app (`MailThreads`).
     public let mailThreads: NIOThreadPool
+    /// The hosted pages' templates and stylesheets, loaded once.
+    let pages: PageRenderer
 
     public var freshness: Freshness { Freshness(changes: changes, bound: config.maxStaleness) }
 
@@ -124,7 +126,8 @@ public struct AppServices: Sendable {
             limits: limits,
             metrics: ServerMetrics(),
             watch: watch,
-            mailThreads: mailThreads)
+            mailThreads: mailThreads,
+            pages: try await PageRenderer.load(brand: config.brand))
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }

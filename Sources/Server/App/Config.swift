@@ -26,6 +26,8 @@ public struct AppConfig: Sendable {
     public var rootEmail: String?
     public var rootPassword: String?
     public var masterKey: String?
+    /// How the hosted pages present the product (`PORTCULLIS_BRAND_NAME`, `_LOGO_URL`, `_COLOR`).
+    public var brand = Brand()
     /// Whether this process may make a new instance: a database and its master key (`serve`,
     /// `migrate`, `restore`), or only act on one that exists (the admin commands).
     public var mayCreateInstance = true
@@ -219,6 +221,22 @@ public struct AppConfig: Sendable {
         if let n = try count("DATABASE_TIMEOUT_MS", 100...120_000) { c.databaseTimeout = .milliseconds(n) }
         if let n = try count("MAX_STALENESS_MS", 100...600_000) { c.maxStaleness = .milliseconds(n) }
         if let n = try count("CLIENT_TIMEOUT_SECONDS", 1...3600) { c.clientTimeout = .seconds(n) }
+        if let v = value("BRAND_NAME") {
+            guard v.count <= 60 else { throw ConfigError(variable: "PORTCULLIS_BRAND_NAME", message: "must be at most 60 characters") }
+            c.brand.name = v
+        }
+        if let v = value("BRAND_LOGO_URL") {
+            guard let url = URL(string: v), url.scheme == "https" || (url.scheme == nil && v.hasPrefix("/")), !v.contains("\"") else {
+                throw ConfigError(variable: "PORTCULLIS_BRAND_LOGO_URL", message: "must be an https URL or a path on this server (got \(v))")
+            }
+            c.brand.logoURL = v
+        }
+        if let v = value("BRAND_COLOR") {
+            guard v.count == 7, v.hasPrefix("#"), v.dropFirst().allSatisfy(\.isHexDigit) else {
+                throw ConfigError(variable: "PORTCULLIS_BRAND_COLOR", message: "must be a colour like #3b5bdb (got \(v))")
+            }
+            c.brand.color = v.lowercased()
+        }
         if let v = value("LOG_LEVEL") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(v) else {
@@ -243,6 +261,15 @@ public struct AppConfig: Sendable {
         }
         return .seconds(n * unit)
     }
+}
+
+/// Branding of the hosted pages.
+public struct Brand: Sendable, Equatable {
+    public var name = "Portcullis"
+    public var logoURL: String?
+    public var color = "#3b5bdb"
+
+    public init() {}
 }
 
 /// Configuration holds secrets (root password, master key, SMTP credentials): whatever prints it —

@@ -57,3 +57,23 @@ struct OperatorTests {
         #expect(table == listed, "README only: \(table.subtracting(listed)); code only: \(listed.subtracting(table))")
     }
 }
+
+@Suite("Hosted pages: configuration and form guard")
+struct PageConfigTests {
+    @Test("branding variables are checked, with one line naming the variable")
+    func branding() throws {
+        let d = try AppConfig.fromEnvironment([:])
+        #expect(d.brand == Brand())
+        let set = try AppConfig.fromEnvironment([
+            "PORTCULLIS_BRAND_NAME": "Acme ID", "PORTCULLIS_BRAND_COLOR": "#AA3300", "PORTCULLIS_BRAND_LOGO_URL": "https://cdn.example/logo.svg",
+        ])
+        #expect(set.brand.name == "Acme ID" && set.brand.color == "#aa3300" && set.brand.logoURL == "https://cdn.example/logo.svg")
+        for (variable, value) in [
+            ("PORTCULLIS_BRAND_COLOR", "red"), ("PORTCULLIS_BRAND_COLOR", "#12345g"), ("PORTCULLIS_BRAND_LOGO_URL", "http://cdn.example/logo.svg"),
+            ("PORTCULLIS_BRAND_LOGO_URL", "javascript:alert(1)"), ("PORTCULLIS_BRAND_NAME", String(repeating: "x", count: 61)),
+        ] {
+            #expect(throws: ConfigError.self, "\(variable)=\(value)") { try AppConfig.fromEnvironment([variable: value]) }
+            do { _ = try AppConfig.fromEnvironment([variable: value]) } catch { #expect((error as? ConfigError)?.variable == variable) }
+        }
+    }
+}

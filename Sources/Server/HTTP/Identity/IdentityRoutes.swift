@@ -11,15 +11,20 @@ struct IdentityRoutes {
 
     @Sendable func signup(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(SignupBody.self, from: request)
-        try limits.spend(ip: context.clientIP, now: auth.now())
-        let signup = AuthService.SignupRequest(email: body.email, password: body.password, name: body.name)
-        _ = try AuthService.validate(signup)
-        if let token = body.inviteToken {
-            let (user, revision) = try await invites.signup(signup, token: token, hasher: auth.hasher)
-            return try JSONBody.response(UserResponse(user), status: .created, revision: revision)
-        }
-        let (user, revision) = try await auth.signup(signup)
+        let (user, revision) = try await signup(
+            AuthService.SignupRequest(email: body.email, password: body.password, name: body.name), inviteToken: body.inviteToken, ip: context.clientIP)
         return try JSONBody.response(UserResponse(user), status: .created, revision: revision)
+    }
+
+    /// Signup as the API and the signup page both do it: the address's throttle, the fields,
+    /// then an invite token's signup (which proves the address) or a plain one.
+    func signup(_ signup: AuthService.SignupRequest, inviteToken: String?, ip: String) async throws -> (User, Int64) {
+        try limits.spend(ip: ip, now: auth.now())
+        _ = try AuthService.validate(signup)
+        if let token = inviteToken {
+            return try await invites.signup(signup, token: token, hasher: auth.hasher)
+        }
+        return try await auth.signup(signup)
     }
 
     @Sendable func login(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -219,9 +219,7 @@ struct InviteRoutes {
     /// Always 202 with the same body: whether an account exists is not revealed.
     @Sendable func requestReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
-        try limits.spend(ip: context.clientIP, now: now)
-        try limits.spendResetMail(account: Email.folded(body.email), now: now)
-        auth.requestPasswordReset(email: body.email)
+        try requestReset(email: body.email, ip: context.clientIP)
         return try JSONBody.response(["status": "if the address has an account, a reset link is on its way"], status: .accepted)
     }
 
@@ -236,15 +234,31 @@ struct InviteRoutes {
 
     @Sendable func confirmReset(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetConfirmBody.self, from: request)
-        try limits.spend(ip: context.clientIP, now: now)
-        let revision = try await auth.confirmPasswordReset(token: body.token, newPassword: body.newPassword)
-        return JSONBody.noContent(revision: revision)
+        return JSONBody.noContent(revision: try await confirmReset(token: body.token, newPassword: body.newPassword, ip: context.clientIP))
     }
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(TokenBody.self, from: request)
-        try limits.spend(ip: context.clientIP, now: now)
-        let revision = try await auth.verifyEmail(token: body.token)
-        return JSONBody.noContent(revision: revision)
+        return JSONBody.noContent(revision: try await verifyEmail(token: body.token, ip: context.clientIP))
+    }
+
+    // The flows themselves, shared by the API and the hosted pages.
+
+    /// Throttled per client address and per account (the same for every address, so the
+    /// throttle tells nothing); the mail, if any, is queued off the request path.
+    func requestReset(email: String, ip: String) throws {
+        try limits.spend(ip: ip, now: now)
+        try limits.spendResetMail(account: Email.folded(email), now: now)
+        auth.requestPasswordReset(email: email)
+    }
+
+    func confirmReset(token: String, newPassword: String, ip: String) async throws -> Int64 {
+        try limits.spend(ip: ip, now: now)
+        return try await auth.confirmPasswordReset(token: token, newPassword: newPassword)
+    }
+
+    func verifyEmail(token: String, ip: String) async throws -> Int64 {
+        try limits.spend(ip: ip, now: now)
+        return try await auth.verifyEmail(token: token)
     }
 }

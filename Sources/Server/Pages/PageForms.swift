@@ -1,0 +1,68 @@
+import Foundation
+import Hummingbird
+import Identity
+
+/// An HTML form post (`application/x-www-form-urlencoded`), read up to 64 KiB.
+struct FormPost: Sendable {
+    let fields: [String: String]
+
+    subscript(_ name: String) -> String? { fields[name] }
+
+    static let limit = 64 * 1024
+
+    static func read(_ request: Request) async throws -> FormPost {
+        let type = request.headers[.contentType]?.lowercased() ?? ""
+        guard type.hasPrefix("application/x-www-form-urlencoded") else {
+            throw Problem(.unsupportedMediaType, detail: "a form post is application/x-www-form-urlencoded")
+        }
+        let buffer = try await request.body.collect(upTo: limit)
+        return FormPost(fields: parse(String(buffer: buffer)))
+    }
+
+    /// `a=1&b=x+y`; the first of a repeated name wins, names and values percent-decoded.
+    static func parse(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+            let name = decode(parts[0])
+            if fields[name] == nil { fields[name] = parts.count > 1 ? decode(parts[1]) : "" }
+        }
+        return fields
+    }
+}
+
+/// Cross-site request forgery defence for the pages' forms: a double-submit token (a random
+/// cookie that every form repeats in a hidden field) and, when the browser sends one, an Origin
+/// that must be this server's own (`PORTCULLIS_PUBLIC_URL`).
+struct FormGuard: Sendable {
+    static let cookieName = "portcullis_csrf"
+    let origin: String
+    let secureCookies: Bool
+
+    init(publicURL: String) {
+        let url = URL(string: publicURL)
+        let scheme = url?.scheme?.lowercased() ?? "http"
+        let host = url?.host?.lowercased() ?? ""
+        let isDefault = (scheme == "https" && url?.port == 443) || (scheme == "http" && url?.port == 80)
+        origin = scheme + "://" + host + (url?.port.map { isDefault ? "" : ":\($0)" } ?? "")
+        secureCookies = scheme == "https"
+    }
+
+    /// The token a page's form carries: the browser's cookie, or a new one to set.
+    func token(for request: Request) -> (value: String, isNew: Bool) {
+        if let existing = request.cookies[Self.cookieName]?.value, existing.count == 43 { return (existing, false) }
+        return (Secrets.token(), true)
+    }
+
+    func setCookie(_ token: String, on response: inout Response) {
+        response.setCookie(Cookie(name: Self.cookieName, value: token, path: "/", secure: secureCookies, httpOnly: true, sameSite: .lax))
+    }
+
+    /// Whether a form post may act: its token equals the cookie and its Origin, if any, is ours.
+    func admits(_ request: Request, _ form: FormPost) -> Bool {
+        if let sent = request.headers[.origin], sent.lowercased() != origin { return false }
+        guard let cookie = request.cookies[Self.cookieName]?.value, let field = form["csrf"], !cookie.isEmpty else { return false }
+        return Secrets.constantTimeEquals(Secrets.hash(cookie), Secrets.hash(field))
+    }
+}
