@@ -3,14 +3,16 @@
 # Idempotent and quiet: a machine that already has everything touches no registry.
 set -euo pipefail
 
-apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx curl jq)
+# chromium and chromium-driver: Tests/blackbox/test_pages_browser.py drives the HTML pages in headless Chromium.
+apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx curl jq chromium chromium-driver)
 # Python modules the black-box tests and scripts/fuzz.sh import, with their PyPI and Debian package
 # names; "-" where Debian has no package (pip then installs it, see below). schemathesis is pinned:
 # scripts/fuzz.sh uses its 4.x command line and configuration file. openapi-python-client is pinned
 # too: Tests/blackbox/test_openapi_client.py generates a client with it and counts its warnings.
-py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis openapi_python_client prometheus_client)
-py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5 openapi-python-client==0.29.1 prometheus-client)
-py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd - - python3-prometheus-client)
+# selenium drives the Chromium above for Tests/blackbox/test_pages_browser.py.
+py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis openapi_python_client prometheus_client selenium)
+py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5 openapi-python-client==0.29.1 prometheus-client selenium)
+py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd - - python3-prometheus-client python3-selenium)
 
 err() { echo "install-deps: error: $*" >&2; }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Identity
 
@@ -59,9 +60,13 @@ struct FormGuard: Sendable {
         response.setCookie(Cookie(name: Self.cookieName, value: token, path: "/", secure: secureCookies, httpOnly: true, sameSite: .lax))
     }
 
-    /// Whether a form post may act: its token equals the cookie and its Origin, if any, is ours.
+    /// Whether a form post may act: its token equals the cookie, its Origin (when the browser
+    /// names one) is ours, and the browser does not call it cross-site. Pages send
+    /// `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` even for a
+    /// same-origin form; `null` proves nothing either way, so `Sec-Fetch-Site` and the token decide.
     func admits(_ request: Request, _ form: FormPost) -> Bool {
-        if let sent = request.headers[.origin], sent.lowercased() != origin { return false }
+        if let sent = request.headers[.origin]?.lowercased(), sent != "null", sent != origin { return false }
+        if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" { return false }
         guard let cookie = request.cookies[Self.cookieName]?.value, let field = form["csrf"], !cookie.isEmpty else { return false }
         return Secrets.constantTimeEquals(Secrets.hash(cookie), Secrets.hash(field))
     }
