@@ -100,14 +100,9 @@ struct AccountPages: Sendable {
     }
 
     @Sendable func reset(_ request: Request, context: AppRequestContext) async throws -> Response {
-        guard let form = try await post(request) else { return forged }
-        let token = form["token"] ?? ""
-        do {
+        try await spendToken(request, context, "reset", title: "Choose a new password") { token, form in
             _ = try await accountMail.confirmReset(token: token, newPassword: form["new_password"] ?? "", ip: context.clientIP)
             return renderer.message("Password changed", ["Every session of the account has ended; sign in with the new password."])
-        } catch {
-            let (message, status) = Self.failure(error, context)
-            return self.form(request, "reset", title: "Choose a new password", status: status, ["error": message, "token": token])
         }
     }
 
@@ -120,14 +115,25 @@ struct AccountPages: Sendable {
     }
 
     @Sendable func verify(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await spendToken(request, context, "verify", title: "Confirm your e-mail address") { token, _ in
+            _ = try await accountMail.verifyEmail(token: token, ip: context.clientIP)
+            return renderer.message("Address confirmed", ["Thank you: the address is confirmed, and invitations waiting for it are now yours to accept."])
+        }
+    }
+
+    /// A form that spends a mailed token: refused when forged; on failure the same form again,
+    /// with the error and the token, so the person can retry or ask for a new link.
+    func spendToken(
+        _ request: Request, _ context: AppRequestContext, _ template: String, title: String,
+        _ act: (String, FormPost) async throws -> Response
+    ) async throws -> Response {
         guard let form = try await post(request) else { return forged }
         let token = form["token"] ?? ""
         do {
-            _ = try await accountMail.verifyEmail(token: token, ip: context.clientIP)
-            return renderer.message("Address confirmed", ["Thank you: the address is confirmed, and invitations waiting for it are now yours to accept."])
+            return try await act(token, form)
         } catch {
             let (message, status) = Self.failure(error, context)
-            return self.form(request, "verify", title: "Confirm your e-mail address", status: status, ["error": message, "token": token])
+            return self.form(request, template, title: title, status: status, ["error": message, "token": token])
         }
     }
 
