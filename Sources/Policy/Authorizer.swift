@@ -106,21 +106,11 @@ public struct Authorizer: Sendable {
 
     /// Decides questions in order: each distinct subject resolved once, each org's
     /// administration checked once, each org read through at most once, the loop paced so a
-    /// client that goes away stops it. `stop` ends it early after a decision it accepts.
+    /// client that goes away stops it. `stop` ends it early after a decision it accepts. A
+    /// question the asker may not ask fails the whole batch, before anything is decided.
     public func batch(_ questions: [Question], atLeast: Int64?, by asker: Actor, stop: (Decision) -> Bool = { _ in false }) async throws -> [Decision] {
-        var asking = Asking(asker)
-        var subjects: [Subject?] = []
-        subjects.reserveCapacity(questions.count)
-        for q in questions { subjects.append(try await resolve(q.subject, for: q.object.orgID, &asking)) }
-        // The batch waits once for the highest revision asked for; strong questions stay strong.
-        let settled = try await settle(.cached, atLeast: atLeast)
-        let checks = zip(questions, subjects).map { q, s in
-            PolicyService.Check(subject: s, object: q.object, requirement: q.requirement, consistency: q.consistency == .strong ? .strong : settled)
-        }
-        var pacer = Pacer()
-        let decided = decided
-        let results = try await policy.decide(batch: checks, stop: { stop($0 ?? Self.invalidToken) }, pacer: &pacer, decided: decided)
-        return results.map { $0 ?? Self.invalidToken }
+        try await decideInOrder(questions.map(Optional.some), atLeast: atLeast, by: asker, refusalsFailAlone: false, stop: { $0.map(stop) ?? false })
+            .compactMap { try $0?.get() }
     }
 
     /// Like `batch`, for callers whose protocol answers each question on its own (AuthZEN's
@@ -130,6 +120,14 @@ public struct Authorizer: Sendable {
     public func batchEach(
         _ questions: [Question?], atLeast: Int64?, by asker: Actor, stop: (Decision?) -> Bool = { _ in false }
     ) async throws -> [Result<Decision, AuthorizerError>?] {
+        try await decideInOrder(questions, atLeast: atLeast, by: asker, refusalsFailAlone: true, stop: stop)
+    }
+
+    /// The one batch loop behind `batch` and `batchEach`: subjects resolved (and refusals found)
+    /// first, then each run of decidable questions decided in one pass.
+    func decideInOrder(
+        _ questions: [Question?], atLeast: Int64?, by asker: Actor, refusalsFailAlone: Bool, stop: (Decision?) -> Bool
+    ) async throws -> [Result<Decision, AuthorizerError>?] {
         var asking = Asking(asker)
         var subjects = [Subject?](repeating: nil, count: questions.count)
         var refused: [Int: AuthorizerError] = [:]
@@ -137,10 +135,11 @@ public struct Authorizer: Sendable {
             guard let q else { continue }
             do {
                 subjects[i] = try await resolve(q.subject, for: q.object.orgID, &asking)
-            } catch let error as AuthorizerError {
+            } catch let error as AuthorizerError where refusalsFailAlone {
                 refused[i] = error
             }
         }
+        // The batch waits once for the highest revision asked for; strong questions stay strong.
         let settled = try await settle(.cached, atLeast: atLeast)
         var answers: [Result<Decision, AuthorizerError>?] = []
         answers.reserveCapacity(questions.count)

@@ -13,7 +13,8 @@ extension OrgGrants {
         for principal in candidates where principal.typeName == type {
             if let role = role(of: principal, on: path, at: now), role >= required { found.append((principal, role)) }
         }
-        return found.sorted { $0.principal.id.uuidString < $1.principal.id.uuidString }
+        // Sorted on keys made once, not on a string made at each comparison.
+        return found.map { ($0.principal.id.uuidString, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
     }
 }
 

@@ -33,17 +33,22 @@ public enum DatabaseOpener {
         }
     }
 
-    /// Opens the database only if it holds a Portcullis schema already: for commands that act on
-    /// an instance (`keys rotate`, `backup`, `admin …`), which must not make a new, empty one
-    /// (with a new master key) in whatever directory they were started from.
+    /// Opens a database that must exist already: for commands that act on an instance (`keys
+    /// rotate`, `backup`, `admin …`), which must not make a new, empty one (with a new master
+    /// key) in whatever directory they were started from. A SQLite file that is missing is
+    /// refused here; `requireSchema` checks the tables once the database runs.
     public static func openExisting(url: String, logger: Logger) async throws -> any SQLDatabase {
         if case .sqlite(let path) = try location(url), !FileManager.default.fileExists(atPath: path) {
             throw StorageError.unavailable("no database at \(path); start `portcullis serve` (or run `portcullis migrate`) there first, or point PORTCULLIS_DATABASE_URL at the instance")
         }
-        let db = try await open(url: url, logger: logger)
+        return try await open(url: url, logger: logger)
+    }
+
+    /// Refuses a database without Portcullis tables (or that is not one at all).
+    public static func requireSchema(_ db: any SQLDatabase) async throws {
         let applied: Bool
         do {
-            applied = try await running(db) { db in try await Migrator(dialect: db.dialect).status(db).contains { $0.applied } }
+            applied = try await Migrator(dialect: db.dialect).status(db).contains { $0.applied }
         } catch let error as StorageError {
             throw error
         } catch {
@@ -52,7 +57,6 @@ public enum DatabaseOpener {
         guard applied else {
             throw StorageError.unavailable("the database has no Portcullis tables; run `portcullis migrate` (or `portcullis serve`) first, or point PORTCULLIS_DATABASE_URL at the instance")
         }
-        return try await open(url: url, logger: logger)
     }
 
     /// Checks the URL without opening anything: start-up refuses a malformed one with the

@@ -59,7 +59,14 @@ struct Runtime {
             fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
         }
         return try await DatabaseOpener.running(database) { database in
-            try await body(Runtime(config: config, logger: logger, database: database))
+            if !creating {
+                do {
+                    try await DatabaseOpener.requireSchema(database)
+                } catch let error as StorageError {
+                    fail("PORTCULLIS_DATABASE_URL: \(describe(error))")
+                }
+            }
+            return try await body(Runtime(config: config, logger: logger, database: database))
         }
     }
 

@@ -67,6 +67,18 @@ def running_server(binary: Path, workdir: Path, **settings: str):
     log_path = workdir / "server.log"
     if secrets_seen:
         secrets_seen.register_log(log_path)
+    try:
+        with serve_process(binary, workdir, env, base, log_path):
+            yield base
+    finally:
+        if secrets_seen:
+            secrets_seen.collect_log(log_path)
+
+
+@contextlib.contextmanager
+def serve_process(binary: Path, workdir: Path, env: dict, base: str, log_path: Path):
+    """`portcullis serve` with exactly `env`, its output in `log_path`; returns once `base`/health
+    answers (ServerStartError if it exits or never does) and stops the server afterwards."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -86,7 +98,7 @@ def running_server(binary: Path, workdir: Path, **settings: str):
                 if time.monotonic() > deadline:
                     raise ServerStartError(f"server not healthy after {START_TIMEOUT:.0f}s:\n{log_tail(log_path)}")
                 time.sleep(0.1)
-            yield base
+            yield proc
         finally:
             proc.terminate()
             try:
@@ -94,5 +106,26 @@ def running_server(binary: Path, workdir: Path, **settings: str):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            if secrets_seen:
-                secrets_seen.collect_log(log_path)
+
+@contextlib.contextmanager
+def smtp_sink(tmp: Path):
+    """`make test`'s SMTP sink when it runs one (PORTCULLIS_TEST_SMTP_URL/_DIR), else one of our own
+    under `tmp`. Yields (smtp URL, directory, names of the messages already there)."""
+    url, directory = os.environ.get("PORTCULLIS_TEST_SMTP_URL"), os.environ.get("PORTCULLIS_TEST_SMTP_DIR")
+    if url and directory:
+        os.makedirs(directory, exist_ok=True)
+        yield url, Path(directory), set(os.listdir(directory))
+        return
+    directory = tmp / "mail"
+    sink_script = Path(__file__).resolve().parents[2] / "scripts" / "smtp_sink.py"
+    proc = subprocess.Popen(["python3", str(sink_script), "--dir", str(directory), "--port", "0",
+                             "--user", "portcullis", "--password", "sink-secret"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready "), f"the SMTP sink did not start: {line!r}"
+        port = int(line.split()[1])
+        yield f"smtp://portcullis:sink-secret@127.0.0.1:{port}?insecure_auth=1", directory, set()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

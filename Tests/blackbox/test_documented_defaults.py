@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from conftest import DEFAULT_BIN, REPO_ROOT
-from portcullis_server import free_port, log_tail
+from portcullis_server import free_port, serve_process
 
 README = (REPO_ROOT / "README.md").read_text()
 SOURCES = REPO_ROOT / "Sources"
@@ -103,30 +103,9 @@ def server(workdir: Path, **settings: str):
     Yields (base URL, log path)."""
     port = free_port()
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(binary()), "serve"], cwd=workdir, env=clean_env(PORT=str(port), **settings),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, f"server exited with {proc.returncode}:\n{log_tail(log_path)}"
-                try:
-                    if requests.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                assert time.monotonic() < deadline, f"server not healthy:\n{log_tail(log_path)}"
-                time.sleep(0.1)
-            yield base, log_path
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
+    base = f"http://127.0.0.1:{port}"
+    with serve_process(binary(), workdir, clean_env(PORT=str(port), **settings), base, log_path):
+        yield base, log_path
 
 def config_error(**settings: str) -> str:
     """Starts the server with `settings` and returns what it said, asserting that it refused to start."""

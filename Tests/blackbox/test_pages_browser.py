@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import time
 import uuid
 from html.parser import HTMLParser
@@ -28,6 +27,7 @@ import requests
 
 import secrets_seen
 from portcullis_server import ServerStartError, running_server
+from portcullis_server import smtp_sink as shared_smtp_sink
 
 try:
     from selenium import webdriver
@@ -103,23 +103,9 @@ class Sink:
 
 @contextlib.contextmanager
 def smtp_sink(tmp: Path):
-    """`make test`'s SMTP sink when it runs one (PORTCULLIS_TEST_SMTP_URL/_DIR), else one of our own."""
-    url, directory = os.environ.get("PORTCULLIS_TEST_SMTP_URL"), os.environ.get("PORTCULLIS_TEST_SMTP_DIR")
-    if url and directory:
-        os.makedirs(directory, exist_ok=True)
-        yield Sink(url, Path(directory), set(os.listdir(directory)))
-        return
-    directory = tmp / "mail"
-    proc = subprocess.Popen(["python3", str(REPO_ROOT / "scripts/smtp_sink.py"), "--dir", str(directory), "--port", "0",
-                             "--user", "portcullis", "--password", "sink-secret"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("ready "), f"the SMTP sink did not start: {line!r}"
-        yield Sink(f"smtp://portcullis:sink-secret@127.0.0.1:{int(line.split()[1])}?insecure_auth=1", directory, set())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """The shared SMTP sink (portcullis_server.smtp_sink), read through `Sink`."""
+    with shared_smtp_sink(tmp) as (url, directory, seen):
+        yield Sink(url, directory, seen)
 
 
 class Server:

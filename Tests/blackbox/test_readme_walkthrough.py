@@ -15,7 +15,6 @@ Blocks that cannot run here are listed in EXCLUDED with the reason; MAILED_BLOCK
 test swaps for its own equivalent (reading mailed tokens from the SMTP sink instead of the log), and
 test_mailed_helper_reads_the_log runs that block itself against a server that logs its mail."""
 
-import contextlib
 import datetime
 import json
 import os
@@ -32,7 +31,7 @@ import pytest
 import requests
 
 from conftest import DEFAULT_BIN, REPO_ROOT
-from portcullis_server import METRICS_TOKEN, running_server
+from portcullis_server import METRICS_TOKEN, running_server, smtp_sink
 
 README = REPO_ROOT / "README.md"
 ROOT_EMAIL = "admin@portcullis.local"  # what the README signs in with: the default root address
@@ -571,29 +570,6 @@ def binary() -> Path:
     if not path.is_file():
         pytest.fail(f"server binary {path} not found; run `swift build` first", pytrace=False)
     return path
-
-
-@contextlib.contextmanager
-def smtp_sink(tmp: Path):
-    """`make test`'s SMTP sink when it runs one (PORTCULLIS_TEST_SMTP_URL/_DIR), else one of our own.
-    Yields (smtp URL, directory, names of the messages already there)."""
-    url, directory = os.environ.get("PORTCULLIS_TEST_SMTP_URL"), os.environ.get("PORTCULLIS_TEST_SMTP_DIR")
-    if url and directory:
-        os.makedirs(directory, exist_ok=True)
-        yield url, Path(directory), set(os.listdir(directory))
-        return
-    directory = tmp / "mail"
-    proc = subprocess.Popen(["python3", str(REPO_ROOT / "scripts/smtp_sink.py"), "--dir", str(directory), "--port", "0",
-                             "--user", "portcullis", "--password", "sink-secret"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("ready "), f"the SMTP sink did not start: {line!r}"
-        port = int(line.split()[1])
-        yield f"smtp://portcullis:sink-secret@127.0.0.1:{port}?insecure_auth=1", directory, set()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def yaml_block_after(readme: str, marker: str) -> str:

@@ -163,7 +163,7 @@ public struct AppConfig: Sendable {
             throw ConfigError(variable: "PORTCULLIS_ROOT_EMAIL", message: "is required when PORTCULLIS_ROOT_PASSWORD is set")
         }
         c.masterKey = value("MASTER_KEY")
-        if let k = c.masterKey, Data(base64Encoded: k)?.count != 32 {
+        if let k = c.masterKey, MasterKey.decode(k) == nil {
             throw ConfigError(variable: "PORTCULLIS_MASTER_KEY", message: "must be the base64 encoding of 32 random bytes (e.g. openssl rand -base64 32)")
         }
         if let v = value("MASTER_KEY_FILE") { c.masterKeyFile = v }
@@ -176,12 +176,11 @@ public struct AppConfig: Sendable {
         if let v = value("CORS_ORIGINS") {
             // Stored the way browsers send Origin: lowercase, no default port.
             c.corsOrigins = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { origin in
-                guard let url = URL(string: origin), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
-                      let host = url.host?.lowercased(), url.path.isEmpty, url.query == nil, url.user == nil, !origin.hasSuffix("/") else {
+                guard let url = URL(string: origin), url.path.isEmpty, url.query == nil, url.user == nil, !origin.hasSuffix("/"),
+                      let normalized = WebOrigin.of(url) else {
                     throw ConfigError(variable: "PORTCULLIS_CORS_ORIGINS", message: "must be a comma-separated list of origins like https://app.example.com (got \(origin))")
                 }
-                let isDefault = (scheme == "https" && url.port == 443) || (scheme == "http" && url.port == 80)
-                return scheme + "://" + host + (url.port.map { isDefault ? "" : ":\($0)" } ?? "")
+                return normalized
             }
         }
         if let v = value("METRICS_TOKEN") {

@@ -3,20 +3,18 @@ import HTTPTypes
 import Hummingbird
 import Identity
 
-/// An HTML form post (`application/x-www-form-urlencoded`), read up to 64 KiB.
+/// An HTML form post (`application/x-www-form-urlencoded`), read up to the API's body limit.
 struct FormPost: Sendable {
     let fields: [String: String]
 
     subscript(_ name: String) -> String? { fields[name] }
-
-    static let limit = 64 * 1024
 
     static func read(_ request: Request) async throws -> FormPost {
         let type = request.headers[.contentType]?.lowercased() ?? ""
         guard type.hasPrefix("application/x-www-form-urlencoded") else {
             throw Problem(.unsupportedMediaType, detail: "a form post is application/x-www-form-urlencoded")
         }
-        let buffer = try await request.body.collect(upTo: limit)
+        let buffer = try await JSONBody.collect(request, limit: JSONBody.defaultLimit)
         return FormPost(fields: parse(String(buffer: buffer)))
     }
 
@@ -42,12 +40,10 @@ struct FormGuard: Sendable {
     let secureCookies: Bool
 
     init(publicURL: String) {
+        // PORTCULLIS_PUBLIC_URL is checked to be an http(s) URL at start-up.
         let url = URL(string: publicURL)
-        let scheme = url?.scheme?.lowercased() ?? "http"
-        let host = url?.host?.lowercased() ?? ""
-        let isDefault = (scheme == "https" && url?.port == 443) || (scheme == "http" && url?.port == 80)
-        origin = scheme + "://" + host + (url?.port.map { isDefault ? "" : ":\($0)" } ?? "")
-        secureCookies = scheme == "https"
+        origin = url.flatMap(WebOrigin.of) ?? publicURL.lowercased()
+        secureCookies = url?.scheme?.lowercased() == "https"
     }
 
     /// The token a page's form carries: the browser's cookie, or a new one to set.

@@ -90,6 +90,14 @@ struct AuthZENRoutes {
         EvaluationResponse(decision: d.allowed, context: DecisionContext(reason: d.reason, role: OrNull(d.role?.rawValue)))
     }
 
+    /// The request's body and the caller, checked in the API's order: media type and JSON
+    /// syntax (415, 400), then the credential (401), then the fields (400).
+    func read(_ request: Request, _ context: AppRequestContext, limit: Int = JSONBody.defaultLimit) async throws -> (AuthZENBody, Caller) {
+        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request, limit: limit)
+        let caller = try await context.caller(atLeast: nil)
+        return (try unchecked.fields(), caller)
+    }
+
     /// An evaluation that could not be decided is closed (`decision: false`) with its error.
     static func response(_ problem: Problem) -> EvaluationResponse {
         EvaluationResponse(decision: false, context: DecisionContext(
@@ -97,9 +105,7 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluation(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
-        let caller = try await context.caller(atLeast: nil)
-        let body = try unchecked.fields()
+        let (body, caller) = try await read(request, context)
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
         let required = try action(body.action, field: "action")
@@ -113,9 +119,7 @@ struct AuthZENRoutes {
     }
 
     @Sendable func evaluations(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request, limit: DecisionFields.batchBodyLimit)
-        let caller = try await context.caller(atLeast: nil)
-        let body = try unchecked.fields()
+        let (body, caller) = try await read(request, context, limit: DecisionFields.batchBodyLimit)
         let semantic = body.options?.evaluationsSemantic ?? "execute_all"
         guard ["execute_all", "deny_on_first_deny", "permit_on_first_permit"].contains(semantic) else {
             throw Problem.badRequest("options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit")

@@ -60,9 +60,7 @@ extension AuthZENRoutes {
     /// `POST /access/v1/search/subject`: `subject.type` (user or service_account; an id is
     /// ignored), `action`, and a `resource` with its id.
     @Sendable func searchSubject(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
-        let caller = try await context.caller(atLeast: nil)
-        let body = try unchecked.fields()
+        let (body, caller) = try await read(request, context)
         guard let type = body.subject?.type else { throw Problem.badRequest("subject needs a type") }
         guard type == "user" || type == "service_account" else { throw Problem.badRequest("subject.type must be user or service_account") }
         let object = try object(body.resource, field: "resource")
@@ -74,9 +72,7 @@ extension AuthZENRoutes {
     /// `POST /access/v1/search/resource`: `subject`, `action`, and `resource.type` (an id is
     /// ignored). Type `org` gives the orgs; another type, the objects of it bound to the subject.
     @Sendable func searchResource(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
-        let caller = try await context.caller(atLeast: nil)
-        let body = try unchecked.fields()
+        let (body, caller) = try await read(request, context)
         let subject = try subject(body.subject, field: "subject")
         guard let type = body.resource?.type, type == "org" || ObjectRef.isValidType(type) else {
             throw Problem.badRequest("resource needs a type: org, or an object type (lowercase letters, digits, _ and -)")
@@ -94,9 +90,7 @@ extension AuthZENRoutes {
     /// `POST /access/v1/search/action`: `subject` and `resource`; the answer names every role up
     /// to the subject's effective role there, then every permission that role holds.
     @Sendable func searchAction(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let unchecked = try await JSONBody.read(AuthZENBody.self, from: request)
-        let caller = try await context.caller(atLeast: nil)
-        let body = try unchecked.fields()
+        let (body, caller) = try await read(request, context)
         let subject = try subject(body.subject, field: "subject")
         let object = try object(body.resource, field: "resource")
         let capability = try await authorizer.capabilities(of: subject, on: [object], consistency: .cached, atLeast: nil, by: caller.asker).first
