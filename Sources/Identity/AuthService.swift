@@ -245,6 +245,13 @@ public struct AuthService: Sendable {
         return verified
     }
 
+    /// The user of a live session: what a browser's session cookie names (SPEC §13). Nil once
+    /// the session is revoked or expired.
+    public func sessionUser(sessionID: UUID, userID: UUID, readThrough: Bool = false) async throws -> User? {
+        guard try await sessionGuard.isAlive(sessionID: sessionID, userID: userID, now: now(), readThrough: readThrough) else { return nil }
+        return try await user(id: userID, readThrough: readThrough)
+    }
+
     public func logout(userID: UUID, sessionID: UUID, all: Bool) async throws -> Revision {
         if all {
             return try await sessions.revokeAllSessions(userID: userID, reason: .logoutAll, now: now()).0
@@ -285,6 +292,13 @@ public struct AuthService: Sendable {
         }
         let hash = try await hasher.hash(new)
         return try await users.setPassword(userID: userID, hash: hash, keepSession: currentSessionID, reason: .passwordChanged, now: now()).0
+    }
+
+    /// The platform's user directory, for the root's console: by address, optionally narrowed
+    /// to those whose address or name contains `text`.
+    public func directory(matching text: String?, limit: Int, offset: Int) async throws -> ([User], Int) {
+        let needle = text?.trimmingCharacters(in: .whitespaces).lowercased()
+        return try await users.users(matching: needle?.isEmpty == false ? String(needle!.prefix(254)) : nil, limit: limit, offset: offset)
     }
 
     public func user(id: UUID, readThrough: Bool = false) async throws -> User? {

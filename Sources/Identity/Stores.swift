@@ -28,6 +28,8 @@ public protocol UserStore: Sendable {
     /// in one transaction. Returns the revision and the sessions revoked.
     func setPassword(userID: UUID, hash: String, keepSession keep: UUID?, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID])
     func rootExists() async throws -> Bool
+    /// Users whose address or name contains `text` (all when nil), by address, and their count.
+    func users(matching text: String?, limit: Int, offset: Int) async throws -> ([User], Int)
 }
 
 /// What a spent password-reset token ended.

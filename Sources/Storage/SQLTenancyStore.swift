@@ -115,15 +115,20 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
         try await db.queryFirst("\(Self.memberSelect) WHERE m.org_id = $1 AND m.user_id = $2", orgID, userID).map(Self.decodeMember)
     }
 
-    public func auditEvents(orgID: UUID?, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
-        if let orgID {
-            let rows = try await db.query(
-                "SELECT \(Self.auditColumns) FROM audit_events WHERE org_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3", orgID, limit, offset)
-            let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM audit_events WHERE org_id = $1", orgID)?.int("n") ?? 0
-            return (try rows.map(Self.decodeAudit), Int(total))
+    public func auditEvents(orgID: UUID?, filter: AuditFilter, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+        var conditions: [String] = [], binds: [SQLValue] = []
+        func bind(_ condition: String, _ value: some SQLBindable) {
+            binds.append(value.sqlValue)
+            conditions.append(condition.replacingOccurrences(of: "?", with: "$\(binds.count)"))
         }
-        let rows = try await db.query("SELECT \(Self.auditColumns) FROM audit_events ORDER BY seq DESC LIMIT $1 OFFSET $2", limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
+        if let orgID { bind("org_id = ?", orgID) }
+        if let action = filter.action { bind("action = ?", action) }
+        if let actor = filter.actorID { bind("actor_id = ?", actor) }
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        let total = try await db.query("SELECT COUNT(*) AS n FROM audit_events\(whereClause)", binds).first?.int("n") ?? 0
+        let rows = try await db.query(
+            "SELECT \(Self.auditColumns) FROM audit_events\(whereClause) ORDER BY seq DESC LIMIT $\(binds.count + 1) OFFSET $\(binds.count + 2)",
+            binds + [limit.sqlValue, offset.sqlValue])
         return (try rows.map(Self.decodeAudit), Int(total))
     }
 

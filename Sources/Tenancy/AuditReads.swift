@@ -1,16 +1,27 @@
 import Foundation
 
+/// Which audit events a read wants: one action (`member.added`), one actor's, or both.
+public struct AuditFilter: Sendable, Equatable {
+    public var action: String?
+    public var actorID: UUID?
+
+    public init(action: String? = nil, actorID: UUID? = nil) {
+        self.action = action
+        self.actorID = actorID
+    }
+}
+
 /// Reading the audit log: an org's (admins, `audit.read`) and the platform's (root).
 extension TenancyService {
-    public func audit(actor: Actor, orgID: UUID, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+    public func audit(actor: Actor, orgID: UUID, filter: AuditFilter = AuditFilter(), limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
         let standing = try await standing(orgID: orgID, actor: actor, at: now())
         _ = try require(Permission.auditRead, standing)
-        return try await store.auditEvents(orgID: orgID, limit: limit, offset: offset)
+        return try await store.auditEvents(orgID: orgID, filter: filter, limit: limit, offset: offset)
     }
 
-    public func platformAudit(actor: Actor, limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
+    public func platformAudit(actor: Actor, filter: AuditFilter = AuditFilter(), limit: Int, offset: Int) async throws -> ([AuditEvent], Int) {
         guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator may read the platform audit log") }
-        return try await store.auditEvents(orgID: nil, limit: limit, offset: offset)
+        return try await store.auditEvents(orgID: nil, filter: filter, limit: limit, offset: offset)
     }
 
     /// The audit events with these ids in `orgID`, when the actor may read that org's audit log;

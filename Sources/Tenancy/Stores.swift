@@ -15,7 +15,7 @@ public protocol TenancyStore: Sendable {
     func members(orgID: UUID, limit: Int, offset: Int) async throws -> ([Member], Int)
     func member(orgID: UUID, userID: UUID) async throws -> Member?
     /// Audit events, newest first; `orgID: nil` lists every event.
-    func auditEvents(orgID: UUID?, limit: Int, offset: Int) async throws -> ([AuditEvent], Int)
+    func auditEvents(orgID: UUID?, filter: AuditFilter, limit: Int, offset: Int) async throws -> ([AuditEvent], Int)
     func auditEvent(id: UUID) async throws -> AuditEvent?
 
     /// Runs `body` in one transaction. With `lockingOrg`, the org's row is locked first so that

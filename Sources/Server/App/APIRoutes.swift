@@ -15,10 +15,7 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     let bindings = BindingRoutes(bindings: services.bindings)
     let keys = KeyRoutes(keys: services.keys, verifier: services.keyVerifier)
     let invites = InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
-    let metrics = services.metrics
-    let authorizer = Authorizer(
-        policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
-        decided: { metrics.decision(allowed: $0.allowed) })
+    let authorizer = Authorizer(services, authenticator: authenticator)
     let decisions = DecisionRoutes(authorizer: authorizer, tenancy: services.tenancy)
     let authzen = AuthZENRoutes(authorizer: authorizer, publicURL: services.config.publicURL)
     let identify = IdentifyRoutes(authenticator: authenticator, policy: services.policy)
@@ -122,27 +119,19 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     return routes
 }
 
+extension Authorizer {
+    /// The node's one decision use case, for the API, AuthZEN and the console's explain page.
+    init(_ services: AppServices, authenticator: Authenticator) {
+        let metrics = services.metrics
+        self.init(
+            policy: services.policy, tokens: authenticator, revisions: services.freshness, holdings: services.policyStore,
+            decided: { metrics.decision(allowed: $0.allowed) })
+    }
+}
+
 extension RouteTable {
     /// A route table detached from any server, listing every route (for documentation checks).
     public static func all(services: AppServices) -> RouteTable {
         registerRoutes(RouteTable(router: Router(context: AppRequestContext.self)), services: services, authenticator: Authenticator(services))
     }
-}
-
-/// The hosted pages (HTML, SPEC §13) and their stylesheets. Not API routes: they are not in the
-/// route table that docs/openapi.yaml is checked against.
-func registerPages(_ router: Router<AppRequestContext>, services: AppServices) {
-    let pages = AccountPages(
-        renderer: services.pages, guardian: FormGuard(publicURL: services.config.publicURL),
-        identity: IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits),
-        accountMail: InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits))
-    router.get("/assets/{file}", use: services.pages.asset)
-    router.get("/signup", use: pages.signupPage)
-    router.post("/signup", use: pages.signup)
-    router.get("/forgot-password", use: pages.forgotPage)
-    router.post("/forgot-password", use: pages.forgot)
-    router.get("/reset-password", use: pages.resetPage)
-    router.post("/reset-password", use: pages.reset)
-    router.get("/verify-email", use: pages.verifyPage)
-    router.post("/verify-email", use: pages.verify)
 }

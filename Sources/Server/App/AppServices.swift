@@ -40,6 +40,8 @@ public struct AppServices: Sendable {
     public let mailThreads: NIOThreadPool
     /// The hosted pages' templates and stylesheets, loaded once.
     let pages: PageRenderer
+    /// Signs and reads the pages' session cookie (a key derived from the master key).
+    let sessionCookie: SessionCookie
 
     public var freshness: Freshness { Freshness(changes: changes, bound: config.maxStaleness) }
 
@@ -127,7 +129,8 @@ public struct AppServices: Sendable {
             metrics: ServerMetrics(),
             watch: watch,
             mailThreads: mailThreads,
-            pages: try await PageRenderer.load(brand: config.brand))
+            pages: try await PageRenderer.load(brand: config.brand),
+            sessionCookie: SessionCookie(masterKey: masterKey))
         if let email = config.rootEmail, let password = config.rootPassword {
             try await services.ensureRoot(email: email, password: password, logger: logger)
         }

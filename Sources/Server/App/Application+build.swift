@@ -24,7 +24,7 @@ public func buildApplication(
     let authenticator = Authenticator(services)
     router.add(middleware: AuthenticationMiddleware(authenticator: authenticator))
     registerRoutes(routes, services: services, authenticator: authenticator)
-    registerPages(router, services: services)
+    registerPages(router, services: services, authenticator: authenticator)
     // Small header limits (requests here carry one bearer token, not cookies) and a client
     // timeout: a connection that has not sent a complete request head in time is closed.
     let http = HTTP1Channel.Configuration(

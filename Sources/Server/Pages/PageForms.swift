@@ -5,9 +5,14 @@ import Identity
 
 /// An HTML form post (`application/x-www-form-urlencoded`), read up to the API's body limit.
 struct FormPost: Sendable {
+    /// The first value of each name.
     let fields: [String: String]
+    /// Every value of each name, in order (checkbox groups).
+    var repeated: [String: [String]] = [:]
 
     subscript(_ name: String) -> String? { fields[name] }
+
+    func all(_ name: String) -> [String] { repeated[name] ?? [] }
 
     static func read(_ request: Request) async throws -> FormPost {
         let type = request.headers[.contentType]?.lowercased() ?? ""
@@ -15,19 +20,20 @@ struct FormPost: Sendable {
             throw Problem(.unsupportedMediaType, detail: "a form post is application/x-www-form-urlencoded")
         }
         let buffer = try await JSONBody.collect(request, limit: JSONBody.defaultLimit)
-        return FormPost(fields: parse(String(buffer: buffer)))
+        return parse(String(buffer: buffer))
     }
 
-    /// `a=1&b=x+y`; the first of a repeated name wins, names and values percent-decoded.
-    static func parse(_ text: String) -> [String: String] {
-        var fields: [String: String] = [:]
+    /// `a=1&b=x+y`, names and values percent-decoded; `fields` keeps the first of a repeated name.
+    static func parse(_ text: String) -> FormPost {
+        var fields: [String: String] = [:], repeated: [String: [String]] = [:]
         for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             func decode(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
-            let name = decode(parts[0])
-            if fields[name] == nil { fields[name] = parts.count > 1 ? decode(parts[1]) : "" }
+            let name = decode(parts[0]), value = parts.count > 1 ? decode(parts[1]) : ""
+            if fields[name] == nil { fields[name] = value }
+            repeated[name, default: []].append(value)
         }
-        return fields
+        return FormPost(fields: fields, repeated: repeated)
     }
 }
 

@@ -12,17 +12,19 @@ struct PageRenderer: Sendable {
     let brand: Brand
     let stylesheet: ByteBuffer
     let brandStylesheet: ByteBuffer
+    let script: ByteBuffer
 
     static func load(brand: Brand) async throws -> PageRenderer {
         guard let root = Bundle.module.resourceURL?.appendingPathComponent("Templates"),
-              let css = try? Data(contentsOf: Bundle.module.resourceURL!.appendingPathComponent("Assets/portcullis.css")) else {
+              let css = try? Data(contentsOf: Bundle.module.resourceURL!.appendingPathComponent("Assets/portcullis.css")),
+              let js = try? Data(contentsOf: Bundle.module.resourceURL!.appendingPathComponent("Assets/portcullis.js")) else {
             throw ConfigError(variable: "PORTCULLIS_BRAND_NAME", message: "the page templates are not bundled with this binary")
         }
         let library = try await MustacheLibrary(directory: root.path)
         // The brand colour reaches the pages as a stylesheet, not inline style: the CSP allows
         // styles from this origin only.
         let brandCSS = ":root { --brand: \(brand.color); }\n"
-        return PageRenderer(library: library, brand: brand, stylesheet: ByteBuffer(bytes: css), brandStylesheet: ByteBuffer(string: brandCSS))
+        return PageRenderer(library: library, brand: brand, stylesheet: ByteBuffer(bytes: css), brandStylesheet: ByteBuffer(string: brandCSS), script: ByteBuffer(bytes: js))
     }
 
     /// Scripts from this origin only and no inline ones, styles and forms to this origin, no
@@ -56,13 +58,14 @@ struct PageRenderer: Sendable {
     }
 
     func asset(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body: ByteBuffer
+        let body: ByteBuffer, type: String
         switch context.parameters.get("file") {
-        case "portcullis.css": body = stylesheet
-        case "brand.css": body = brandStylesheet
+        case "portcullis.css": (body, type) = (stylesheet, "text/css; charset=utf-8")
+        case "brand.css": (body, type) = (brandStylesheet, "text/css; charset=utf-8")
+        case "portcullis.js": (body, type) = (script, "text/javascript; charset=utf-8")
         default: throw Problem.notFound("no such asset")
         }
-        return Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "public, max-age=300"],
+        return Response(status: .ok, headers: [.contentType: type, .cacheControl: "public, max-age=300"],
                         body: .init(byteBuffer: body))
     }
 }

@@ -59,7 +59,7 @@ struct DomainStoreContractTests {
             let (members, total) = try await store.members(orgID: org, limit: 1, offset: 0)
             #expect(total == 2 && members.count == 1)
             // Audit: newest first, paged with an exact total.
-            let (events, count) = try await store.auditEvents(orgID: org, limit: 10, offset: 0)
+            let (events, count) = try await store.auditEvents(orgID: org, filter: AuditFilter(), limit: 10, offset: 0)
             #expect(count == 2 && events.map(\.action) == ["member.role_changed", "member.added"])
             #expect(try await store.auditEvent(id: events[0].id)?.action == "member.role_changed")
             // Org lists: filtered by name, by a key's scope, and without expired memberships.

@@ -29,17 +29,22 @@ struct IdentityRoutes {
 
     @Sendable func login(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(LoginBody.self, from: request)
-        let ip = context.clientIP
+        let pair = try await login(email: body.email, password: body.password, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP)
+        return try JSONBody.response(TokensResponse(pair), revision: pair.revision)
+    }
+
+    /// Login as the API and the login page both do it: the address's throttle, then the
+    /// per-account and per-address budgets around the password check.
+    func login(email: String, password: String, userAgent: String, ip: String) async throws -> TokenPair {
         try limits.spend(ip: ip, now: auth.now())
         // Keyed by the address under the comparison rule, whether or not it parses or an account
         // has it: every spelling of one address (NFC, NFD, any case) shares one budget.
-        let account = Email.folded(body.email)
+        let account = Email.folded(email)
         let reservation = try limits.checkLogin(account: account, ip: ip, now: auth.now())
-        let client = ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: ip)
         do {
-            let pair = try await auth.login(email: body.email, password: body.password, client: client)
+            let pair = try await auth.login(email: email, password: password, client: ClientInfo(userAgent: userAgent, ip: ip))
             limits.loginSucceeded(reservation, ip: ip, now: auth.now())
-            return try JSONBody.response(TokensResponse(pair), revision: pair.revision)
+            return pair
         } catch IdentityError.invalidCredentials {
             limits.loginFailed(reservation)
             throw IdentityError.invalidCredentials
@@ -84,15 +89,20 @@ struct IdentityRoutes {
         let unchecked = try await JSONBody.read(ChangePasswordBody.self, from: request)
         let (user, sessionID) = try await context.caller().requireSession()
         let body = try unchecked.fields()
-        // A stolen session must not become a stolen account by guessing: wrong answers are
-        // budgeted per session and per account (login itself is not touched).
+        let revision = try await changePassword(user: user, sessionID: sessionID, current: body.currentPassword, new: body.newPassword)
+        return JSONBody.noContent(revision: revision)
+    }
+
+    /// A password change as the API and the account page both do it. A stolen session must not
+    /// become a stolen account by guessing: wrong answers are budgeted per session and per
+    /// account (login itself is not touched).
+    func changePassword(user: User, sessionID: UUID, current: String, new: String) async throws -> Int64 {
         let at = auth.now()
         let reserved = try limits.checkPasswordGuess(session: sessionID, account: user.id, now: at)
         do {
-            let revision = try await auth.changePassword(
-                userID: user.id, currentSessionID: sessionID, current: body.currentPassword, new: body.newPassword)
+            let revision = try await auth.changePassword(userID: user.id, currentSessionID: sessionID, current: current, new: new)
             limits.passwordGuessEnded(reserved, at: at)
-            return JSONBody.noContent(revision: revision)
+            return revision
         } catch IdentityError.forbidden(let message) {
             throw IdentityError.forbidden(message)
         } catch {

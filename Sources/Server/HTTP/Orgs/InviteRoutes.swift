@@ -226,9 +226,7 @@ struct InviteRoutes {
     /// A fresh verification link; the same 202 for every address, throttled like reset.
     @Sendable func requestVerification(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(ResetRequestBody.self, from: request)
-        try limits.spend(ip: context.clientIP, now: now)
-        try limits.spendResetMail(account: "verify:" + Email.folded(body.email), now: now)
-        auth.requestVerification(email: body.email)
+        try requestVerification(email: body.email, ip: context.clientIP)
         return try JSONBody.response(["status": "if the address has an unverified account, a verification link is on its way"], status: .accepted)
     }
 
@@ -250,6 +248,12 @@ struct InviteRoutes {
         try limits.spend(ip: ip, now: now)
         try limits.spendResetMail(account: Email.folded(email), now: now)
         auth.requestPasswordReset(email: email)
+    }
+
+    func requestVerification(email: String, ip: String) throws {
+        try limits.spend(ip: ip, now: now)
+        try limits.spendResetMail(account: "verify:" + Email.folded(email), now: now)
+        auth.requestVerification(email: email)
     }
 
     func confirmReset(token: String, newPassword: String, ip: String) async throws -> Int64 {

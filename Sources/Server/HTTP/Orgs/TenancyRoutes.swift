@@ -128,15 +128,31 @@ struct TenancyRoutes {
     // MARK: Audit
 
     @Sendable func orgAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await ListResponse.orgPage(request, context, AuditEventResponse.init) {
-            try await tenancy.audit(actor: $0, orgID: $1, limit: $2.limit, offset: $2.offset)
+        let filter = try Self.auditFilter(request)
+        return try await ListResponse.orgPage(request, context, AuditEventResponse.init) {
+            try await tenancy.audit(actor: $0, orgID: $1, filter: filter, limit: $2.limit, offset: $2.offset)
         }
     }
 
     @Sendable func platformAudit(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
+        let filter = try Self.auditFilter(request)
         return try await ListResponse.page(request, AuditEventResponse.init) {
-            try await tenancy.platformAudit(actor: actor, limit: $0.limit, offset: $0.offset)
+            try await tenancy.platformAudit(actor: actor, filter: filter, limit: $0.limit, offset: $0.offset)
         }
+    }
+
+    /// `?action=member.added&actor_id=<uuid>`: either narrows the list; both must match.
+    static func auditFilter(_ request: Request) throws -> AuditFilter {
+        var filter = AuditFilter()
+        if let action = try request.singleQuery("action"), !action.isEmpty {
+            guard action.utf8.count <= 100 else { throw Problem.badRequest("action is at most 100 characters") }
+            filter.action = action
+        }
+        if let text = try request.singleQuery("actor_id"), !text.isEmpty {
+            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("actor_id must be a UUID") }
+            filter.actorID = id
+        }
+        return filter
     }
 }

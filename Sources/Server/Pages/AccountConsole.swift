@@ -1,0 +1,264 @@
+import Authority
+import Foundation
+import Hummingbird
+import Identity
+import Invites
+import Keys
+import Tenancy
+
+/// `/account`: the signed-in person's profile and password, sessions, invitations, orgs and API
+/// keys. Each action runs the use case its API twin runs (`IdentityRoutes.changePassword`,
+/// `InviteService.respond`, `KeyService.createUserKey`, …) with the session's own authority.
+struct AccountConsole: Sendable {
+    let kit: PageKit
+    let identity: IdentityRoutes
+    let accountMail: InviteRoutes
+    let invites: InviteService
+    let tenancy: TenancyService
+    let keys: KeyService
+    let verifier: APIKeyVerifier
+
+    static func tabs(_ current: String) -> [[String: Any]] {
+        [("/account", "Profile"), ("/account/sessions", "Sessions"), ("/account/invites", "Invitations"),
+         ("/account/orgs", "Orgs"), ("/account/keys", "API keys")].map { ["href": $0.0, "label": $0.1, "current": $0.0 == current] }
+    }
+
+    func render(
+        _ request: Request, _ who: SignedIn, _ template: String, title: String, tab: String,
+        status: HTTPResponse.Status = .ok, _ values: [String: Any]
+    ) -> Response {
+        var values = values
+        values["wide"] = true
+        values["tabs"] = Self.tabs(tab)
+        values["section"] = "Your account"
+        return kit.page(request, who, template, title: title, status: status, values)
+    }
+
+    /// An account form: on success back to `tab` with a notice; on failure the tab again with the
+    /// error in place (and the status the API would answer).
+    func act(
+        _ request: Request, _ context: AppRequestContext, tab: String,
+        redisplay: @escaping @Sendable (Request, SignedIn, [String: Any], HTTPResponse.Status) async throws -> Response,
+        _ body: @escaping @Sendable (SignedIn, FormPost) async throws -> String
+    ) async throws -> Response {
+        try await kit.action(request) { who, form in
+            do {
+                return kit.redirect(tab, notice: try await body(who, form))
+            } catch {
+                let (message, status) = PageKit.failure(error, context)
+                return try await redisplay(request, who, ["error": message, "form": form.fields], status)
+            }
+        }
+    }
+
+    // MARK: Profile and password
+
+    @Sendable func profilePage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.signedInPage(request) { try await profile(request, $0, [:], .ok) }
+    }
+
+    func profile(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        var values = extra
+        values["user"] = ["email": who.user.email, "name": who.user.name, "verified": who.user.emailVerified, "is_root": who.user.isRoot,
+                          "created_at": PageFormat.date(who.user.createdAt)] as [String: Any]
+        return render(request, who, "account", title: "Profile", tab: "/account", status: status, values)
+    }
+
+    @Sendable func updateProfile(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await act(request, context, tab: "/account", redisplay: profile) { who, form in
+            _ = try await identity.auth.updateName(userID: who.user.id, name: form["name"] ?? "")
+            return "Your name is saved."
+        }
+    }
+
+    @Sendable func changePassword(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await act(request, context, tab: "/account", redisplay: profile) { who, form in
+            _ = try await identity.changePassword(
+                user: who.user, sessionID: who.sessionID, current: form["current_password"] ?? "", new: form["new_password"] ?? "")
+            return "Your password is changed; every other session has ended."
+        }
+    }
+
+    @Sendable func requestVerification(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await act(request, context, tab: "/account", redisplay: profile) { who, _ in
+            try accountMail.requestVerification(email: who.user.email, ip: context.clientIP)
+            return "A new confirmation link is on its way to \(who.user.email)."
+        }
+    }
+
+    // MARK: Sessions
+
+    @Sendable func sessionsPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.signedInPage(request) { try await sessions(request, $0, [:], .ok) }
+    }
+
+    func sessions(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let (items, total) = try await identity.auth.activeSessions(userID: who.user.id, limit: page.limit, offset: page.offset)
+        var values = extra
+        values["sessions"] = items.map { s -> [String: Any] in
+            ["id": s.id.lowercasedString, "current": s.id == who.sessionID, "created_at": PageFormat.date(s.createdAt),
+             "last_used_at": PageFormat.date(s.lastUsedAt), "user_agent": s.userAgent.isEmpty ? "unknown client" : String(s.userAgent.prefix(120)), "ip": s.ip]
+        }
+        values["pager"] = PageFormat.pager(path: "/account/sessions", page: page, total: total)
+        return render(request, who, "sessions", title: "Sessions", tab: "/account/sessions", status: status, values)
+    }
+
+    @Sendable func revokeSession(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await act(request, context, tab: "/account/sessions", redisplay: sessions) { who, form in
+            guard let id = form["session_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such session") }
+            _ = try await identity.auth.revokeSession(userID: who.user.id, sessionID: id)
+            return id == who.sessionID ? "This session has ended." : "The session has ended."
+        }
+    }
+
+    // MARK: Invitations
+
+    @Sendable func invitesPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.signedInPage(request) { try await invitations(request, $0, [:], .ok) }
+    }
+
+    func invitations(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let (items, total) = try await invites.mine(email: who.user.email, state: .pending, limit: page.limit, offset: page.offset)
+        var values = extra
+        values["invites"] = items.map { i -> [String: Any] in
+            ["id": i.id.lowercasedString, "org_name": i.orgName, "role": i.role.rawValue, "expires_at": PageFormat.date(i.expiresAt), "dormant": i.dormant]
+        }
+        values["verified"] = who.user.emailVerified
+        values["pager"] = PageFormat.pager(path: "/account/invites", page: page, total: total)
+        return render(request, who, "my-invites", title: "Invitations", tab: "/account/invites", status: status, values)
+    }
+
+    @Sendable func respondToInvite(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.action(request) { who, form in
+            let accept = form["accept"] == "1"
+            do {
+                guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
+                let (invite, _) = try await invites.respond(by: InviteService.Invitee(actor: who.actor, email: who.user.email), id: id, accept: accept)
+                return accept
+                    ? kit.redirect("/orgs/\(invite.orgID.lowercasedString)", notice: "You joined \(invite.orgName) as \(invite.role.rawValue).")
+                    : kit.redirect("/account/invites", notice: "You declined the invitation to \(invite.orgName).")
+            } catch {
+                let (message, status) = PageKit.failure(error, context)
+                return try await invitations(request, who, ["error": message], status)
+            }
+        }
+    }
+
+    // MARK: Orgs
+
+    @Sendable func orgsPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.signedInPage(request) { try await orgs(request, $0, [:], .ok) }
+    }
+
+    func orgs(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let (items, total) = try await tenancy.listOrgs(actor: who.actor, everyOrg: false, nameContains: nil, limit: page.limit, offset: page.offset)
+        var values = extra
+        values["orgs"] = items.map { v -> [String: Any] in
+            ["id": v.org.id.lowercasedString, "name": v.org.name, "description": v.org.description.isEmpty ? nil : v.org.description as Any, "role": v.role?.rawValue ?? "—"]
+        }
+        values["pager"] = PageFormat.pager(path: "/account/orgs", page: page, total: total)
+        return render(request, who, "my-orgs", title: "Orgs", tab: "/account/orgs", status: status, values)
+    }
+
+    @Sendable func createOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.action(request) { who, form in
+            do {
+                let description = form["description"] ?? ""
+                let (view, _) = try await tenancy.createOrg(
+                    actor: who.actor, name: form["name"] ?? "", description: description.isEmpty ? nil : description, metadata: nil)
+                return kit.redirect("/orgs/\(view.org.id.lowercasedString)", notice: "\(view.org.name) is created; you are its owner.")
+            } catch {
+                let (message, status) = PageKit.failure(error, context)
+                return try await orgs(request, who, ["error": message, "form": form.fields], status)
+            }
+        }
+    }
+
+    // MARK: API keys
+
+    @Sendable func keysPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.signedInPage(request) { try await apiKeys(request, $0, [:], .ok) }
+    }
+
+    func apiKeys(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let (items, total) = try await keys.userKeys(actor: who.actor, limit: page.limit, offset: page.offset)
+        let (orgs, _) = try await tenancy.listOrgs(actor: who.actor, everyOrg: false, nameContains: nil, limit: 100, offset: 0)
+        var values = extra
+        values["keys"] = items.map { KeyRow.values($0, lastUsed: verifier.pendingUse($0.id)) }
+        values["orgs"] = orgs.map { ["id": $0.org.id.lowercasedString, "name": $0.org.name] }
+        values["roles"] = PageFormat.roleOptions(Role.ranked)
+        values["lifetimes"] = KeyRow.lifetimes
+        values["key_action"] = "/account/keys"
+        values["key_revoke_action"] = "/account/keys/revoke"
+        values["pager"] = PageFormat.pager(path: "/account/keys", page: page, total: total)
+        return render(request, who, "my-keys", title: "API keys", tab: "/account/keys", status: status, values)
+    }
+
+    /// The new key's secret is in this answer and nowhere else, ever: no redirect, no store.
+    @Sendable func createKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await kit.action(request) { who, form in
+            do {
+                let (scopes, orgs) = try KeyRoutes.scopes(KeyRow.scopes(form))
+                let created = try await keys.createUserKey(
+                    actor: who.actor, name: form["name"] ?? "", expiresIn: try KeyRow.lifetime(form), scopes: scopes, scopedOrgs: orgs)
+                return try await apiKeys(request, who, ["created": ["name": created.key.name, "secret": created.secret]], .created)
+            } catch {
+                let (message, status) = PageKit.failure(error, context)
+                return try await apiKeys(request, who, ["error": message, "form": form.fields], status)
+            }
+        }
+    }
+
+    @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await act(request, context, tab: "/account/keys", redisplay: apiKeys) { who, form in
+            guard let id = form["key_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such key") }
+            _ = try await keys.revokeUserKey(actor: who.actor, id: id)
+            return "The key is revoked."
+        }
+    }
+}
+
+/// How a key shows in a table and how the key forms read (shared by account and org pages).
+enum KeyRow {
+    static func values(_ key: APIKey, lastUsed: Date?) -> [String: Any] {
+        [
+            "id": key.id.lowercasedString, "name": key.name, "prefix": key.prefix,
+            "scopes": key.scopes.isEmpty ? "all of the owner's authority" : key.scopes.joined(separator: ", "),
+            "created_at": PageFormat.date(key.createdAt), "expires_at": key.expiresAt.map { PageFormat.date($0) } ?? "never",
+            "last_used_at": [key.lastUsedAt, lastUsed].compactMap { $0 }.max().map { PageFormat.date($0) } ?? "never",
+        ]
+    }
+
+    static var lifetimes: [[String: Any]] { [
+        ["value": "2592000", "label": "30 days"], ["value": "7776000", "label": "90 days"],
+        ["value": "31536000", "label": "1 year"], ["value": "", "label": "Never (unless an org's key policy says otherwise)"],
+    ] }
+
+    static func lifetime(_ form: FormPost) throws -> Int? {
+        guard let text = form["expires_in"], !text.isEmpty else { return nil }
+        guard let seconds = Int(text) else { throw Problem.badRequest("expires_in must be a number of seconds") }
+        return seconds
+    }
+
+    /// The scopes a key form asks for: `org:<id>` for each ticked org (`org` fields), a role cap
+    /// (`role`), and `authz:check`.
+    static func scopes(_ form: FormPost) -> [String] {
+        var scopes = form.all("org").filter { !$0.isEmpty }.map { "org:" + $0 }
+        if let role = form["role"], !role.isEmpty { scopes.append("role:" + role) }
+        if form["authz_check"] == "1" { scopes.append("authz:check") }
+        return scopes
+    }
+}
+
+extension Page {
+    /// A page's `limit`/`offset` from the query; on a page, a bad value is the first page rather
+    /// than an error.
+    static func lenient(_ request: Request, limit: Int = 25) -> Page {
+        let offset = request.uri.queryParameters.get("offset").flatMap(Int.init).map { min(max($0, 0), 1_000_000_000) } ?? 0
+        return Page(limit: limit, offset: offset)
+    }
+}

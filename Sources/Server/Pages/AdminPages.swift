@@ -1,0 +1,150 @@
+import Foundation
+import Hummingbird
+import Identity
+import Invites
+import NIOCore
+import Storage
+
+/// `/admin/…` for the root: platform invites, the user directory, signing keys, backup.
+/// Anyone else gets the same 404 page as for a path that does not exist.
+struct AdminPages: Sendable {
+    let kit: PageKit
+    let invites: InviteService
+    let auth: AuthService
+    let tokens: TokenService
+    let signingKeys: any SigningKeyStore
+    let backup: SQLBackup
+
+    static let tabs = [("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup")]
+
+    func rootPage(_ request: Request, _ body: (SignedIn) async throws -> Response) async throws -> Response {
+        try await kit.signedInPage(request) { who in
+            guard who.caller.isRoot else { return notFound(request, who) }
+            return try await body(who)
+        }
+    }
+
+    func rootAction(_ request: Request, _ body: @escaping (SignedIn, FormPost) async throws -> Response) async throws -> Response {
+        try await kit.action(request) { who, form in
+            guard who.caller.isRoot else { return notFound(request, who) }
+            return try await body(who, form)
+        }
+    }
+
+    func notFound(_ request: Request, _ who: SignedIn) -> Response {
+        kit.page(request, who, "message", title: "Not found", status: .notFound, ["paragraphs": ["There is no page here."]])
+    }
+
+    func render(_ request: Request, _ who: SignedIn, _ template: String, title: String, tab: String, status: HTTPResponse.Status = .ok, _ values: [String: Any]) -> Response {
+        var values = values
+        values["wide"] = true
+        values["section"] = "Platform"
+        values["tabs"] = Self.tabs.map { ["href": $0.0, "label": $0.1, "current": $0.0 == tab] }
+        return kit.page(request, who, template, title: title, status: status, values)
+    }
+
+    // MARK: Platform invites
+
+    @Sendable func invitesPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootPage(request) { try await platformInvites(request, $0, [:], .ok) }
+    }
+
+    func platformInvites(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let (items, total) = try await invites.platformInvites(by: who.actor, state: nil, limit: page.limit, offset: page.offset)
+        let now = Date()
+        var values = extra
+        values["invites"] = items.map { i -> [String: Any] in
+            let state = i.state(at: now)
+            return ["id": i.id.lowercasedString, "email": i.email, "state": state.rawValue, "pending": state == .pending,
+                    "expires_at": PageFormat.date(i.expiresAt), "orgs": i.orgInvites.map { "\($0.orgName) (\($0.role.rawValue))" }.joined(separator: ", ")]
+        }
+        values["pager"] = PageFormat.pager(path: "/admin", page: page, total: total)
+        return render(request, who, "admin-invites", title: "Platform invites", tab: "/admin", status: status, values)
+    }
+
+    @Sendable func createInvite(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootAction(request) { who, form in
+            do {
+                let (invite, _) = try await invites.createPlatformInvite(by: who.actor, email: form["email"] ?? "", orgInvites: [])
+                return kit.redirect("/admin", notice: "An invitation to sign up is on its way to \(invite.email).")
+            } catch {
+                let (message, status) = PageKit.failure(error, context)
+                return try await platformInvites(request, who, ["error": message, "form": form.fields], status)
+            }
+        }
+    }
+
+    @Sendable func revokeInvite(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootAction(request) { who, form in
+            do {
+                guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
+                _ = try await invites.revokePlatformInvite(by: who.actor, id: id)
+                return kit.redirect("/admin", notice: "The invitation is revoked.")
+            } catch {
+                let (message, status) = PageKit.failure(error, context)
+                return try await platformInvites(request, who, ["error": message], status)
+            }
+        }
+    }
+
+    // MARK: Users
+
+    @Sendable func usersPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootPage(request) { who in
+            let page = Page.lenient(request)
+            let q = String((request.uri.queryParameters.get("q") ?? "").prefix(254))
+            let (users, total) = try await auth.directory(matching: q, limit: page.limit, offset: page.offset)
+            return render(request, who, "admin-users", title: "Users", tab: "/admin/users", [
+                "q": q,
+                "users": users.map { u -> [String: Any] in
+                    ["id": u.id.lowercasedString, "email": u.email, "name": u.name.isEmpty ? "—" : u.name, "verified": u.emailVerified,
+                     "is_root": u.isRoot, "created_at": PageFormat.date(u.createdAt)]
+                },
+                "pager": PageFormat.pager(path: "/admin/users", page: page, total: total, query: ["q": q]),
+            ])
+        }
+    }
+
+    // MARK: Signing keys
+
+    @Sendable func keysPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootPage(request) { who in try await keys(request, who, [:]) }
+    }
+
+    func keys(_ request: Request, _ who: SignedIn, _ extra: [String: Any]) async throws -> Response {
+        let records = try await signingKeys.signingKeys().sorted { $0.createdAt > $1.createdAt }
+        var values = extra
+        values["keys"] = records.map { k -> [String: Any] in
+            ["kid": k.kid, "algorithm": k.algorithm, "created_at": PageFormat.date(k.createdAt),
+             "state": k.retiredAt == nil ? "active" : "retired", "publish_until": k.publishUntil.map { PageFormat.date($0) } ?? "—"]
+        }
+        return render(request, who, "admin-keys", title: "Signing keys", tab: "/admin/signing-keys", values)
+    }
+
+    @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootAction(request) { who, _ in
+            let (key, _) = try await tokens.rotate(by: .user(who.user.id))
+            return kit.redirect("/admin/signing-keys", notice: "A new signing key (\(key.kid)) is active; the old one is still published until tokens it signed expire.")
+        }
+    }
+
+    // MARK: Backup
+
+    @Sendable func backupPage(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootPage(request) { who in render(request, who, "admin-backup", title: "Backup", tab: "/admin/backup", [:]) }
+    }
+
+    /// A POST (with the form token), not a link: the download holds every account's hashes.
+    @Sendable func download(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await rootAction(request) { who, _ in
+            let data = try BackupDocument.encode(try await backup.export(actor: who.actor))
+            var response = Response(
+                status: .ok,
+                headers: [.contentType: "application/json", .contentDisposition: "attachment; filename=\"portcullis-backup.json\""],
+                body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            PageRenderer.secure(&response.headers)
+            return response
+        }
+    }
+}
