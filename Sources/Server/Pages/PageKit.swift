@@ -41,7 +41,10 @@ struct PageKit: Sendable {
         return SignedIn(user: user, sessionID: ids.sessionID)
     }
 
+    /// Sets the session cookie, and a new form token: one planted before the login (by a
+    /// sibling subdomain, say) does not carry over into the session.
     func startSession(_ pair: TokenPair, on response: inout Response) {
+        guardian.setCookie(Secrets.token(), on: &response)
         response.setCookie(Cookie(
             name: Self.sessionCookieName, value: cookies.value(sessionID: pair.sessionID, userID: pair.user.id),
             maxAge: sessionLifetime, path: "/", secure: guardian.secureCookies, httpOnly: true, sameSite: .lax))

@@ -62,6 +62,13 @@ struct DomainStoreContractTests {
             let (events, count) = try await store.auditEvents(orgID: org, filter: AuditFilter(), limit: 10, offset: 0)
             #expect(count == 2 && events.map(\.action) == ["member.role_changed", "member.added"])
             #expect(try await store.auditEvent(id: events[0].id)?.action == "member.role_changed")
+            // Filtered by action, by actor, by both; the total counts the filtered events.
+            let (added, addedCount) = try await store.auditEvents(orgID: org, filter: AuditFilter(action: "member.added"), limit: 10, offset: 0)
+            #expect(addedCount == 1 && added.map(\.action) == ["member.added"])
+            #expect(try await store.auditEvents(orgID: org, filter: AuditFilter(actorID: owner), limit: 1, offset: 1) .1 == 2)
+            #expect(try await store.auditEvents(orgID: org, filter: AuditFilter(actorID: other), limit: 10, offset: 0).1 == 0)
+            #expect(try await store.auditEvents(orgID: org, filter: AuditFilter(action: "member.added", actorID: other), limit: 10, offset: 0).1 == 0)
+            #expect(try await store.auditEvents(orgID: nil, filter: AuditFilter(action: "member.role_changed"), limit: 10, offset: 0).1 == 1)
             // Org lists: filtered by name, by a key's scope, and without expired memberships.
             #expect(try await store.orgs(memberUserID: other, within: nil, now: Self.now, nameContains: "acm", limit: 10, offset: 0).1 == 1)
             #expect(try await store.orgs(memberUserID: other, within: nil, now: Self.now, nameContains: "zzz", limit: 10, offset: 0).1 == 0)

@@ -77,6 +77,15 @@ struct StoreContractTests {
             #expect(renamed.0.updatedAt == Self.now.addingTimeInterval(5))
             #expect(renamed.1 > r2)
             #expect(try await store.updateName(userID: UUID(), name: "x", now: Self.now) == nil)
+            // The directory: by address, narrowed by a substring of address or name, LIKE's
+            // wildcards matched literally.
+            _ = try await store.createUser(makeUser("per%cent_x@example.com"), verification: nil)
+            #expect(try await store.users(matching: nil, limit: 10, offset: 0).0.map(\.email) == ["alice@example.com", "bob@example.com", "per%cent_x@example.com"])
+            #expect(try await store.users(matching: nil, limit: 1, offset: 1).0.map(\.email) == ["bob@example.com"])
+            #expect(try await store.users(matching: "alice", limit: 10, offset: 0).1 == 1)
+            #expect(try await store.users(matching: "%", limit: 10, offset: 0).0.map(\.email) == ["per%cent_x@example.com"])
+            #expect(try await store.users(matching: "_", limit: 10, offset: 0).1 == 1)
+            #expect(try await store.users(matching: "nobody", limit: 10, offset: 0).1 == 0)
         }
     }
 

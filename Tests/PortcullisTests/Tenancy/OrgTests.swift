@@ -411,6 +411,17 @@ struct OrgTests {
             let platform = try await api.send(.get, "/v1/audit?limit=5", token: root.access)
             #expect(platform.json["total"] as? Int == events.count + 1)
             #expect((platform.json["items"] as? [[String: Any]])?.count == 5)
+
+            // Filters: by action, by actor, both; bad ones are 400.
+            let added = try await api.send(.get, "/v1/orgs/\(org)/audit?action=member.added", token: alice.access)
+            #expect(added.json["total"] as? Int == 3)
+            #expect((added.json["items"] as? [[String: Any]])?.allSatisfy { $0["action"] as? String == "member.added" } == true)
+            let byBob = try await api.items("/v1/orgs/\(org)/audit?actor_id=\(bob.userID)", token: alice.access)
+            #expect(byBob.compactMap { $0["action"] as? String } == ["member.left"])
+            #expect(try await api.send(.get, "/v1/orgs/\(org)/audit?action=member.added&actor_id=\(bob.userID)", token: alice.access).json["total"] as? Int == 0)
+            #expect(try await api.send(.get, "/v1/audit?action=org.updated", token: root.access).json["total"] as? Int == 2)
+            #expect(try await api.send(.get, "/v1/orgs/\(org)/audit?actor_id=nope", token: alice.access).status == .badRequest)
+            #expect(try await api.send(.get, "/v1/audit?action=\(String(repeating: "a", count: 101))", token: root.access).status == .badRequest)
         }
     }
 }

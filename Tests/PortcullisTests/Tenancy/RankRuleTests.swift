@@ -60,6 +60,38 @@ struct RankRuleTests {
         }
     }
 
+    /// What the console offers (`OrgAbilities`) is what the table allows: an admin is not
+    /// offered "owner", and nobody is offered a change the server would refuse.
+    @Test("the console's choices agree with the table", arguments: Backend.allCases)
+    func consoleChoices(_ backend: Backend) async throws {
+        try await withApp(backend) { api, services in
+            let founder = try await api.signupAndLogin("founder@example.com")
+            let org = try #require(UUID(uuidString: try await api.createOrg(founder.access)))
+            for actorName in Self.roles {
+                let tokens = try await api.signupAndLogin("actor-\(actorName)@example.com")
+                try await api.addMember(founder.access, org: org.uuidString, email: "actor-\(actorName)@example.com", role: actorName)
+                let actor = Actor.user(try #require(UUID(uuidString: tokens.userID)), isRoot: false)
+                let abilities = try await services.tenancy.abilities(actor: actor, orgID: org)
+                #expect(abilities.role?.rawValue == actorName)
+                let granted = try #require(Self.grant[actorName])
+                #expect(abilities.grantableRoles == Role.ranked.enumerated().filter { granted[$0.offset] == 201 }.map(\.element), "\(actorName) grants")
+                for target in Self.roles {
+                    let row = try #require(Self.changeAndRemove["\(actorName.padding(toLength: 6, withPad: " ", startingAt: 0)) \(target)"])
+                    let offered = abilities.roleChoices(for: Role(rawValue: target)!)
+                    #expect(offered == Role.ranked.enumerated().filter { row[$0.offset] == 200 }.map(\.element), "\(actorName) changes \(target)")
+                    #expect(abilities.mayRemove(Role(rawValue: target)!) == (row[4] == 204), "\(actorName) removes \(target)")
+                }
+            }
+            // A stranger cannot see the org at all; the root sees it with an owner's choices.
+            let stranger = try await api.signupAndLogin("stranger@example.com")
+            await #expect(throws: TenancyError.self) {
+                _ = try await services.tenancy.abilities(actor: .user(UUID(uuidString: stranger.userID)!, isRoot: false), orgID: org)
+            }
+            let root = try await services.tenancy.abilities(actor: .user(UUID(), isRoot: true), orgID: org)
+            #expect(root.role == nil && root.grantableRoles == Role.ranked && root.may(Permission.orgDelete))
+        }
+    }
+
     @Test("the permission table is SPEC §4")
     func permissionTable() {
         let t = PermissionTable.builtIn
