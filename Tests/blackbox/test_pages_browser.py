@@ -278,6 +278,33 @@ def check_structure(driver):
     assert not violations, f"the page's own resources break its CSP on {where}: {violations}"
 
 
+# Every form field a person can reach (not type=hidden, not the `hidden` attribute) and the
+# names of those without a label: no <label> (by `for` or around it) with text, no aria-label,
+# no aria-labelledby naming an element with text. Also every id used more than once.
+UNLABELLED_FIELDS_JS = """
+const describe = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.name ? '[name=' + el.name + ']' : '');
+const unlabelled = [];
+for (const el of document.querySelectorAll('input, select, textarea')) {
+  if (el.type === 'hidden' || el.hidden) continue;
+  const labels = Array.from(el.labels || []).map(l => l.textContent.trim()).filter(Boolean);
+  const aria = (el.getAttribute('aria-label') || '').trim();
+  const by = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
+    .map(id => (document.getElementById(id) || {}).textContent || '').join(' ').trim();
+  if (!labels.length && !aria && !by) unlabelled.push(describe(el));
+}
+const counts = {};
+for (const el of document.querySelectorAll('[id]')) counts[el.id] = (counts[el.id] || 0) + 1;
+return [unlabelled, Object.keys(counts).filter(id => counts[id] > 1)];
+"""
+
+
+def check_labels(driver):
+    """Every input, select and textarea a person can reach has a label with text, and ids are unique."""
+    unlabelled, repeated = driver.execute_script(UNLABELLED_FIELDS_JS)
+    assert not unlabelled, f"fields without a label on {driver.current_url}: {unlabelled}"
+    assert not repeated, f"ids used more than once on {driver.current_url}: {repeated}"
+
+
 def shoot(driver, page: str):
     """<page>-<width>.png at each viewport; also checks that nothing overflows sideways."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
@@ -605,6 +632,7 @@ def test_page_headers_and_accessibility(server, page, name):
 
     assert open_page(page, server.url(path)) == 200
     check_structure(page)
+    check_labels(page)
     links = page.find_elements(By.CSS_SELECTOR, "link[rel=stylesheet]")
     assert "/assets/portcullis.css" in [l.get_dom_attribute("href") for l in links]
     form = single(page, "form")

@@ -1,0 +1,779 @@
+"""The hosted console (/login, /account/…, /orgs/{id}/…, /admin/…) in a real headless Chromium
+driven by Selenium, against a real server (with a root account) and a real SMTP sink: the
+walk-through from signup to an accepted invitation, rank rules in the forms and on the server,
+an API key's secret shown once, password reset through the pages, CSRF, return_to, logout and
+"sign out everywhere", and every console page screenshotted at 1280 and 390 px with the
+accessibility checks (labels, one h1, main landmark, no sideways overflow, colour contrast).
+
+Shares the driver, the SMTP sink reader and the page helpers of test_pages_browser.py."""
+
+import re
+import uuid
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+import requests
+
+import secrets_seen
+from portcullis_server import ServerStartError, running_server
+from test_pages_browser import (  # noqa: F401  (browser and page are fixtures used by name)
+    CSRF_COOKIE, PASSWORD, TIMEOUT, VIEWPORTS, Server, binary, browser, check_labels, check_structure, fresh_email,
+    h1, open_page, page, post_form, shoot, single, smtp_sink, statuses, submit, type_into)
+
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+ROOT_EMAIL = "root-console@example.com"
+ROOT_PASSWORD = "the console root passphrase 42"
+SESSION_COOKIE = "portcullis_session"
+UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+# --- the server (with a root account) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console")
+    secrets_seen.note(ROOT_PASSWORD)
+    secrets_seen.note(PASSWORD)
+    with smtp_sink(tmp) as sink:
+        workdir = tmp / "server"
+        workdir.mkdir()
+        try:
+            with running_server(binary(), workdir, SMTP_URL=sink.url, SIGNUP="open", IP_BURST="1000",
+                                ROOT_EMAIL=ROOT_EMAIL, ROOT_PASSWORD=ROOT_PASSWORD) as base:
+                yield Server(base, sink, workdir / "server.log")
+        except ServerStartError as error:
+            pytest.fail(str(error), pytrace=False)
+
+
+# --- the API, as an application calls it ----------------------------------------------------------
+
+def api_token(server, address: str, password: str = PASSWORD) -> str:
+    r = server.login(address, password)
+    assert r.status_code == 200, f"API login of {address}: {r.status_code} {r.text}"
+    return r.json()["access_token"]
+
+
+def api(server, token: str, method: str, path: str, body=None) -> requests.Response:
+    return requests.request(method, server.url(path), json=body, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+
+
+def verified_account(server, what: str, name: str = "") -> str:
+    """An account (made through the API) whose address is confirmed from the mailed link."""
+    address = fresh_email(what)
+    r = requests.post(server.url("/v1/users"), json={"email": address, "password": PASSWORD, "name": name or what.title()},
+                      timeout=TIMEOUT)
+    assert r.status_code == 201, f"API signup: {r.status_code} {r.text}"
+    token = server.sink.link(address, server.url("/verify-email?token=")).split("token=", 1)[1]
+    r = requests.post(server.url("/v1/auth/verify-email"), json={"token": token}, timeout=TIMEOUT)
+    assert r.ok, f"confirming {address}: {r.status_code} {r.text}"
+    return address
+
+
+def api_members(server, token: str, org_id: str) -> dict:
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/members?limit=100")
+    assert r.status_code == 200, r.text
+    return {m["email"]: m["role"] for m in r.json()["items"]}
+
+
+def api_org_names(server, token: str) -> list:
+    r = api(server, token, "GET", "/v1/orgs?limit=100")
+    assert r.status_code == 200, r.text
+    return [o["name"] for o in r.json()["items"]]
+
+
+# --- the browser -----------------------------------------------------------------------------------
+
+def path_of(driver) -> str:
+    return urlsplit(driver.current_url).path
+
+
+def xpath_literal(text: str) -> str:
+    return f'"{text}"' if '"' not in text else "concat('" + "', \"'\", '".join(text.split("'")) + "')"
+
+
+def form_for(driver, button: str):
+    """The one form whose submit button reads `button` (its own text, not visually hidden extras)."""
+    found = driver.find_elements(By.XPATH, f"//form[.//button[normalize-space(text())={xpath_literal(button)}]]")
+    assert len(found) == 1, f"{len(found)} forms with a button {button!r} on {driver.current_url}"
+    return found[0]
+
+
+def press(driver, button: str, status: int = 200) -> None:
+    got = submit(driver, form_for(driver, button))
+    if got != status:
+        errors = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".error")]
+        pytest.fail(f"pressing {button!r} answered {got}, not {status}: now at {driver.current_url}, h1 "
+                    f"{[e.text for e in driver.find_elements(By.TAG_NAME, 'h1')]}, errors {errors}", pytrace=False)
+
+
+def press_confirming(driver, button: str) -> int:
+    """Presses a button of a form[data-confirm]: the page's script asks; the person says yes."""
+    form = form_for(driver, button)
+    question = form.get_dom_attribute("data-confirm")
+    assert question, f"the form of {button!r} asks no confirmation"
+    driver.execute_script("window.__portcullisTestOldPage = true")
+    statuses(driver)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    alert = WebDriverWait(driver, TIMEOUT).until(expected_conditions.alert_is_present())
+    assert alert.text == question
+    alert.accept()
+
+    def next_page_loaded(d):
+        try:
+            return d.execute_script("return !window.__portcullisTestOldPage && document.readyState === 'complete'")
+        except WebDriverException:
+            return False
+
+    try:
+        WebDriverWait(driver, TIMEOUT).until(next_page_loaded)
+    except TimeoutException:
+        pytest.fail(f"confirming {button!r} on {driver.current_url} loaded no page", pytrace=False)
+    got = statuses(driver)
+    assert got, "no document after the confirmed post"
+    return got[-1][1]
+
+
+def fill(driver, field_id: str, value: str):
+    field = single(driver, f"#{field_id}")
+    field.clear()
+    field.send_keys(value)
+
+
+def choose(driver, select_id: str, value: str):
+    Select(single(driver, f"select#{select_id}")).select_by_value(value)
+
+
+def options(driver, select_id: str) -> list:
+    return [o.get_dom_attribute("value") for o in single(driver, f"select#{select_id}").find_elements(By.TAG_NAME, "option")]
+
+
+def open_details(driver, summary: str):
+    details = driver.find_element(By.XPATH, f"//details[summary[normalize-space()={xpath_literal(summary)}]]")
+    if details.get_dom_attribute("open") is None:
+        details.find_element(By.TAG_NAME, "summary").click()
+    assert details.get_dom_attribute("open") is not None, f"the {summary!r} panel did not open"
+
+
+def notice(driver) -> str:
+    return single(driver, "p.notice[role=status]").text.strip()
+
+
+def main_text(driver) -> str:
+    return single(driver, "main").text
+
+
+def page_errors(driver) -> list:
+    return [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, "p.error[role=alert]") if e.is_displayed()]
+
+
+def sign_in(driver, server, address: str, password: str = PASSWORD, return_to: str | None = None, status: int = 200):
+    path = "/login" if return_to is None else "/login?return_to=" + quote(return_to, safe="")
+    assert open_page(driver, server.url(path)) == 200, path
+    type_into(driver, "email", address)
+    type_into(driver, "password", password)
+    press(driver, "Sign in", status)
+
+
+def as_person(driver, server, address: str, password: str = PASSWORD, return_to: str | None = None):
+    """Another person at the same browser: nothing of the one before is left."""
+    driver.delete_all_cookies()
+    sign_in(driver, server, address, password, return_to)
+
+
+def browser_client(driver) -> requests.Session:
+    """A client holding the browser's cookies (the session and the CSRF cookie)."""
+    session = requests.Session()
+    for cookie in driver.get_cookies():
+        session.cookies.set(cookie["name"], cookie["value"])
+        if cookie["name"] == SESSION_COOKIE:
+            secrets_seen.note(cookie["value"])
+    return session
+
+
+def page_csrf(driver) -> str:
+    value = driver.find_elements(By.CSS_SELECTOR, "input[name=csrf]")[0].get_dom_attribute("value")
+    assert value and value == driver.get_cookie(CSRF_COOKIE)["value"], "the forms' csrf is not the cookie's value"
+    return value
+
+
+def create_org(driver, server, name: str, description: str = "") -> str:
+    """Creates an org from /account/orgs; returns its console path /orgs/{id}."""
+    assert open_page(driver, server.url("/account/orgs")) == 200
+    open_details(driver, "Create an org")
+    fill(driver, "org-name", name)
+    if description:
+        fill(driver, "org-description", description)
+    press(driver, "Create org")
+    path = path_of(driver)
+    assert re.fullmatch(rf"/orgs/{UUID_RE}", path), f"creating an org led to {driver.current_url}"
+    assert name in notice(driver)
+    return path
+
+
+def member_roles(driver) -> dict:
+    """The members table as {e-mail: role}: a row's role is its select's choice, else its text."""
+    return driver.execute_script("""
+        const rows = {};
+        for (const tr of document.querySelectorAll('main table tbody tr')) {
+          const cells = tr.querySelectorAll('td');
+          const select = cells[2].querySelector('select');
+          rows[cells[1].textContent.trim()] = select ? select.value : cells[2].textContent.trim().split(/\\s+/)[0];
+        }
+        return rows;""")
+
+
+def add_member(driver, address: str, role: str, status: int = 200):
+    fill(driver, "member-email", address)
+    choose(driver, "member-role", role)
+    press(driver, "Add member", status)
+
+
+# --- accessibility: contrast, overflow, and test_pages_browser's structure and label checks -------
+
+# WCAG 2 contrast of every visible text (elements with their own text, and the values of form
+# fields) against its effective background: the element's background-color and its ancestors',
+# composited until an opaque one (white below all). Controls that are disabled are exempt (WCAG
+# 1.4.3), as is text a person cannot see (visually hidden 1px boxes, closed <details>, off-screen).
+CONTRAST_JS = r"""
+const rgba = s => {
+  const m = /^rgba?\(([^)]*)\)$/.exec((s || '').trim());
+  if (!m) return null;
+  const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(parseFloat);
+  return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1};
+};
+const over = (top, bottom) => ({r: top.r * top.a + bottom.r * (1 - top.a), g: top.g * top.a + bottom.g * (1 - top.a),
+                                b: top.b * top.a + bottom.b * (1 - top.a), a: 1});
+const lum = c => {
+  const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+};
+const background = el => {
+  const layers = [];
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgba(getComputedStyle(e).backgroundColor);
+    if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
+  }
+  let bg = {r: 255, g: 255, b: 255, a: 1};
+  if (layers.length && layers[layers.length - 1].a >= 1) bg = layers.pop();
+  while (layers.length) bg = over(layers.pop(), bg);
+  return bg;
+};
+const describe = el => {
+  const parts = [];
+  for (let e = el; e && e !== document.body && parts.length < 4; e = e.parentElement) {
+    parts.unshift(e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                  (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\s+/).join('.') : ''));
+  }
+  return parts.join(' > ');
+};
+const hex = c => '#' + [c.r, c.g, c.b].map(v => Math.round(v).toString(16).padStart(2, '0')).join('');
+const failures = [];
+let checked = 0;
+for (const el of document.body.querySelectorAll('*')) {
+  if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'OPTION', 'BR'].includes(el.tagName)) continue;
+  let text = '';
+  if (el.matches('input:not([type=hidden]):not([type=checkbox]):not([type=radio]), textarea')) text = el.value;
+  else if (el.tagName === 'SELECT') text = el.selectedOptions.length ? el.selectedOptions[0].text : '';
+  else for (const n of el.childNodes) if (n.nodeType === Node.TEXT_NODE) text += n.textContent;
+  text = text.trim();
+  if (!text) continue;
+  if (el.matches(':disabled') || el.closest('fieldset:disabled')) continue;
+  if (!el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})) continue;
+  const box = el.getBoundingClientRect();
+  if (box.width <= 1 || box.height <= 1 || box.right <= 0 || box.bottom <= 0) continue;
+  const style = getComputedStyle(el);
+  const bg = background(el);
+  const fg0 = rgba(style.color);
+  checked++;
+  if (!fg0) { failures.push({element: describe(el), text: text.slice(0, 60), color: style.color, problem: 'unreadable colour'}); continue; }
+  const fg = fg0.a < 1 ? over(fg0, bg) : fg0;
+  const a = lum(fg), b = lum(bg);
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const size = parseFloat(style.fontSize), weight = parseInt(style.fontWeight, 10) || 400;
+  const large = size >= 24 || (weight >= 700 && size >= 18.66);
+  const need = large ? 3 : 4.5;
+  if (ratio < need) failures.push({element: describe(el), text: text.slice(0, 60), color: hex(fg), background: hex(bg),
+                                   ratio: Math.round(ratio * 100) / 100, need: need, font: size + 'px/' + weight});
+}
+return [checked, failures];
+"""
+
+
+def contrast_failures(driver) -> tuple:
+    return driver.execute_script(CONTRAST_JS)
+
+
+def set_width(driver, width: int, height: int):
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
+def inspect(driver, name: str, signed_in: bool = True) -> list:
+    """The accessibility checks on the page now open, then its screenshots (<name>-<width>.png).
+    Returns the problems found (rather than stopping at the first), each naming page and element."""
+    problems = []
+    where = f"{name} ({path_of(driver)})"
+
+    def attempt(check, *args):
+        try:
+            check(*args)
+        except AssertionError as error:
+            problems.append(f"{where}: {error}")
+
+    attempt(check_structure, driver)
+    attempt(check_labels, driver)
+    if signed_in:
+        navs = driver.find_elements(By.CSS_SELECTOR, "header nav[aria-label=Main]")
+        if len(navs) != 1:
+            problems.append(f"{where}: {len(navs)} nav[aria-label=Main] in the header")
+    try:
+        for width, height in VIEWPORTS:
+            set_width(driver, width, height)
+            checked, failures = contrast_failures(driver)
+            if checked < 3:
+                problems.append(f"{where} at {width}px: only {checked} text elements were checked for contrast")
+            for f in failures:
+                problems.append(f"{where} at {width}px: contrast {f}")
+            # A phone (mobile emulation) zooms out to show a too-wide page, and innerWidth then
+            # grows with it: the emulated width is what the page must fit.
+            scroll, inner = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            if scroll > min(inner, width) + 1:
+                problems.append(f"{where} at {width}px: the page is {scroll}px wide, the window {inner}px")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    attempt(shoot, driver, name)
+    return problems
+
+
+# --- 1. the walk-through: signup, the mailed link, an org, an invitation, accepted ---------------
+
+def test_walkthrough_signup_confirm_org_invite_accept(server, page):
+    founder, invitee = fresh_email("founder"), fresh_email("invitee")
+    org_name = f"Walkthrough {uuid.uuid4().hex[:6]}"
+
+    # Signup, then the address confirmed from the mail.
+    assert open_page(page, server.url("/signup")) == 200
+    type_into(page, "email", founder)
+    type_into(page, "name", "Fran Founder")
+    type_into(page, "password", PASSWORD)
+    press(page, "Create account")
+    assert h1(page) == "Check your inbox"
+    link = server.sink.link(founder, server.url("/verify-email?token="))
+    assert open_page(page, link) == 200
+    press(page, "Confirm my address")
+    assert h1(page) == "Address confirmed"
+
+    # Sign in: the session cookie is HttpOnly and SameSite=Lax; the header's navigation.
+    sign_in(page, server, founder)
+    assert path_of(page) == "/account", page.current_url
+    cookie = page.get_cookie(SESSION_COOKIE)
+    assert cookie and cookie["httpOnly"] is True and cookie.get("sameSite") == "Lax", f"session cookie {cookie}"
+    secrets_seen.note(cookie["value"])
+    nav = single(page, "header nav[aria-label=Main]")
+    links = {a.text.strip(): urlsplit(a.get_attribute("href")).path for a in nav.find_elements(By.TAG_NAME, "a")}
+    assert links == {"Account": "/account", "Orgs": "/account/orgs"}, f"nav links of a non-root: {links}"
+    form_for(page, "Sign out")
+    assert open_page(page, server.url("/admin")) == 404, "a non-root opened /admin"
+
+    # An org, and an invitation by e-mail to an address without an account.
+    org = create_org(page, server, org_name, "Made in the walk-through")
+    org_id = org.rsplit("/", 1)[1]
+    assert member_roles(page) == {founder: "owner"}
+    add_member(page, invitee, "editor")
+    assert "invitation" in notice(page), notice(page)
+    assert invitee not in member_roles(page)
+    assert open_page(page, server.url(f"{org}/invites")) == 200
+    assert invitee in single(page, "main table").text
+
+    # The invitee opens the mailed link, signs up, lands on the invitation and accepts it.
+    link = server.sink.link(invitee, server.url("/signup?invite_token="))
+    token = link.split("invite_token=", 1)[1]
+    page.delete_all_cookies()
+    assert open_page(page, link) == 200
+    assert single(page, "input[name=invite_token]").get_dom_attribute("value") == token
+    type_into(page, "email", invitee)
+    type_into(page, "name", "Ivy Invitee")
+    type_into(page, "password", PASSWORD)
+    press(page, "Create account")
+    assert path_of(page) == "/invites/accept" and parse_qs(urlsplit(page.current_url).query).get("token") == [token], \
+        page.current_url
+    assert notice(page) == "Your account is ready."
+    press(page, "Accept the invitation")
+    assert path_of(page) == f"/orgs/{org_id}", page.current_url
+    assert notice(page) == f"You joined {org_name} as editor."
+    # The notice is shown once.
+    assert open_page(page, server.url(org)) == 200
+    assert not page.find_elements(By.CSS_SELECTOR, "p.notice")
+    assert server.me(invitee, PASSWORD)["email_verified"] is True
+
+    # The inviter's members page lists the invitee.
+    as_person(page, server, founder, return_to=f"{org}/members")
+    assert path_of(page) == f"{org}/members", page.current_url
+    assert member_roles(page) == {founder: "owner", invitee: "editor"}
+
+
+# --- 2. rank rules: offered choices, and the server's refusal of the rest ------------------------
+
+def test_an_admin_cannot_grant_owner_in_the_form_nor_by_a_forged_post(server, page):
+    owner, admin, viewer, outsider = (verified_account(server, w) for w in ("owner", "admin", "viewer", "outsider"))
+    owner_token = api_token(server, owner)
+
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Ranks {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    assert options(page, "member-role") == ["viewer", "editor", "admin", "owner"], "what an owner may grant"
+    add_member(page, admin, "admin")
+    assert notice(page) == f"{admin} is now a member (admin).", notice(page)
+    add_member(page, viewer, "viewer")
+    assert member_roles(page) == {owner: "owner", admin: "admin", viewer: "viewer"}
+
+    # The admin's view: no owner anywhere among the choices.
+    as_person(page, server, admin, return_to=org)
+    assert path_of(page) == org
+    assert options(page, "member-role") == ["viewer", "editor", "admin"], "an admin is offered what it may not grant"
+    viewer_id = server.me(viewer, PASSWORD)["id"]
+    assert options(page, f"role-{viewer_id}") == ["viewer", "editor", "admin"]
+    owner_id = server.me(owner, PASSWORD)["id"]
+    assert not page.find_elements(By.ID, f"role-{owner_id}"), "an admin may change the owner's role"
+    assert open_page(page, server.url(f"{org}/invites")) == 200
+    assert options(page, "invite-role") == ["viewer", "editor", "admin"]
+    before = api_members(server, owner_token, org_id)
+
+    # A forged "owner" option in the browser's own form: refused, the error shown in place.
+    assert open_page(page, server.url(org)) == 200
+    page.execute_script("const o = document.createElement('option'); o.value = o.textContent = 'owner';"
+                        "document.getElementById('member-role').append(o)")
+    add_member(page, outsider, "owner", status=403)
+    assert page_errors(page), f"no error shown for a forged owner grant: {page.page_source[:2000]}"
+    # The same with a client holding the browser's cookies and a valid csrf token.
+    client, csrf = browser_client(page), page_csrf(page)
+    r = post_form(client, server, f"{org}/members", {"csrf": csrf, "email": outsider, "role": "owner"})
+    assert 400 <= r.status_code < 500 and 'class="error" role="alert"' in r.text, f"forged add as owner: {r.status_code}"
+    r = post_form(client, server, f"{org}/members/role", {"csrf": csrf, "user_id": viewer_id, "role": "owner"})
+    assert 400 <= r.status_code < 500 and 'class="error" role="alert"' in r.text, f"forged promotion to owner: {r.status_code}"
+    r = post_form(client, server, f"{org}/members/role", {"csrf": csrf, "user_id": owner_id, "role": "viewer"})
+    assert 400 <= r.status_code < 500, f"an admin demoted the owner: {r.status_code}"
+    assert api_members(server, owner_token, org_id) == before, "a refused post changed the members"
+
+    # Not vacuous: the same admin may add that person with a role it holds.
+    r = post_form(client, server, f"{org}/members", {"csrf": csrf, "email": outsider, "role": "admin"})
+    assert r.status_code == 303, r.status_code
+    assert api_members(server, owner_token, org_id) == dict(before, **{outsider: "admin"})
+
+
+# --- 3. an API key's secret is shown once --------------------------------------------------------
+
+def test_api_key_secret_is_shown_exactly_once(server, page):
+    address = verified_account(server, "keys")
+    as_person(page, server, address, return_to="/account/keys")
+    assert path_of(page) == "/account/keys"
+    open_details(page, "Create a key")
+    fill(page, "key-name", "deploy bot")
+    choose(page, "key-expiry", "7776000")
+    press(page, "Create key", 201)
+    section = single(page, "section.secret")
+    secret = section.find_element(By.CSS_SELECTOR, "code#new-secret").text.strip()
+    secrets_seen.note(secret)
+    assert re.fullmatch(r"pcl_[0-9a-f]{12}_[A-Za-z0-9_\-]{43}", secret), f"the secret shown: {secret[:8]}…"
+    prefix = secret.split("_")[1]
+    rows = single(page, "main table").text
+    assert "deploy bot" in rows and prefix in rows
+    assert secret.split("_", 2)[2] not in rows
+
+    # The key works, once shown.
+    assert requests.get(server.url("/v1/me"), headers={"Authorization": f"Bearer {secret}"}, timeout=TIMEOUT).status_code == 200
+
+    # The page again: listed, secret gone.
+    assert open_page(page, server.url("/account/keys")) == 200
+    assert not page.find_elements(By.CSS_SELECTOR, "section.secret, #new-secret")
+    assert secret not in page.page_source and secret.split("_", 2)[2] not in page.page_source
+    assert prefix in single(page, "main table").text
+
+    # The API lists it, without the secret.
+    r = api(server, api_token(server, address), "GET", "/v1/keys")
+    assert r.status_code == 200 and prefix in r.text, r.text
+    assert secret.split("_", 2)[2] not in r.text, "GET /v1/keys returns the secret"
+
+
+# --- 4. password reset through the pages ---------------------------------------------------------
+
+def test_password_reset_from_the_mail_then_sign_in(server, page):
+    address, new_password = verified_account(server, "forgetful"), "a fresh passphrase from the mail"
+    secrets_seen.note(new_password)
+    assert open_page(page, server.url("/login")) == 200
+    page.find_element(By.LINK_TEXT, "Forgot your password?").click()
+    WebDriverWait(page, TIMEOUT).until(lambda d: path_of(d) == "/forgot-password")
+    type_into(page, "email", address)
+    press(page, "Send the link")
+    assert h1(page) == "Check your inbox"
+    link = server.sink.link(address, server.url("/reset-password?token="))
+    assert open_page(page, link) == 200
+    type_into(page, "new_password", new_password)
+    press(page, "Change password")
+    assert h1(page) == "Password changed"
+
+    # The old password: refused in place, nobody signed in.
+    sign_in(page, server, address, PASSWORD, status=401)
+    assert page_errors(page) and path_of(page) == "/login"
+    assert page.get_cookie(SESSION_COOKIE) is None
+    assert single(page, "#email").get_dom_attribute("value") == address
+    # The new one: the account.
+    sign_in(page, server, address, new_password)
+    assert path_of(page) == "/account" and h1(page) == "Profile"
+    assert address in main_text(page)
+
+
+# --- 5. a post without the CSRF token changes nothing --------------------------------------------
+
+def test_a_post_without_the_csrf_token_changes_nothing(server, page):
+    address = verified_account(server, "csrf")
+    token = api_token(server, address)
+    as_person(page, server, address, return_to="/account/orgs")
+    client, csrf = browser_client(page), page_csrf(page)
+    name = f"Forged {uuid.uuid4().hex[:6]}"
+
+    r = post_form(client, server, "/account/orgs", {"name": name})
+    assert r.status_code == 403 and "This form has expired" in r.text, f"no csrf field: {r.status_code}"
+    r = post_form(client, server, "/account/orgs", {"name": name, "csrf": csrf[::-1]})
+    assert r.status_code == 403, f"a wrong csrf field: {r.status_code}"
+    r = post_form(client, server, "/account/orgs", {"name": name, "csrf": csrf}, origin="https://evil.example")
+    assert r.status_code == 403, f"from another origin: {r.status_code}"
+    r = post_form(client, server, "/logout", {"all": "1"})
+    assert r.status_code == 403, f"logout everywhere without csrf: {r.status_code}"
+    assert name not in api_org_names(server, token), "a forged post made an org"
+    assert api(server, token, "GET", "/v1/me").status_code == 200, "a forged logout ended the sessions"
+    # The browser's page shows no such org.
+    assert open_page(page, server.url("/account/orgs")) == 200
+    assert name not in main_text(page)
+
+    # The control: the same post with the token makes it.
+    r = post_form(client, server, "/account/orgs", {"name": name, "csrf": csrf})
+    assert r.status_code == 303 and re.fullmatch(rf"/orgs/{UUID_RE}", r.headers["Location"]), r.status_code
+    assert name in api_org_names(server, token)
+
+
+# --- 6. return_to never leaves the origin --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def returning(server):
+    """One confirmed account for the return_to cases."""
+    return verified_account(server, "returnto")
+
+
+@pytest.mark.parametrize("target", ["https://elsewhere.example", "//elsewhere.example", "/\\elsewhere.example",
+                                    "https://elsewhere.example/account"])
+def test_return_to_elsewhere_is_not_followed(server, page, returning, target):
+    address = returning
+    sign_in(page, server, address, return_to=target)
+    here = urlsplit(page.current_url)
+    assert (here.scheme + "://" + here.netloc, here.path) == (server.base, "/account"), \
+        f"return_to={target!r} led to {page.current_url}"
+    # Already signed in, the login page redirects the same way.
+    assert open_page(page, server.url("/login?return_to=" + quote(target, safe=""))) == 200
+    assert urlsplit(page.current_url)[:3] == urlsplit(server.url("/account"))[:3], page.current_url
+    # A post naming it outright (not the page's sanitised field): the same.
+    page.delete_all_cookies()
+    assert open_page(page, server.url("/login")) == 200
+    client, csrf = browser_client(page), page_csrf(page)
+    r = post_form(client, server, "/login", {"csrf": csrf, "email": address, "password": PASSWORD, "return_to": target})
+    assert r.status_code == 303 and r.headers["Location"] == "/account", f"{r.status_code} Location {r.headers.get('Location')}"
+
+
+def test_return_to_a_path_here_is_followed(server, page):
+    sign_in(page, server, verified_account(server, "returnhere"), return_to="/account/keys?x=1")
+    assert (path_of(page), urlsplit(page.current_url).query) == ("/account/keys", "x=1"), page.current_url
+
+
+# --- 7. logout, and signing out everywhere -------------------------------------------------------
+
+def login_redirect_target(location: str) -> str:
+    parts = urlsplit(location)
+    assert parts.path == "/login", location
+    return parse_qs(parts.query).get("return_to", [""])[0]
+
+
+def test_logout_ends_the_session_and_everywhere_ends_api_tokens(server, page):
+    address = verified_account(server, "leaver")
+    sign_in(page, server, address)
+    old = browser_client(page)
+    assert old.get(server.url("/account"), allow_redirects=False, timeout=TIMEOUT).status_code == 200
+    press(page, "Sign out")
+    assert path_of(page) == "/login" and notice(page) == "You are signed out."
+    assert page.get_cookie(SESSION_COOKIE) is None
+    # The old cookie no longer signs in, in any client.
+    r = old.get(server.url("/account"), allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 303 and login_redirect_target(r.headers["Location"]) == "/account", \
+        f"{r.status_code} {r.headers.get('Location')}"
+    assert open_page(page, server.url("/account")) == 200
+    assert path_of(page) == "/login" and parse_qs(urlsplit(page.current_url).query).get("return_to") == ["/account"], \
+        page.current_url
+    # The login page brings the person back where they were going.
+    type_into(page, "email", address)
+    type_into(page, "password", PASSWORD)
+    press(page, "Sign in")
+    assert path_of(page) == "/account"
+
+    # "Sign out everywhere" also ends an API login of the same person.
+    access = api_token(server, address)
+    other = api_token(server, verified_account(server, "bystander"))
+    assert api(server, access, "GET", "/v1/me").status_code == 200
+    assert open_page(page, server.url("/account/sessions")) == 200
+    before = browser_client(page)
+    rows = page.find_elements(By.CSS_SELECTOR, "main table tbody tr")
+    assert len(rows) >= 2, f"the sessions page lists {len(rows)} sessions (this browser and an API login)"
+    assert press_confirming(page, "Sign out everywhere") == 200
+    assert path_of(page) == "/login" and notice(page) == "Every session of your account has ended."
+    assert api(server, access, "GET", "/v1/me").status_code == 401, "an API token outlived sign out everywhere"
+    assert api(server, other, "GET", "/v1/me").status_code == 200, "someone else's session ended too"
+    # The browser's cookie as it was before: no longer signed in.
+    r = before.get(server.url("/account"), allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 303 and login_redirect_target(r.headers["Location"]) == "/account", r.status_code
+
+
+# --- 8. every console page: screenshots and accessibility ----------------------------------------
+
+def test_every_console_page_screenshots_and_accessibility(server, page):
+    problems = []
+    # Someone else's org invites the root, so its invitations page has one to answer.
+    host = verified_account(server, "host")
+    host_token = api_token(server, host)
+    r = api(server, host_token, "POST", "/v1/orgs", {"name": "Hosting Co"})
+    assert r.status_code == 201, r.text
+    r = api(server, host_token, "POST", f"/v1/orgs/{r.json()['id']}/invites", {"email": ROOT_EMAIL, "role": "viewer"})
+    assert r.status_code == 201, r.text
+    member = verified_account(server, "member", "Mia Member")
+
+    assert open_page(page, server.url("/login")) == 200
+    problems += inspect(page, "login", signed_in=False)
+
+    sign_in(page, server, ROOT_EMAIL, ROOT_PASSWORD)
+    assert path_of(page) == "/account"
+    nav = single(page, "header nav[aria-label=Main]")
+    assert "Admin" in [a.text.strip() for a in nav.find_elements(By.TAG_NAME, "a")], "the root has no Admin link"
+    problems += inspect(page, "account")
+    assert open_page(page, server.url("/account/sessions")) == 200
+    problems += inspect(page, "sessions")
+    assert open_page(page, server.url("/account/invites")) == 200
+    assert "Hosting Co" in single(page, "main table").text
+    form_for(page, "Accept")
+    problems += inspect(page, "my-invites")
+
+    org = create_org(page, server, "Console Co", "Everything on show")
+    org_id = org.rsplit("/", 1)[1]
+    assert open_page(page, server.url("/account/orgs")) == 200
+    assert "Console Co" in single(page, "ul.cards").text
+    problems += inspect(page, "my-orgs")
+
+    assert open_page(page, server.url("/account/keys")) == 200
+    open_details(page, "Create a key")
+    fill(page, "key-name", "console screenshot key")
+    page.find_element(By.CSS_SELECTOR, f"input[name=org][value='{org_id}']").click()
+    choose(page, "key-role", "editor")
+    press(page, "Create key", 201)
+    secret = single(page, "section.secret code#new-secret").text
+    secrets_seen.note(secret)
+    assert secret.startswith("pcl_")
+    problems += inspect(page, "my-keys")
+
+    # The org's tabs, each with something in it.
+    assert open_page(page, server.url(org)) == 200
+    add_member(page, member, "editor")
+    assert member in member_roles(page)
+    tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
+    assert tabs == ["Members", "Invites", "Access", "Service accounts", "Audit log", "Settings", "Explain"], tabs
+    problems += inspect(page, "org-members")
+
+    assert open_page(page, server.url(f"{org}/invites")) == 200
+    fill(page, "invite-email", fresh_email("guest"))
+    choose(page, "invite-role", "viewer")
+    press(page, "Send invitation")
+    assert "on its way" in notice(page)
+    assert single(page, "main table").find_elements(By.XPATH, ".//button[normalize-space(text())='Resend']")
+    problems += inspect(page, "org-invites")
+
+    member_id = server.me(member, PASSWORD)["id"]
+    assert open_page(page, server.url(f"{org}/access")) == 200
+    choose(page, "bind-subject", f"user:{member_id}")
+    fill(page, "bind-resource", f"org:{org_id}/project:apollo")
+    choose(page, "bind-role", "admin")
+    press(page, "Bind")
+    assert "project:apollo" in single(page, "main table").text
+    problems += inspect(page, "org-access")
+
+    assert open_page(page, server.url(f"{org}/service-accounts")) == 200
+    fill(page, "sa-name", "ci-runner")
+    choose(page, "sa-role", "editor")
+    press(page, "Create")
+    problems += inspect(page, "org-service-accounts")
+    page.find_element(By.LINK_TEXT, "ci-runner").click()
+    WebDriverWait(page, TIMEOUT).until(lambda d: re.fullmatch(rf"{org}/service-accounts/{UUID_RE}", path_of(d)))
+    assert "ci-runner" in h1(page)
+    account_page = page.current_url
+    open_details(page, "Create a key")
+    fill(page, "key-name", "ci key")
+    press(page, "Create key", 201)
+    sa_secret = single(page, "section.secret code#new-secret").text
+    secrets_seen.note(sa_secret)
+    assert sa_secret.startswith("pcl_")
+    # The page that shows the secret is the account's own page: its address works on its own.
+    assert page.current_url == account_page, page.current_url
+    problems += inspect(page, "org-service-account")
+    assert open_page(page, account_page) == 200 and not page.find_elements(By.ID, "new-secret")
+
+    assert open_page(page, server.url(f"{org}/audit")) == 200
+    actions = single(page, "main table").text
+    assert "member.added" in actions or "invite.created" in actions, actions[:500]
+    fill(page, "audit-action", "org.created")
+    submit(page, page.find_element(By.CSS_SELECTOR, "form.filters"))
+    assert parse_qs(urlsplit(page.current_url).query).get("action") == ["org.created"]
+    shown = [c.text for c in page.find_elements(By.CSS_SELECTOR, "main table tbody tr td:nth-child(2)")]
+    assert shown and set(shown) == {"org.created"}, f"the audit filter shows {shown}"
+    problems += inspect(page, "org-audit")
+
+    assert open_page(page, server.url(f"{org}/settings")) == 200
+    fill(page, "set-metadata", '{"plan": "team"}')
+    fill(page, "set-keydays", "90")
+    press(page, "Save settings")
+    assert notice(page) == "The settings are saved."
+    assert single(page, "#set-keydays").get_attribute("value") == "90"
+    problems += inspect(page, "org-settings")
+
+    assert open_page(page, server.url(f"{org}/explain")) == 200
+    choose(page, "ex-subject", f"user:{member_id}")
+    fill(page, "ex-action", "org.update")
+    press(page, "Explain")
+    assert single(page, "section.answer .badge").text.strip() == "Denied", "an editor may update the org"
+    fill(page, "ex-action", "editor")
+    fill(page, "ex-object", f"org:{org_id}/project:apollo")
+    press(page, "Explain")
+    assert single(page, "section.answer .badge").text.strip() == "Allowed", "an admin binding does not give editor"
+    problems += inspect(page, "org-explain")
+
+    # The platform admin's pages.
+    assert open_page(page, server.url("/admin")) == 200
+    invited = fresh_email("platform")
+    fill(page, "pinvite-email", invited)
+    press(page, "Send invitation")
+    assert invited in single(page, "main table").text
+    problems += inspect(page, "admin-invites")
+    assert open_page(page, server.url("/admin/users")) == 200
+    fill(page, "user-q", "member")
+    submit(page, page.find_element(By.CSS_SELECTOR, "form.filters"))
+    assert member in single(page, "main table").text and ROOT_EMAIL not in single(page, "main table").text
+    problems += inspect(page, "admin-users")
+    assert open_page(page, server.url("/admin/signing-keys")) == 200
+    before = len(page.find_elements(By.CSS_SELECTOR, "main table tbody tr"))
+    assert press_confirming(page, "Rotate now") == 200
+    assert len(page.find_elements(By.CSS_SELECTOR, "main table tbody tr")) == before + 1
+    problems += inspect(page, "admin-signing-keys")
+    assert open_page(page, server.url("/admin/backup")) == 200
+    client, csrf = browser_client(page), page_csrf(page)
+    r = post_form(client, server, "/admin/backup", {"csrf": csrf})
+    assert r.status_code == 200 and "attachment" in r.headers.get("Content-Disposition", "") and r.json(), r.status_code
+    problems += inspect(page, "admin-backup")
+
+    assert not problems, "accessibility problems:\n" + "\n".join(problems)
