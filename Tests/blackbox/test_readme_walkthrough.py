@@ -40,7 +40,7 @@ NEW_ROOT = {"ROOT_EMAIL": "root@new.example.com", "ROOT_PASSWORD": "another hors
 
 # Blocks that do not run, by (heading, first line), with the reason.
 EXCLUDED = {
-    ("## Quick start", "make run     # install missing Debian packages, build, serve on http://127.0.0.1:8080"):
+    ("## Quick start", "make run     # install missing Debian packages, build, serve the API and the console on http://127.0.0.1:8080"):
         "builds and starts the server; the test starts the built binary itself",
     ("### Mail and SMTP set-up", "PORTCULLIS_SMTP_URL='smtp://portcullis:s3cret@mail.example.com:587?starttls=required' \\"):
         "starts a server that sends to mail.example.com; the test's server sends to the SMTP sink",
