@@ -17,17 +17,20 @@ struct AdminPages: Sendable {
 
     static let tabs = [("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup")]
 
-    func rootPage(_ request: Request, _ body: (SignedIn) async throws -> Response) async throws -> Response {
-        try await kit.signedInPage(request) { who in
+    /// A root page; anyone else sees the not-found page.
+    func page(_ render: @escaping PageRender<SignedIn>) -> PageHandler {
+        kit.page { request, who, extra, status in
             guard who.caller.isRoot else { return notFound(request, who) }
-            return try await body(who)
+            return try await render(request, who, extra, status)
         }
     }
 
-    func rootAction(_ request: Request, _ body: @escaping (SignedIn, FormPost) async throws -> Response) async throws -> Response {
-        try await kit.action(request) { who, form in
-            guard who.caller.isRoot else { return notFound(request, who) }
-            return try await body(who, form)
+    /// A root form; anyone else sees the not-found page and nothing is done.
+    func act(back: String, redisplay: @escaping PageRender<SignedIn>, _ body: @escaping @Sendable (SignedIn, FormPost) async throws -> FormOutcome) -> PageHandler {
+        let form = kit.act(back: back, redisplay: redisplay) { who, form, _ in try await body(who, form) }
+        return { [kit] request, context in
+            if let who = try await kit.signedIn(request), !who.caller.isRoot { return notFound(request, who) }
+            return try await form(request, context)
         }
     }
 
@@ -45,10 +48,6 @@ struct AdminPages: Sendable {
 
     // MARK: Platform invites
 
-    @Sendable func invitesPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootPage(request) { try await platformInvites(request, $0, [:], .ok) }
-    }
-
     func platformInvites(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let page = Page.lenient(request)
         let (items, total) = try await invites.platformInvites(by: who.actor, state: nil, limit: page.limit, offset: page.offset)
@@ -63,81 +62,66 @@ struct AdminPages: Sendable {
         return render(request, who, "admin-invites", title: "Platform invites", tab: "/admin", status: status, values)
     }
 
-    @Sendable func createInvite(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootAction(request) { who, form in
-            do {
-                let (invite, _) = try await invites.createPlatformInvite(by: who.actor, email: form["email"] ?? "", orgInvites: [])
-                return kit.redirect("/admin", notice: "An invitation to sign up is on its way to \(invite.email).")
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await platformInvites(request, who, ["error": message, "form": form.fields], status)
-            }
+    var createInvite: PageHandler {
+        act(back: "/admin", redisplay: platformInvites) { who, form in
+            let (invite, _) = try await invites.createPlatformInvite(by: who.actor, email: form["email"] ?? "", orgInvites: [])
+            return .done("An invitation to sign up is on its way to \(invite.email).")
         }
     }
 
-    @Sendable func revokeInvite(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootAction(request) { who, form in
-            do {
-                guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
-                _ = try await invites.revokePlatformInvite(by: who.actor, id: id)
-                return kit.redirect("/admin", notice: "The invitation is revoked.")
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await platformInvites(request, who, ["error": message], status)
-            }
+    var revokeInvite: PageHandler {
+        act(back: "/admin", redisplay: platformInvites) { who, form in
+            guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
+            _ = try await invites.revokePlatformInvite(by: who.actor, id: id)
+            return .done("The invitation is revoked.")
         }
     }
 
     // MARK: Users
 
-    @Sendable func usersPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootPage(request) { who in
-            let page = Page.lenient(request)
-            let q = String((request.uri.queryParameters.get("q") ?? "").prefix(254))
-            let (users, total) = try await auth.directory(matching: q, limit: page.limit, offset: page.offset)
-            return render(request, who, "admin-users", title: "Users", tab: "/admin/users", [
-                "q": q,
-                "users": users.map { u -> [String: Any] in
-                    ["id": u.id.lowercasedString, "email": u.email, "name": u.name.isEmpty ? "—" : u.name, "verified": u.emailVerified,
-                     "is_root": u.isRoot, "created_at": PageFormat.date(u.createdAt)]
-                },
-                "pager": PageFormat.pager(path: "/admin/users", page: page, total: total, query: ["q": q]),
-            ])
-        }
+    func users(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let q = String((request.uri.queryParameters.get("q") ?? "").prefix(254))
+        let (users, total) = try await auth.directory(matching: q, limit: page.limit, offset: page.offset)
+        return render(request, who, "admin-users", title: "Users", tab: "/admin/users", [
+            "q": q,
+            "users": users.map { u -> [String: Any] in
+                ["id": u.id.lowercasedString, "email": u.email, "name": u.name.isEmpty ? "—" : u.name, "verified": u.emailVerified,
+                 "is_root": u.isRoot, "created_at": PageFormat.date(u.createdAt)]
+            },
+            "pager": PageFormat.pager(path: "/admin/users", page: page, total: total, query: ["q": q]) as Any,
+        ])
     }
 
     // MARK: Signing keys
 
-    @Sendable func keysPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootPage(request) { who in try await keys(request, who, [:]) }
-    }
-
-    func keys(_ request: Request, _ who: SignedIn, _ extra: [String: Any]) async throws -> Response {
+    func keys(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let records = try await signingKeys.signingKeys().sorted { $0.createdAt > $1.createdAt }
         var values = extra
         values["keys"] = records.map { k -> [String: Any] in
             ["kid": k.kid, "algorithm": k.algorithm, "created_at": PageFormat.date(k.createdAt),
              "state": k.retiredAt == nil ? "active" : "retired", "publish_until": k.publishUntil.map { PageFormat.date($0) } ?? "—"]
         }
-        return render(request, who, "admin-keys", title: "Signing keys", tab: "/admin/signing-keys", values)
+        return render(request, who, "admin-keys", title: "Signing keys", tab: "/admin/signing-keys", status: status, values)
     }
 
-    @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootAction(request) { who, _ in
+    var rotate: PageHandler {
+        act(back: "/admin/signing-keys", redisplay: keys) { who, _ in
             let (key, _) = try await tokens.rotate(by: .user(who.user.id))
-            return kit.redirect("/admin/signing-keys", notice: "A new signing key (\(key.kid)) is active; the old one is still published until tokens it signed expire.")
+            return .done("A new signing key (\(key.kid)) is active; the old one is still published until tokens it signed expire.")
         }
     }
 
     // MARK: Backup
 
-    @Sendable func backupPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootPage(request) { who in render(request, who, "admin-backup", title: "Backup", tab: "/admin/backup", [:]) }
+    func backupPage(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        render(request, who, "admin-backup", title: "Backup", tab: "/admin/backup", status: status, extra)
     }
 
     /// A POST (with the form token), not a link: the download holds every account's hashes.
     @Sendable func download(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await rootAction(request) { who, _ in
+        try await kit.action(request) { who, _ in
+            guard who.caller.isRoot else { return notFound(request, who) }
             let data = try BackupDocument.encode(try await backup.export(actor: who.actor))
             var response = Response(
                 status: .ok,

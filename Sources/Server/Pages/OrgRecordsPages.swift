@@ -10,30 +10,27 @@ struct OrgRecordsPages: Sendable {
     let frame: OrgFrame
     let tenancy: TenancyService
     let authorizer: Authorizer
-    let access: OrgAccessPages
 
     // MARK: Audit log
 
-    @Sendable func auditPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await frame.visit(request, context) { visit in
-            let page = Page.lenient(request)
-            let action = request.uri.queryParameters.get("action") ?? ""
-            let actorText = request.uri.queryParameters.get("actor_id") ?? ""
-            var filter = AuditFilter(action: action.isEmpty ? nil : String(action.prefix(100)))
-            var values: [String: Any] = ["action": action, "actor_id": actorText, "filtered": !action.isEmpty || !actorText.isEmpty]
-            if !actorText.isEmpty {
-                if let id = UUID(uuidString: actorText) { filter.actorID = id } else { values["error"] = "Actor must be an id (a UUID)." }
-            }
-            let (events, total) = try await tenancy.audit(actor: visit.who.actor, orgID: visit.org.id, filter: filter, limit: page.limit, offset: page.offset)
-            let names = try await access.principalNames(visit)
-            values["events"] = events.map { e -> [String: Any] in
-                let actor = e.actorID.map { names[$0] ?? "\(e.actorType) \($0.lowercasedString)" } ?? e.actorType
-                return ["at": PageFormat.date(e.at), "action": e.action, "actor": actor, "actor_id": e.actorID?.lowercasedString as Any,
-                        "target": e.target, "details": Self.details(e.details)]
-            }
-            values["pager"] = PageFormat.pager(path: visit.orgPath + "/audit", page: page, total: total, query: ["action": action, "actor_id": actorText])
-            return frame.render(request, visit, "org-audit", title: "Audit log", tab: "audit", values)
+    func audit(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let page = Page.lenient(request)
+        let action = request.uri.queryParameters.get("action") ?? ""
+        let actorText = request.uri.queryParameters.get("actor_id") ?? ""
+        var filter = AuditFilter(action: action.isEmpty ? nil : String(action.prefix(100)))
+        var values: [String: Any] = ["action": action, "actor_id": actorText, "filtered": !action.isEmpty || !actorText.isEmpty]
+        if !actorText.isEmpty {
+            if let id = UUID(uuidString: actorText) { filter.actorID = id } else { values["error"] = "Actor must be an id (a UUID)." }
         }
+        let (events, total) = try await tenancy.audit(actor: visit.who.actor, orgID: visit.org.id, filter: filter, limit: page.limit, offset: page.offset)
+        let names = try await frame.principalNames(visit)
+        values["events"] = events.map { e -> [String: Any] in
+            let actor = e.actorID.map { names[$0] ?? "\(e.actorType) \($0.lowercasedString)" } ?? e.actorType
+            return ["at": PageFormat.date(e.at), "action": e.action, "actor": actor, "actor_id": e.actorID?.lowercasedString as Any,
+                    "target": e.target, "details": Self.details(e.details)]
+        }
+        values["pager"] = PageFormat.pager(path: visit.orgPath + "/audit", page: page, total: total, query: ["action": action, "actor_id": actorText])
+        return frame.render(request, visit, "org-audit", title: "Audit log", tab: "audit", values)
     }
 
     static func details(_ details: [String: JSONValue]) -> String {
@@ -46,10 +43,6 @@ struct OrgRecordsPages: Sendable {
     }
 
     // MARK: Settings
-
-    @Sendable func settingsPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await frame.visit(request, context) { try await settings(request, $0, [:], .ok) }
-    }
 
     func settings(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let org = visit.org
@@ -67,8 +60,8 @@ struct OrgRecordsPages: Sendable {
         return frame.render(request, visit, "org-settings", title: "Settings", tab: "settings", status: status, values)
     }
 
-    @Sendable func updateSettings(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await frame.act(request, context, back: "settings", redisplay: settings) { visit, form in
+    var updateSettings: PageHandler {
+        frame.act(back: "settings", redisplay: settings) { visit, form, _ in
             var patch = OrgPatch(name: .set(form["name"] ?? ""), description: .set(form["description"] ?? ""))
             let metadata = (form["metadata"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             if metadata.isEmpty {
@@ -87,50 +80,50 @@ struct OrgRecordsPages: Sendable {
                 patch.maxKeyTTL = .set(n * 86_400)
             }
             _ = try await tenancy.updateOrg(actor: visit.who.actor, id: visit.org.id, patch: patch)
-            return "The settings are saved."
+            return .done("The settings are saved.")
         }
     }
 
-    @Sendable func deleteOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await frame.act(request, context) { visit, form in
-            do {
-                guard form["confirm_name"] == visit.org.name else { throw Problem.badRequest("type the org's name to confirm") }
-                _ = try await tenancy.deleteOrg(actor: visit.who.actor, id: visit.org.id)
-                return frame.kit.redirect("/account/orgs", notice: "\(visit.org.name) is deleted.")
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await settings(request, visit, ["delete_error": message], status)
-            }
+    /// The delete form's error shows beside it, not at the top of the settings.
+    func settingsWithDeleteError(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        try await settings(request, visit, ["delete_error": extra["error"] as Any], status)
+    }
+
+    var deleteOrg: PageHandler {
+        frame.act(back: "settings", redisplay: settingsWithDeleteError) { visit, form, _ in
+            guard form["confirm_name"] == visit.org.name else { throw Problem.badRequest("type the org's name to confirm") }
+            _ = try await tenancy.deleteOrg(actor: visit.who.actor, id: visit.org.id)
+            return .goTo("/account/orgs", notice: "\(visit.org.name) is deleted.")
         }
     }
 
     // MARK: Explain
 
     /// The question comes in the query (a GET form): asking changes nothing.
-    @Sendable func explainPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await frame.visit(request, context) { visit in
-            let query = request.uri.queryParameters
-            let subject = query.get("subject") ?? ""
-            let action = query.get("action") ?? ""
-            let object = query.get("object") ?? "org:\(visit.org.id.lowercasedString)"
-            let names = try await access.principalNames(visit)
-            var values: [String: Any] = [
-                "subjects": names.sorted { $0.value < $1.value }.map { id, label -> [String: Any] in
-                    let value = access.principalValue(id, visit, names)
-                    return ["value": value, "label": label, "selected": value == subject]
-                },
-                "action": action, "object": object,
-            ]
-            var status = HTTPResponse.Status.ok
-            if !subject.isEmpty || !action.isEmpty {
-                do {
-                    values["answer"] = try await explain(visit, subject: subject, action: action, object: object)
-                } catch {
-                    (values["error"], status) = PageKit.failure(error, context)
-                }
+    func explainPage(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let query = request.uri.queryParameters
+        let subject = query.get("subject") ?? ""
+        let action = query.get("action") ?? ""
+        let object = query.get("object") ?? "org:\(visit.org.id.lowercasedString)"
+        let names = try await frame.principalNames(visit)
+        var values: [String: Any] = [
+            "subjects": names.sorted { $0.value < $1.value }.map { id, label -> [String: Any] in
+                let value = OrgFrame.principalValue(id, names)
+                return ["value": value, "label": label, "selected": value == subject]
+            },
+            "action": action, "object": object,
+        ]
+        var status = status
+        if !subject.isEmpty || !action.isEmpty {
+            do {
+                values["answer"] = try await explain(visit, subject: subject, action: action, object: object)
+            } catch {
+                // A question the API would answer with a 4xx is shown in place; anything else is a 500.
+                guard let problem = Problem.from(error) else { throw error }
+                (values["error"], status) = (problem.sentence, problem.status)
             }
-            return frame.render(request, visit, "org-explain", title: "Explain", tab: "explain", status: status, values)
         }
+        return frame.render(request, visit, "org-explain", title: "Explain", tab: "explain", status: status, values)
     }
 
     func explain(_ visit: OrgFrame.Visit, subject: String, action: String, object: String) async throws -> [String: Any] {

@@ -17,6 +17,23 @@ struct SignedIn: Sendable {
     var actor: Actor { caller.actor(serviceAccountRole: nil) }
 }
 
+/// A route handler (what `Router.get/post` take).
+typealias PageHandler = @Sendable (Request, AppRequestContext) async throws -> Response
+
+/// Renders a page for `who` (a signed-in person, an org visit) with extra values (an error, the
+/// fields as typed, a new secret) and a status.
+typealias PageRender<Who> = @Sendable (Request, Who, [String: Any], HTTPResponse.Status) async throws -> Response
+
+/// What a page's form ends in.
+enum FormOutcome {
+    /// Back to the form's page, with a notice (post, redirect, get).
+    case done(String)
+    /// Elsewhere, with a notice.
+    case goTo(String, notice: String)
+    /// The page again with these values and status, without a redirect: for a secret shown once.
+    case show([String: Any], HTTPResponse.Status)
+}
+
 /// What every page handler shares: rendering inside the frame (the header's navigation, the CSRF
 /// token, the one-time notice), the form guard, and the browser session cookie (SPEC §13).
 struct PageKit: Sendable {
@@ -76,6 +93,43 @@ struct PageKit: Sendable {
         return try await body(who, form)
     }
 
+    /// Ends a form: `body`'s outcome, or on failure the page again with the error in place and the
+    /// fields as typed (and the status the API would answer).
+    func finish<Who>(
+        _ request: Request, _ context: AppRequestContext, _ who: Who, _ form: FormPost, back: String,
+        redisplay: PageRender<Who>, _ body: () async throws -> FormOutcome
+    ) async throws -> Response {
+        let outcome: FormOutcome
+        do {
+            outcome = try await body()
+        } catch {
+            let (message, status) = Self.failure(error, context)
+            return try await redisplay(request, who, ["error": message, "form": form.fields], status)
+        }
+        switch outcome {
+        case .done(let notice): return redirect(back, notice: notice)
+        case .goTo(let path, let notice): return redirect(path, notice: notice)
+        case .show(let values, let status): return try await redisplay(request, who, values, status)
+        }
+    }
+
+    /// A page for the signed-in person.
+    func page(_ render: @escaping PageRender<SignedIn>) -> PageHandler {
+        { request, _ in try await signedInPage(request) { try await render(request, $0, [:], .ok) } }
+    }
+
+    /// A form of the signed-in person whose page is `back`.
+    func act(
+        back: String, redisplay: @escaping PageRender<SignedIn>,
+        _ body: @escaping @Sendable (SignedIn, FormPost, AppRequestContext) async throws -> FormOutcome
+    ) -> PageHandler {
+        { request, context in
+            try await action(request) { who, form in
+                try await finish(request, context, who, form, back: back, redisplay: redisplay) { try await body(who, form, context) }
+            }
+        }
+    }
+
     /// Reads a form post and refuses a forged one (nil: answer with `forged`).
     func post(_ request: Request) async throws -> FormPost? {
         let form = try await FormPost.read(request)
@@ -93,7 +147,7 @@ struct PageKit: Sendable {
             context.logger.error("page failed", metadata: ["error": "\(String(reflecting: error))"])
             return ("Something went wrong on our side; please try again.", .internalServerError)
         }
-        return (problem.detail.prefix(1).uppercased() + problem.detail.dropFirst() + ".", problem.status)
+        return (problem.sentence, problem.status)
     }
 
     // MARK: Rendering
@@ -134,6 +188,11 @@ struct PageKit: Sendable {
         allowed.insert(charactersIn: "-._~/")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
     }
+}
+
+extension Problem {
+    /// The detail as a sentence, for a page.
+    var sentence: String { detail.prefix(1).uppercased() + detail.dropFirst() + "." }
 }
 
 /// `?return_to=`: only a path on this origin (SPEC §13). Anything else (another origin, a

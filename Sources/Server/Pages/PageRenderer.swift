@@ -10,9 +10,8 @@ import NIOCore
 struct PageRenderer: Sendable {
     let library: MustacheLibrary
     let brand: Brand
-    let stylesheet: ByteBuffer
-    let brandStylesheet: ByteBuffer
-    let script: ByteBuffer
+    /// `/assets/{file}`: the stylesheet, the brand colour's stylesheet, the script; with their types.
+    let assets: [String: (body: ByteBuffer, type: String)]
 
     static func load(brand: Brand) async throws -> PageRenderer {
         guard let root = Bundle.module.resourceURL?.appendingPathComponent("Templates"),
@@ -24,7 +23,11 @@ struct PageRenderer: Sendable {
         // The brand colour reaches the pages as a stylesheet, not inline style: the CSP allows
         // styles from this origin only.
         let brandCSS = ":root { --brand: \(brand.color); }\n"
-        return PageRenderer(library: library, brand: brand, stylesheet: ByteBuffer(bytes: css), brandStylesheet: ByteBuffer(string: brandCSS), script: ByteBuffer(bytes: js))
+        return PageRenderer(library: library, brand: brand, assets: [
+            "portcullis.css": (ByteBuffer(bytes: css), "text/css; charset=utf-8"),
+            "brand.css": (ByteBuffer(string: brandCSS), "text/css; charset=utf-8"),
+            "portcullis.js": (ByteBuffer(bytes: js), "text/javascript; charset=utf-8"),
+        ])
     }
 
     /// Scripts from this origin only and no inline ones, styles and forms to this origin, no
@@ -58,13 +61,7 @@ struct PageRenderer: Sendable {
     }
 
     func asset(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let body: ByteBuffer, type: String
-        switch context.parameters.get("file") {
-        case "portcullis.css": (body, type) = (stylesheet, "text/css; charset=utf-8")
-        case "brand.css": (body, type) = (brandStylesheet, "text/css; charset=utf-8")
-        case "portcullis.js": (body, type) = (script, "text/javascript; charset=utf-8")
-        default: throw Problem.notFound("no such asset")
-        }
+        guard let file = context.parameters.get("file"), let (body, type) = assets[file] else { throw Problem.notFound("no such asset") }
         return Response(status: .ok, headers: [.contentType: type, .cacheControl: "public, max-age=300"],
                         body: .init(byteBuffer: body))
     }

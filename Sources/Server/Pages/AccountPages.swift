@@ -6,91 +6,64 @@ import Invites
 import Keys
 import Tenancy
 
-/// `/account`: the signed-in person's profile and password, sessions, invitations, orgs and API
-/// keys. Each action runs the use case its API twin runs (`IdentityRoutes.changePassword`,
-/// `InviteService.respond`, `KeyService.createUserKey`, …) with the session's own authority.
-struct AccountConsole: Sendable {
-    let kit: PageKit
-    let identity: IdentityRoutes
-    let accountMail: InviteRoutes
-    let invites: InviteService
-    let tenancy: TenancyService
-    let keys: KeyService
-    let verifier: APIKeyVerifier
-
+/// The tabs of `/account` and how its pages render inside them.
+enum AccountTabs {
     static func tabs(_ current: String) -> [[String: Any]] {
         [("/account", "Profile"), ("/account/sessions", "Sessions"), ("/account/invites", "Invitations"),
          ("/account/orgs", "Orgs"), ("/account/keys", "API keys")].map { ["href": $0.0, "label": $0.1, "current": $0.0 == current] }
     }
 
-    func render(
-        _ request: Request, _ who: SignedIn, _ template: String, title: String, tab: String,
-        status: HTTPResponse.Status = .ok, _ values: [String: Any]
+    static func render(
+        _ kit: PageKit, _ request: Request, _ who: SignedIn, _ template: String, title: String, tab: String,
+        status: HTTPResponse.Status, _ values: [String: Any]
     ) -> Response {
         var values = values
         values["wide"] = true
-        values["tabs"] = Self.tabs(tab)
+        values["tabs"] = tabs(tab)
         values["section"] = "Your account"
         return kit.page(request, who, template, title: title, status: status, values)
     }
+}
 
-    /// An account form: on success back to `tab` with a notice; on failure the tab again with the
-    /// error in place (and the status the API would answer).
-    func act(
-        _ request: Request, _ context: AppRequestContext, tab: String,
-        redisplay: @escaping @Sendable (Request, SignedIn, [String: Any], HTTPResponse.Status) async throws -> Response,
-        _ body: @escaping @Sendable (SignedIn, FormPost) async throws -> String
-    ) async throws -> Response {
-        try await kit.action(request) { who, form in
-            do {
-                return kit.redirect(tab, notice: try await body(who, form))
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await redisplay(request, who, ["error": message, "form": form.fields], status)
-            }
-        }
-    }
-
-    // MARK: Profile and password
-
-    @Sendable func profilePage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.signedInPage(request) { try await profile(request, $0, [:], .ok) }
-    }
+/// `/account`, `/account/sessions`, `/account/invites`: the signed-in person's profile and
+/// password, sessions, and invitations. Each action runs the use case its API twin runs
+/// (`IdentityRoutes.changePassword`, `InviteService.respond`, …) with the session's own authority.
+struct ProfilePages: Sendable {
+    let kit: PageKit
+    let identity: IdentityRoutes
+    let accountMail: InviteRoutes
+    let invites: InviteService
 
     func profile(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         var values = extra
         values["user"] = ["email": who.user.email, "name": who.user.name, "verified": who.user.emailVerified, "is_root": who.user.isRoot,
                           "created_at": PageFormat.date(who.user.createdAt)] as [String: Any]
-        return render(request, who, "account", title: "Profile", tab: "/account", status: status, values)
+        return AccountTabs.render(kit, request, who, "account", title: "Profile", tab: "/account", status: status, values)
     }
 
-    @Sendable func updateProfile(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await act(request, context, tab: "/account", redisplay: profile) { who, form in
+    var updateProfile: PageHandler {
+        kit.act(back: "/account", redisplay: profile) { who, form, _ in
             _ = try await identity.auth.updateName(userID: who.user.id, name: form["name"] ?? "")
-            return "Your name is saved."
+            return .done("Your name is saved.")
         }
     }
 
-    @Sendable func changePassword(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await act(request, context, tab: "/account", redisplay: profile) { who, form in
+    var changePassword: PageHandler {
+        kit.act(back: "/account", redisplay: profile) { who, form, _ in
             _ = try await identity.changePassword(
                 user: who.user, sessionID: who.sessionID, current: form["current_password"] ?? "", new: form["new_password"] ?? "")
-            return "Your password is changed; every other session has ended."
+            return .done("Your password is changed; every other session has ended.")
         }
     }
 
-    @Sendable func requestVerification(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await act(request, context, tab: "/account", redisplay: profile) { who, _ in
+    var requestVerification: PageHandler {
+        kit.act(back: "/account", redisplay: profile) { who, _, context in
             try accountMail.requestVerification(email: who.user.email, ip: context.clientIP)
-            return "A new confirmation link is on its way to \(who.user.email)."
+            return .done("A new confirmation link is on its way to \(who.user.email).")
         }
     }
 
     // MARK: Sessions
-
-    @Sendable func sessionsPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.signedInPage(request) { try await sessions(request, $0, [:], .ok) }
-    }
 
     func sessions(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let page = Page.lenient(request)
@@ -101,22 +74,18 @@ struct AccountConsole: Sendable {
              "last_used_at": PageFormat.date(s.lastUsedAt), "user_agent": s.userAgent.isEmpty ? "unknown client" : String(s.userAgent.prefix(120)), "ip": s.ip]
         }
         values["pager"] = PageFormat.pager(path: "/account/sessions", page: page, total: total)
-        return render(request, who, "sessions", title: "Sessions", tab: "/account/sessions", status: status, values)
+        return AccountTabs.render(kit, request, who, "sessions", title: "Sessions", tab: "/account/sessions", status: status, values)
     }
 
-    @Sendable func revokeSession(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await act(request, context, tab: "/account/sessions", redisplay: sessions) { who, form in
+    var revokeSession: PageHandler {
+        kit.act(back: "/account/sessions", redisplay: sessions) { who, form, _ in
             guard let id = form["session_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such session") }
             _ = try await identity.auth.revokeSession(userID: who.user.id, sessionID: id)
-            return id == who.sessionID ? "This session has ended." : "The session has ended."
+            return .done(id == who.sessionID ? "This session has ended." : "The session has ended.")
         }
     }
 
     // MARK: Invitations
-
-    @Sendable func invitesPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.signedInPage(request) { try await invitations(request, $0, [:], .ok) }
-    }
 
     func invitations(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let page = Page.lenient(request)
@@ -127,30 +96,28 @@ struct AccountConsole: Sendable {
         }
         values["verified"] = who.user.emailVerified
         values["pager"] = PageFormat.pager(path: "/account/invites", page: page, total: total)
-        return render(request, who, "my-invites", title: "Invitations", tab: "/account/invites", status: status, values)
+        return AccountTabs.render(kit, request, who, "my-invites", title: "Invitations", tab: "/account/invites", status: status, values)
     }
 
-    @Sendable func respondToInvite(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.action(request) { who, form in
+    var respondToInvite: PageHandler {
+        kit.act(back: "/account/invites", redisplay: invitations) { who, form, _ in
             let accept = form["accept"] == "1"
-            do {
-                guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
-                let (invite, _) = try await invites.respond(by: InviteService.Invitee(actor: who.actor, email: who.user.email), id: id, accept: accept)
-                return accept
-                    ? kit.redirect("/orgs/\(invite.orgID.lowercasedString)", notice: "You joined \(invite.orgName) as \(invite.role.rawValue).")
-                    : kit.redirect("/account/invites", notice: "You declined the invitation to \(invite.orgName).")
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await invitations(request, who, ["error": message], status)
-            }
+            guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
+            let (invite, _) = try await invites.respond(by: InviteService.Invitee(actor: who.actor, email: who.user.email), id: id, accept: accept)
+            return accept
+                ? .goTo("/orgs/\(invite.orgID.lowercasedString)", notice: "You joined \(invite.orgName) as \(invite.role.rawValue).")
+                : .done("You declined the invitation to \(invite.orgName).")
         }
     }
+}
 
-    // MARK: Orgs
-
-    @Sendable func orgsPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.signedInPage(request) { try await orgs(request, $0, [:], .ok) }
-    }
+/// `/account/orgs` and `/account/keys`: the person's orgs (and making one) and API keys (made
+/// with scopes and a lifetime, the secret shown once, revoked).
+struct OrgsAndKeysPages: Sendable {
+    let kit: PageKit
+    let tenancy: TenancyService
+    let keys: KeyService
+    let verifier: APIKeyVerifier
 
     func orgs(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let page = Page.lenient(request)
@@ -160,27 +127,16 @@ struct AccountConsole: Sendable {
             ["id": v.org.id.lowercasedString, "name": v.org.name, "description": v.org.description.isEmpty ? nil : v.org.description as Any, "role": v.role?.rawValue ?? "—"]
         }
         values["pager"] = PageFormat.pager(path: "/account/orgs", page: page, total: total)
-        return render(request, who, "my-orgs", title: "Orgs", tab: "/account/orgs", status: status, values)
+        return AccountTabs.render(kit, request, who, "my-orgs", title: "Orgs", tab: "/account/orgs", status: status, values)
     }
 
-    @Sendable func createOrg(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.action(request) { who, form in
-            do {
-                let description = form["description"] ?? ""
-                let (view, _) = try await tenancy.createOrg(
-                    actor: who.actor, name: form["name"] ?? "", description: description.isEmpty ? nil : description, metadata: nil)
-                return kit.redirect("/orgs/\(view.org.id.lowercasedString)", notice: "\(view.org.name) is created; you are its owner.")
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await orgs(request, who, ["error": message, "form": form.fields], status)
-            }
+    var createOrg: PageHandler {
+        kit.act(back: "/account/orgs", redisplay: orgs) { who, form, _ in
+            let description = form["description"] ?? ""
+            let (view, _) = try await tenancy.createOrg(
+                actor: who.actor, name: form["name"] ?? "", description: description.isEmpty ? nil : description, metadata: nil)
+            return .goTo("/orgs/\(view.org.id.lowercasedString)", notice: "\(view.org.name) is created; you are its owner.")
         }
-    }
-
-    // MARK: API keys
-
-    @Sendable func keysPage(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.signedInPage(request) { try await apiKeys(request, $0, [:], .ok) }
     }
 
     func apiKeys(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
@@ -195,29 +151,24 @@ struct AccountConsole: Sendable {
         values["key_action"] = "/account/keys"
         values["key_revoke_action"] = "/account/keys/revoke"
         values["pager"] = PageFormat.pager(path: "/account/keys", page: page, total: total)
-        return render(request, who, "my-keys", title: "API keys", tab: "/account/keys", status: status, values)
+        return AccountTabs.render(kit, request, who, "my-keys", title: "API keys", tab: "/account/keys", status: status, values)
     }
 
     /// The new key's secret is in this answer and nowhere else, ever: no redirect, no store.
-    @Sendable func createKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.action(request) { who, form in
-            do {
-                let (scopes, orgs) = try KeyRoutes.scopes(KeyRow.scopes(form))
-                let created = try await keys.createUserKey(
-                    actor: who.actor, name: form["name"] ?? "", expiresIn: try KeyRow.lifetime(form), scopes: scopes, scopedOrgs: orgs)
-                return try await apiKeys(request, who, ["created": ["name": created.key.name, "secret": created.secret]], .created)
-            } catch {
-                let (message, status) = PageKit.failure(error, context)
-                return try await apiKeys(request, who, ["error": message, "form": form.fields], status)
-            }
+    var createKey: PageHandler {
+        kit.act(back: "/account/keys", redisplay: apiKeys) { who, form, _ in
+            let (scopes, orgs) = try KeyRoutes.scopes(KeyRow.scopes(form))
+            let created = try await keys.createUserKey(
+                actor: who.actor, name: form["name"] ?? "", expiresIn: try KeyRow.lifetime(form), scopes: scopes, scopedOrgs: orgs)
+            return .show(["created": ["name": created.key.name, "secret": created.secret]], .created)
         }
     }
 
-    @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await act(request, context, tab: "/account/keys", redisplay: apiKeys) { who, form in
+    var revokeKey: PageHandler {
+        kit.act(back: "/account/keys", redisplay: apiKeys) { who, form, _ in
             guard let id = form["key_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such key") }
             _ = try await keys.revokeUserKey(actor: who.actor, id: id)
-            return "The key is revoked."
+            return .done("The key is revoked.")
         }
     }
 }
