@@ -50,6 +50,8 @@ let package = Package(
         // API keys and service accounts: Identity's key records under Tenancy's access rules.
         .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        // The OpenID provider (SPEC §14): clients and their rules.
+        .target(name: "OpenID", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(
             name: "Identity",
             dependencies: [
@@ -78,7 +80,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "Migrations", "Wire",
+                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Migrations", "Wire",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -91,7 +93,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "APIDocs", "CCurlSMTP", "Wire",
+                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "APIDocs", "CCurlSMTP", "Wire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -131,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "PortcullisTests",
             dependencies: [
-                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "Authority", "Wire",
+                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),

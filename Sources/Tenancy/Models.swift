@@ -182,6 +182,10 @@ public enum AuditAction {
     public static let serviceAccountCreated = "service_account.created"
     public static let serviceAccountDeleted = "service_account.deleted"
     public static let signingKeyRotated = "signing_key.rotated"
+    public static let clientCreated = "client.created"
+    public static let clientUpdated = "client.updated"
+    public static let clientSecretRotated = "client.secret_rotated"
+    public static let clientDeleted = "client.deleted"
 }
 
 /// Who a new member is: an existing user by id or by e-mail.

@@ -19,6 +19,7 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     let decisions = DecisionRoutes(authorizer: authorizer, tenancy: services.tenancy)
     let authzen = AuthZENRoutes(authorizer: authorizer, publicURL: services.config.publicURL)
     let identify = IdentifyRoutes(authenticator: authenticator, policy: services.policy)
+    let clients = ClientRoutes(clients: services.clients)
     let watch = WatchRoutes(changeFeed: services.changeFeed, hub: services.watch)
 
     // Platform: health, readiness, metrics, the API description, discovery, key rotation
@@ -94,6 +95,14 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     routes.on(.post, "/v1/auth/password-reset/confirm", use: invites.confirmReset)
     routes.on(.post, "/v1/auth/verify-email", use: invites.verifyEmail)
     routes.on(.post, "/v1/auth/verify-email/request", use: invites.requestVerification)
+
+    // OpenID clients
+    routes.on(.post, "/v1/clients", use: clients.create)
+    routes.on(.get, "/v1/clients", use: clients.list)
+    routes.on(.get, "/v1/clients/{client_id}", use: clients.get)
+    routes.on(.patch, "/v1/clients/{client_id}", use: clients.update)
+    routes.on(.delete, "/v1/clients/{client_id}", use: clients.delete)
+    routes.on(.post, "/v1/clients/{client_id}/secret", use: clients.rotateSecret)
 
     // Decisions
     routes.on(.post, "/v1/authorize", use: decisions.authorize)

@@ -4,6 +4,7 @@ import Invites
 import Keys
 import NIOPosix
 import Logging
+import OpenID
 import Policy
 import Storage
 import Tenancy
@@ -26,6 +27,8 @@ public struct AppServices: Sendable {
     public let policyStore: SQLPolicyStore
     public let backup: SQLBackup
     public let keys: KeyService
+    /// OpenID clients (the relying parties of "Log in with Portcullis").
+    public let clients: ClientService
     /// Verifies presented API keys from memory and coalesces their `last_used_at` writes.
     public let keyVerifier: APIKeyVerifier
     public let invites: InviteService
@@ -121,6 +124,7 @@ public struct AppServices: Sendable {
             // A whole export or restore is one long transaction: no per-operation deadline.
             backup: SQLBackup(database: database.base, observer: apply),
             keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
+            clients: ClientService(store: SQLClientStore(database: database, observer: apply), tenancy: tenancy, now: now),
             keyVerifier: keyVerifier,
             invites: invites,
             outbox: SQLOutbox(database: database),

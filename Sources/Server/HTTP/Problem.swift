@@ -4,6 +4,7 @@ import Hummingbird
 import Identity
 import Invites
 import Keys
+import OpenID
 import Policy
 import NIOCore
 import Storage
@@ -102,6 +103,12 @@ extension Problem {
             case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
             }
         case let e as KeyError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            }
+        case let e as ClientError:
             switch e {
             case .invalid(let m): return .badRequest(m)
             case .forbidden(let m): return .forbidden(m)

@@ -26,6 +26,8 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     /// Invites with the hash of their token (links already mailed keep working).
     public var invites: [Invite]
     public var platformInvites: [PlatformInvite]?
+    /// OpenID clients with the SHA-256 of a confidential client's secret (absent in older backups).
+    public var oauthClients: [OAuthClient]?
 
     // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
     public struct User: Codable, Sendable, Equatable {
@@ -121,6 +123,20 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         /// Made while the owner's address was unproven (a password reset revokes it); absent in
         /// older backups, where it is taken from the owner's current state.
         public var beforeProof: Bool?
+    }
+
+    public struct OAuthClient: Codable, Sendable, Equatable {
+        public var id: String
+        public var orgId: String?
+        public var name: String
+        /// `confidential` or `public`.
+        public var kind: String
+        public var secretHash: String?
+        public var redirectUris: [String]
+        public var scopes: [String]
+        public var firstParty: Bool
+        public var createdAt: Date
+        public var updatedAt: Date
     }
 
     public struct AuditEvent: Codable, Sendable, Equatable {

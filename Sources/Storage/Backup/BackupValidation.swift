@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Identity
 import Keys
+import OpenID
 import Policy
 import Tenancy
 
@@ -20,6 +21,7 @@ extension SQLBackup {
         var auditEvents: [AuditEvent] = []
         var invites: [BackupDocument.Invite] = []
         var platformInvites: [BackupDocument.PlatformInvite] = []
+        var clients: [(OpenID.OAuthClient, secretHash: String?)] = []
     }
 
     /// Checks what the schema cannot: the version, the sections this version cannot hold, ids,
@@ -174,6 +176,37 @@ extension SQLBackup {
                 id: try id(e.id, "audit event"), at: e.at, actorType: e.actorType, actorID: try e.actorId.map { try id($0, "actor") },
                 action: e.action, orgID: try e.orgId.map { try id($0, "org") }, target: e.target, details: e.details))
         }
+        records.clients = try validateClients(d.oauthClients ?? [], orgIDs: orgIDs)
         return records
+    }
+
+    /// Clients under the rules of registration (`ClientRules`), each in an org of the backup or
+    /// the platform's; a confidential client has a secret hash, a public one none.
+    static func validateClients(_ list: [BackupDocument.OAuthClient], orgIDs: Set<UUID>) throws -> [(OpenID.OAuthClient, secretHash: String?)] {
+        var seen = Set<UUID>()
+        return try list.map { c in
+            func invalid(_ why: String) -> BackupError { BackupError.invalid("client \(c.id.prefix(40)) \(why)") }
+            guard let id = UUID(uuidString: c.id), seen.insert(id).inserted else { throw invalid("has a malformed or repeated id") }
+            let org = try c.orgId.map { text -> UUID in
+                guard let org = UUID(uuidString: text), orgIDs.contains(org) else { throw invalid("refers to an org that is not in the backup") }
+                return org
+            }
+            guard let kind = OpenID.OAuthClient.Kind(rawValue: c.kind) else { throw invalid("has an unknown type") }
+            let hashed = c.secretHash.map { $0.utf8.count == 64 && $0.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) } }
+            guard (kind == .confidential) == (hashed == true), kind == .confidential || c.secretHash == nil else {
+                throw invalid("must have a SHA-256 secret hash if and only if it is confidential")
+            }
+            do {
+                let client = OpenID.OAuthClient(
+                    id: id, orgID: org, name: try OrgFields.name(c.name), kind: kind, redirectURIs: try ClientRules.redirectURIs(c.redirectUris),
+                    scopes: try ClientRules.scopes(c.scopes), firstParty: c.firstParty, createdAt: c.createdAt, updatedAt: c.updatedAt)
+                return (client, c.secretHash)
+            } catch let error as ClientError {
+                guard case .invalid(let why) = error else { throw invalid("is not valid") }
+                throw invalid("is not valid: \(why)")
+            } catch {
+                throw invalid("has a name that is not valid")
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Identity
 import Keys
+import OpenID
 import Policy
 import Tenancy
 import Wire
@@ -92,9 +93,17 @@ public struct SQLBackup: SQLStore {
                 let e = try SQLTenancyStore.decodeAudit(r)
                 return BackupDocument.AuditEvent(id: e.id.lowercasedString, at: e.at, actorType: e.actorType, actorId: e.actorID?.lowercasedString, action: e.action, orgId: e.orgID?.lowercasedString, target: e.target, details: e.details)
             }
+            let clients = try await tx.query("SELECT \(SQLClientStore.columns), secret_hash FROM oauth_clients ORDER BY created_at, id").map { r in
+                let c = try SQLClientStore.decode(r)
+                return BackupDocument.OAuthClient(
+                    id: c.id.lowercasedString, orgId: c.orgID?.lowercasedString, name: c.name, kind: c.kind.rawValue,
+                    secretHash: try r.optionalString("secret_hash"), redirectUris: c.redirectURIs, scopes: c.scopes, firstParty: c.firstParty,
+                    createdAt: c.createdAt, updatedAt: c.updatedAt)
+            }
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
-                auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: invites, platformInvites: platformInvites)
+                auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: invites, platformInvites: platformInvites,
+                oauthClients: clients)
         }
     }
 
@@ -109,8 +118,9 @@ public struct SQLBackup: SQLStore {
                 let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
                 let platformCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
-                guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0 else {
-                    throw BackupError.conflict("restore needs an empty instance (no orgs, no audit events, no users but root administrators)")
+                let clientCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM oauth_clients")?.int("n") ?? 0
+                guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0, clientCount == 0 else {
+                    throw BackupError.conflict("restore needs an empty instance (no orgs, no audit events, no OpenID clients, no users but root administrators)")
                 }
                 // The root accounts that exist are replaced; their sessions end with them.
                 let sessions = try await tx.query("SELECT id FROM sessions WHERE revoked_at IS NULL").map { try $0.uuid("id") }
@@ -145,12 +155,14 @@ public struct SQLBackup: SQLStore {
                         UUID(uuidString: i.id)!, UUID(uuidString: i.orgId)!, i.email, i.role.rawValue, i.state, i.dormant, i.tokenHash,
                         i.inviterId.flatMap(UUID.init(uuidString:)), i.platformInviteId.flatMap(UUID.init(uuidString:)), i.createdAt, i.expiresAt)
                 }
+                let clientWriter = SQLClientStore.Writer(tx: tx)
+                for (c, hash) in records.clients { try await clientWriter.insert(c, secretHash: hash) }
                 for e in records.auditEvents { try await writer.appendAudit(e) }
                 let counts: [String: JSONValue] = [
                     "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
                     "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
                     "bindings": .number(Double(records.bindings.count)), "service_accounts": .number(Double(records.serviceAccounts.count)),
-                    "api_keys": .number(Double(records.apiKeys.count)),
+                    "api_keys": .number(Double(records.apiKeys.count)), "oauth_clients": .number(Double(records.clients.count)),
                     "backup_created_at": .string(RFC3339.string(document.createdAt)),
                 ]
                 try await writer.appendAudit(AuditEvent(

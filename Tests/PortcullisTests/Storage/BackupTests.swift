@@ -238,7 +238,7 @@ struct BackupTests {
         let longLocal = String(repeating: "\u{FC}", count: 64)
         let longAddress = longLocal + "@" + String(repeating: "d", count: 254 - 65 - 4) + ".com"
         let farFuture = "9999-12-31T23:59:59.999Z"
-        let backupText = try await withApp(source, configure: rootSetup) { api, services in
+        let exported = try await withApp(source, configure: rootSetup) { api, services in
             let root = try await api.login("root@example.com", password: Self.rootPassword)
             let alice = try await api.signupAndLogin("alice@example.com")
             // Addresses: decomposed and upper case in, one account each; the look-alike gets none.
@@ -288,13 +288,23 @@ struct BackupTests {
             _ = try await api.createKey(alice.access, name: longName, scopes: ["org:\(org)"])
             let account = try #require(try await api.send(.post, "/v1/orgs/\(org)/service-accounts", json: ["name": oddName, "role": "viewer"], token: alice.access).json["id"] as? String)
             #expect(try await api.send(.post, "/v1/orgs/\(org)/service-accounts/\(account)/keys", json: ["name": String(repeating: "\u{1F511}", count: 200), "expires_in": 315_360_000], token: alice.access).status == .created)
+            // OpenID clients: a confidential platform client and a public org client.
+            let platform = try await api.send(.post, "/v1/clients", json: [
+                "name": oddName, "redirect_uris": ["https://app.example.com/cb?x=\u{E9}", "http://127.0.0.1:8000/cb"], "scopes": ["openid", "orgs"],
+            ], token: root.access)
+            #expect(platform.status == .created, "\(platform.text)")
+            #expect(try await api.send(.post, "/v1/clients", json: [
+                "name": "spa", "type": "public", "org_id": org, "redirect_uris": ["https://spa.example.com/"], "first_party": true,
+            ], token: alice.access).status == .created)
             _ = services
             let backup = try await api.send(.get, "/v1/admin/backup", token: root.access)
             #expect(backup.status == .ok)
-            return backup.text
+            return "\(platform.json["client_id"] as? String ?? "")\n\(platform.json["client_secret"] as? String ?? "")\n" + backup.text
         }
+        let lines = exported.split(separator: "\n", maxSplits: 2).map(String.init)
+        let (clientID, clientSecret, backupText) = (lines[0], lines[1], lines[2])
         let before = try Self.comparable(backupText)
-        try await withApp(target, configure: rootSetup) { api, _ in
+        try await withApp(target, configure: rootSetup) { api, services in
             let root = try await api.login("root@example.com", password: Self.rootPassword)
             let restored = try await api.send(.post, "/v1/admin/restore", raw: backupText, token: root.access)
             #expect(restored.status == .ok, "\(restored.text)")
@@ -309,6 +319,9 @@ struct BackupTests {
             // The one account answers to either form after the trip too.
             _ = try await api.login(nfdAddress)
             _ = try await api.login(nfcAddress)
+            // The confidential client's secret still works, and only it.
+            #expect(try await services.clients.authenticate(clientID: try #require(UUID(uuidString: clientID)), secret: clientSecret) != nil)
+            #expect(try await services.clients.authenticate(clientID: try #require(UUID(uuidString: clientID)), secret: clientSecret + "x") == nil)
         }
     }
 

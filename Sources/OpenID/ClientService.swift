@@ -1,0 +1,141 @@
+import Authority
+import Foundation
+import Identity
+import Tenancy
+
+/// Registering and managing OpenID clients (SPEC §14). A platform client is the root's; an org's
+/// client is managed by whoever may update the org (`org.update`: admins and owners). Every write
+/// is audited and logged as a change in the same transaction.
+public struct ClientService: Sendable {
+    public let store: any ClientStore
+    public let tenancy: TenancyService
+    let now: @Sendable () -> Date
+
+    public init(store: any ClientStore, tenancy: TenancyService, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.tenancy = tenancy
+        self.now = now
+    }
+
+    /// Client secrets: 256 random bits behind a prefix that says what they are.
+    static func mintSecret() -> String { "pcs_" + Secrets.token() }
+
+    /// Who may manage `orgID`'s clients (or the platform's, for nil), inside a write.
+    func authorize(_ actor: Actor, orgID: UUID?, in tx: any TenancyWriter, at: Date) async throws -> Bool {
+        guard let orgID else {
+            guard actor.isRoot else { throw ClientError.forbidden("only the platform administrator manages platform clients") }
+            return false
+        }
+        return try await tenancy.access(Permission.orgUpdate, actor: actor, orgID: orgID, in: tx, at: at).viaRoot
+    }
+
+    /// Outside a write: the same rule, for reads.
+    func authorize(_ actor: Actor, orgID: UUID?) async throws {
+        guard let orgID else {
+            guard actor.isRoot else { throw ClientError.forbidden("only the platform administrator manages platform clients") }
+            return
+        }
+        _ = try await tenancy.access(Permission.orgUpdate, actor: actor, orgID: orgID)
+    }
+
+    public func create(actor: Actor, orgID: UUID?, fields: ClientFields) async throws -> RegisteredClient {
+        let name = try OrgFields.name(fields.name ?? "")
+        let kind = fields.kind ?? .confidential
+        let redirectURIs = try ClientRules.redirectURIs(fields.redirectURIs ?? [])
+        let scopes = try ClientRules.scopes(fields.scopes)
+        let at = now()
+        let secret = kind == .confidential ? Self.mintSecret() : nil
+        return try await store.writeClients(lockingOrg: orgID) { tx, clients in
+            let viaRoot = try await authorize(actor, orgID: orgID, in: tx, at: at)
+            let client = OAuthClient(
+                id: UUID(), orgID: orgID, name: name, kind: kind, redirectURIs: redirectURIs, scopes: scopes,
+                firstParty: fields.firstParty ?? false, createdAt: at, updatedAt: at)
+            try await clients.insert(client, secretHash: secret.map(Secrets.hash))
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientCreated, client, viaRoot: viaRoot))
+            let revision = try await tx.recordChange(.clientChanged(client.id), at: at)
+            return RegisteredClient(client: client, secret: secret, revision: revision)
+        }
+    }
+
+    public func clients(actor: Actor, orgID: UUID?, limit: Int, offset: Int) async throws -> ([OAuthClient], Int) {
+        try await authorize(actor, orgID: orgID)
+        return try await store.clients(orgID: orgID, limit: limit, offset: offset)
+    }
+
+    /// A client its manager may see; anyone else gets 404, as for an org they are not in.
+    public func client(actor: Actor, id: UUID) async throws -> OAuthClient {
+        guard let (client, _) = try await store.client(id: id) else { throw ClientError.notFound("no such client") }
+        do {
+            try await authorize(actor, orgID: client.orgID)
+        } catch is ClientError {
+            throw ClientError.notFound("no such client")
+        }
+        return client
+    }
+
+    public func update(actor: Actor, id: UUID, fields: ClientFields) async throws -> (OAuthClient, Int64?) {
+        let name = try fields.name.map(OrgFields.name)
+        let redirectURIs = try fields.redirectURIs.map(ClientRules.redirectURIs)
+        let scopes = try fields.scopes.map(ClientRules.scopes)
+        guard fields.kind == nil else { throw ClientError.invalid("a client's type cannot change; register a new client") }
+        let found = try await client(actor: actor, id: id)
+        let at = now()
+        return try await store.writeClients(lockingOrg: found.orgID) { tx, clients in
+            let viaRoot = try await authorize(actor, orgID: found.orgID, in: tx, at: at)
+            guard var client = try await clients.client(id: id) else { throw ClientError.notFound("no such client") }
+            let before = client
+            if let name { client.name = name }
+            if let redirectURIs { client.redirectURIs = redirectURIs }
+            if let scopes { client.scopes = scopes }
+            if let firstParty = fields.firstParty { client.firstParty = firstParty }
+            guard client != before else { return (client, nil) }
+            client.updatedAt = at
+            try await clients.update(client)
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientUpdated, client, viaRoot: viaRoot))
+            return (client, try await tx.recordChange(.clientChanged(id), at: at))
+        }
+    }
+
+    /// A new secret for a confidential client; the old one stops working at once.
+    public func rotateSecret(actor: Actor, id: UUID) async throws -> RegisteredClient {
+        let found = try await client(actor: actor, id: id)
+        guard found.kind == .confidential else { throw ClientError.invalid("a public client has no secret") }
+        let at = now()
+        let secret = Self.mintSecret()
+        return try await store.writeClients(lockingOrg: found.orgID) { tx, clients in
+            let viaRoot = try await authorize(actor, orgID: found.orgID, in: tx, at: at)
+            guard let client = try await clients.client(id: id) else { throw ClientError.notFound("no such client") }
+            try await clients.setSecret(id: id, hash: Secrets.hash(secret))
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientSecretRotated, client, viaRoot: viaRoot))
+            return RegisteredClient(client: client, secret: secret, revision: try await tx.recordChange(.clientChanged(id), at: at))
+        }
+    }
+
+    public func delete(actor: Actor, id: UUID) async throws -> Int64 {
+        let found = try await client(actor: actor, id: id)
+        let at = now()
+        return try await store.writeClients(lockingOrg: found.orgID) { tx, clients in
+            let viaRoot = try await authorize(actor, orgID: found.orgID, in: tx, at: at)
+            guard let client = try await clients.client(id: id) else { throw ClientError.notFound("no such client") }
+            try await clients.delete(id: id)
+            try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientDeleted, client, viaRoot: viaRoot))
+            return try await tx.recordChange(.clientChanged(id), at: at)
+        }
+    }
+
+    /// Whether `secret` is the confidential client's current secret (constant time).
+    public func authenticate(clientID: UUID, secret: String) async throws -> OAuthClient? {
+        guard let (client, hash) = try await store.client(id: clientID), client.kind == .confidential, let hash,
+              secret.utf8.count <= 512, Secrets.constantTimeEquals(Secrets.hash(secret), hash) else { return nil }
+        return client
+    }
+
+    static func event(_ actor: Actor, at: Date, _ action: String, _ client: OAuthClient, viaRoot: Bool) -> AuditEvent {
+        TenancyService.event(
+            actor, at: at, action, org: client.orgID, target: "client:\(client.id.lowercasedString)",
+            ["name": .string(client.name), "type": .string(client.kind.rawValue),
+             "redirect_uris": .array(client.redirectURIs.map(JSONValue.string)), "scopes": .array(client.scopes.map(JSONValue.string)),
+             "first_party": .bool(client.firstParty)],
+            viaRoot: viaRoot)
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Hummingbird
+import OpenID
+import Tenancy
+
+struct CreateClientBody: Decodable, Sendable {
+    let name: String
+    /// `confidential` (the default) or `public`.
+    let type: String?
+    let redirectUris: [String]
+    let scopes: [String]?
+    let firstParty: Bool?
+    /// An org's client; none is a platform client (the root's).
+    let orgId: String?
+}
+
+struct PatchClientBody: Decodable, Sendable {
+    let name: String?
+    let type: String?
+    let redirectUris: [String]?
+    let scopes: [String]?
+    let firstParty: Bool?
+}
+
+struct ClientResponse: Encodable, Sendable {
+    let clientId: String
+    let orgId: OrNull<String>
+    let name: String
+    let type: String
+    let redirectUris: [String]
+    let scopes: [String]
+    let firstParty: Bool
+    let createdAt: Date
+    let updatedAt: Date
+    /// The secret: only when it is made (registration, rotation).
+    let clientSecret: String?
+
+    init(_ c: OAuthClient, secret: String? = nil) {
+        clientId = c.id.lowercasedString
+        orgId = OrNull(c.orgID?.lowercasedString)
+        name = c.name
+        type = c.kind.rawValue
+        redirectUris = c.redirectURIs
+        scopes = c.scopes
+        firstParty = c.firstParty
+        createdAt = c.createdAt
+        updatedAt = c.updatedAt
+        clientSecret = secret
+    }
+}
+
+/// `/v1/clients`: OpenID clients. Handlers parse and authenticate; every rule is `ClientService`'s.
+struct ClientRoutes {
+    let clients: ClientService
+
+    static func kind(_ text: String?) throws -> OAuthClient.Kind? {
+        guard let text else { return nil }
+        guard let kind = OAuthClient.Kind(rawValue: text) else { throw Problem.badRequest("type must be confidential or public") }
+        return kind
+    }
+
+    @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let unchecked = try await JSONBody.read(CreateClientBody.self, from: request)
+        let actor = try await context.actor()
+        let body = try unchecked.fields()
+        let org = try body.orgId.map { text -> UUID in
+            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("org_id must be a UUID") }
+            return id
+        }
+        let registered = try await clients.create(actor: actor, orgID: org, fields: ClientFields(
+            name: body.name, kind: try Self.kind(body.type) ?? .confidential, redirectURIs: body.redirectUris, scopes: body.scopes,
+            firstParty: body.firstParty))
+        return try JSONBody.response(ClientResponse(registered.client, secret: registered.secret), status: .created, revision: registered.revision)
+    }
+
+    /// `?org_id=` lists an org's clients; without it, the platform's (root only).
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await context.actor()
+        let org = try request.singleQuery("org_id").map { text -> UUID in
+            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("org_id must be a UUID") }
+            return id
+        }
+        return try await ListResponse.page(request, { ClientResponse($0) }) {
+            try await clients.clients(actor: actor, orgID: org, limit: $0.limit, offset: $0.offset)
+        }
+    }
+
+    @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await context.actor()
+        return try JSONBody.response(ClientResponse(try await clients.client(actor: actor, id: try TenancyRoutes.pathID(context, "client_id", "client"))))
+    }
+
+    @Sendable func update(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let unchecked = try await JSONBody.read(PatchClientBody.self, from: request)
+        let actor = try await context.actor()
+        let body = try unchecked.fields()
+        let (client, revision) = try await clients.update(
+            actor: actor, id: try TenancyRoutes.pathID(context, "client_id", "client"),
+            fields: ClientFields(name: body.name, kind: try Self.kind(body.type), redirectURIs: body.redirectUris, scopes: body.scopes, firstParty: body.firstParty))
+        return try JSONBody.response(ClientResponse(client), revision: revision)
+    }
+
+    @Sendable func rotateSecret(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await context.actor()
+        let registered = try await clients.rotateSecret(actor: actor, id: try TenancyRoutes.pathID(context, "client_id", "client"))
+        return try JSONBody.response(ClientResponse(registered.client, secret: registered.secret), revision: registered.revision)
+    }
+
+    @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let actor = try await context.actor()
+        let revision = try await clients.delete(actor: actor, id: try TenancyRoutes.pathID(context, "client_id", "client"))
+        return JSONBody.noContent(revision: revision)
+    }
+}

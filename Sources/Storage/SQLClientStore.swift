@@ -1,0 +1,75 @@
+import Foundation
+import OpenID
+import Tenancy
+
+/// OpenID clients on either SQL backend.
+public struct SQLClientStore: SQLStore, ClientStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
+
+    static let columns = "id, org_id, name, kind, redirect_uris, scopes, first_party, created_at, updated_at"
+
+    static func decode(_ row: SQLRow) throws -> OAuthClient {
+        func list(_ column: String) throws -> [String] {
+            (try? JSONDecoder().decode([String].self, from: Data(try row.string(column).utf8))) ?? []
+        }
+        guard let kind = OAuthClient.Kind(rawValue: try row.string("kind")) else { throw StorageError.other("oauth_clients.kind is unknown") }
+        return OAuthClient(
+            id: try row.uuid("id"), orgID: try row.optionalUUID("org_id"), name: try row.string("name"), kind: kind,
+            redirectURIs: try list("redirect_uris"), scopes: try list("scopes"), firstParty: try row.bool("first_party"),
+            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+    }
+
+    static func json(_ list: [String]) -> String {
+        (try? JSONEncoder().encode(list)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+    }
+
+    public func client(id: UUID) async throws -> (OAuthClient, secretHash: String?)? {
+        guard let row = try await db.queryFirst("SELECT \(Self.columns), secret_hash FROM oauth_clients WHERE id = $1", id) else { return nil }
+        return (try Self.decode(row), try row.optionalString("secret_hash"))
+    }
+
+    public func clients(orgID: UUID?, limit: Int, offset: Int) async throws -> ([OAuthClient], Int) {
+        let condition = orgID == nil ? "org_id IS NULL" : "org_id = $3"
+        let binds: [SQLValue] = [limit.sqlValue, offset.sqlValue] + (orgID.map { [$0.sqlValue] } ?? [])
+        let rows = try await db.query("SELECT \(Self.columns) FROM oauth_clients WHERE \(condition) ORDER BY created_at, id LIMIT $1 OFFSET $2", binds)
+        let count = orgID == nil ? "org_id IS NULL" : "org_id = $1"
+        let total = try await db.query("SELECT COUNT(*) AS n FROM oauth_clients WHERE \(count)", orgID.map { [$0.sqlValue] } ?? []).first?.int("n") ?? 0
+        return (try rows.map(Self.decode), Int(total))
+    }
+
+    public func writeClients<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any ClientWriter) async throws -> T) async throws -> T {
+        try await SQLTenancyStore.write(db, observer: observer, lockingOrg: orgID) { tx in
+            try await body(SQLTenancyStore.Writer(tx: tx), Writer(tx: tx))
+        }
+    }
+
+    struct Writer: ClientWriter {
+        let tx: any SQLExecutor
+
+        func client(id: UUID) async throws -> OAuthClient? {
+            try await tx.queryFirst("SELECT \(SQLClientStore.columns) FROM oauth_clients WHERE id = $1", id).map(SQLClientStore.decode)
+        }
+
+        func insert(_ c: OAuthClient, secretHash: String?) async throws {
+            try await tx.execute(
+                "INSERT INTO oauth_clients (\(SQLClientStore.columns), secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                c.id, c.orgID, c.name, c.kind.rawValue, SQLClientStore.json(c.redirectURIs), SQLClientStore.json(c.scopes), c.firstParty,
+                c.createdAt, c.updatedAt, secretHash)
+        }
+
+        func update(_ c: OAuthClient) async throws {
+            try await tx.execute(
+                "UPDATE oauth_clients SET name = $2, redirect_uris = $3, scopes = $4, first_party = $5, updated_at = $6 WHERE id = $1",
+                c.id, c.name, SQLClientStore.json(c.redirectURIs), SQLClientStore.json(c.scopes), c.firstParty, c.updatedAt)
+        }
+
+        func setSecret(id: UUID, hash: String?) async throws {
+            try await tx.execute("UPDATE oauth_clients SET secret_hash = $2 WHERE id = $1", id, hash)
+        }
+
+        func delete(id: UUID) async throws {
+            try await tx.execute("DELETE FROM oauth_clients WHERE id = $1", id)
+        }
+    }
+}
