@@ -195,8 +195,14 @@ def browser_client(driver) -> requests.Session:
 
 
 def page_csrf(driver) -> str:
+    """The page's form token: signed out, the CSRF cookie's value (double submit); signed in, a
+    token bound to the session, so not the cookie's value."""
     value = driver.find_elements(By.CSS_SELECTOR, "input[name=csrf]")[0].get_dom_attribute("value")
-    assert value and value == driver.get_cookie(CSRF_COOKIE)["value"], "the forms' csrf is not the cookie's value"
+    cookie = driver.get_cookie(CSRF_COOKIE)
+    if driver.get_cookie(SESSION_COOKIE):
+        assert value and (cookie is None or value != cookie["value"]), "a signed-in form carries the CSRF cookie's value"
+    else:
+        assert value and cookie and value == cookie["value"], "a signed-out form's token is not the CSRF cookie's value"
     return value
 
 
@@ -550,10 +556,92 @@ def test_a_post_without_the_csrf_token_changes_nothing(server, page):
     assert open_page(page, server.url("/account/orgs")) == 200
     assert name not in main_text(page)
 
+    # A planted cookie (a sibling subdomain, a plain-http man in the middle) with the same value
+    # in the field is not the session's token either.
+    planted = requests.Session()
+    planted.cookies.set(SESSION_COOKIE, client.cookies.get(SESSION_COOKIE))
+    planted.cookies.set(CSRF_COOKIE, "x" * 43)
+    r = post_form(planted, server, "/account/orgs", {"name": name, "csrf": "x" * 43}, origin=None)
+    assert r.status_code == 403, f"a planted CSRF cookie: {r.status_code}"
+    assert name not in api_org_names(server, token), "a planted cookie made an org"
+
     # The control: the same post with the token makes it.
     r = post_form(client, server, "/account/orgs", {"name": name, "csrf": csrf})
     assert r.status_code == 303 and re.fullmatch(rf"/orgs/{UUID_RE}", r.headers["Location"]), r.status_code
     assert name in api_org_names(server, token)
+
+
+def test_a_planted_notice_is_not_shown(server, page):
+    address = verified_account(server, "notice")
+    as_person(page, server, address, return_to="/account")
+    page.add_cookie({"name": "portcullis_notice", "value": "Your session expired, call +1-555-0100", "path": "/"})
+    assert open_page(page, server.url("/account")) == 200
+    assert "555-0100" not in main_text(page) and not page.find_elements(By.CSS_SELECTOR, "p.notice")
+
+
+# --- review findings: pages say why in HTML, explain, another org's invite, past the end -----------
+
+def test_org_pages_a_member_may_not_read_say_so_in_html(server, page):
+    owner, editor = verified_account(server, "tabowner"), verified_account(server, "tabeditor")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Tabs {uuid.uuid4().hex[:6]}")
+    add_member(page, editor, "editor")
+    as_person(page, server, editor, return_to=org)
+    tabs = [a.text for a in page.find_elements(By.CSS_SELECTOR, "nav.tabs a")]
+    assert "Access" not in tabs and "Service accounts" not in tabs and "Invites" not in tabs and "Audit log" not in tabs, tabs
+    for tab in ("access", "service-accounts", "invites", "audit"):
+        assert open_page(page, server.url(f"{org}/{tab}")) == 403, tab
+        assert h1(page) == "Not allowed" and "does not allow" in main_text(page), (tab, main_text(page))
+    # A bad query value is a page too, not a problem document.
+    as_person(page, server, owner, return_to=org)
+    assert open_page(page, server.url(f"{org}/audit?action=%00")) == 400
+    assert page.find_elements(By.CSS_SELECTOR, "main") and "application/problem+json" not in page.page_source
+
+
+def test_an_admin_explains_a_members_decision(server, page):
+    owner, member = verified_account(server, "explainer"), verified_account(server, "explained")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Explain {uuid.uuid4().hex[:6]}")
+    add_member(page, member, "viewer")
+    assert open_page(page, server.url(f"{org}/explain")) == 200
+    subject = next(o.get_dom_attribute("value") for o in page.find_elements(By.CSS_SELECTOR, "#ex-subject option") if member in o.text)
+    org_id = org.rsplit("/", 1)[1]
+    assert open_page(page, server.url(f"{org}/explain?subject={subject}&action=org.update&object=org:{org_id}")) == 200
+    answer = single(page, "section.answer").text
+    assert "Denied" in answer and "viewer" in answer, answer
+    assert open_page(page, server.url(f"{org}/explain?subject={subject}&action=members.read&object=org:{org_id}")) == 200
+    assert "Allowed" in single(page, "section.answer").text
+    # The member, no admin, may ask only about themselves.
+    owner_subject = next(o.get_dom_attribute("value") for o in page.find_elements(By.CSS_SELECTOR, "#ex-subject option") if owner in o.text)
+    as_person(page, server, member)
+    assert open_page(page, server.url(f"{org}/explain?subject={owner_subject}&action=org.update&object=org:{org_id}")) == 403
+    assert not page.find_elements(By.CSS_SELECTOR, "section.answer")
+
+
+def test_an_org_page_cannot_touch_another_orgs_invite(server, page):
+    owner = verified_account(server, "twoorgs")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    first = create_org(page, server, f"First {uuid.uuid4().hex[:6]}")
+    second = create_org(page, server, f"Second {uuid.uuid4().hex[:6]}")
+    r = api(server, token, "POST", f"/v1{second}/invites", {"email": fresh_email("elsewhere"), "role": "viewer"})
+    assert r.status_code == 201, r.text
+    invite = r.json()["id"]
+    assert open_page(page, server.url(f"{first}/invites")) == 200
+    r = post_form(browser_client(page), server, f"{first}/invites/revoke", {"invite_id": invite, "csrf": page_csrf(page)})
+    assert r.status_code == 404, r.status_code
+    assert api(server, token, "GET", f"/v1/invites/{invite}").json()["state"] == "pending"
+
+
+def test_a_page_past_the_end_links_back(server, page):
+    owner = verified_account(server, "pastend")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Past {uuid.uuid4().hex[:6]}")
+    assert open_page(page, server.url(f"{org}/members?offset=500")) == 200
+    pager = single(page, "nav.pager")
+    assert "Past the end" in pager.text
+    previous = pager.find_element(By.CSS_SELECTOR, "a[rel=prev]").get_dom_attribute("href")
+    assert previous.endswith("/members"), previous
 
 
 # --- 6. return_to never leaves the origin --------------------------------------------------------

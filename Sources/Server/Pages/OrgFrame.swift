@@ -27,7 +27,11 @@ struct OrgFrame: Sendable {
 
     /// An org page (`render` with no extra values).
     func page(_ render: @escaping PageRender<Visit>) -> PageHandler {
-        { request, context in try await visit(request, context) { try await render(request, $0, [:], .ok) } }
+        { request, context in
+            try await visit(request, context) { visit in
+                try await kit.showing(request, visit.who, link: (visit.orgPath, visit.org.name)) { try await render(request, visit, [:], .ok) }
+            }
+        }
     }
 
     /// An org form whose page is `back` below the org's path: forged posts refused, the signed-in
@@ -89,7 +93,8 @@ struct OrgFrame: Sendable {
         let path = visit.orgPath
         var tabs: [(String, String)] = [("members", "Members")]
         if visit.abilities.may(Permission.invitesRead) { tabs.append(("invites", "Invites")) }
-        tabs.append(contentsOf: [("access", "Access"), ("service-accounts", "Service accounts")])
+        if visit.abilities.may(Permission.bindingsWrite) { tabs.append(("access", "Access")) }
+        if visit.abilities.may(Permission.serviceAccountsWrite) { tabs.append(("service-accounts", "Service accounts")) }
         if visit.abilities.may(Permission.auditRead) { tabs.append(("audit", "Audit log")) }
         tabs.append(contentsOf: [("settings", "Settings"), ("explain", "Explain")])
         var values = values

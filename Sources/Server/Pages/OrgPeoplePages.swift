@@ -29,7 +29,7 @@ struct OrgPeoplePages: Sendable {
         }
         let grantable = visit.abilities.grantableRoles
         values["may_add"] = !grantable.isEmpty
-        values["roles"] = PageFormat.roleOptions(grantable, selected: .viewer)
+        values["roles"] = PageFormat.roleOptions(grantable, selected: PageFormat.typed(extra, "role").flatMap(Role.init(rawValue:)) ?? .viewer)
         values["pager"] = PageFormat.pager(path: visit.orgPath + "/members", page: page, total: total)
         return frame.render(request, visit, "org-members", title: "Members", tab: "members", status: status, values)
     }
@@ -85,7 +85,7 @@ struct OrgPeoplePages: Sendable {
         values["states"] = ([""] + InviteState.allCases.map(\.rawValue)).map { ["value": $0, "label": $0.isEmpty ? "any state" : $0, "selected": $0 == (state?.rawValue ?? "")] }
         let grantable = visit.abilities.grantableRoles
         values["may_invite"] = visit.abilities.may(Permission.invitesWrite) && !grantable.isEmpty
-        values["roles"] = PageFormat.roleOptions(grantable, selected: .viewer)
+        values["roles"] = PageFormat.roleOptions(grantable, selected: PageFormat.typed(extra, "role").flatMap(Role.init(rawValue:)) ?? .viewer)
         values["pager"] = PageFormat.pager(path: visit.orgPath + "/invites", page: page, total: total, query: ["state": state?.rawValue ?? ""])
         return frame.render(request, visit, "org-invites", title: "Invites", tab: "invites", status: status, values)
     }
@@ -97,16 +97,24 @@ struct OrgPeoplePages: Sendable {
         }
     }
 
+    /// An invite of this org named by the form (another org's, even one the person also
+    /// administers, is not found here: the page and the change must be about the same org).
+    func invite(_ visit: OrgFrame.Visit, _ form: FormPost) async throws -> UUID {
+        let id = try OrgFrame.uuid(form, "invite_id", "invite")
+        guard try await invites.get(by: Self.invitee(visit), id: id).orgID == visit.org.id else { throw Problem.notFound("no such invite") }
+        return id
+    }
+
     var resendInvite: PageHandler {
         frame.act(back: "invites", redisplay: invitesList) { visit, form, _ in
-            let (invite, _) = try await invites.resend(by: Self.invitee(visit), id: try OrgFrame.uuid(form, "invite_id", "invite"))
+            let (invite, _) = try await invites.resend(by: Self.invitee(visit), id: try await invite(visit, form))
             return .done("The invitation to \(invite.email) was sent again, with a new link.")
         }
     }
 
     var revokeInvite: PageHandler {
         frame.act(back: "invites", redisplay: invitesList) { visit, form, _ in
-            _ = try await invites.revoke(by: Self.invitee(visit), id: try OrgFrame.uuid(form, "invite_id", "invite"))
+            _ = try await invites.revoke(by: Self.invitee(visit), id: try await invite(visit, form))
             return .done("The invitation is revoked; its link no longer works.")
         }
     }

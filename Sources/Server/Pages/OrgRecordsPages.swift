@@ -38,7 +38,9 @@ struct OrgRecordsPages: Sendable {
     }
 
     static func text(_ value: JSONValue) -> String {
-        guard let data = try? JSONEncoder().encode(value), let text = String(data: data, encoding: .utf8) else { return "" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value), let text = String(data: data, encoding: .utf8) else { return "" }
         return text.hasPrefix("\"") ? String(text.dropFirst().dropLast()) : text
     }
 
@@ -126,13 +128,22 @@ struct OrgRecordsPages: Sendable {
         return frame.render(request, visit, "org-explain", title: "Explain", tab: "explain", status: status, values)
     }
 
+    /// Who asks on the explain page: the person with the authority of an `authz:check` key of
+    /// their own limited to this org, which they could make themselves on `/account/keys`. So an
+    /// admin may ask about the org's members (the decision API's rule for such keys), anyone else
+    /// only about themselves; the root as the root.
+    static func asker(_ visit: OrgFrame.Visit) -> Actor {
+        guard !visit.who.user.isRoot else { return visit.who.caller.asker }
+        return Actor.user(visit.who.user.id, isRoot: false, scopes: KeyScopes(orgs: [visit.org.id], roleCap: nil, authzCheck: true))
+    }
+
     func explain(_ visit: OrgFrame.Visit, subject: String, action: String, object: String) async throws -> [String: Any] {
         let parts = subject.split(separator: ":", maxSplits: 1).map(String.init)
         guard parts.count == 2, let id = UUID(uuidString: parts[1]) else { throw Problem.badRequest("choose who is asking") }
         let ref: SubjectRef = parts[0] == "service_account" ? .serviceAccount(id) : .user(id)
         let fields = DecisionFields(policy: authorizer.policy)
         let question = Question(subject: ref, object: try DecisionFields.object(object), requirement: try fields.requirement(action))
-        guard let explanation = try await authorizer.explain(question, atLeast: nil, by: visit.who.caller.asker) else {
+        guard let explanation = try await authorizer.explain(question, atLeast: nil, by: Self.asker(visit)) else {
             throw Problem.badRequest("that subject cannot be asked about")
         }
         let d = explanation.decision

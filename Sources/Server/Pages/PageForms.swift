@@ -37,9 +37,11 @@ struct FormPost: Sendable {
     }
 }
 
-/// Cross-site request forgery defence for the pages' forms: a double-submit token (a random
-/// cookie that every form repeats in a hidden field) and, when the browser sends one, an Origin
-/// that must be this server's own (`PORTCULLIS_PUBLIC_URL`).
+/// Cross-site request forgery defence for the pages' forms. Signed in, a form carries a token
+/// bound to the session (`SessionCookie.formToken`); signed out (login, signup, reset), a random
+/// cookie that the form repeats (double submit). Either way, when the browser names one, the
+/// Origin must be this server's own (`PORTCULLIS_PUBLIC_URL`), and the browser must not call the
+/// request cross-site.
 struct FormGuard: Sendable {
     static let cookieName = "portcullis_csrf"
     let origin: String
@@ -52,7 +54,7 @@ struct FormGuard: Sendable {
         secureCookies = url?.scheme?.lowercased() == "https"
     }
 
-    /// The token a page's form carries: the browser's cookie, or a new one to set.
+    /// The token a signed-out page's form carries: the browser's cookie, or a new one to set.
     func token(for request: Request) -> (value: String, isNew: Bool) {
         if let existing = request.cookies[Self.cookieName]?.value, existing.count == 43 { return (existing, false) }
         return (Secrets.token(), true)
@@ -62,14 +64,25 @@ struct FormGuard: Sendable {
         response.setCookie(Cookie(name: Self.cookieName, value: token, path: "/", secure: secureCookies, httpOnly: true, sameSite: .lax))
     }
 
-    /// Whether a form post may act: its token equals the cookie, its Origin (when the browser
-    /// names one) is ours, and the browser does not call it cross-site. Pages send
+    /// Whether the request comes from this site's pages: its Origin (when the browser names one)
+    /// is ours, and the browser does not call it cross-site. Pages send
     /// `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` even for a
     /// same-origin form; `null` proves nothing either way, so `Sec-Fetch-Site` and the token decide.
-    func admits(_ request: Request, _ form: FormPost) -> Bool {
+    func sameSite(_ request: Request) -> Bool {
         if let sent = request.headers[.origin]?.lowercased(), sent != "null", sent != origin { return false }
         if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" { return false }
-        guard let cookie = request.cookies[Self.cookieName]?.value, let field = form["csrf"], !cookie.isEmpty else { return false }
+        return true
+    }
+
+    /// A signed-out form: same site, and its token equals the (43-character) cookie.
+    func admits(_ request: Request, _ form: FormPost) -> Bool {
+        guard sameSite(request), let cookie = request.cookies[Self.cookieName]?.value, cookie.count == 43, let field = form["csrf"] else { return false }
         return Secrets.constantTimeEquals(Secrets.hash(cookie), Secrets.hash(field))
+    }
+
+    /// A signed-in form: same site, and its token is the session's.
+    func admits(_ request: Request, _ form: FormPost, sessionToken: String) -> Bool {
+        guard sameSite(request), let field = form["csrf"] else { return false }
+        return Secrets.constantTimeEquals(Secrets.hash(sessionToken), Secrets.hash(field))
     }
 }

@@ -84,12 +84,14 @@ struct PageKit: Sendable {
 
     // MARK: Forms
 
-    /// A state-changing form of a signed-in person: refused with 403 when forged (nothing done),
-    /// sent to the login page when nobody is signed in.
+    /// A state-changing form of a signed-in person: refused with 403 when forged (its token is
+    /// not the session's: nothing done), sent to the login page when nobody is signed in.
     func action(_ request: Request, _ body: (SignedIn, FormPost) async throws -> Response) async throws -> Response {
         let form = try await FormPost.read(request)
-        guard guardian.admits(request, form) else { return forged }
-        guard let who = try await signedIn(request) else { return loginRedirect(request) }
+        guard let who = try await signedIn(request) else {
+            return guardian.admits(request, form) ? loginRedirect(request) : forged
+        }
+        guard guardian.admits(request, form, sessionToken: cookies.formToken(sessionID: who.sessionID)) else { return forged }
         return try await body(who, form)
     }
 
@@ -115,7 +117,21 @@ struct PageKit: Sendable {
 
     /// A page for the signed-in person.
     func page(_ render: @escaping PageRender<SignedIn>) -> PageHandler {
-        { request, _ in try await signedInPage(request) { try await render(request, $0, [:], .ok) } }
+        { request, _ in try await signedInPage(request) { who in try await showing(request, who) { try await render(request, who, [:], .ok) } } }
+    }
+
+    /// A page, or when reading it is refused (403, a bad query value) a page that says why,
+    /// never a problem+json document in a browser.
+    func showing(_ request: Request, _ who: SignedIn, link: (String, String)? = nil, _ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch {
+            guard let problem = Problem.from(error) else { throw error }
+            var values: [String: Any] = ["paragraphs": [problem.sentence]]
+            if let link { (values["link_href"], values["link_text"]) = link }
+            let title = problem.status == .forbidden ? "Not allowed" : problem.status == .notFound ? "Not found" : "That did not work"
+            return page(request, who, "message", title: title, status: problem.status, values)
+        }
     }
 
     /// A form of the signed-in person whose page is `back`.
@@ -133,6 +149,9 @@ struct PageKit: Sendable {
     /// Reads a form post and refuses a forged one (nil: answer with `forged`).
     func post(_ request: Request) async throws -> FormPost? {
         let form = try await FormPost.read(request)
+        if let who = try await signedIn(request), guardian.admits(request, form, sessionToken: cookies.formToken(sessionID: who.sessionID)) {
+            return form
+        }
         return guardian.admits(request, form) ? form : nil
     }
 
@@ -160,15 +179,15 @@ struct PageKit: Sendable {
     ) -> Response {
         let (token, isNew) = guardian.token(for: request)
         var context = values
-        context["csrf"] = token
+        context["csrf"] = who.map { cookies.formToken(sessionID: $0.sessionID) } ?? token
         if let who {
             context["signed_in"] = ["name": who.user.name.isEmpty ? who.user.email : who.user.name, "email": who.user.email, "is_root": who.user.isRoot] as [String: Any]
         }
-        let notice = request.cookies[Self.noticeCookieName]?.value.removingPercentEncoding
-        if let notice, !notice.isEmpty, context["notice"] == nil { context["notice"] = notice }
+        let sealed = request.cookies[Self.noticeCookieName]?.value
+        if let notice = sealed.flatMap(cookies.unseal), !notice.isEmpty, context["notice"] == nil { context["notice"] = notice }
         var response = renderer.page(template, title: title, status: status, PageFormat.droppingNils(context))
         if isNew { guardian.setCookie(token, on: &response) }
-        if notice != nil { response.setCookie(Cookie(name: Self.noticeCookieName, value: "", maxAge: 0, path: "/", secure: guardian.secureCookies, httpOnly: true, sameSite: .lax)) }
+        if sealed != nil { response.setCookie(Cookie(name: Self.noticeCookieName, value: "", maxAge: 0, path: "/", secure: guardian.secureCookies, httpOnly: true, sameSite: .lax)) }
         return response
     }
 
@@ -177,8 +196,7 @@ struct PageKit: Sendable {
         var response = Response(status: .seeOther, headers: [.location: location])
         PageRenderer.secure(&response.headers)
         if let notice {
-            let value = notice.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
-            response.setCookie(Cookie(name: Self.noticeCookieName, value: value, maxAge: 60, path: "/", secure: guardian.secureCookies, httpOnly: true, sameSite: .lax))
+            response.setCookie(Cookie(name: Self.noticeCookieName, value: cookies.seal(notice), maxAge: 60, path: "/", secure: guardian.secureCookies, httpOnly: true, sameSite: .lax))
         }
         return response
     }
@@ -230,6 +248,11 @@ enum PageFormat {
         return String(format: "%04d-%02d-%02d %02d:%02d UTC", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0, parts.hour ?? 0, parts.minute ?? 0)
     }
 
+    /// What the person typed into a field of a form that failed (to fill it in again).
+    static func typed(_ extra: [String: Any], _ field: String) -> String? {
+        (extra["form"] as? [String: String])?[field]
+    }
+
     /// The `<option>`s of a role picker: only `allowed`, with `selected` marked.
     static func roleOptions(_ allowed: [Role], selected: Role? = nil) -> [[String: Any]] {
         allowed.map { ["value": $0.rawValue, "selected": $0 == selected] }
@@ -239,6 +262,8 @@ enum PageFormat {
     /// Nil for an empty list (which shows its empty state instead).
     static func pager(path: String, page: Page, total: Int, query: [String: String] = [:]) -> [String: Any]? {
         guard total > 0 else { return nil }
+        // Past the end (a stale link, a hand-made offset): a way back to the last page.
+        if page.offset >= total { return ["past_end": true, "total": total, "previous": link((total - 1) / page.limit * page.limit)] }
         func link(_ offset: Int) -> String {
             var items = query.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }.map { "\($0.key)=\(PageKit.queryEscape($0.value))" }
             if offset > 0 { items.append("offset=\(offset)") }

@@ -25,6 +25,22 @@ struct PageRulesTests {
         #expect(cookie.open(String(repeating: "a", count: 500)) == nil)
     }
 
+    @Test("form tokens are bound to the session and the key; notices open only unchanged")
+    func formTokensAndNotices() {
+        let cookie = SessionCookie(masterKey: Data(repeating: 1, count: 32))
+        let session = UUID()
+        let token = cookie.formToken(sessionID: session)
+        #expect(token.count == 43 && token == cookie.formToken(sessionID: session))
+        #expect(token != cookie.formToken(sessionID: UUID()))
+        #expect(token != SessionCookie(masterKey: Data(repeating: 2, count: 32)).formToken(sessionID: session))
+        let sealed = cookie.seal("You joined Acme as editor.")
+        #expect(cookie.unseal(sealed) == "You joined Acme as editor.")
+        #expect(SessionCookie(masterKey: Data(repeating: 2, count: 32)).unseal(sealed) == nil)
+        let parts = sealed.split(separator: ".").map(String.init)
+        #expect(cookie.unseal(Secrets.base64url(Array("Call +1-555-0100".utf8)) + "." + parts[1]) == nil)
+        #expect(cookie.unseal("Call us") == nil && cookie.unseal("") == nil)
+    }
+
     @Test("return_to keeps only paths on this origin")
     func returnTo() {
         #expect(ReturnTo.sanitize("/account") == "/account")
