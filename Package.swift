@@ -51,7 +51,10 @@ let package = Package(
         .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         // The OpenID provider (SPEC §14): clients and their rules.
-        .target(name: "OpenID", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        .target(
+            name: "OpenID",
+            dependencies: ["Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
         .target(
             name: "Identity",
             dependencies: [

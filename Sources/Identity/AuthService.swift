@@ -192,7 +192,19 @@ public struct AuthService: Sendable {
         return try await openSession(for: account.user, client: client)
     }
 
-    func openSession(for user: User, client: ClientInfo) async throws -> TokenPair {
+    /// A session for an OpenID client's login (its own row in the sessions table, so logging out
+    /// everywhere ends it too): tokens that carry the client's id and the granted scope.
+    public func openClientSession(userID: UUID, client: ClientInfo, clientID: String, scope: String) async throws -> TokenPair {
+        guard let user = try await users.user(id: userID) else { throw IdentityError.notFound }
+        return try await openSession(for: user, client: client, clientID: clientID, scope: scope)
+    }
+
+    /// A session by id (for when a browser session signed in: OpenID's `auth_time`).
+    public func session(id: UUID) async throws -> Session? {
+        try await sessions.session(id: id)
+    }
+
+    func openSession(for user: User, client: ClientInfo, clientID: String = "portcullis", scope: String? = nil) async throws -> TokenPair {
         let at = now()
         let refresh = Secrets.token()
         let refreshExpiry = at.addingTimeInterval(tokens.settings.refreshTokenTTL.seconds)
@@ -200,7 +212,7 @@ public struct AuthService: Sendable {
             id: UUID(), userID: user.id, createdAt: at, lastUsedAt: at, expiresAt: refreshExpiry,
             revokedAt: nil, userAgent: client.userAgent, ip: client.ip)
         let revision = try await sessions.createSession(session, refreshHash: Secrets.hash(refresh), refreshExpiresAt: refreshExpiry)
-        let access = try await tokens.issue(userID: user.id, sessionID: session.id, now: at)
+        let access = try await tokens.issue(userID: user.id, sessionID: session.id, now: at, clientID: clientID, scope: scope)
         return TokenPair(
             accessToken: access.token, accessExpiresIn: access.expiresIn, refreshToken: refresh,
             refreshExpiresIn: Int(tokens.settings.refreshTokenTTL.seconds), user: user,

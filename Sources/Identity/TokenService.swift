@@ -15,9 +15,11 @@ public struct AccessClaims: JWTPayload, Equatable {
     public var jti: IDClaim
     public var sid: String
     public var clientID: String
+    /// The OpenID scopes granted, for a token issued to an OpenID client.
+    public var scope: String?
 
     enum CodingKeys: String, CodingKey {
-        case iss, sub, aud, exp, iat, nbf, jti, sid
+        case iss, sub, aud, exp, iat, nbf, jti, sid, scope
         case clientID = "client_id"
     }
 
@@ -32,6 +34,9 @@ public struct VerifiedAccessToken: Sendable, Equatable {
     public var sessionID: UUID
     public var expiresAt: Date
     public var tokenID: String
+    /// `portcullis` for the API's own logins, else the OpenID client's id.
+    public var clientID: String = "portcullis"
+    public var scope: String?
 }
 
 public struct TokenSettings: Sendable {
@@ -127,7 +132,7 @@ public final class TokenService: Sendable {
         }
     }
 
-    public func issue(userID: UUID, sessionID: UUID, now: Date = Date()) async throws -> (token: String, expiresIn: Int) {
+    public func issue(userID: UUID, sessionID: UUID, now: Date = Date(), clientID: String = "portcullis", scope: String? = nil) async throws -> (token: String, expiresIn: Int) {
         let (collection, kid) = state.withLock { ($0.collection, $0.activeKid) }
         guard let kid else { throw IdentityError.unauthenticated("no active signing key") }
         let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
@@ -141,7 +146,7 @@ public final class TokenService: Sendable {
             nbf: NotBeforeClaim(value: issuedAt),
             jti: IDClaim(value: UUID().uuidString.lowercased()),
             sid: sessionID.uuidString.lowercased(),
-            clientID: "portcullis")
+            clientID: clientID, scope: scope)
         var header = JWTHeader()
         header.typ = "at+jwt"
         header.alg = "ES256"
@@ -179,7 +184,18 @@ public final class TokenService: Sendable {
         guard let userID = UUID(uuidString: claims.sub.value), let sessionID = UUID(uuidString: claims.sid) else {
             throw IdentityError.unauthenticated("malformed token subject")
         }
-        return VerifiedAccessToken(userID: userID, sessionID: sessionID, expiresAt: claims.exp.value, tokenID: claims.jti.value)
+        return VerifiedAccessToken(
+            userID: userID, sessionID: sessionID, expiresAt: claims.exp.value, tokenID: claims.jti.value, clientID: claims.clientID, scope: claims.scope)
+    }
+
+    /// Signs any payload with the active key (ES256), `typ` as given: ID tokens use `JWT`.
+    public func sign(_ payload: some JWTPayload, typ: String) async throws -> String {
+        let (collection, kid) = state.withLock { ($0.collection, $0.activeKid) }
+        guard let kid else { throw IdentityError.unauthenticated("no active signing key") }
+        var header = JWTHeader()
+        header.typ = typ
+        header.alg = "ES256"
+        return try await collection.sign(payload, kid: JWKIdentifier(string: kid), header: header)
     }
 
     /// The published public keys as a JWK Set.

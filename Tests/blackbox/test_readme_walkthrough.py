@@ -559,6 +559,8 @@ def throttled(statuses: list[int]) -> None:
 
 expect("Guessing at a login: 401 401", throttled,
        check=lambda out, st: matches(re.compile(r"(401 )+429 ((401|429) )*"), out.rstrip("\n")))
+expect("The root registers a platform client for a wiki.", [201],
+       [{"type": "confidential", "scopes": ["openid", "profile", "email", "orgs"], "first_party": False, "secret_shown": True}])
 expect('{"status": 429, "code": "rate_limited"', [429], [
     {"status": 429, "code": "rate_limited", "detail": re.compile(r"too many attempts; try again in \d+ s")}])
 

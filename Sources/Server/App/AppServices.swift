@@ -29,6 +29,8 @@ public struct AppServices: Sendable {
     public let keys: KeyService
     /// OpenID clients (the relying parties of "Log in with Portcullis").
     public let clients: ClientService
+    /// The OpenID provider's codes and consents.
+    public let openID: OpenIDService
     /// Verifies presented API keys from memory and coalesces their `last_used_at` writes.
     public let keyVerifier: APIKeyVerifier
     public let invites: InviteService
@@ -114,6 +116,7 @@ public struct AppServices: Sendable {
         let limits = AbuseLimits(settings: config.limits)
         var invites = InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now)
         invites.throttle = limits
+        let clients = ClientService(store: SQLClientStore(database: database, observer: apply), tenancy: tenancy, now: now)
         let services = AppServices(
             config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
             changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, tap: watch.publish, handle: applyRemote),
@@ -124,7 +127,8 @@ public struct AppServices: Sendable {
             // A whole export or restore is one long transaction: no per-operation deadline.
             backup: SQLBackup(database: database.base, observer: apply),
             keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
-            clients: ClientService(store: SQLClientStore(database: database, observer: apply), tenancy: tenancy, now: now),
+            clients: clients,
+            openID: OpenIDService(store: SQLGrantStore(database: database), clients: clients, now: now),
             keyVerifier: keyVerifier,
             invites: invites,
             outbox: SQLOutbox(database: database),

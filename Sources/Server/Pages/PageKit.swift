@@ -217,7 +217,7 @@ extension Problem {
 /// scheme, `//host`, a backslash that browsers read as a slash, control characters) is dropped.
 enum ReturnTo {
     static func sanitize(_ raw: String?) -> String? {
-        guard let raw, raw.utf8.count <= 1024, raw.hasPrefix("/"), !raw.hasPrefix("//"),
+        guard let raw, raw.utf8.count <= 4096, raw.hasPrefix("/"), !raw.hasPrefix("//"),
               !raw.contains("\\"), !raw.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else { return nil }
         return raw
     }

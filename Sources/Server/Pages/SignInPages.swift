@@ -13,13 +13,20 @@ struct SignInPages: Sendable {
     let identity: IdentityRoutes
     let accountMail: InviteRoutes
     let invites: InviteService
+    let authorize: AuthorizePages
 
     // MARK: Login and logout
 
     @Sendable func loginPage(_ request: Request, context: AppRequestContext) async throws -> Response {
         let back = ReturnTo.sanitize(request.uri.queryParameters.get("return_to"))
-        if let who = try await kit.signedIn(request) { return kit.redirect(back ?? Self.home(who)) }
-        return kit.page(request, nil, "login", title: "Sign in", ["return_to": back ?? ""])
+        // `reauth=1`: an OpenID client asked for a fresh sign-in (prompt=login, max_age).
+        let reauth = request.uri.queryParameters.get("reauth") == "1"
+        if let who = try await kit.signedIn(request), !reauth { return kit.redirect(back ?? Self.home(who)) }
+        var values: [String: Any] = ["return_to": back ?? ""]
+        if let hint = request.uri.queryParameters.get("email"), hint.utf8.count <= 254 { values["email"] = hint }
+        var response = kit.page(request, nil, "login", title: "Sign in", values)
+        if let uri = await authorize.redirectURI(after: back) { AuthorizePages.allowRedirect(&response, to: uri) }
+        return response
     }
 
     @Sendable func login(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -34,7 +41,9 @@ struct SignInPages: Sendable {
             return response
         } catch {
             let (message, status) = PageKit.failure(error, context)
-            return kit.page(request, nil, "login", title: "Sign in", status: status, ["error": message, "email": email, "return_to": back ?? ""])
+            var response = kit.page(request, nil, "login", title: "Sign in", status: status, ["error": message, "email": email, "return_to": back ?? ""])
+            if let uri = await authorize.redirectURI(after: back) { AuthorizePages.allowRedirect(&response, to: uri) }
+            return response
         }
     }
 

@@ -147,8 +147,12 @@ struct AuthFlowTests {
             #expect(jwks.status == .ok)
             let discovery = try await api.send(.get, "/.well-known/openid-configuration")
             #expect(discovery.json["issuer"] as? String == "http://portcullis.test")
-            // Only what is served: no token endpoint, grant or ID-token fields before the OpenID provider exists.
-            #expect(Set(discovery.json.keys) == ["issuer", "jwks_uri"])
+            // Only what is served: the code flow's endpoints, no revocation, introspection or logout yet.
+            #expect(discovery.json["token_endpoint"] as? String == "http://portcullis.test/oauth/token")
+            #expect(discovery.json["grant_types_supported"] as? [String] == ["authorization_code"])
+            for absent in ["revocation_endpoint", "introspection_endpoint", "end_session_endpoint", "registration_endpoint"] {
+                #expect(discovery.json[absent] == nil, "\(absent)")
+            }
 
             let keys = try await JWTKeyCollection().add(jwksJSON: jwks.text)
             struct Claims: JWTPayload {

@@ -1,6 +1,7 @@
 import APIDocs
 import Foundation
 import Hummingbird
+import OpenID
 import Identity
 import NIOCore
 
@@ -75,13 +76,33 @@ struct PlatformRoutes {
     /// Only what is served: the issuer and its keys, so stock verifiers find them. No token,
     /// authorization or ID-token fields until the server is an OpenID provider (a client that
     /// reads those would try flows that do not exist).
+    /// OpenID Provider metadata (OpenID Connect Discovery 1.0): only what is served.
     struct Discovery: Encodable {
         let issuer: String
         let jwksUri: String
+        let authorizationEndpoint: String
+        let tokenEndpoint: String
+        let userinfoEndpoint: String
+        let responseTypesSupported = ["code"]
+        let responseModesSupported = ["query"]
+        let grantTypesSupported = ["authorization_code"]
+        let subjectTypesSupported = ["public"]
+        let idTokenSigningAlgValuesSupported = ["ES256"]
+        let scopesSupported = ClientRules.scopes.filter { $0 != "offline_access" }
+        let tokenEndpointAuthMethodsSupported = ["client_secret_basic", "client_secret_post", "none"]
+        let codeChallengeMethodsSupported = ["S256"]
+        let claimsSupported = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "name", "email", "email_verified", "orgs"]
+        let promptValuesSupported = ["none", "login", "consent"]
+        let authorizationResponseIssParameterSupported = true
+        let requestParameterSupported = false
+        let requestUriParameterSupported = false
     }
 
     @Sendable func discovery(_ request: Request, context: AppRequestContext) async throws -> Response {
-        var response = try JSONBody.response(Discovery(issuer: config.issuer, jwksUri: config.publicURL + "/.well-known/jwks.json"))
+        let base = config.publicURL
+        var response = try JSONBody.response(Discovery(
+            issuer: config.issuer, jwksUri: base + "/.well-known/jwks.json", authorizationEndpoint: base + "/oauth/authorize",
+            tokenEndpoint: base + "/oauth/token", userinfoEndpoint: base + "/oauth/userinfo"))
         response.headers[.cacheControl] = "public, max-age=300"
         return response
     }

@@ -1,0 +1,154 @@
+import Authority
+import Foundation
+import Identity
+
+/// An authorization code as stored (by the hash of the code): what the login granted, waiting
+/// for the client to redeem it at the token endpoint.
+public struct AuthorizationCode: Sendable, Equatable {
+    public var clientID: UUID
+    public var userID: UUID
+    public var redirectURI: String
+    public var scopes: [String]
+    public var nonce: String?
+    public var codeChallenge: String?
+    /// When the person signed in (OpenID's `auth_time`).
+    public var authTime: Date
+    public var expiresAt: Date
+
+    public init(clientID: UUID, userID: UUID, redirectURI: String, scopes: [String], nonce: String?, codeChallenge: String?, authTime: Date, expiresAt: Date) {
+        self.clientID = clientID
+        self.userID = userID
+        self.redirectURI = redirectURI
+        self.scopes = scopes
+        self.nonce = nonce
+        self.codeChallenge = codeChallenge
+        self.authTime = authTime
+        self.expiresAt = expiresAt
+    }
+}
+
+/// What presenting a code led to.
+public enum CodeRedemption: Sendable {
+    /// The code was current: it is now spent.
+    case redeemed(AuthorizationCode)
+    /// Spent before: what its first use issued must be revoked (RFC 6749 §4.1.2).
+    case reused(userID: UUID, issuedSession: UUID?)
+    /// Unknown or expired.
+    case invalid
+}
+
+/// Persistence for codes and consents.
+public protocol GrantStore: Sendable {
+    func insertCode(hash: String, _ code: AuthorizationCode, at: Date) async throws
+    /// Spends the code at once (one of two concurrent redemptions wins).
+    func redeemCode(hash: String, at: Date) async throws -> CodeRedemption
+    /// Remembers the session a code's redemption opened (to end it if the code comes again).
+    func recordIssuedSession(codeHash: String, sessionID: UUID) async throws
+    /// The scopes the person consented to give the client, if ever.
+    func consent(userID: UUID, clientID: UUID) async throws -> [String]?
+    func saveConsent(userID: UUID, clientID: UUID, scopes: [String], at: Date) async throws
+}
+
+/// Why the token endpoint refused (RFC 6749 §5.2).
+public struct TokenError: Error, Sendable, Equatable {
+    public var code: String
+    public var description: String
+
+    public init(_ code: String, _ description: String) {
+        self.code = code
+        self.description = description
+    }
+
+    /// `invalid_client` answers 401; the others 400.
+    public var status: Int { code == "invalid_client" ? 401 : 400 }
+}
+
+/// The OpenID provider's grants: codes for a signed-in person's consented request, redeemed
+/// once by the client that asked, with its PKCE verifier (SPEC §14).
+public struct OpenIDService: Sendable {
+    public let store: any GrantStore
+    public let clients: ClientService
+    let now: @Sendable () -> Date
+
+    /// A code lives for one minute: long enough for one redirect and one back-channel call.
+    public static let codeLifetime: TimeInterval = 60
+
+    public init(store: any GrantStore, clients: ClientService, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.clients = clients
+        self.now = now
+    }
+
+    /// Checks a request against its client (see `AuthorizationRequest.check`).
+    public func check(_ query: [String: String]) async throws -> AuthorizationRequest {
+        try await AuthorizationRequest.check(query) { try await clients.store.client(id: $0)?.0 }
+    }
+
+    /// Whether the person must be asked before the client gets `request`'s scopes.
+    public func needsConsent(userID: UUID, _ request: AuthorizationRequest) async throws -> Bool {
+        if request.prompt.contains("consent") { return true }
+        if request.client.firstParty { return false }
+        guard let given = try await store.consent(userID: userID, clientID: request.client.id) else { return true }
+        return !Set(request.scopes).isSubset(of: Set(given))
+    }
+
+    public func consent(userID: UUID, _ request: AuthorizationRequest) async throws {
+        let before = try await store.consent(userID: userID, clientID: request.client.id) ?? []
+        try await store.saveConsent(userID: userID, clientID: request.client.id, scopes: Array(Set(before + request.scopes)).sorted(), at: now())
+    }
+
+    /// A new code for the signed-in person (returned once; stored as its hash).
+    public func issueCode(_ request: AuthorizationRequest, userID: UUID, authTime: Date) async throws -> String {
+        let code = Secrets.token()
+        let at = now()
+        try await store.insertCode(hash: Secrets.hash(code), AuthorizationCode(
+            clientID: request.client.id, userID: userID, redirectURI: request.redirectURI, scopes: request.scopes, nonce: request.nonce,
+            codeChallenge: request.codeChallenge, authTime: authTime, expiresAt: at.addingTimeInterval(Self.codeLifetime)), at: at)
+        return code
+    }
+
+    /// The client presenting a code: a confidential one by its secret, a public one by id alone
+    /// (and then PKCE is what proves it). A public client presenting a secret is refused.
+    public func authenticate(clientID: String?, secret: String?) async throws -> OAuthClient {
+        guard let text = clientID, let id = UUID(uuidString: text), let (client, _) = try await clients.store.client(id: id) else {
+            throw TokenError("invalid_client", "unknown client")
+        }
+        switch client.kind {
+        case .confidential:
+            guard let secret, try await clients.authenticate(clientID: id, secret: secret) != nil else {
+                throw TokenError("invalid_client", "client authentication failed")
+            }
+        case .public:
+            guard secret == nil else { throw TokenError("invalid_client", "a public client has no secret") }
+        }
+        return client
+    }
+
+    /// Redeems a code for `client`. A code presented twice revokes what its first use issued
+    /// (`onReuse`), and is refused.
+    public func redeem(
+        code: String, client: OAuthClient, redirectURI: String?, verifier: String?,
+        onReuse: (UUID, UUID?) async throws -> Void
+    ) async throws -> (AuthorizationCode, codeHash: String) {
+        guard code.utf8.count <= 256 else { throw TokenError("invalid_grant", "the code is not valid") }
+        let hash = Secrets.hash(code)
+        switch try await store.redeemCode(hash: hash, at: now()) {
+        case .invalid:
+            throw TokenError("invalid_grant", "the code is not valid, or has expired")
+        case .reused(let user, let session):
+            try await onReuse(user, session)
+            throw TokenError("invalid_grant", "the code was used before; what it issued is revoked")
+        case .redeemed(let grant):
+            guard grant.clientID == client.id else { throw TokenError("invalid_grant", "the code was issued to another client") }
+            guard redirectURI == grant.redirectURI else { throw TokenError("invalid_grant", "redirect_uri does not match the authorization request") }
+            if let challenge = grant.codeChallenge {
+                guard let verifier, PKCE.matches(verifier: verifier, challenge: challenge) else {
+                    throw TokenError("invalid_grant", "code_verifier does not match the code_challenge")
+                }
+            } else if verifier != nil {
+                throw TokenError("invalid_grant", "code_verifier given, but the authorization request had no code_challenge")
+            }
+            return (grant, hash)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import OpenID
+
+/// Authorization codes and consents on either SQL backend.
+public struct SQLGrantStore: SQLStore, GrantStore {
+    public let context: SQLStoreContext
+    public init(context: SQLStoreContext) { self.context = context }
+
+    public func insertCode(hash: String, _ c: AuthorizationCode, at: Date) async throws {
+        // Spent and expired codes are kept a day (a late second use still revokes), then dropped.
+        try await db.execute("DELETE FROM oauth_codes WHERE expires_at < $1", at.addingTimeInterval(-86_400))
+        try await db.execute(
+            """
+            INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, created_at, expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            """,
+            hash, c.clientID, c.userID, c.redirectURI, SQLClientStore.json(c.scopes), c.nonce, c.codeChallenge, c.authTime, at, c.expiresAt)
+    }
+
+    public func redeemCode(hash: String, at: Date) async throws -> CodeRedemption {
+        let columns = "client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, expires_at"
+        if let row = try await db.queryFirst(
+            "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING \(columns)", hash, at) {
+            let scopes = (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
+            return .redeemed(AuthorizationCode(
+                clientID: try row.uuid("client_id"), userID: try row.uuid("user_id"), redirectURI: try row.string("redirect_uri"), scopes: scopes,
+                nonce: try row.optionalString("nonce"), codeChallenge: try row.optionalString("code_challenge"),
+                authTime: try row.date("auth_time"), expiresAt: try row.date("expires_at")))
+        }
+        guard let row = try await db.queryFirst("SELECT user_id, used_at, issued_session_id FROM oauth_codes WHERE code_hash = $1", hash),
+              try row.optionalDate("used_at") != nil else { return .invalid }
+        return .reused(userID: try row.uuid("user_id"), issuedSession: try row.optionalUUID("issued_session_id"))
+    }
+
+    public func recordIssuedSession(codeHash: String, sessionID: UUID) async throws {
+        try await db.execute("UPDATE oauth_codes SET issued_session_id = $2 WHERE code_hash = $1", codeHash, sessionID)
+    }
+
+    public func consent(userID: UUID, clientID: UUID) async throws -> [String]? {
+        guard let row = try await db.queryFirst("SELECT scopes FROM oauth_consents WHERE user_id = $1 AND client_id = $2", userID, clientID) else { return nil }
+        return (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
+    }
+
+    public func saveConsent(userID: UUID, clientID: UUID, scopes: [String], at: Date) async throws {
+        try await db.execute(
+            """
+            INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at
+            """,
+            userID, clientID, SQLClientStore.json(scopes), at)
+    }
+}

@@ -1,0 +1,367 @@
+"""Portcullis as an OpenID Provider ("Log in with Portcullis"), driven by a relying party nobody
+here wrote: Authlib's OAuth 2.0 / OpenID client runs the authorization code flow with PKCE through
+the real login and consent pages in headless Chromium, verifies the ID token against the JWKS
+and calls userinfo. The tests named `test_oidcc_*` follow modules of the OpenID Foundation's Basic
+OP and Config OP certification plans, each asserting what its module checks.
+
+The redirect URI points at a port nothing listens on: the browser's address bar after the redirect
+is the authorization response, as the relying party would receive it."""
+
+import time
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.jose import JsonWebKey, jwt
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+import secrets_seen
+from portcullis_server import ServerStartError, running_server
+from test_pages_browser import (  # noqa: F401  (browser and page are fixtures used by name)
+    PASSWORD, TIMEOUT, Server, binary, browser, fresh_email, open_page, page, smtp_sink, type_into)
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT_EMAIL, ROOT_PASSWORD = "root-oidc@example.com", "root oidc password 123"
+CALLBACK = "http://127.0.0.1:9/cb"  # the discard port: nothing answers, the URL is what counts
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("oidc")
+    secrets_seen.note(ROOT_PASSWORD)
+    with smtp_sink(tmp) as sink:
+        workdir = tmp / "server"
+        workdir.mkdir()
+        try:
+            with running_server(binary(), workdir, SMTP_URL=sink.url, SIGNUP="open", IP_BURST="1000",
+                                ROOT_EMAIL=ROOT_EMAIL, ROOT_PASSWORD=ROOT_PASSWORD) as base:
+                yield Server(base, sink, workdir / "server.log")
+        except ServerStartError as error:
+            pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def discovery(server):
+    r = requests.get(server.url("/.well-known/openid-configuration"), timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def root_token(server) -> str:
+    r = server.login(ROOT_EMAIL, ROOT_PASSWORD)
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def register(server, **fields) -> dict:
+    body = {"name": "Wiki", "redirect_uris": [CALLBACK], "scopes": ["openid", "profile", "email", "orgs"]} | fields
+    r = requests.post(server.url("/v1/clients"), json=body, headers={"Authorization": f"Bearer {root_token(server)}"}, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    client = r.json()
+    if client.get("client_secret"):
+        secrets_seen.note(client["client_secret"])
+    return client
+
+
+def person(server, name: str = "Ada Lovelace") -> str:
+    address = fresh_email("rp")
+    r = requests.post(server.url("/v1/users"), json={"email": address, "password": PASSWORD, "name": name}, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    return address
+
+
+def rp(client: dict, discovery: dict, scope: str = "openid profile email") -> OAuth2Session:
+    return OAuth2Session(
+        client["client_id"], client.get("client_secret"), scope=scope, redirect_uri=CALLBACK,
+        token_endpoint_auth_method="client_secret_basic" if client.get("client_secret") else "none",
+        code_challenge_method="S256")
+
+
+def authorization_url(session: OAuth2Session, discovery: dict, verifier: str, **extra):
+    nonce = uuid.uuid4().hex
+    url, state = session.create_authorization_url(discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce, **extra)
+    return url, state, nonce
+
+
+def redirected_to(driver) -> str:
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.current_url.startswith(CALLBACK), f"not redirected: {driver.current_url}")
+    return driver.current_url
+
+
+def sign_in_there(driver, address: str):
+    """The login page the authorization request led to."""
+    WebDriverWait(driver, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/login", f"not the login page: {driver.current_url}")
+    type_into(driver, "email", address)
+    type_into(driver, "password", PASSWORD)
+    driver.find_element(By.XPATH, "//button[normalize-space(text())='Sign in']").click()
+
+
+def consent(driver, allow: bool = True):
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[value=allow]"), f"no consent page: {driver.current_url}")
+    driver.find_element(By.CSS_SELECTOR, "button[value=allow]" if allow else "button[value=deny]").click()
+
+
+def signed_out(driver, discovery):
+    """No browser session at the provider (cookies go by host: clear them from one of its pages)."""
+    driver.get(discovery["issuer"] + "/login")
+    driver.delete_all_cookies()
+
+
+def login_flow(driver, session, discovery, address, consent_first=True, fresh=True, **extra):
+    verifier = uuid.uuid4().hex + uuid.uuid4().hex
+    url, state, nonce = authorization_url(session, discovery, verifier, **extra)
+    if fresh:
+        signed_out(driver, discovery)
+    driver.get(url)
+    sign_in_there(driver, address)
+    if consent_first:
+        consent(driver)
+    response = redirected_to(driver)
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    return token, state, nonce, response
+
+
+def verified_claims(server, discovery, client, token, nonce):
+    keys = JsonWebKey.import_key_set(requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json())
+    claims = jwt.decode(token["id_token"], keys, claims_options={
+        "iss": {"essential": True, "value": discovery["issuer"]},
+        "aud": {"essential": True, "value": client["client_id"]},
+        "nonce": {"essential": True, "value": nonce},
+    })
+    claims.validate()
+    return claims
+
+
+# --- the whole flow with a real relying party ------------------------------------------------------
+
+def test_oidcc_server(server, discovery, page):
+    """oidcc-server: code flow, ID token verified, userinfo agrees."""
+    client = register(server)
+    address = person(server)
+    session = rp(client, discovery)
+    token, state, nonce, response = login_flow(page, session, discovery, address)
+    query = parse_qs(urlsplit(response).query)
+    assert query["state"] == [state] and query["iss"] == [discovery["issuer"]]
+    claims = verified_claims(server, discovery, client, token, nonce)
+    assert claims["email"] == address and claims["name"] == "Ada Lovelace" and claims["email_verified"] is False
+    assert abs(claims["auth_time"] - time.time()) < 60
+    info = session.get(discovery["userinfo_endpoint"])
+    assert info.status_code == 200, info.text
+    assert info.json()["sub"] == claims["sub"] and info.json()["email"] == address
+    # The access token also works on the decision API, for a resource server that asks.
+    r = requests.post(server.url("/v1/authorize"), json={"object": "org:00000000-0000-0000-0000-000000000000", "action": "org.read"},
+                      headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["allowed"] is False, r.text
+
+
+def test_oidcc_id_token_signature(server, discovery, page):
+    """oidcc-id-token-signature: the header names a key of the JWKS and an advertised algorithm."""
+    client = register(server)
+    token, _, nonce, _ = login_flow(page, rp(client, discovery), discovery, person(server))
+    header = jwt.decode(token["id_token"], JsonWebKey.import_key_set(requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json())).header
+    assert header["alg"] in discovery["id_token_signing_alg_values_supported"]
+    kids = {k["kid"] for k in requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json()["keys"]}
+    assert header["kid"] in kids
+
+
+def test_oidcc_scope_profile_email_and_orgs(server, discovery, page):
+    """oidcc-scope-profile / oidcc-scope-email, and the orgs scope: claims follow the scopes granted."""
+    client = register(server)
+    address = person(server, name="Grace")
+    r = server.login(address, PASSWORD)
+    api = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    org = requests.post(server.url("/v1/orgs"), json={"name": "Navy"}, headers=api, timeout=TIMEOUT).json()
+    token, _, nonce, _ = login_flow(page, rp(client, discovery, scope="openid orgs"), discovery, address)
+    claims = verified_claims(server, discovery, client, token, nonce)
+    assert "email" not in claims and "name" not in claims
+    assert claims["orgs"] == [{"id": org["id"], "name": "Navy", "role": "owner"}]
+
+
+@pytest.mark.parametrize("how", ["get", "post-header", "post-body"])
+def test_oidcc_userinfo(server, discovery, page, how):
+    """oidcc-userinfo-get, oidcc-userinfo-post-header, oidcc-userinfo-post-body."""
+    client = register(server)
+    address = person(server)
+    token, _, _, _ = login_flow(page, rp(client, discovery), discovery, address)
+    access = token["access_token"]
+    endpoint = discovery["userinfo_endpoint"]
+    if how == "get":
+        r = requests.get(endpoint, headers={"Authorization": f"Bearer {access}"}, timeout=TIMEOUT)
+    elif how == "post-header":
+        r = requests.post(endpoint, headers={"Authorization": f"Bearer {access}"}, timeout=TIMEOUT)
+    else:
+        r = requests.post(endpoint, data={"access_token": access}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["email"] == address, r.text
+    bad = requests.get(endpoint, headers={"Authorization": "Bearer nope"}, timeout=TIMEOUT)
+    assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+
+
+def test_single_sign_on_needs_no_password_and_consent_is_remembered(server, discovery, page):
+    """A second login within the browser session (and prompt=none) goes straight back with a code."""
+    client = register(server)
+    address = person(server)
+    session = rp(client, discovery)
+    login_flow(page, session, discovery, address)
+    verifier = uuid.uuid4().hex * 2
+    url, _, _ = authorization_url(session, discovery, verifier, prompt="none")
+    page.get(url)
+    response = redirected_to(page)
+    assert "code" in parse_qs(urlsplit(response).query), response
+    # Another app of the same person: no password, only its own consent.
+    other = register(server, name="Tracker")
+    url, _, _ = authorization_url(rp(other, discovery), discovery, verifier)
+    page.get(url)
+    consent(page)
+    assert "code" in parse_qs(urlsplit(redirected_to(page)).query)
+
+
+def test_first_party_clients_skip_consent(server, discovery, page):
+    client = register(server, first_party=True)
+    login_flow(page, rp(client, discovery), discovery, person(server), consent_first=False)
+
+
+def test_denying_consent_tells_the_client(server, discovery, page):
+    client = register(server)
+    url, state, _ = authorization_url(rp(client, discovery), discovery, uuid.uuid4().hex * 2)
+    signed_out(page, discovery)
+    page.get(url)
+    sign_in_there(page, person(server))
+    consent(page, allow=False)
+    query = parse_qs(urlsplit(redirected_to(page)).query)
+    assert query["error"] == ["access_denied"] and query["state"] == [state]
+
+
+# --- modules of the certification plans ------------------------------------------------------------
+
+def test_oidcc_prompt_none_not_logged_in(server, discovery, page):
+    client = register(server)
+    signed_out(page, discovery)
+    url, state, _ = authorization_url(rp(client, discovery), discovery, uuid.uuid4().hex * 2, prompt="none")
+    page.get(url)
+    query = parse_qs(urlsplit(redirected_to(page)).query)
+    assert query["error"] == ["login_required"] and query["state"] == [state]
+
+
+def test_oidcc_prompt_login(server, discovery, page):
+    """oidcc-prompt-login: signed in already, the login page comes again; auth_time moves."""
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    first, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False)
+    before = verified_claims(server, discovery, client, first, nonce)["auth_time"]
+    time.sleep(1.1)
+    second, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False, fresh=False, prompt="login")
+    assert verified_claims(server, discovery, client, second, nonce)["auth_time"] > before
+
+
+def test_oidcc_max_age_1(server, discovery, page):
+    """oidcc-max-age-1: a sign-in older than max_age means signing in again."""
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    login_flow(page, session, discovery, address, consent_first=False)
+    time.sleep(2.1)
+    token, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False, fresh=False, max_age="1")
+    assert time.time() - verified_claims(server, discovery, client, token, nonce)["auth_time"] < 2
+
+
+def test_oidcc_response_type_missing(server, discovery, page):
+    client = register(server)
+    page.get(discovery["authorization_endpoint"] + f"?client_id={client['client_id']}&redirect_uri={CALLBACK}&scope=openid&state=s1")
+    query = parse_qs(urlsplit(redirected_to(page)).query)
+    assert query["error"] == ["invalid_request"] and query["state"] == ["s1"]
+
+
+def test_oidcc_ensure_redirect_uri_in_authorization_request(server, discovery, page):
+    """No redirect URI, or one not registered (prefix, case, extra path, fragment): a page, no redirect."""
+    client = register(server)
+    base = discovery["authorization_endpoint"] + f"?client_id={client['client_id']}&response_type=code&scope=openid"
+    for bad in ["", "&redirect_uri=http://127.0.0.1:9/cb/extra", "&redirect_uri=HTTP://127.0.0.1:9/cb", "&redirect_uri=http://127.0.0.1:9/c",
+                "&redirect_uri=http://127.0.0.1:9/cb%23frag", "&redirect_uri=https://evil.example/cb"]:
+        assert open_page(page, base + bad) == 400, bad
+        assert "cannot go on" in page.find_element(By.TAG_NAME, "h1").text
+    assert open_page(page, discovery["authorization_endpoint"] + "?client_id=" + str(uuid.uuid4())) == 400
+
+
+def test_oidcc_codereuse(server, discovery, page):
+    """oidcc-codereuse: the second use is refused and what the first issued is revoked."""
+    client = register(server, first_party=True)
+    session = rp(client, discovery)
+    verifier = uuid.uuid4().hex * 2
+    url, _, _ = authorization_url(session, discovery, verifier)
+    signed_out(page, discovery)
+    page.get(url)
+    sign_in_there(page, person(server))
+    response = redirected_to(page)
+    code = parse_qs(urlsplit(response).query)["code"][0]
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    assert session.get(discovery["userinfo_endpoint"]).status_code == 200
+    again = requests.post(discovery["token_endpoint"], data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "code_verifier": verifier,
+    }, auth=(client["client_id"], client["client_secret"]), timeout=TIMEOUT)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    r = requests.get(discovery["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=TIMEOUT)
+    assert r.status_code == 401, "the first use's tokens still work after the code came again"
+
+
+def code_for(page, server, discovery, client, verifier, address):
+    url, _, _ = authorization_url(rp(client, discovery), discovery, verifier)
+    page.get(url)
+    if urlsplit(page.current_url).path == "/login":
+        sign_in_there(page, address)
+    return parse_qs(urlsplit(redirected_to(page)).query)["code"][0]
+
+
+def test_pkce_downgrade_wrong_verifier_and_client_mixup_are_refused(server, discovery, page):
+    client = register(server, first_party=True)
+    other = register(server, name="Other", first_party=True)
+    address = person(server)
+    signed_out(page, discovery)
+    token_url = discovery["token_endpoint"]
+    verifier = uuid.uuid4().hex * 2
+    auth = (client["client_id"], client["client_secret"])
+    for data, credentials in [
+        ({"code_verifier": "x" * 43}, auth),  # the wrong verifier
+        ({}, auth),  # no verifier at all (a downgrade)
+        ({"code_verifier": verifier}, (other["client_id"], other["client_secret"])),  # another client's code
+        ({"code_verifier": verifier, "redirect_uri": "http://127.0.0.1:9/other"}, auth),  # another redirect URI
+    ]:
+        code = code_for(page, server, discovery, client, verifier, address)
+        body = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK} | data
+        r = requests.post(token_url, data=body, auth=credentials, timeout=TIMEOUT)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", (data, r.text)
+    code = code_for(page, server, discovery, client, verifier, address)
+    r = requests.post(token_url, data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "code_verifier": verifier},
+                      auth=(client["client_id"], "pcs_wrong"), timeout=TIMEOUT)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+def test_public_clients_must_use_pkce_and_may_not_present_a_secret(server, discovery, page):
+    client = register(server, type="public", first_party=True)
+    assert "client_secret" not in client
+    base = discovery["authorization_endpoint"] + f"?client_id={client['client_id']}&response_type=code&scope=openid&redirect_uri={CALLBACK}"
+    page.get(base + "&state=nopkce")
+    assert parse_qs(urlsplit(redirected_to(page)).query)["error"] == ["invalid_request"]
+    verifier = uuid.uuid4().hex * 2
+    signed_out(page, discovery)
+    page.get(base + f"&code_challenge={create_s256_code_challenge(verifier)}&code_challenge_method=S256")
+    sign_in_there(page, person(server))
+    code = parse_qs(urlsplit(redirected_to(page)).query)["code"][0]
+    r = requests.post(discovery["token_endpoint"], data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "code_verifier": verifier,
+        "client_id": client["client_id"], "client_secret": "made-up",
+    }, timeout=TIMEOUT)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+def test_discovery_lists_only_what_is_served(server, discovery):
+    assert discovery["response_types_supported"] == ["code"]
+    assert discovery["code_challenge_methods_supported"] == ["S256"]
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
+        assert discovery[key].startswith(server.base)
+    for absent in ("revocation_endpoint", "introspection_endpoint", "end_session_endpoint", "registration_endpoint"):
+        assert absent not in discovery, absent
+    assert requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json()["keys"]
