@@ -155,6 +155,13 @@ def test_oidcc_server(server, discovery, page):
     r = requests.post(server.url("/v1/authorize"), json={"object": "org:00000000-0000-0000-0000-000000000000", "action": "org.read"},
                       headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=TIMEOUT)
     assert r.status_code == 200 and r.json()["allowed"] is False, r.text
+    # But it does not act on the account: an app the person signed in to is not the person.
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    for method, path, body in [("GET", "/v1/me", None), ("POST", "/v1/orgs", {"name": "By the app"}),
+                               ("POST", "/v1/keys", {"name": "app key"}), ("POST", "/v1/me/password", {"current_password": PASSWORD, "new_password": "x" * 12}),
+                               ("GET", "/v1/me/sessions", None), ("POST", "/v1/authorize/explain", {"object": "org:00000000-0000-0000-0000-000000000000", "action": "org.read"})]:
+        r = requests.request(method, server.url(path), json=body, headers=bearer, timeout=TIMEOUT)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
 
 
 def test_oidcc_id_token_signature(server, discovery, page):

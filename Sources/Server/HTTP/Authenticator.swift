@@ -19,6 +19,9 @@ public struct Caller: Sendable {
     public var user: User?
     /// Set for API keys: what the key's scopes leave of its owner's authority.
     public var scopes: KeyScopes?
+    /// Set for an access token issued to an OpenID client: the client's id. Such a token asks
+    /// for decisions only (`Authenticator.openIDPaths`), never acts on the account.
+    public var openIDClient: String?
 
     public var sessionID: UUID? {
         if case .session(let id) = credential { return id }
@@ -99,11 +102,20 @@ struct Authenticator: Sendable {
         guard token.utf8.count <= 8192 else { throw Problem.unauthenticated("invalid or expired credentials") }
         let caller = try await resolve(token: token).caller
         RequestTrace.noteCaller(caller)
+        if caller.openIDClient != nil, !Self.openIDPaths.contains(request.uri.path), !request.uri.path.hasPrefix("/access/v1/") {
+            throw Problem.forbidden("this token was issued to an OpenID client: it may ask for decisions, nothing else")
+        }
         if Self.isWrite(request), !caller.isRoot {
             try limits.spendWrite(principal: caller.principal.id, now: auth.now())
         }
         return caller
     }
+
+    /// What an OpenID client's access token may call (besides AuthZEN and `/oauth/userinfo`): a
+    /// resource server asks for decisions with it (SPEC §14); it never acts on the account.
+    static let openIDPaths: Set<String> = [
+        "/v1/authorize", "/v1/authorize/batch", "/v1/capabilities", "/v1/lookup", "/v1/identify", "/v1/permissions",
+    ]
 
     /// POSTs that only read: decisions, lookups, identify. (Logging out is a write, but it is
     /// never refused: a person must always be able to end a session.)
@@ -145,7 +157,9 @@ struct Authenticator: Sendable {
         guard let user = try await auth.user(id: verified.userID, readThrough: stale) else {
             throw Problem.unauthenticated("invalid or expired credentials")
         }
-        return ResolvedToken(caller: Caller(credential: .session(verified.sessionID), user: user), expiresAt: verified.expiresAt)
+        var caller = Caller(credential: .session(verified.sessionID), user: user)
+        if verified.clientID != "portcullis" { caller.openIDClient = verified.clientID }
+        return ResolvedToken(caller: caller, expiresAt: verified.expiresAt)
     }
 
     func resolve(key presented: String) async throws -> ResolvedToken {
