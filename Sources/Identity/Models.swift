@@ -90,4 +90,6 @@ public enum RevokeReason: String, Sendable {
     case passwordChanged = "password_changed"
     case passwordReset = "password_reset"
     case refreshReuse = "refresh_reuse"
+    /// The OpenID client the session was opened for was deleted.
+    case clientDeleted = "client_deleted"
 }

@@ -198,6 +198,13 @@ public final class TokenService: Sendable {
         return try await collection.sign(payload, kid: JWKIdentifier(string: kid), header: header)
     }
 
+    /// A token this server signed (any payload), checked for its signature by a published key
+    /// only: for hints such as an ID token presented back at logout, where expiry does not matter.
+    public func verifySignature<P: JWTPayload>(_ token: String, as type: P.Type) async throws -> P {
+        let collection = state.withLock { $0.collection }
+        do { return try await collection.verify(token, as: P.self) } catch { throw IdentityError.unauthenticated("invalid token") }
+    }
+
     /// The published public keys as a JWK Set.
     public func jwks() -> [[String: String]] {
         let published = state.withLock { $0.published }

@@ -60,7 +60,7 @@ extension AuthorizationRequest {
         }
         if client.kind == .public, challenge == nil { throw refuse("invalid_request", "a public client must use PKCE (code_challenge)") }
         let prompt = Set((query["prompt"] ?? "").split(separator: " ").map(String.init))
-        guard prompt.isSubset(of: ["none", "login", "consent", "select_account"]) else { throw refuse("invalid_request", "prompt has an unknown value") }
+        guard prompt.isSubset(of: ["none", "login", "consent"]) else { throw refuse("invalid_request", "prompt has an unknown value") }
         if prompt.contains("none"), prompt.count > 1 { throw refuse("invalid_request", "prompt=none cannot be combined") }
         var maxAge: Int?
         if let text = query["max_age"] {

@@ -17,6 +17,12 @@ public struct ClientService: Sendable {
         self.now = now
     }
 
+    /// A first-party client skips the consent screen for everyone on the instance: only the root
+    /// says which apps are the platform's own.
+    static func mayMarkFirstParty(_ actor: Actor, _ fields: ClientFields) throws {
+        if fields.firstParty == true, !actor.isRoot { throw ClientError.forbidden("only the platform administrator marks a client first-party") }
+    }
+
     /// Client secrets: 256 random bits behind a prefix that says what they are.
     static func mintSecret() -> String { "pcs_" + Secrets.token() }
 
@@ -44,6 +50,7 @@ public struct ClientService: Sendable {
         let redirectURIs = try ClientRules.redirectURIs(fields.redirectURIs ?? [])
         let scopes = try ClientRules.scopes(fields.scopes)
         let at = now()
+        try Self.mayMarkFirstParty(actor, fields)
         let secret = kind == .confidential ? Self.mintSecret() : nil
         return try await store.writeClients(lockingOrg: orgID) { tx, clients in
             let viaRoot = try await authorize(actor, orgID: orgID, in: tx, at: at)
@@ -78,6 +85,7 @@ public struct ClientService: Sendable {
         let redirectURIs = try fields.redirectURIs.map(ClientRules.redirectURIs)
         let scopes = try fields.scopes.map(ClientRules.scopes)
         guard fields.kind == nil else { throw ClientError.invalid("a client's type cannot change; register a new client") }
+        try Self.mayMarkFirstParty(actor, fields)
         let found = try await client(actor: actor, id: id)
         let at = now()
         return try await store.writeClients(lockingOrg: found.orgID) { tx, clients in
@@ -117,7 +125,8 @@ public struct ClientService: Sendable {
         return try await store.writeClients(lockingOrg: found.orgID) { tx, clients in
             let viaRoot = try await authorize(actor, orgID: found.orgID, in: tx, at: at)
             guard let client = try await clients.client(id: id) else { throw ClientError.notFound("no such client") }
-            try await clients.delete(id: id)
+            // Its people's sessions with it end here and on every node (the change log).
+            for session in try await clients.delete(id: id, at: at) { _ = try await tx.recordChange(.sessionRevoked(session), at: at) }
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientDeleted, client, viaRoot: viaRoot))
             return try await tx.recordChange(.clientChanged(id), at: at)
         }

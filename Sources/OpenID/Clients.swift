@@ -45,7 +45,8 @@ public struct OAuthClient: Sendable, Equatable {
 /// What a client registration may say, checked (SPEC §14).
 public enum ClientRules {
     /// The scopes this provider knows.
-    public static let scopes = ["openid", "profile", "email", "offline_access", "orgs"]
+    /// (`offline_access` comes with refresh tokens for clients, which are not served yet.)
+    public static let scopes = ["openid", "profile", "email", "orgs"]
     public static let maxRedirectURIs = 20
     public static let maxURILength = 2000
 
@@ -127,5 +128,6 @@ public protocol ClientWriter: Sendable {
     func insert(_ client: OAuthClient, secretHash: String?) async throws
     func update(_ client: OAuthClient) async throws
     func setSecret(id: UUID, hash: String?) async throws
-    func delete(id: UUID) async throws
+    /// Deletes the client and ends the sessions opened for it; returns those sessions.
+    func delete(id: UUID, at: Date) async throws -> [UUID]
 }

@@ -40,8 +40,9 @@ public enum CodeRedemption: Sendable {
 /// Persistence for codes and consents.
 public protocol GrantStore: Sendable {
     func insertCode(hash: String, _ code: AuthorizationCode, at: Date) async throws
-    /// Spends the code at once (one of two concurrent redemptions wins).
-    func redeemCode(hash: String, at: Date) async throws -> CodeRedemption
+    /// Spends the code at once when `clientID`'s (one of two concurrent redemptions wins); another
+    /// client's attempt leaves it as it was.
+    func redeemCode(hash: String, clientID: UUID, at: Date) async throws -> CodeRedemption
     /// Remembers the session a code's redemption opened (to end it if the code comes again).
     func recordIssuedSession(codeHash: String, sessionID: UUID) async throws
     /// The scopes the person consented to give the client, if ever.
@@ -132,14 +133,13 @@ public struct OpenIDService: Sendable {
     ) async throws -> (AuthorizationCode, codeHash: String) {
         guard code.utf8.count <= 256 else { throw TokenError("invalid_grant", "the code is not valid") }
         let hash = Secrets.hash(code)
-        switch try await store.redeemCode(hash: hash, at: now()) {
+        switch try await store.redeemCode(hash: hash, clientID: client.id, at: now()) {
         case .invalid:
             throw TokenError("invalid_grant", "the code is not valid, or has expired")
         case .reused(let user, let session):
             try await onReuse(user, session)
             throw TokenError("invalid_grant", "the code was used before; what it issued is revoked")
         case .redeemed(let grant):
-            guard grant.clientID == client.id else { throw TokenError("invalid_grant", "the code was issued to another client") }
             guard redirectURI == grant.redirectURI else { throw TokenError("invalid_grant", "redirect_uri does not match the authorization request") }
             if let challenge = grant.codeChallenge {
                 guard let verifier, PKCE.matches(verifier: verifier, challenge: challenge) else {

@@ -68,8 +68,14 @@ public struct SQLClientStore: SQLStore, ClientStore {
             try await tx.execute("UPDATE oauth_clients SET secret_hash = $2 WHERE id = $1", id, hash)
         }
 
-        func delete(id: UUID) async throws {
+        func delete(id: UUID, at: Date) async throws -> [UUID] {
+            let ended = try await tx.query(
+                """
+                UPDATE sessions SET revoked_at = $2, revoke_reason = 'client_deleted'
+                WHERE id IN (SELECT session_id FROM oauth_sessions WHERE client_id = $1) AND revoked_at IS NULL RETURNING id
+                """, id, at).map { try $0.uuid("id") }
             try await tx.execute("DELETE FROM oauth_clients WHERE id = $1", id)
+            return ended
         }
     }
 }

@@ -17,23 +17,28 @@ public struct SQLGrantStore: SQLStore, GrantStore {
             hash, c.clientID, c.userID, c.redirectURI, SQLClientStore.json(c.scopes), c.nonce, c.codeChallenge, c.authTime, at, c.expiresAt)
     }
 
-    public func redeemCode(hash: String, at: Date) async throws -> CodeRedemption {
+    public func redeemCode(hash: String, clientID: UUID, at: Date) async throws -> CodeRedemption {
         let columns = "client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, expires_at"
         if let row = try await db.queryFirst(
-            "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING \(columns)", hash, at) {
+            "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND client_id = $3 AND used_at IS NULL AND expires_at > $2 RETURNING \(columns)",
+            hash, at, clientID) {
             let scopes = (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
             return .redeemed(AuthorizationCode(
                 clientID: try row.uuid("client_id"), userID: try row.uuid("user_id"), redirectURI: try row.string("redirect_uri"), scopes: scopes,
                 nonce: try row.optionalString("nonce"), codeChallenge: try row.optionalString("code_challenge"),
                 authTime: try row.date("auth_time"), expiresAt: try row.date("expires_at")))
         }
-        guard let row = try await db.queryFirst("SELECT user_id, used_at, issued_session_id FROM oauth_codes WHERE code_hash = $1", hash),
+        guard let row = try await db.queryFirst("SELECT user_id, used_at, issued_session_id FROM oauth_codes WHERE code_hash = $1 AND client_id = $2", hash, clientID),
               try row.optionalDate("used_at") != nil else { return .invalid }
         return .reused(userID: try row.uuid("user_id"), issuedSession: try row.optionalUUID("issued_session_id"))
     }
 
     public func recordIssuedSession(codeHash: String, sessionID: UUID) async throws {
-        try await db.execute("UPDATE oauth_codes SET issued_session_id = $2 WHERE code_hash = $1", codeHash, sessionID)
+        try await db.transaction { tx in
+            try await tx.execute("UPDATE oauth_codes SET issued_session_id = $2 WHERE code_hash = $1", codeHash, sessionID)
+            try await tx.execute(
+                "INSERT INTO oauth_sessions (session_id, client_id) SELECT $2, client_id FROM oauth_codes WHERE code_hash = $1", codeHash, sessionID)
+        }
     }
 
     public func consent(userID: UUID, clientID: UUID) async throws -> [String]? {

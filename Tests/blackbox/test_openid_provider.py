@@ -91,9 +91,15 @@ def redirected_to(driver) -> str:
     return driver.current_url
 
 
-def sign_in_there(driver, address: str):
-    """The login page the authorization request led to."""
-    WebDriverWait(driver, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/login", f"not the login page: {driver.current_url}")
+def sign_in_there(driver, address: str, required: bool = True):
+    """The login page the authorization request led to (when `required` is false, signed in
+    already is fine too)."""
+    def arrived(d):
+        return urlsplit(d.current_url).path == "/login" or (not required and (
+            d.current_url.startswith(CALLBACK) or d.find_elements(By.CSS_SELECTOR, "button[value=allow]")))
+    WebDriverWait(driver, TIMEOUT).until(arrived, f"not the login page: {driver.current_url}")
+    if urlsplit(driver.current_url).path != "/login":
+        return
     type_into(driver, "email", address)
     type_into(driver, "password", PASSWORD)
     driver.find_element(By.XPATH, "//button[normalize-space(text())='Sign in']").click()
@@ -116,7 +122,7 @@ def login_flow(driver, session, discovery, address, consent_first=True, fresh=Tr
     if fresh:
         signed_out(driver, discovery)
     driver.get(url)
-    sign_in_there(driver, address)
+    sign_in_there(driver, address, required=fresh or "prompt" in extra or "max_age" in extra)
     if consent_first:
         consent(driver)
     response = redirected_to(driver)
@@ -157,7 +163,8 @@ def test_oidcc_server(server, discovery, page):
     assert r.status_code == 200 and r.json()["allowed"] is False, r.text
     # But it does not act on the account: an app the person signed in to is not the person.
     bearer = {"Authorization": f"Bearer {token['access_token']}"}
-    for method, path, body in [("GET", "/v1/me", None), ("POST", "/v1/orgs", {"name": "By the app"}),
+    for method, path, body in [("GET", "/v1/me", None), ("POST", "/v1/orgs", {"name": "By the app"}), ("GET", "/v1/permissions", None),
+                               ("POST", "/v1/lookup", {"action": "viewer"}), ("POST", "/access/v1/search/resource", {}),
                                ("POST", "/v1/keys", {"name": "app key"}), ("POST", "/v1/me/password", {"current_password": PASSWORD, "new_password": "x" * 12}),
                                ("GET", "/v1/me/sessions", None), ("POST", "/v1/authorize/explain", {"object": "org:00000000-0000-0000-0000-000000000000", "action": "org.read"})]:
         r = requests.request(method, server.url(path), json=body, headers=bearer, timeout=TIMEOUT)
@@ -367,8 +374,140 @@ def test_public_clients_must_use_pkce_and_may_not_present_a_secret(server, disco
 def test_discovery_lists_only_what_is_served(server, discovery):
     assert discovery["response_types_supported"] == ["code"]
     assert discovery["code_challenge_methods_supported"] == ["S256"]
-    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
-        assert discovery[key].startswith(server.base)
-    for absent in ("revocation_endpoint", "introspection_endpoint", "end_session_endpoint", "registration_endpoint"):
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "revocation_endpoint",
+                "introspection_endpoint", "end_session_endpoint"):
+        assert discovery[key].startswith(server.base), key
+    for absent in ("registration_endpoint", "check_session_iframe"):
         assert absent not in discovery, absent
+
+
+# --- revocation (RFC 7009), introspection (RFC 7662), RP-initiated logout ---------------------------
+
+def test_revocation_ends_the_clients_token_only(server, discovery, page):
+    client, other = register(server, first_party=True), register(server, name="Other", first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    token, _, _, _ = login_flow(page, session, discovery, address, consent_first=False)
+    other_token, _, _, _ = login_flow(page, rp(other, discovery), discovery, address, consent_first=False, fresh=False)
+    bearer = lambda t: {"Authorization": f"Bearer {t['access_token']}"}  # noqa: E731
+    # Another client cannot revoke this client's token (200 all the same: it learns nothing).
+    r = requests.post(discovery["revocation_endpoint"], data={"token": token["access_token"]},
+                      auth=(other["client_id"], other["client_secret"]), timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer(token), timeout=TIMEOUT).status_code == 200
+    r = requests.post(discovery["revocation_endpoint"], data={"token": token["access_token"], "token_type_hint": "access_token"},
+                      auth=(client["client_id"], client["client_secret"]), timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer(token), timeout=TIMEOUT).status_code == 401
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer(other_token), timeout=TIMEOUT).status_code == 200
+    r = requests.post(discovery["revocation_endpoint"], data={"token": "whatever"}, auth=(client["client_id"], "pcs_wrong"), timeout=TIMEOUT)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+def test_introspection_for_resource_servers(server, discovery, page):
+    client = register(server, first_party=True)
+    resource_server = register(server, name="API gateway")
+    public = register(server, name="SPA", type="public")
+    token, _, _, _ = login_flow(page, rp(client, discovery), discovery, person(server), consent_first=False)
+    ask = lambda t, who: requests.post(discovery["introspection_endpoint"], data={"token": t}, auth=who, timeout=TIMEOUT)  # noqa: E731
+    live = ask(token["access_token"], (resource_server["client_id"], resource_server["client_secret"]))
+    assert live.status_code == 200, live.text
+    body = live.json()
+    assert body["active"] is True and body["client_id"] == client["client_id"] and body["scope"] == "openid profile email"
+    assert body["iss"] == discovery["issuer"] and body["exp"] > time.time()
+    assert ask("not-a-token", (resource_server["client_id"], resource_server["client_secret"])).json() == {"active": False}
+    r = requests.post(discovery["introspection_endpoint"], data={"token": token["access_token"], "client_id": public["client_id"]}, timeout=TIMEOUT)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    requests.post(discovery["revocation_endpoint"], data={"token": token["access_token"]}, auth=(client["client_id"], client["client_secret"]), timeout=TIMEOUT)
+    assert ask(token["access_token"], (resource_server["client_id"], resource_server["client_secret"])).json() == {"active": False}
+
+
+def test_rp_initiated_logout_ends_the_browser_session_and_goes_back_only_where_registered(server, discovery, page):
+    client = register(server, first_party=True)
+    token, _, _, _ = login_flow(page, rp(client, discovery), discovery, person(server), consent_first=False)
+    end = discovery["end_session_endpoint"]
+    # An address the client did not register, or a hint for another client: a page, no redirect.
+    assert open_page(page, end + f"?client_id={client['client_id']}&post_logout_redirect_uri=https://evil.example/") == 400
+    other = register(server, name="Other", first_party=True)
+    assert open_page(page, end + f"?client_id={other['client_id']}&id_token_hint={token['id_token']}&post_logout_redirect_uri={CALLBACK}") == 400
+    # Asking changes nothing; the button signs out and goes back with the state.
+    assert open_page(page, end + f"?id_token_hint={token['id_token']}&post_logout_redirect_uri={CALLBACK}&state=bye") == 200
+    page.find_element(By.CSS_SELECTOR, "form[action='/oauth/logout'] button").click()
+    assert parse_qs(urlsplit(redirected_to(page)).query)["state"] == ["bye"]
+    url, _, _ = authorization_url(rp(client, discovery), discovery, uuid.uuid4().hex * 2, prompt="none")
+    page.get(url)
+    assert parse_qs(urlsplit(redirected_to(page)).query)["error"] == ["login_required"], "the browser session survived"
     assert requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json()["keys"]
+
+
+# --- review findings: consent cannot be planted, first-party is the root's, re-authentication holds -
+
+def test_a_decision_planted_in_the_link_does_not_consent(server, discovery, page):
+    client = register(server)
+    url, state, _ = authorization_url(rp(client, discovery), discovery, uuid.uuid4().hex * 2)
+    signed_out(page, discovery)
+    page.get(url + "&decision=allow")
+    sign_in_there(page, person(server))
+    consent(page, allow=False)
+    query = parse_qs(urlsplit(redirected_to(page)).query)
+    assert query["error"] == ["access_denied"] and query["iss"] == [discovery["issuer"]], query
+
+
+def test_only_the_root_marks_a_client_first_party(server):
+    address = person(server)
+    token = server.login(address, PASSWORD).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    org = requests.post(server.url("/v1/orgs"), json={"name": "Mallory Inc"}, headers=bearer, timeout=TIMEOUT).json()["id"]
+    r = requests.post(server.url("/v1/clients"), json={"name": "Evil", "org_id": org, "first_party": True, "redirect_uris": ["https://evil.example/cb"]},
+                      headers=bearer, timeout=TIMEOUT)
+    assert r.status_code == 403, r.text
+
+
+def test_prompt_login_cannot_be_skipped_through_the_login_pages_return_to(server, discovery, page):
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    login_flow(page, session, discovery, address, consent_first=False)
+    url, _, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2, prompt="login")
+    page.get(url)
+    WebDriverWait(page, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/login")
+    # Skip the password: open the way back directly, as someone at a shared browser could.
+    back = parse_qs(urlsplit(page.current_url).query)["return_to"][0]
+    page.get(server.url(back))
+    assert urlsplit(page.current_url).path == "/login", f"prompt=login skipped: {page.current_url}"
+
+
+def test_another_clients_attempt_does_not_spend_a_code(server, discovery, page):
+    client = register(server, first_party=True)
+    other = register(server, name="Other", first_party=True)
+    verifier = uuid.uuid4().hex * 2
+    session = rp(client, discovery)
+    url, _, _ = authorization_url(session, discovery, verifier)
+    signed_out(page, discovery)
+    page.get(url)
+    sign_in_there(page, person(server))
+    response = redirected_to(page)
+    code = parse_qs(urlsplit(response).query)["code"][0]
+    r = requests.post(discovery["token_endpoint"], data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+                                                         "code_verifier": verifier}, auth=(other["client_id"], other["client_secret"]), timeout=TIMEOUT)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert "id_token" in session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+
+
+def test_repeated_parameters_are_refused(server, discovery, page):
+    client = register(server)
+    base = discovery["authorization_endpoint"] + f"?client_id={client['client_id']}&response_type=code&redirect_uri={CALLBACK}"
+    assert open_page(page, base + f"&redirect_uri={CALLBACK}&scope=openid") == 400
+    page.get(base + "&scope=openid&scope=openid+email&state=twice")
+    query = parse_qs(urlsplit(redirected_to(page)).query)
+    assert query["error"] == ["invalid_request"] and query["state"] == ["twice"]
+
+
+def test_deleting_a_client_ends_its_tokens(server, discovery, page):
+    client = register(server, first_party=True)
+    token, _, _, _ = login_flow(page, rp(client, discovery), discovery, person(server), consent_first=False)
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer, timeout=TIMEOUT).status_code == 200
+    r = requests.delete(server.url(f"/v1/clients/{client['client_id']}"), headers={"Authorization": f"Bearer {root_token(server)}"}, timeout=TIMEOUT)
+    assert r.status_code == 204
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer, timeout=TIMEOUT).status_code == 401

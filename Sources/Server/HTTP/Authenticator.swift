@@ -102,7 +102,7 @@ struct Authenticator: Sendable {
         guard token.utf8.count <= 8192 else { throw Problem.unauthenticated("invalid or expired credentials") }
         let caller = try await resolve(token: token).caller
         RequestTrace.noteCaller(caller)
-        if caller.openIDClient != nil, !Self.openIDPaths.contains(request.uri.path), !request.uri.path.hasPrefix("/access/v1/") {
+        if caller.openIDClient != nil, !Self.openIDPaths.contains(request.uri.path) {
             throw Problem.forbidden("this token was issued to an OpenID client: it may ask for decisions, nothing else")
         }
         if Self.isWrite(request), !caller.isRoot {
@@ -111,11 +111,10 @@ struct Authenticator: Sendable {
         return caller
     }
 
-    /// What an OpenID client's access token may call (besides AuthZEN and `/oauth/userinfo`): a
-    /// resource server asks for decisions with it (SPEC §14); it never acts on the account.
-    static let openIDPaths: Set<String> = [
-        "/v1/authorize", "/v1/authorize/batch", "/v1/capabilities", "/v1/lookup", "/v1/identify", "/v1/permissions",
-    ]
+    /// What an OpenID client's access token may call (besides `/oauth/userinfo`): a resource
+    /// server asks yes-or-no questions about the person with it (SPEC §14). Listing the person's
+    /// orgs and roles (lookup, capabilities, searches) is the `orgs` scope's, through userinfo.
+    static let openIDPaths: Set<String> = ["/v1/authorize", "/v1/authorize/batch", "/access/v1/evaluation", "/access/v1/evaluations"]
 
     /// POSTs that only read: decisions, lookups, identify. (Logging out is a write, but it is
     /// never refused: a person must always be able to end a session.)

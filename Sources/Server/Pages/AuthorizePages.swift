@@ -23,42 +23,58 @@ struct AuthorizePages: Sendable {
         "orgs": "See your orgs and your role in each",
     ]
 
+    /// The parameters an authorization request carries through login and consent; nothing else
+    /// (a `decision` planted in the link, say) is carried.
+    static let parameters: Set<String> = [
+        "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method",
+        "prompt", "max_age", "login_hint", "request", "request_uri", authAfter,
+    ]
+    /// A sealed time: "a sign-in at or after this satisfies prompt=login / max_age". Added when
+    /// this server sends the person to sign in, so coming back does not loop and cannot be faked.
+    static let authAfter = "portcullis_auth_after"
+
     @Sendable func authorize(_ request: Request, context: AppRequestContext) async throws -> Response {
         // Form encoding (`+` is a space, as clients such as Authlib write `scope=openid+email`).
-        try await proceed(request, FormPost.parse(request.uri.query ?? "").fields, decision: nil)
+        try await proceed(request, FormPost.parse(request.uri.query ?? ""), decision: nil)
     }
 
     /// The consent form: the request's fields again, with the person's answer.
     @Sendable func decide(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await kit.action(request) { _, form in
-            var query = form.fields
-            let decision = query.removeValue(forKey: "decision")
-            query["csrf"] = nil
-            return try await proceed(request, query, decision: decision == "allow")
+            let decisions = form.all("decision")
+            guard decisions.count == 1 else { return kit.renderer.message("This form is not valid", ["Go back and answer once."], status: .badRequest) }
+            return try await proceed(request, form, decision: decisions[0] == "allow")
         }
     }
 
-    func proceed(_ request: Request, _ query: [String: String], decision: Bool?) async throws -> Response {
+    func proceed(_ request: Request, _ form: FormPost, decision: Bool?) async throws -> Response {
+        let query = form.fields.filter { Self.parameters.contains($0.key) }
         let wanted: AuthorizationRequest
         do {
+            // RFC 6749 §3.1: a parameter given twice is an error (for the client or the redirect URI, on a page).
+            let repeated = Self.parameters.filter { form.all($0).count > 1 }
+            if !repeated.isDisjoint(with: ["client_id", "redirect_uri"]) { throw AuthorizationError.untrusted("The request names its application or its way back twice.") }
             wanted = try await openID.check(query)
+            if let name = repeated.first { throw AuthorizationError.redirect(error: "invalid_request", description: "\(name) is repeated", redirectURI: wanted.redirectURI, state: wanted.state) }
         } catch AuthorizationError.untrusted(let why) {
             return kit.renderer.message("This sign-in cannot go on", [why, "Go back to the application and try again, or tell its makers."], status: .badRequest)
         } catch AuthorizationError.redirect(let error, let description, let uri, let state) {
-            return back(uri, ["error": error, "error_description": description, "state": state])
+            return back(uri, ["error": error, "error_description": description, "state": state, "iss": issuer])
         }
         let who = try await kit.signedIn(request)
         var session: Session?
         if let who { session = try await auth.session(id: who.sessionID) }
         let authTime = session?.createdAt ?? Date.distantPast
+        // Signed in since this server sent the person to sign in for this request?
+        let signedInSince = query[Self.authAfter].flatMap(kit.cookies.unseal).flatMap { Self.markedTime($0, for: wanted) }
+            .map { authTime.timeIntervalSince1970 >= $0 } ?? false
         let tooOld = wanted.maxAge.map { $0 == 0 || Date().timeIntervalSince(authTime) > Double($0) } ?? false
-        guard let who, session != nil, !wanted.prompt.contains("login"), !tooOld else {
+        guard let who, session != nil, signedInSince || (!wanted.prompt.contains("login") && !tooOld) else {
             if wanted.prompt.contains("none") { return refuse(wanted, "login_required", "the person is not signed in") }
-            // Back here after signing in, without the request to sign in again (or it would loop).
+            // Back here after signing in, with the sealed time of this redirect: a sign-in after it
+            // satisfies prompt=login and max_age (no loop), and the request itself stays as it was.
             var again = query
-            again["prompt"] = wanted.prompt.subtracting(["login"]).sorted().joined(separator: " ")
-            if again["prompt"]?.isEmpty == true { again["prompt"] = nil }
-            if again["max_age"] == "0" { again["max_age"] = nil }
+            again[Self.authAfter] = kit.cookies.seal(Self.mark(Date(), for: wanted))
             var login = "/login?reauth=1&return_to=" + PageKit.queryEscape("/oauth/authorize?" + Self.encode(again))
             if let hint = wanted.loginHint { login += "&email=" + PageKit.queryEscape(hint) }
             return kit.redirect(login)
@@ -67,7 +83,8 @@ struct AuthorizePages: Sendable {
         if decision == nil, try await openID.needsConsent(userID: who.user.id, wanted) {
             if wanted.prompt.contains("none") { return refuse(wanted, "consent_required", "the person has not consented") }
             var fields = query
-            fields["prompt"] = nil
+            fields["prompt"] = wanted.prompt.subtracting(["consent"]).sorted().joined(separator: " ")
+            if fields["prompt"]?.isEmpty == true { fields["prompt"] = nil }
             var response = kit.page(request, who, "consent", title: "Allow \(wanted.client.name)?", [
                 "client_name": wanted.client.name, "redirect_host": URL(string: wanted.redirectURI)?.host ?? "",
                 "scopes": wanted.scopes.map { ["text": Self.scopeWords[$0] ?? $0] },
@@ -97,8 +114,24 @@ struct AuthorizePages: Sendable {
         return try? await openID.check(FormPost.parse(String(back.dropFirst("/oauth/authorize?".count))).fields).redirectURI
     }
 
+    /// The marker's text: the time, bound to this very request (client, redirect URI, state and
+    /// nonce), so a marker from another request proves nothing here.
+    static func mark(_ time: Date, for wanted: AuthorizationRequest) -> String {
+        "\(time.timeIntervalSince1970)|" + binding(wanted)
+    }
+
+    static func markedTime(_ text: String, for wanted: AuthorizationRequest) -> Double? {
+        let parts = text.split(separator: "|", maxSplits: 1).map(String.init)
+        guard parts.count == 2, parts[1] == binding(wanted) else { return nil }
+        return Double(parts[0])
+    }
+
+    static func binding(_ wanted: AuthorizationRequest) -> String {
+        String(Secrets.hash([wanted.client.id.lowercasedString, wanted.redirectURI, wanted.state ?? "", wanted.nonce ?? ""].joined(separator: "\n")).prefix(32))
+    }
+
     func refuse(_ wanted: AuthorizationRequest, _ error: String, _ description: String) -> Response {
-        back(wanted.redirectURI, ["error": error, "error_description": description, "state": wanted.state])
+        back(wanted.redirectURI, ["error": error, "error_description": description, "state": wanted.state, "iss": issuer])
     }
 
     /// To the client's registered redirect URI, with the answer in its query.

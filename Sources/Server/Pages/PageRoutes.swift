@@ -87,6 +87,11 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.get("/oauth/authorize", use: authorize.authorize)
     router.post("/oauth/authorize", use: authorize.decide)
     router.post("/oauth/token", use: provider.token)
+    router.post("/oauth/revoke", use: provider.revoke)
+    router.post("/oauth/introspect", use: provider.introspect)
+    let logout = LogoutPages(kit: kit, openID: services.openID, auth: services.auth, tokens: services.tokens)
+    router.get("/oauth/logout", use: logout.ask)
+    router.post("/oauth/logout", use: logout.signOut)
     router.get("/oauth/userinfo", use: provider.userinfo)
     router.post("/oauth/userinfo", use: provider.userinfo)
 

@@ -150,7 +150,7 @@ struct AuthFlowTests {
             // Only what is served: the code flow's endpoints, no revocation, introspection or logout yet.
             #expect(discovery.json["token_endpoint"] as? String == "http://portcullis.test/oauth/token")
             #expect(discovery.json["grant_types_supported"] as? [String] == ["authorization_code"])
-            for absent in ["revocation_endpoint", "introspection_endpoint", "end_session_endpoint", "registration_endpoint"] {
+            for absent in ["registration_endpoint", "check_session_iframe"] {
                 #expect(discovery.json[absent] == nil, "\(absent)")
             }
 

@@ -195,6 +195,6 @@ struct EmailNormalisationTests {
         // Later migrations are undone too: an older version had none of them.
         try await db.execute("DELETE FROM schema_migrations WHERE version >= 6")
         try await db.execute("ALTER TABLE api_keys DROP COLUMN before_proof")
-        for table in ["oauth_consents", "oauth_codes", "oauth_clients"] { try await db.execute("DROP TABLE \(table)") }
+        for table in ["oauth_sessions", "oauth_consents", "oauth_codes", "oauth_clients"] { try await db.execute("DROP TABLE \(table)") }
     }
 }

@@ -84,11 +84,13 @@ struct ClientTests {
             // Loopback http is allowed (development, native apps); repeats are kept once.
             let ok = try await api.send(.post, "/v1/clients", json: [
                 "name": "cli", "redirect_uris": ["http://127.0.0.1:8765/cb", "http://localhost/cb", "http://127.0.0.1:8765/cb"],
-                "scopes": ["orgs", "openid", "offline_access"],
+                "scopes": ["orgs", "openid"],
             ], token: root.access)
             #expect(ok.status == .created, "\(ok.text)")
             #expect(ok.json["redirect_uris"] as? [String] == ["http://127.0.0.1:8765/cb", "http://localhost/cb"])
-            #expect(ok.json["scopes"] as? [String] == ["openid", "offline_access", "orgs"])
+            #expect(ok.json["scopes"] as? [String] == ["openid", "orgs"])
+            // offline_access comes with refresh tokens for clients, not served yet.
+            #expect(try await api.send(.post, "/v1/clients", json: ["name": "x", "redirect_uris": [Self.callback], "scopes": ["openid", "offline_access"]], token: root.access).status == .badRequest)
         }
     }
 
@@ -102,8 +104,11 @@ struct ClientTests {
             let uuid = try #require(UUID(uuidString: id))
             #expect(try await services.clients.authenticate(clientID: uuid, secret: first)?.name == "Wiki")
 
-            let patched = try await api.send(.patch, "/v1/clients/\(id)", json: ["name": "Wiki 2", "first_party": true], token: bob.access)
-            #expect(patched.status == .ok && patched.json["name"] as? String == "Wiki 2" && patched.json["first_party"] as? Bool == true)
+            // First-party (no consent screen) is the root's to mark, not an org admin's.
+            #expect(try await api.send(.patch, "/v1/clients/\(id)", json: ["first_party": true], token: bob.access).status == .forbidden)
+            #expect(try await api.send(.post, "/v1/clients", json: ["name": "x", "redirect_uris": [Self.callback], "org_id": org, "first_party": true], token: alice.access).status == .forbidden)
+            let patched = try await api.send(.patch, "/v1/clients/\(id)", json: ["name": "Wiki 2", "first_party": false], token: bob.access)
+            #expect(patched.status == .ok && patched.json["name"] as? String == "Wiki 2" && patched.json["first_party"] as? Bool == false)
             #expect(patched.json["redirect_uris"] as? [String] == [Self.callback], "fields left out stay")
             let revision = patched.headers[.portcullisRevision]
             let same = try await api.send(.patch, "/v1/clients/\(id)", json: ["name": "Wiki 2"], token: bob.access)

@@ -295,7 +295,7 @@ struct BackupTests {
             #expect(platform.status == .created, "\(platform.text)")
             #expect(try await api.send(.post, "/v1/clients", json: [
                 "name": "spa", "type": "public", "org_id": org, "redirect_uris": ["https://spa.example.com/"], "first_party": true,
-            ], token: alice.access).status == .created)
+            ], token: root.access).status == .created)
             _ = services
             let backup = try await api.send(.get, "/v1/admin/backup", token: root.access)
             #expect(backup.status == .ok)

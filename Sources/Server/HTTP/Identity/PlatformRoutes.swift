@@ -83,12 +83,17 @@ struct PlatformRoutes {
         let authorizationEndpoint: String
         let tokenEndpoint: String
         let userinfoEndpoint: String
+        let revocationEndpoint: String
+        let endSessionEndpoint: String
+        let introspectionEndpoint: String
+        let revocationEndpointAuthMethodsSupported = ["client_secret_basic", "client_secret_post", "none"]
+        let introspectionEndpointAuthMethodsSupported = ["client_secret_basic", "client_secret_post"]
         let responseTypesSupported = ["code"]
         let responseModesSupported = ["query"]
         let grantTypesSupported = ["authorization_code"]
         let subjectTypesSupported = ["public"]
         let idTokenSigningAlgValuesSupported = ["ES256"]
-        let scopesSupported = ClientRules.scopes.filter { $0 != "offline_access" }
+        let scopesSupported = ClientRules.scopes
         let tokenEndpointAuthMethodsSupported = ["client_secret_basic", "client_secret_post", "none"]
         let codeChallengeMethodsSupported = ["S256"]
         let claimsSupported = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "name", "email", "email_verified", "orgs"]
@@ -102,7 +107,8 @@ struct PlatformRoutes {
         let base = config.publicURL
         var response = try JSONBody.response(Discovery(
             issuer: config.issuer, jwksUri: base + "/.well-known/jwks.json", authorizationEndpoint: base + "/oauth/authorize",
-            tokenEndpoint: base + "/oauth/token", userinfoEndpoint: base + "/oauth/userinfo"))
+            tokenEndpoint: base + "/oauth/token", userinfoEndpoint: base + "/oauth/userinfo",
+            revocationEndpoint: base + "/oauth/revoke", endSessionEndpoint: base + "/oauth/logout", introspectionEndpoint: base + "/oauth/introspect"))
         response.headers[.cacheControl] = "public, max-age=300"
         return response
     }

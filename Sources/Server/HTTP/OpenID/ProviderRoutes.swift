@@ -51,9 +51,7 @@ struct ProviderRoutes {
             let idToken = try await tokens.sign(claims, typ: "JWT")
             return try Self.json(TokenResponse(accessToken: pair.accessToken, expiresIn: pair.accessExpiresIn, idToken: idToken, scope: scope))
         } catch let error as TokenError {
-            var response = try Self.json(["error": error.code, "error_description": error.description], status: error.status == 401 ? .unauthorized : .badRequest)
-            if error.status == 401 { response.headers[.wwwAuthenticate] = "Basic realm=\"portcullis\"" }
-            return response
+            return try Self.tokenError(error)
         }
     }
 
@@ -76,6 +74,69 @@ struct ProviderRoutes {
     func orgs(of userID: UUID) async throws -> [IDTokenClaims.OrgClaim] {
         let (views, _) = try await tenancy.listOrgs(actor: .user(userID, isRoot: false), everyOrg: false, nameContains: nil, limit: 100, offset: 0)
         return views.map { IDTokenClaims.OrgClaim(id: $0.org.id.lowercasedString, name: $0.org.name, role: $0.role?.rawValue ?? "") }
+    }
+
+    // MARK: Revocation (RFC 7009) and introspection (RFC 7662)
+
+    /// The client authenticated by either method, as the token endpoint does.
+    func client(_ request: Request, _ form: FormPost) async throws -> OAuthClient {
+        let (clientID, secret) = try Self.clientCredentials(request, form)
+        return try await openID.authenticate(clientID: clientID, secret: secret)
+    }
+
+    /// Ends the session behind an access token the client was issued. Answers 200 whatever the
+    /// token was (RFC 7009 §2.2): a client learns nothing about tokens that are not its own.
+    @Sendable func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
+        do {
+            let form: FormPost
+            do { form = try await FormPost.read(request) } catch { throw TokenError("invalid_request", "send the request as application/x-www-form-urlencoded") }
+            let client = try await client(request, form)
+            guard let token = form["token"], !token.isEmpty else { throw TokenError("invalid_request", "token is missing") }
+            if token.utf8.count <= 8192, let verified = try? await auth.authenticate(accessToken: token), verified.clientID == client.id.lowercasedString {
+                _ = try? await auth.revokeSession(userID: verified.userID, sessionID: verified.sessionID)
+            }
+            var response = Response(status: .ok)
+            response.headers[.cacheControl] = "no-store"
+            return response
+        } catch let error as TokenError {
+            return try Self.tokenError(error)
+        }
+    }
+
+    struct Introspection: Encodable {
+        let active: Bool
+        let sub: String?
+        let clientId: String?
+        let scope: String?
+        let exp: Int?
+        let iss: String?
+        let tokenType: String?
+    }
+
+    /// For resource servers (registered as confidential clients): whether an access token is
+    /// live now (signature, expiry and its session), and whose. Anything else is `active: false`.
+    @Sendable func introspect(_ request: Request, context: AppRequestContext) async throws -> Response {
+        do {
+            let form: FormPost
+            do { form = try await FormPost.read(request) } catch { throw TokenError("invalid_request", "send the request as application/x-www-form-urlencoded") }
+            let client = try await client(request, form)
+            guard client.kind == .confidential else { throw TokenError("invalid_client", "only a confidential client may introspect") }
+            guard let token = form["token"], !token.isEmpty else { throw TokenError("invalid_request", "token is missing") }
+            guard token.utf8.count <= 8192, let verified = try? await auth.authenticate(accessToken: token, readThrough: true) else {
+                return try Self.json(Introspection(active: false, sub: nil, clientId: nil, scope: nil, exp: nil, iss: nil, tokenType: nil))
+            }
+            return try Self.json(Introspection(
+                active: true, sub: verified.userID.lowercasedString, clientId: verified.clientID, scope: verified.scope,
+                exp: Int(verified.expiresAt.timeIntervalSince1970), iss: issuer, tokenType: "Bearer"))
+        } catch let error as TokenError {
+            return try Self.tokenError(error)
+        }
+    }
+
+    static func tokenError(_ error: TokenError) throws -> Response {
+        var response = try json(["error": error.code, "error_description": error.description], status: error.status == 401 ? .unauthorized : .badRequest)
+        if error.status == 401 { response.headers[.wwwAuthenticate] = "Basic realm=\"portcullis\"" }
+        return response
     }
 
     // MARK: userinfo
