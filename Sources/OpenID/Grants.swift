@@ -48,6 +48,25 @@ public protocol GrantStore: Sendable {
     /// The scopes the person consented to give the client, if ever.
     func consent(userID: UUID, clientID: UUID) async throws -> [String]?
     func saveConsent(userID: UUID, clientID: UUID, scopes: [String], at: Date) async throws
+    /// The person's consents with their clients, newest first.
+    func consents(userID: UUID) async throws -> [Consent]
+    /// Forgets the consent; returns the live sessions opened for the client by the person.
+    func revokeConsent(userID: UUID, clientID: UUID) async throws -> [UUID]
+}
+
+/// What a person allowed an app.
+public struct Consent: Sendable, Equatable {
+    public var clientID: UUID
+    public var clientName: String
+    public var scopes: [String]
+    public var grantedAt: Date
+
+    public init(clientID: UUID, clientName: String, scopes: [String], grantedAt: Date) {
+        self.clientID = clientID
+        self.clientName = clientName
+        self.scopes = scopes
+        self.grantedAt = grantedAt
+    }
 }
 
 /// Why the token endpoint refused (RFC 6749 §5.2).
@@ -96,6 +115,15 @@ public struct OpenIDService: Sendable {
     public func consent(userID: UUID, _ request: AuthorizationRequest) async throws {
         let before = try await store.consent(userID: userID, clientID: request.client.id) ?? []
         try await store.saveConsent(userID: userID, clientID: request.client.id, scopes: Array(Set(before + request.scopes)).sorted(), at: now())
+    }
+
+    public func consents(userID: UUID) async throws -> [Consent] {
+        try await store.consents(userID: userID)
+    }
+
+    /// Takes back what the person allowed the app; `endSession` ends each session the app holds.
+    public func revokeConsent(userID: UUID, clientID: UUID, endSession: (UUID) async throws -> Void) async throws {
+        for session in try await store.revokeConsent(userID: userID, clientID: clientID) { try await endSession(session) }
     }
 
     /// A new code for the signed-in person (returned once; stored as its hash).

@@ -46,6 +46,30 @@ public struct SQLGrantStore: SQLStore, GrantStore {
         return (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
     }
 
+    public func consents(userID: UUID) async throws -> [Consent] {
+        try await db.query(
+            """
+            SELECT c.client_id, o.name, c.scopes, c.granted_at FROM oauth_consents c JOIN oauth_clients o ON o.id = c.client_id
+            WHERE c.user_id = $1 ORDER BY c.granted_at DESC
+            """, userID
+        ).map { row in
+            Consent(clientID: try row.uuid("client_id"), clientName: try row.string("name"),
+                    scopes: (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? [],
+                    grantedAt: try row.date("granted_at"))
+        }
+    }
+
+    public func revokeConsent(userID: UUID, clientID: UUID) async throws -> [UUID] {
+        try await db.transaction { tx in
+            try await tx.execute("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2", userID, clientID)
+            return try await tx.query(
+                """
+                SELECT s.id FROM sessions s JOIN oauth_sessions o ON o.session_id = s.id
+                WHERE s.user_id = $1 AND o.client_id = $2 AND s.revoked_at IS NULL
+                """, userID, clientID).map { try $0.uuid("id") }
+        }
+    }
+
     public func saveConsent(userID: UUID, clientID: UUID, scopes: [String], at: Date) async throws {
         try await db.execute(
             """

@@ -766,6 +766,8 @@ def test_every_console_page_screenshots_and_accessibility(server, page):
     secrets_seen.note(secret)
     assert secret.startswith("pcl_")
     problems += inspect(page, "my-keys")
+    assert open_page(page, server.url("/account/apps")) == 200
+    problems += inspect(page, "my-apps")
 
     # The org's tabs, each with something in it.
     assert open_page(page, server.url(org)) == 200

@@ -511,3 +511,22 @@ def test_deleting_a_client_ends_its_tokens(server, discovery, page):
     r = requests.delete(server.url(f"/v1/clients/{client['client_id']}"), headers={"Authorization": f"Bearer {root_token(server)}"}, timeout=TIMEOUT)
     assert r.status_code == 204
     assert requests.get(discovery["userinfo_endpoint"], headers=bearer, timeout=TIMEOUT).status_code == 401
+
+
+def test_consent_is_listed_and_revocable_from_the_account(server, discovery, page):
+    client = register(server, name="Notes app")
+    session = rp(client, discovery)
+    token, _, _, _ = login_flow(page, session, discovery, person(server))
+    assert open_page(page, server.url("/account/apps")) == 200
+    row = page.find_element(By.CSS_SELECTOR, "main table tbody tr")
+    assert "Notes app" in row.text and "e-mail" in row.text, row.text
+    page.execute_script("window.confirm = () => true")
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    WebDriverWait(page, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "p.notice"))
+    assert not page.find_elements(By.CSS_SELECTOR, "main table"), "the app is still listed"
+    r = requests.get(discovery["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=TIMEOUT)
+    assert r.status_code == 401, "the app's session survived revoking the consent"
+    # Next time the app asks again.
+    url, _, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2)
+    page.get(url)
+    WebDriverWait(page, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[value=allow]"))

@@ -4,13 +4,14 @@ import Hummingbird
 import Identity
 import Invites
 import Keys
+import OpenID
 import Tenancy
 
 /// The tabs of `/account` and how its pages render inside them.
 enum AccountTabs {
     static func tabs(_ current: String) -> [[String: Any]] {
         [("/account", "Profile"), ("/account/sessions", "Sessions"), ("/account/invites", "Invitations"),
-         ("/account/orgs", "Orgs"), ("/account/keys", "API keys")].map { ["href": $0.0, "label": $0.1, "current": $0.0 == current] }
+         ("/account/orgs", "Orgs"), ("/account/keys", "API keys"), ("/account/apps", "Apps")].map { ["href": $0.0, "label": $0.1, "current": $0.0 == current] }
     }
 
     static func render(
@@ -211,5 +212,32 @@ extension Page {
     static func lenient(_ request: Request, limit: Int = 25) -> Page {
         let offset = request.uri.queryParameters.get("offset").flatMap(Int.init).map { min(max($0, 0), 1_000_000_000) } ?? 0
         return Page(limit: limit, offset: offset)
+    }
+}
+
+/// `/account/apps`: the apps the person let sign them in ("Log in with Portcullis"), and taking
+/// that back (which also ends the sessions the app holds).
+struct AppsPages: Sendable {
+    let kit: PageKit
+    let openID: OpenIDService
+    let auth: AuthService
+
+    func apps(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        var values = extra
+        values["apps"] = try await openID.consents(userID: who.user.id).map { c -> [String: Any] in
+            ["client_id": c.clientID.lowercasedString, "name": c.clientName, "granted_at": PageFormat.date(c.grantedAt),
+             "scopes": c.scopes.compactMap { AuthorizePages.scopeWords[$0] }.joined(separator: "; ")]
+        }
+        return AccountTabs.render(kit, request, who, "my-apps", title: "Apps", tab: "/account/apps", status: status, values)
+    }
+
+    var revoke: PageHandler {
+        kit.act(back: "/account/apps", redisplay: apps) { who, form, _ in
+            guard let id = form["client_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such app") }
+            try await openID.revokeConsent(userID: who.user.id, clientID: id) { session in
+                _ = try? await auth.revokeSession(userID: who.user.id, sessionID: session)
+            }
+            return .done("The app may no longer sign you in without asking, and its sessions have ended.")
+        }
     }
 }

@@ -56,6 +56,9 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.get("/account/keys", use: kit.page(mine.apiKeys))
     router.post("/account/keys", use: mine.createKey)
     router.post("/account/keys/revoke", use: mine.revokeKey)
+    let apps = AppsPages(kit: kit, openID: services.openID, auth: services.auth)
+    router.get("/account/apps", use: kit.page(apps.apps))
+    router.post("/account/apps/revoke", use: apps.revoke)
 
     // An org's console
     router.get("/orgs/{org_id}", use: frame.page(people.members))
