@@ -867,3 +867,47 @@ def test_every_console_page_screenshots_and_accessibility(server, page):
     problems += inspect(page, "admin-backup")
 
     assert not problems, "accessibility problems:\n" + "\n".join(problems)
+
+
+# --- apps ("Log in with Portcullis" clients) in the console --------------------------------------
+
+def test_apps_registered_from_the_console(server, page):
+    owner = verified_account(server, "appowner")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Apps {uuid.uuid4().hex[:6]}")
+    assert open_page(page, server.url(f"{org}/clients")) == 200
+    assert "Apps" in [a.text for a in page.find_elements(By.CSS_SELECTOR, "nav.tabs a")]
+    assert not page.find_elements(By.CSS_SELECTOR, "input[name=first_party]"), "an org admin is offered first-party"
+    open_details(page, "Register an app")
+    fill(page, "client-name", "Team wiki")
+    fill(page, "client-uris", "https://wiki.example.com/cb\nhttp://localhost:3000/cb")
+    press(page, "Register app", 201)
+    secret = single(page, "section.secret code#new-secret").text
+    secrets_seen.note(secret)
+    assert secret.startswith("pcs_")
+    client_id = single(page, "code#new-client-id").text
+    row = single(page, "main table tbody tr").text
+    assert "Team wiki" in row and client_id in row and "https://wiki.example.com/cb" in row
+    problems = inspect(page, "org-clients")
+    # Reloaded, the secret is gone; the API agrees on what was registered.
+    assert open_page(page, server.url(f"{org}/clients")) == 200 and not page.find_elements(By.ID, "new-secret")
+    token = api_token(server, owner)
+    r = api(server, token, "GET", f"/v1/clients/{client_id}")
+    assert r.status_code == 200 and r.json()["redirect_uris"] == ["https://wiki.example.com/cb", "http://localhost:3000/cb"], r.text
+    # A bad redirect URI is said in place, with the fields kept.
+    open_details(page, "Register an app")
+    fill(page, "client-name", "Bad")
+    fill(page, "client-uris", "http://evil.example/cb")
+    press(page, "Register app", 400)
+    assert "https" in single(page, "p.error").text and single(page, "#client-name").get_attribute("value") == "Bad"
+    # Delete it.
+    assert open_page(page, server.url(f"{org}/clients")) == 200
+    page.execute_script("window.confirm = () => true")
+    press(page, "Delete")
+    assert "deleted" in notice(page)
+    assert api(server, token, "GET", f"/v1/clients/{client_id}").status_code == 404
+    # The root's platform apps, with first-party on offer.
+    as_person(page, server, ROOT_EMAIL, ROOT_PASSWORD, return_to="/admin/clients")
+    assert single(page, "input[name=first_party]")
+    problems += inspect(page, "admin-clients")
+    assert not problems, "\n".join(problems)

@@ -3,6 +3,7 @@ import Hummingbird
 import Identity
 import Invites
 import NIOCore
+import OpenID
 import Storage
 
 /// `/admin/…` for the root: platform invites, the user directory, signing keys, backup.
@@ -14,8 +15,9 @@ struct AdminPages: Sendable {
     let tokens: TokenService
     let signingKeys: any SigningKeyStore
     let backup: SQLBackup
+    let clients: ClientService
 
-    static let tabs = [("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup")]
+    static let tabs = [("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/clients", "Apps"), ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup")]
 
     /// A root page; anyone else sees the not-found page.
     func page(_ render: @escaping PageRender<SignedIn>) -> PageHandler {
@@ -91,6 +93,37 @@ struct AdminPages: Sendable {
             },
             "pager": PageFormat.pager(path: "/admin/users", page: page, total: total, query: ["q": q]) as Any,
         ])
+    }
+
+    // MARK: Platform apps (OpenID clients)
+
+    func platformClients(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        let (items, _) = try await clients.clients(actor: who.actor, orgID: nil, limit: 100, offset: 0)
+        return render(request, who, "clients", title: "Apps", tab: "/admin/clients", status: status,
+                      ClientForms.values(items, action: "/admin/clients", actor: who.actor, extra: extra))
+    }
+
+    var createClient: PageHandler {
+        act(back: "/admin/clients", redisplay: platformClients) { who, form in
+            ClientForms.created(try await clients.create(actor: who.actor, orgID: nil, fields: ClientForms.fields(form)))
+        }
+    }
+
+    var rotateClientSecret: PageHandler {
+        act(back: "/admin/clients", redisplay: platformClients) { who, form in
+            let id = try ClientForms.id(form)
+            guard try await clients.client(actor: who.actor, id: id).orgID == nil else { throw Problem.notFound("no such client") }
+            return ClientForms.created(try await clients.rotateSecret(actor: who.actor, id: id))
+        }
+    }
+
+    var deleteClient: PageHandler {
+        act(back: "/admin/clients", redisplay: platformClients) { who, form in
+            let id = try ClientForms.id(form)
+            guard try await clients.client(actor: who.actor, id: id).orgID == nil else { throw Problem.notFound("no such client") }
+            _ = try await clients.delete(actor: who.actor, id: id)
+            return .done("The app is deleted; the sessions it held have ended.")
+        }
     }
 
     // MARK: Signing keys

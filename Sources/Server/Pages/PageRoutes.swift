@@ -22,7 +22,8 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     let accounts = OrgServiceAccountPages(frame: frame, keys: services.keys, verifier: services.keyVerifier)
     let records = OrgRecordsPages(frame: frame, tenancy: services.tenancy, authorizer: Authorizer(services, authenticator: authenticator))
     let admin = AdminPages(
-        kit: kit, invites: services.invites, auth: services.auth, tokens: services.tokens, signingKeys: services.store, backup: services.backup)
+        kit: kit, invites: services.invites, auth: services.auth, tokens: services.tokens, signingKeys: services.store, backup: services.backup,
+        clients: services.clients)
 
     router.get("/assets/{file}", use: services.pages.asset)
     router.get("/", use: { request, _ in kit.redirect(try await kit.signedIn(request) == nil ? "/login" : "/account") })
@@ -84,6 +85,11 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/orgs/{org_id}/settings", use: records.updateSettings)
     router.post("/orgs/{org_id}/delete", use: records.deleteOrg)
     router.get("/orgs/{org_id}/explain", use: frame.page(records.explainPage))
+    let orgApps = OrgClientPages(frame: frame, clients: services.clients)
+    router.get("/orgs/{org_id}/clients", use: frame.page(orgApps.list))
+    router.post("/orgs/{org_id}/clients", use: orgApps.create)
+    router.post("/orgs/{org_id}/clients/secret", use: orgApps.rotate)
+    router.post("/orgs/{org_id}/clients/delete", use: orgApps.delete)
 
     // "Log in with Portcullis": the OpenID provider (SPEC §14)
     let provider = ProviderRoutes(openID: services.openID, auth: services.auth, tokens: services.tokens, tenancy: services.tenancy, issuer: config.issuer)
@@ -103,6 +109,10 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/admin/invites", use: admin.createInvite)
     router.post("/admin/invites/revoke", use: admin.revokeInvite)
     router.get("/admin/users", use: admin.page(admin.users))
+    router.get("/admin/clients", use: admin.page(admin.platformClients))
+    router.post("/admin/clients", use: admin.createClient)
+    router.post("/admin/clients/secret", use: admin.rotateClientSecret)
+    router.post("/admin/clients/delete", use: admin.deleteClient)
     router.get("/admin/signing-keys", use: admin.page(admin.keys))
     router.post("/admin/signing-keys/rotate", use: admin.rotate)
     router.get("/admin/backup", use: admin.page(admin.backupPage))
