@@ -774,7 +774,7 @@ def test_every_console_page_screenshots_and_accessibility(server, page):
     add_member(page, member, "editor")
     assert member in member_roles(page)
     tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
-    assert tabs == ["Members", "Invites", "Access", "Service accounts", "Audit log", "Settings", "Explain"], tabs
+    assert tabs == ["Members", "Invites", "Access", "Service accounts", "Audit log", "Apps", "Settings", "Explain"], tabs
     problems += inspect(page, "org-members")
 
     assert open_page(page, server.url(f"{org}/invites")) == 200
