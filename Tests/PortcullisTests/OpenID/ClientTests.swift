@@ -114,6 +114,9 @@ struct ClientTests {
             let same = try await api.send(.patch, "/v1/clients/\(id)", json: ["name": "Wiki 2"], token: bob.access)
             #expect(same.status == .ok && same.headers[.portcullisRevision] == nil, "a patch that changes nothing writes nothing (\(String(describing: revision)))")
             #expect(try await api.send(.patch, "/v1/clients/\(id)", json: ["type": "public"], token: bob.access).status == .badRequest)
+            for field in ["name", "scopes", "redirect_uris", "first_party"] {
+                #expect(try await api.send(.patch, "/v1/clients/\(id)", json: [field: NSNull()], token: bob.access).status == .badRequest, "\(field): null")
+            }
             #expect(try await api.send(.patch, "/v1/clients/\(id)", json: ["redirect_uris": ["http://evil.example/cb"]], token: bob.access).status == .badRequest)
 
             let rotated = try await api.send(.post, "/v1/clients/\(id)/secret", token: alice.access)

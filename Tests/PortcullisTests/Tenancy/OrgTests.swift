@@ -421,6 +421,7 @@ struct OrgTests {
             #expect(try await api.send(.get, "/v1/orgs/\(org)/audit?action=member.added&actor_id=\(bob.userID)", token: alice.access).json["total"] as? Int == 0)
             #expect(try await api.send(.get, "/v1/audit?action=org.updated", token: root.access).json["total"] as? Int == 2)
             #expect(try await api.send(.get, "/v1/orgs/\(org)/audit?actor_id=nope", token: alice.access).status == .badRequest)
+            #expect(try await api.send(.get, "/v1/orgs/\(org)/audit?actor_id=", token: alice.access).status == .badRequest)
             #expect(try await api.send(.get, "/v1/audit?action=\(String(repeating: "a", count: 101))", token: root.access).status == .badRequest)
         }
     }

@@ -14,12 +14,33 @@ struct CreateClientBody: Decodable, Sendable {
     let orgId: String?
 }
 
+/// Fields left out stay; `null` is no value for any of them (400), so presence is told apart.
 struct PatchClientBody: Decodable, Sendable {
-    let name: String?
-    let type: String?
-    let redirectUris: [String]?
-    let scopes: [String]?
-    let firstParty: Bool?
+    var name: String??
+    var type: String??
+    var redirectUris: [String]??
+    var scopes: [String]??
+    var firstParty: Bool??
+
+    enum CodingKeys: String, CodingKey { case name, type, redirectUris, scopes, firstParty }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodePresence(String.self, forKey: .name)
+        type = try c.decodePresence(String.self, forKey: .type)
+        redirectUris = try c.decodePresence([String].self, forKey: .redirectUris)
+        scopes = try c.decodePresence([String].self, forKey: .scopes)
+        firstParty = try c.decodePresence(Bool.self, forKey: .firstParty)
+    }
+
+    /// The value given, or nil when left out; a null is 400.
+    static func value<T>(_ field: T??, _ name: String) throws -> T? {
+        switch field {
+        case .none: return nil
+        case .some(.none): throw Problem.badRequest("\(name) must not be null")
+        case .some(.some(let value)): return value
+        }
+    }
 }
 
 struct ClientResponse: Encodable, Sendable {
@@ -96,7 +117,10 @@ struct ClientRoutes {
         let body = try unchecked.fields()
         let (client, revision) = try await clients.update(
             actor: actor, id: try TenancyRoutes.pathID(context, "client_id", "client"),
-            fields: ClientFields(name: body.name, kind: try Self.kind(body.type), redirectURIs: body.redirectUris, scopes: body.scopes, firstParty: body.firstParty))
+            fields: ClientFields(
+                name: try PatchClientBody.value(body.name, "name"), kind: try Self.kind(try PatchClientBody.value(body.type, "type")),
+                redirectURIs: try PatchClientBody.value(body.redirectUris, "redirect_uris"), scopes: try PatchClientBody.value(body.scopes, "scopes"),
+                firstParty: try PatchClientBody.value(body.firstParty, "first_party")))
         return try JSONBody.response(ClientResponse(client), revision: revision)
     }
 

@@ -149,7 +149,7 @@ struct TenancyRoutes {
             guard action.utf8.count <= 100 else { throw Problem.badRequest("action is at most 100 characters") }
             filter.action = action
         }
-        if let text = try request.singleQuery("actor_id"), !text.isEmpty {
+        if let text = try request.singleQuery("actor_id") {
             guard let id = UUID(uuidString: text) else { throw Problem.badRequest("actor_id must be a UUID") }
             filter.actorID = id
         }
