@@ -192,9 +192,11 @@ public struct AuthService: Sendable {
         return try await openSession(for: account.user, client: client)
     }
 
-    /// A session for an OpenID client's login (its own row in the sessions table, so logging out
-    /// everywhere ends it too): tokens that carry the client's id and the granted scope.
-    public func openClientSession(userID: UUID, client: ClientInfo, clientID: String, scope: String) async throws -> TokenPair {
+    /// A session for a user whose identity was proven some other way than a password check just
+    /// now: a signup that just set the password, or an OpenID client's login (its own row in the
+    /// sessions table, so logging out everywhere ends it too; its tokens carry the client's id and
+    /// the granted scope).
+    public func openSession(userID: UUID, client: ClientInfo, clientID: String = "portcullis", scope: String? = nil) async throws -> TokenPair {
         guard let user = try await users.user(id: userID) else { throw IdentityError.notFound }
         return try await openSession(for: user, client: client, clientID: clientID, scope: scope)
     }

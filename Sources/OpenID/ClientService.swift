@@ -134,9 +134,15 @@ public struct ClientService: Sendable {
 
     /// Whether `secret` is the confidential client's current secret (constant time).
     public func authenticate(clientID: UUID, secret: String) async throws -> OAuthClient? {
-        guard let (client, hash) = try await store.client(id: clientID), client.kind == .confidential, let hash,
-              secret.utf8.count <= 512, Secrets.constantTimeEquals(Secrets.hash(secret), hash) else { return nil }
+        guard let (client, hash) = try await store.client(id: clientID), client.kind == .confidential,
+              Self.secretMatches(secret, hash) else { return nil }
         return client
+    }
+
+    /// `secret` against a stored secret hash, in constant time.
+    public static func secretMatches(_ secret: String, _ hash: String?) -> Bool {
+        guard let hash, secret.utf8.count <= 512 else { return false }
+        return Secrets.constantTimeEquals(Secrets.hash(secret), hash)
     }
 
     static func event(_ actor: Actor, at: Date, _ action: String, _ client: OAuthClient, viaRoot: Bool) -> AuditEvent {

@@ -139,12 +139,12 @@ public struct OpenIDService: Sendable {
     /// The client presenting a code: a confidential one by its secret, a public one by id alone
     /// (and then PKCE is what proves it). A public client presenting a secret is refused.
     public func authenticate(clientID: String?, secret: String?) async throws -> OAuthClient {
-        guard let text = clientID, let id = UUID(uuidString: text), let (client, _) = try await clients.store.client(id: id) else {
+        guard let text = clientID, let id = UUID(uuidString: text), let (client, hash) = try await clients.store.client(id: id) else {
             throw TokenError("invalid_client", "unknown client")
         }
         switch client.kind {
         case .confidential:
-            guard let secret, try await clients.authenticate(clientID: id, secret: secret) != nil else {
+            guard let secret, ClientService.secretMatches(secret, hash) else {
                 throw TokenError("invalid_client", "client authentication failed")
             }
         case .public:

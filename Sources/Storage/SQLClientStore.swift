@@ -10,18 +10,11 @@ public struct SQLClientStore: SQLStore, ClientStore {
     static let columns = "id, org_id, name, kind, redirect_uris, scopes, first_party, created_at, updated_at"
 
     static func decode(_ row: SQLRow) throws -> OAuthClient {
-        func list(_ column: String) throws -> [String] {
-            (try? JSONDecoder().decode([String].self, from: Data(try row.string(column).utf8))) ?? []
-        }
         guard let kind = OAuthClient.Kind(rawValue: try row.string("kind")) else { throw StorageError.other("oauth_clients.kind is unknown") }
         return OAuthClient(
             id: try row.uuid("id"), orgID: try row.optionalUUID("org_id"), name: try row.string("name"), kind: kind,
-            redirectURIs: try list("redirect_uris"), scopes: try list("scopes"), firstParty: try row.bool("first_party"),
+            redirectURIs: try row.stringList("redirect_uris"), scopes: try row.stringList("scopes"), firstParty: try row.bool("first_party"),
             createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
-    }
-
-    static func json(_ list: [String]) -> String {
-        (try? JSONEncoder().encode(list)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
     }
 
     public func client(id: UUID) async throws -> (OAuthClient, secretHash: String?)? {
@@ -54,14 +47,14 @@ public struct SQLClientStore: SQLStore, ClientStore {
         func insert(_ c: OAuthClient, secretHash: String?) async throws {
             try await tx.execute(
                 "INSERT INTO oauth_clients (\(SQLClientStore.columns), secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                c.id, c.orgID, c.name, c.kind.rawValue, SQLClientStore.json(c.redirectURIs), SQLClientStore.json(c.scopes), c.firstParty,
+                c.id, c.orgID, c.name, c.kind.rawValue, StringList.json(c.redirectURIs), StringList.json(c.scopes), c.firstParty,
                 c.createdAt, c.updatedAt, secretHash)
         }
 
         func update(_ c: OAuthClient) async throws {
             try await tx.execute(
                 "UPDATE oauth_clients SET name = $2, redirect_uris = $3, scopes = $4, first_party = $5, updated_at = $6 WHERE id = $1",
-                c.id, c.name, SQLClientStore.json(c.redirectURIs), SQLClientStore.json(c.scopes), c.firstParty, c.updatedAt)
+                c.id, c.name, StringList.json(c.redirectURIs), StringList.json(c.scopes), c.firstParty, c.updatedAt)
         }
 
         func setSecret(id: UUID, hash: String?) async throws {

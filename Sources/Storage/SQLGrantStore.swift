@@ -14,7 +14,7 @@ public struct SQLGrantStore: SQLStore, GrantStore {
             INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, created_at, expires_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             """,
-            hash, c.clientID, c.userID, c.redirectURI, SQLClientStore.json(c.scopes), c.nonce, c.codeChallenge, c.authTime, at, c.expiresAt)
+            hash, c.clientID, c.userID, c.redirectURI, StringList.json(c.scopes), c.nonce, c.codeChallenge, c.authTime, at, c.expiresAt)
     }
 
     public func redeemCode(hash: String, clientID: UUID, at: Date) async throws -> CodeRedemption {
@@ -22,9 +22,9 @@ public struct SQLGrantStore: SQLStore, GrantStore {
         if let row = try await db.queryFirst(
             "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND client_id = $3 AND used_at IS NULL AND expires_at > $2 RETURNING \(columns)",
             hash, at, clientID) {
-            let scopes = (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
             return .redeemed(AuthorizationCode(
-                clientID: try row.uuid("client_id"), userID: try row.uuid("user_id"), redirectURI: try row.string("redirect_uri"), scopes: scopes,
+                clientID: try row.uuid("client_id"), userID: try row.uuid("user_id"), redirectURI: try row.string("redirect_uri"),
+                scopes: try row.stringList("scopes"),
                 nonce: try row.optionalString("nonce"), codeChallenge: try row.optionalString("code_challenge"),
                 authTime: try row.date("auth_time"), expiresAt: try row.date("expires_at")))
         }
@@ -43,7 +43,7 @@ public struct SQLGrantStore: SQLStore, GrantStore {
 
     public func consent(userID: UUID, clientID: UUID) async throws -> [String]? {
         guard let row = try await db.queryFirst("SELECT scopes FROM oauth_consents WHERE user_id = $1 AND client_id = $2", userID, clientID) else { return nil }
-        return (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
+        return try row.stringList("scopes")
     }
 
     public func consents(userID: UUID) async throws -> [Consent] {
@@ -54,7 +54,7 @@ public struct SQLGrantStore: SQLStore, GrantStore {
             """, userID
         ).map { row in
             Consent(clientID: try row.uuid("client_id"), clientName: try row.string("name"),
-                    scopes: (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? [],
+                    scopes: try row.stringList("scopes"),
                     grantedAt: try row.date("granted_at"))
         }
     }
@@ -76,6 +76,6 @@ public struct SQLGrantStore: SQLStore, GrantStore {
             INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
             ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at
             """,
-            userID, clientID, SQLClientStore.json(scopes), at)
+            userID, clientID, StringList.json(scopes), at)
     }
 }

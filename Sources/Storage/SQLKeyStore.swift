@@ -19,7 +19,7 @@ public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
         } else {
             owner = .serviceAccount(id: try row.uuid("service_account_id"), orgID: try row.uuid("org_id"))
         }
-        let scopes = (try? JSONDecoder().decode([String].self, from: Data(try row.string("scopes").utf8))) ?? []
+        let scopes = try row.stringList("scopes")
         return APIKey(
             id: try row.uuid("id"), prefix: try row.string("prefix"), name: try row.string("name"), owner: owner, scopes: scopes,
             createdAt: try row.date("created_at"), expiresAt: try row.optionalDate("expires_at"),
@@ -29,10 +29,6 @@ public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
     static func decodeAccount(_ row: SQLRow) throws -> ServiceAccount {
         ServiceAccount(id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.string("name"),
                        role: try SQLTenancyStore.decodeRole(row), createdAt: try row.date("created_at"))
-    }
-
-    static func scopesJSON(_ scopes: [String]) -> String {
-        (try? JSONEncoder().encode(scopes)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
     }
 
     // MARK: APIKeyLookup
@@ -108,7 +104,7 @@ public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
                         COALESCE((SELECT email_verified = FALSE FROM users WHERE id = $4), FALSE))
                 """,
-                k.id, k.prefix, k.name, user, account, org, SQLKeyStore.scopesJSON(k.scopes), k.createdAt, k.expiresAt, k.lastUsedAt, k.revokedAt, secretHash)
+                k.id, k.prefix, k.name, user, account, org, StringList.json(k.scopes), k.createdAt, k.expiresAt, k.lastUsedAt, k.revokedAt, secretHash)
         }
 
         func revokeKey(id: UUID, at: Date) async throws -> Bool {

@@ -18,9 +18,8 @@ import secrets_seen
 from portcullis_server import ServerStartError, running_server
 from test_pages_browser import (  # noqa: F401  (browser and page are fixtures used by name)
     CSRF_COOKIE, PASSWORD, TIMEOUT, VIEWPORTS, Server, binary, browser, check_labels, check_structure, fresh_email,
-    h1, open_page, page, post_form, shoot, single, smtp_sink, statuses, submit, type_into)
+    h1, next_document, open_page, page, post_form, shoot, single, smtp_sink, submit, type_into)
 
-from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -115,26 +114,14 @@ def press_confirming(driver, button: str) -> int:
     form = form_for(driver, button)
     question = form.get_dom_attribute("data-confirm")
     assert question, f"the form of {button!r} asks no confirmation"
-    driver.execute_script("window.__portcullisTestOldPage = true")
-    statuses(driver)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    alert = WebDriverWait(driver, TIMEOUT).until(expected_conditions.alert_is_present())
-    assert alert.text == question
-    alert.accept()
 
-    def next_page_loaded(d):
-        try:
-            return d.execute_script("return !window.__portcullisTestOldPage && document.readyState === 'complete'")
-        except WebDriverException:
-            return False
+    def press_and_confirm():
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        alert = WebDriverWait(driver, TIMEOUT).until(expected_conditions.alert_is_present())
+        assert alert.text == question
+        alert.accept()
 
-    try:
-        WebDriverWait(driver, TIMEOUT).until(next_page_loaded)
-    except TimeoutException:
-        pytest.fail(f"confirming {button!r} on {driver.current_url} loaded no page", pytrace=False)
-    got = statuses(driver)
-    assert got, "no document after the confirmed post"
-    return got[-1][1]
+    return next_document(driver, press_and_confirm, f"confirming {button!r}")
 
 
 def fill(driver, field_id: str, value: str):

@@ -208,15 +208,13 @@ def open_page(driver, url: str) -> int:
     return got[-1][1]
 
 
-def submit(driver, form=None) -> int:
-    """Presses the form's submit button, as a person does; returns the status of the page it led to."""
-    form = form or single(driver, "form")
-    button = form.find_element(By.CSS_SELECTOR, "button[type=submit]")
+def next_document(driver, act, what: str) -> int:
+    """Runs `act` (a click, say), waits for the next document and returns its status."""
     # A mark on the current document (set through the driver, not the page, so CSP has no say):
     # gone once the next document has loaded.
     driver.execute_script("window.__portcullisTestOldPage = true")
     statuses(driver)
-    button.click()
+    act()
 
     def next_page_loaded(d):
         try:
@@ -227,10 +225,17 @@ def submit(driver, form=None) -> int:
     try:
         WebDriverWait(driver, TIMEOUT).until(next_page_loaded)
     except TimeoutException:
-        pytest.fail(f"pressing the submit button on {driver.current_url} loaded no new page within {TIMEOUT}s", pytrace=False)
+        pytest.fail(f"{what} on {driver.current_url} loaded no new page within {TIMEOUT}s", pytrace=False)
     got = statuses(driver)
-    assert got, "the browser saw no document after submitting the form"
+    assert got, f"the browser saw no document after {what}"
     return got[-1][1]
+
+
+def submit(driver, form=None) -> int:
+    """Presses the form's submit button, as a person does; returns the status of the page it led to."""
+    form = form or single(driver, "form")
+    button = form.find_element(By.CSS_SELECTOR, "button[type=submit]")
+    return next_document(driver, button.click, "pressing the submit button")
 
 
 def submit_expecting(driver, status: int):

@@ -59,7 +59,7 @@ struct AuthorizePages: Sendable {
         } catch AuthorizationError.untrusted(let why) {
             return kit.renderer.message("This sign-in cannot go on", [why, "Go back to the application and try again, or tell its makers."], status: .badRequest)
         } catch AuthorizationError.redirect(let error, let description, let uri, let state) {
-            return back(uri, ["error": error, "error_description": description, "state": state, "iss": issuer])
+            return Self.back(uri, ["error": error, "error_description": description, "state": state, "iss": issuer])
         }
         let who = try await kit.signedIn(request)
         var session: Session?
@@ -95,7 +95,7 @@ struct AuthorizePages: Sendable {
         }
         if decision == true { try await openID.consent(userID: who.user.id, wanted) }
         let code = try await openID.issueCode(wanted, userID: who.user.id, authTime: authTime)
-        return back(wanted.redirectURI, ["code": code, "state": wanted.state, "iss": issuer])
+        return Self.back(wanted.redirectURI, ["code": code, "state": wanted.state, "iss": issuer])
     }
 
     /// The answer to a page's form may end at the client (consent, or signing in on the way):
@@ -131,13 +131,14 @@ struct AuthorizePages: Sendable {
     }
 
     func refuse(_ wanted: AuthorizationRequest, _ error: String, _ description: String) -> Response {
-        back(wanted.redirectURI, ["error": error, "error_description": description, "state": wanted.state, "iss": issuer])
+        Self.back(wanted.redirectURI, ["error": error, "error_description": description, "state": wanted.state, "iss": issuer])
     }
 
     /// To the client's registered redirect URI, with the answer in its query.
-    func back(_ uri: String, _ values: [String: String?]) -> Response {
+    static func back(_ uri: String, _ values: [String: String?]) -> Response {
         let query = Self.encode(values.compactMapValues { $0 })
-        var response = Response(status: .seeOther, headers: [.location: uri + (uri.contains("?") ? "&" : "?") + query])
+        let location = query.isEmpty ? uri : uri + (uri.contains("?") ? "&" : "?") + query
+        var response = Response(status: .seeOther, headers: [.location: location])
         PageRenderer.secure(&response.headers)
         return response
     }

@@ -56,10 +56,6 @@ struct LogoutPages: Sendable {
         guard let uri = await back(query) else {
             return kit.renderer.message("You are signed out", ["You can close this window."], link: ("/login", "Sign in again"))
         }
-        var values: [String: String] = [:]
-        if let state = query["state"] { values["state"] = state }
-        var response = Response(status: .seeOther, headers: [.location: values.isEmpty ? uri : uri + (uri.contains("?") ? "&" : "?") + AuthorizePages.encode(values)])
-        PageRenderer.secure(&response.headers)
-        return response
+        return AuthorizePages.back(uri, ["state": query["state"]])
     }
 }

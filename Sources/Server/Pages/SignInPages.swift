@@ -80,7 +80,8 @@ struct SignInPages: Sendable {
                 AuthService.SignupRequest(email: email, password: password, name: name.isEmpty ? nil : name),
                 inviteToken: inviteToken, ip: context.clientIP)
             if let inviteToken {
-                let pair = try await identity.auth.login(email: email, password: password, client: ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP))
+                // The password was set this moment: a session at once, not a second argon2 check.
+                let pair = try await identity.auth.openSession(userID: user.id, client: ClientInfo(userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP))
                 var response = kit.redirect("/invites/accept?token=" + PageKit.queryEscape(inviteToken), notice: "Your account is ready.")
                 kit.startSession(pair, on: &response)
                 return response

@@ -142,3 +142,17 @@ enum SQLTime {
     /// PostgreSQL counts from 2000-01-01T00:00:00Z.
     static let postgresEpochMicros: Int64 = 946_684_800 * 1_000_000
 }
+
+/// A list of strings in one text column, as JSON (key scopes, a client's redirect URIs and scopes).
+enum StringList {
+    static func json(_ list: [String]) -> String {
+        (try? JSONEncoder().encode(list)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+    }
+}
+
+extension SQLRow {
+    /// The list `StringList.json` stored in `column`; a text that is not one reads as empty.
+    func stringList(_ column: String) throws -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data(try string(column).utf8))) ?? []
+    }
+}

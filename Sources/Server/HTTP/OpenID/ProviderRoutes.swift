@@ -26,8 +26,7 @@ struct ProviderRoutes {
 
     @Sendable func token(_ request: Request, context: AppRequestContext) async throws -> Response {
         do {
-            let form: FormPost
-            do { form = try await FormPost.read(request) } catch { throw TokenError("invalid_request", "send the request as application/x-www-form-urlencoded") }
+            let form = try await Self.form(request)
             let (clientID, secret) = try Self.clientCredentials(request, form)
             let client = try await openID.authenticate(clientID: clientID, secret: secret)
             guard form["grant_type"] == "authorization_code" else {
@@ -40,7 +39,7 @@ struct ProviderRoutes {
                 if let session { _ = try? await auth.revokeSession(userID: user, sessionID: session) }
             }
             let scope = grant.scopes.joined(separator: " ")
-            let pair = try await auth.openClientSession(
+            let pair = try await auth.openSession(
                 userID: grant.userID, client: ClientInfo(userAgent: "OpenID client: \(client.name)", ip: context.clientIP),
                 clientID: client.id.lowercasedString, scope: scope)
             try await openID.store.recordIssuedSession(codeHash: codeHash, sessionID: pair.sessionID)
@@ -53,6 +52,11 @@ struct ProviderRoutes {
         } catch let error as TokenError {
             return try Self.tokenError(error)
         }
+    }
+
+    /// The back channel's body: a form (RFC 6749 §4.1.3), else `invalid_request`.
+    static func form(_ request: Request) async throws -> FormPost {
+        do { return try await FormPost.read(request) } catch { throw TokenError("invalid_request", "send the request as application/x-www-form-urlencoded") }
     }
 
     /// `client_secret_basic` (the Authorization header) or `client_secret_post` (the form), not both.
@@ -88,8 +92,7 @@ struct ProviderRoutes {
     /// token was (RFC 7009 §2.2): a client learns nothing about tokens that are not its own.
     @Sendable func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
         do {
-            let form: FormPost
-            do { form = try await FormPost.read(request) } catch { throw TokenError("invalid_request", "send the request as application/x-www-form-urlencoded") }
+            let form = try await Self.form(request)
             let client = try await client(request, form)
             guard let token = form["token"], !token.isEmpty else { throw TokenError("invalid_request", "token is missing") }
             if token.utf8.count <= 8192, let verified = try? await auth.authenticate(accessToken: token), verified.clientID == client.id.lowercasedString {
@@ -117,8 +120,7 @@ struct ProviderRoutes {
     /// live now (signature, expiry and its session), and whose. Anything else is `active: false`.
     @Sendable func introspect(_ request: Request, context: AppRequestContext) async throws -> Response {
         do {
-            let form: FormPost
-            do { form = try await FormPost.read(request) } catch { throw TokenError("invalid_request", "send the request as application/x-www-form-urlencoded") }
+            let form = try await Self.form(request)
             let client = try await client(request, form)
             guard client.kind == .confidential else { throw TokenError("invalid_client", "only a confidential client may introspect") }
             guard let token = form["token"], !token.isEmpty else { throw TokenError("invalid_request", "token is missing") }
