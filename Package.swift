@@ -53,7 +53,9 @@ let package = Package(
         // The OpenID provider (SPEC §14): clients and their rules.
         .target(
             name: "OpenID",
-            dependencies: ["Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "Identity",
@@ -61,6 +63,8 @@ let package = Package(
                 "Authority", "CArgon2",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // RSA for RS256 ID tokens (OpenID Connect requires it).
+                .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -196,9 +196,9 @@ public struct AuthService: Sendable {
     /// now: a signup that just set the password, or an OpenID client's login (its own row in the
     /// sessions table, so logging out everywhere ends it too; its tokens carry the client's id and
     /// the granted scope).
-    public func openSession(userID: UUID, client: ClientInfo, clientID: String = "portcullis", scope: String? = nil) async throws -> TokenPair {
+    public func openSession(userID: UUID, client: ClientInfo, for app: ClientSessionTerms? = nil, scope: String? = nil) async throws -> TokenPair {
         guard let user = try await users.user(id: userID) else { throw IdentityError.notFound }
-        return try await openSession(for: user, client: client, clientID: clientID, scope: scope)
+        return try await openSession(for: user, client: client, app: app, scope: scope)
     }
 
     /// A session by id (for when a browser session signed in: OpenID's `auth_time`).
@@ -206,57 +206,78 @@ public struct AuthService: Sendable {
         try await sessions.session(id: id)
     }
 
-    func openSession(for user: User, client: ClientInfo, clientID: String = "portcullis", scope: String? = nil) async throws -> TokenPair {
+    func openSession(for user: User, client: ClientInfo, app: ClientSessionTerms? = nil, scope: String? = nil) async throws -> TokenPair {
         let at = now()
         let refresh = Secrets.token()
-        let refreshExpiry = at.addingTimeInterval(tokens.settings.refreshTokenTTL.seconds)
+        let refreshTTL = app?.refreshLifetime ?? tokens.settings.refreshTokenTTL
+        let refreshExpiry = at.addingTimeInterval(refreshTTL.seconds)
         let session = Session(
             id: UUID(), userID: user.id, createdAt: at, lastUsedAt: at, expiresAt: refreshExpiry,
-            revokedAt: nil, userAgent: client.userAgent, ip: client.ip)
+            revokedAt: nil, userAgent: client.userAgent, ip: client.ip, clientID: app?.clientID, scope: scope)
         let revision = try await sessions.createSession(session, refreshHash: Secrets.hash(refresh), refreshExpiresAt: refreshExpiry)
-        let access = try await tokens.issue(userID: user.id, sessionID: session.id, now: at, clientID: clientID, scope: scope)
+        let access = try await tokens.issue(
+            userID: user.id, sessionID: session.id, now: at, clientID: app?.clientID ?? TokenService.ownClientID, scope: scope,
+            lifetime: app?.accessLifetime)
         return TokenPair(
             accessToken: access.token, accessExpiresIn: access.expiresIn, refreshToken: refresh,
-            refreshExpiresIn: Int(tokens.settings.refreshTokenTTL.seconds), user: user,
-            sessionID: session.id, revision: revision)
+            refreshExpiresIn: Int(refreshTTL.seconds), user: user,
+            sessionID: session.id, revision: revision, scope: scope)
     }
 
-    /// Spends a refresh token for a new pair. Presenting a spent token revokes its session.
-    public func refresh(_ refreshToken: String) async throws -> TokenPair {
+    /// Spends a refresh token for a new pair. Presenting a spent token revokes its session. A
+    /// session opened for an OpenID client refreshes only through that client (`app`), and keeps
+    /// its client id and scope; Portcullis's own sessions refresh with `app` nil.
+    public func refresh(_ refreshToken: String, for app: ClientSessionTerms? = nil) async throws -> TokenPair {
         guard refreshToken.count >= 43, refreshToken.count <= 512 else { throw IdentityError.invalidRefreshToken }
         let at = now()
         let next = Secrets.token()
-        let nextExpiry = at.addingTimeInterval(tokens.settings.refreshTokenTTL.seconds)
-        switch try await sessions.rotateRefreshToken(oldHash: Secrets.hash(refreshToken), newHash: Secrets.hash(next), newExpiresAt: nextExpiry, now: at) {
+        let refreshTTL = app?.refreshLifetime ?? tokens.settings.refreshTokenTTL
+        let nextExpiry = at.addingTimeInterval(refreshTTL.seconds)
+        switch try await sessions.rotateRefreshToken(
+            oldHash: Secrets.hash(refreshToken), newHash: Secrets.hash(next), newExpiresAt: nextExpiry, clientID: app?.clientID, now: at) {
         case .invalid:
             throw IdentityError.invalidRefreshToken
         case .reused:
             throw IdentityError.invalidRefreshToken
         case .rotated(let session, let revision):
             guard let user = try await users.user(id: session.userID) else { throw IdentityError.invalidRefreshToken }
-            let access = try await tokens.issue(userID: user.id, sessionID: session.id, now: at)
+            let access = try await tokens.issue(
+                userID: user.id, sessionID: session.id, now: at, clientID: session.clientID ?? TokenService.ownClientID, scope: session.scope,
+                lifetime: app?.accessLifetime)
             return TokenPair(
                 accessToken: access.token, accessExpiresIn: access.expiresIn, refreshToken: next,
-                refreshExpiresIn: Int(tokens.settings.refreshTokenTTL.seconds), user: user,
-                sessionID: session.id, revision: revision)
+                refreshExpiresIn: Int(refreshTTL.seconds), user: user,
+                sessionID: session.id, revision: revision, scope: session.scope)
         }
     }
 
     /// Verifies an access token and that its session is still alive (asking the database when
-    /// `readThrough`, for a node whose memory may be behind).
+    /// `readThrough`, for a node whose memory may be behind). A service account's token is refused.
     public func authenticate(accessToken: String, readThrough: Bool = false) async throws -> VerifiedAccessToken {
+        guard case .session(let verified) = try await authenticateBearer(accessToken, readThrough: readThrough) else {
+            throw IdentityError.unauthenticated("not a session's token")
+        }
+        return verified
+    }
+
+    /// Any access token: a session's, checked as above, or an OpenID client's service-account
+    /// token, whose signature and expiry are checked here and whose client the caller checks.
+    public func authenticateBearer(_ accessToken: String, readThrough: Bool = false) async throws -> VerifiedBearer {
         let key = Secrets.hash(accessToken)
         let verified: VerifiedAccessToken
         if let hit = verifiedTokens.get(key, now: now()) {
             verified = hit
         } else {
-            verified = try await tokens.verify(accessToken, now: now())
+            switch try await tokens.verifyBearer(accessToken, now: now()) {
+            case .serviceAccount(let token): return .serviceAccount(token)
+            case .session(let token): verified = token
+            }
             verifiedTokens.put(key, verified)
         }
         guard try await sessionGuard.isAlive(sessionID: verified.sessionID, userID: verified.userID, now: now(), readThrough: readThrough) else {
             throw IdentityError.unauthenticated("session revoked")
         }
-        return verified
+        return .session(verified)
     }
 
     /// The user of a live session: what a browser's session cookie names (SPEC §13). Nil once
@@ -274,6 +295,13 @@ public struct AuthService: Sendable {
             throw IdentityError.unauthenticated("session revoked")
         }
         return revision
+    }
+
+    /// Ends the session behind a refresh token issued to `clientID` (RFC 7009); false when the
+    /// token is unknown, ended already, or another client's.
+    public func revokeRefreshToken(_ token: String, clientID: String) async throws -> Bool {
+        guard token.count >= 43, token.count <= 512 else { return false }
+        return try await sessions.revokeSession(refreshHash: Secrets.hash(token), clientID: clientID, reason: .logout, now: now()) != nil
     }
 
     public func revokeSession(userID: UUID, sessionID: UUID) async throws -> Revision {

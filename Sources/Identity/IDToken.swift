@@ -28,15 +28,21 @@ public struct IDTokenClaims: JWTPayload, Equatable {
     public var email: String?
     public var emailVerified: Bool?
     public var orgs: [OrgClaim]?
+    /// The org a login was scoped to (`organization=` on the authorization request).
+    public var orgID: String?
 
     enum CodingKeys: String, CodingKey {
         case iss, sub, aud, exp, iat, nonce, azp, name, email, orgs
         case authTime = "auth_time"
         case emailVerified = "email_verified"
+        case orgID = "org_id"
     }
 
     /// The claims for `user` as `clientID` may see them under `scopes`.
-    public init(issuer: String, user: User, clientID: String, scopes: [String], nonce: String?, authTime: Date, issuedAt: Date, lifetime: TimeInterval, orgs: [OrgClaim]?) {
+    public init(
+        issuer: String, user: User, clientID: String, scopes: [String], nonce: String?, authTime: Date, issuedAt: Date, lifetime: TimeInterval,
+        orgs: [OrgClaim]?, orgID: String? = nil
+    ) {
         let at = Date(timeIntervalSince1970: issuedAt.timeIntervalSince1970.rounded(.down))
         iss = IssuerClaim(value: issuer)
         sub = SubjectClaim(value: user.id.uuidString.lowercased())
@@ -49,6 +55,7 @@ public struct IDTokenClaims: JWTPayload, Equatable {
         if scopes.contains("profile") { name = user.name }
         if scopes.contains("email") { (email, emailVerified) = (user.email, user.emailVerified) }
         if scopes.contains("orgs") { self.orgs = orgs ?? [] }
+        self.orgID = orgID
     }
 
     /// Issued by this server and signed by it; nothing else to check here.

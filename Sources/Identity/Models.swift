@@ -42,8 +42,15 @@ public struct Session: Sendable, Equatable {
     public var revokedAt: Date?
     public var userAgent: String
     public var ip: String
+    /// The OpenID client the session was opened for (nil: Portcullis's own login) and the scope
+    /// it was granted: a refresh keeps both, and only that client may refresh it.
+    public var clientID: String?
+    public var scope: String?
 
-    public init(id: UUID, userID: UUID, createdAt: Date, lastUsedAt: Date, expiresAt: Date, revokedAt: Date?, userAgent: String, ip: String) {
+    public init(
+        id: UUID, userID: UUID, createdAt: Date, lastUsedAt: Date, expiresAt: Date, revokedAt: Date?, userAgent: String, ip: String,
+        clientID: String? = nil, scope: String? = nil
+    ) {
         self.id = id
         self.userID = userID
         self.createdAt = createdAt
@@ -52,6 +59,8 @@ public struct Session: Sendable, Equatable {
         self.revokedAt = revokedAt
         self.userAgent = userAgent
         self.ip = ip
+        self.clientID = clientID
+        self.scope = scope
     }
 
     public func isActive(at now: Date) -> Bool { revokedAt == nil && expiresAt > now }
@@ -66,6 +75,22 @@ public struct TokenPair: Sendable {
     public var user: User
     public var sessionID: UUID
     public var revision: Int64
+    /// The scope the session was granted (OpenID clients; nil for Portcullis's own login).
+    public var scope: String? = nil
+}
+
+/// An OpenID client's hold on a session: which client, and the token lifetimes it registered
+/// (nil: the server's). Its sessions' tokens carry its id, and only it may refresh them.
+public struct ClientSessionTerms: Sendable, Equatable {
+    public var clientID: String
+    public var accessLifetime: Duration?
+    public var refreshLifetime: Duration?
+
+    public init(clientID: String, accessLifetime: Duration? = nil, refreshLifetime: Duration? = nil) {
+        self.clientID = clientID
+        self.accessLifetime = accessLifetime
+        self.refreshLifetime = refreshLifetime
+    }
 }
 
 /// Where a request comes from, recorded on the session.

@@ -60,8 +60,12 @@ public enum RefreshOutcome: Sendable {
 /// Persistence for sessions and their refresh tokens.
 public protocol SessionStore: Sendable {
     func createSession(_ session: Session, refreshHash: String, refreshExpiresAt: Date) async throws -> Revision
-    func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, now: Date) async throws -> RefreshOutcome
+    /// Only a session opened for `clientID` (nil: Portcullis's own login) is rotated; another is `.invalid`.
+    func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, clientID: String?, now: Date) async throws -> RefreshOutcome
     func session(id: UUID) async throws -> Session?
+    /// Revokes the session a refresh token (current or spent) belongs to, if it was opened for
+    /// `clientID`; nil when there is none such.
+    func revokeSession(refreshHash: String, clientID: String?, reason: RevokeReason, now: Date) async throws -> Revision?
     /// Active sessions of a user, newest first, and their total count.
     func activeSessions(userID: UUID, now: Date, limit: Int, offset: Int) async throws -> ([Session], Int)
     /// Revokes one session of the user; nil when no such active session exists.
@@ -94,10 +98,10 @@ public struct SigningKeyRecord: Sendable, Equatable {
 
 public protocol SigningKeyStore: Sendable {
     func signingKeys() async throws -> [SigningKeyRecord]
-    /// Inserts `key` as the active key unless one exists already (several nodes starting at
-    /// once on an empty database make exactly one). Returns whether it inserted.
+    /// Inserts `key` as the active key of its algorithm unless one exists already (several nodes
+    /// starting at once on an empty database make exactly one). Returns whether it inserted.
     func activateFirstKey(_ key: SigningKeyRecord) async throws -> Bool
-    /// Inserts `key` as the active key and retires every other active key, publishing the
+    /// Inserts `key` as the active key and retires every other active key of its algorithm, publishing the
     /// retired ones until `retiredPublishUntil`, and audits it as done by `actor` ("system" when
     /// nil). Returns the change's revision.
     func rotateKey(to key: SigningKeyRecord, retiredPublishUntil: Date, actor: Principal?) async throws -> Revision

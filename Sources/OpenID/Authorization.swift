@@ -14,6 +14,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var prompt: Set<String>
     public var maxAge: Int?
     public var loginHint: String?
+    /// `organization=<org_id>`: the login is for this org only (refused unless a member).
+    public var organization: UUID?
 
     public var scope: String { scopes.joined(separator: " ") }
 }
@@ -69,9 +71,14 @@ extension AuthorizationRequest {
         }
         if let nonce = query["nonce"], nonce.utf8.count > 512 { throw refuse("invalid_request", "nonce is too long") }
         if let state, state.utf8.count > 2000 { throw refuse("invalid_request", "state is too long") }
+        var organization: UUID?
+        if let text = query["organization"] {
+            guard let id = UUID(uuidString: text) else { throw refuse("invalid_request", "organization must be an org id") }
+            organization = id
+        }
         return AuthorizationRequest(
             client: client, redirectURI: redirectURI, scopes: scopes, state: state, nonce: query["nonce"], codeChallenge: challenge,
-            prompt: prompt, maxAge: maxAge, loginHint: query["login_hint"].map { String($0.prefix(254)) })
+            prompt: prompt, maxAge: maxAge, loginHint: query["login_hint"].map { String($0.prefix(254)) }, organization: organization)
     }
 }
 

@@ -23,6 +23,37 @@ public struct ClientService: Sendable {
         if fields.firstParty == true, !actor.isRoot { throw ClientError.forbidden("only the platform administrator marks a client first-party") }
     }
 
+    /// The token settings of a registration or a patch, checked, onto `client`.
+    public static func apply(_ fields: ClientFields, to client: inout OAuthClient) throws {
+        if let algorithm = fields.idTokenAlgorithm { client.idTokenAlgorithm = algorithm }
+        if let lifetime = fields.accessTokenLifetime {
+            client.accessTokenLifetime = try ClientRules.lifetime(lifetime, ClientRules.accessLifetimes, "access_token_lifetime")
+        }
+        if let lifetime = fields.refreshTokenLifetime {
+            client.refreshTokenLifetime = try ClientRules.lifetime(lifetime, ClientRules.refreshLifetimes, "refresh_token_lifetime")
+        }
+        if let template = fields.claimTemplate { client.claimTemplate = template }
+        if let account = fields.serviceAccountID { client.serviceAccountID = account }
+        if client.serviceAccountID != nil {
+            guard client.orgID != nil, client.kind == .confidential else {
+                throw ClientError.invalid("service_account_id is for a confidential client of an org")
+            }
+        }
+    }
+
+    /// Binding a service account gives whoever holds the client's secret that account's
+    /// authority: the same rule as minting it a key (its org's, and not above the actor's rank).
+    func mayBind(_ actor: Actor, _ client: OAuthClient, in tx: any TenancyWriter, _ clients: any ClientWriter, at: Date) async throws {
+        guard let id = client.serviceAccountID, let org = client.orgID else { return }
+        guard let account = try await clients.serviceAccount(id: id), account.orgID == org else {
+            throw ClientError.invalid("service_account_id names no service account of this client's org")
+        }
+        let (role, _) = try await tenancy.access(Permission.serviceAccountsWrite, actor: actor, orgID: org, in: tx, at: at)
+        guard RankRules.mayManageGrant(actor: role, grant: account.role) else {
+            throw ClientError.forbidden("this service account's role exceeds your own")
+        }
+    }
+
     /// Client secrets: 256 random bits behind a prefix that says what they are.
     static func mintSecret() -> String { "pcs_" + Secrets.token() }
 
@@ -52,11 +83,13 @@ public struct ClientService: Sendable {
         let at = now()
         try Self.mayMarkFirstParty(actor, fields)
         let secret = kind == .confidential ? Self.mintSecret() : nil
-        return try await store.writeClients(lockingOrg: orgID) { tx, clients in
+        var client = OAuthClient(
+            id: UUID(), orgID: orgID, name: name, kind: kind, redirectURIs: redirectURIs, scopes: scopes,
+            firstParty: fields.firstParty ?? false, createdAt: at, updatedAt: at)
+        try Self.apply(fields, to: &client)
+        return try await store.writeClients(lockingOrg: orgID) { [client] tx, clients in
             let viaRoot = try await authorize(actor, orgID: orgID, in: tx, at: at)
-            let client = OAuthClient(
-                id: UUID(), orgID: orgID, name: name, kind: kind, redirectURIs: redirectURIs, scopes: scopes,
-                firstParty: fields.firstParty ?? false, createdAt: at, updatedAt: at)
+            try await mayBind(actor, client, in: tx, clients, at: at)
             try await clients.insert(client, secretHash: secret.map(Secrets.hash))
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientCreated, client, viaRoot: viaRoot))
             let revision = try await tx.recordChange(.clientChanged(client.id), at: at)
@@ -96,7 +129,9 @@ public struct ClientService: Sendable {
             if let redirectURIs { client.redirectURIs = redirectURIs }
             if let scopes { client.scopes = scopes }
             if let firstParty = fields.firstParty { client.firstParty = firstParty }
+            try Self.apply(fields, to: &client)
             guard client != before else { return (client, nil) }
+            if client.serviceAccountID != before.serviceAccountID { try await mayBind(actor, client, in: tx, clients, at: at) }
             client.updatedAt = at
             try await clients.update(client)
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientUpdated, client, viaRoot: viaRoot))
@@ -150,7 +185,8 @@ public struct ClientService: Sendable {
             actor, at: at, action, org: client.orgID, target: "client:\(client.id.lowercasedString)",
             ["name": .string(client.name), "type": .string(client.kind.rawValue),
              "redirect_uris": .array(client.redirectURIs.map(JSONValue.string)), "scopes": .array(client.scopes.map(JSONValue.string)),
-             "first_party": .bool(client.firstParty)],
+             "first_party": .bool(client.firstParty), "id_token_signed_response_alg": .string(client.idTokenAlgorithm.rawValue),
+             "service_account_id": client.serviceAccountID.map { .string($0.lowercasedString) } ?? .null],
             viaRoot: viaRoot)
     }
 }

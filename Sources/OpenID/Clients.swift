@@ -25,6 +25,23 @@ public struct OAuthClient: Sendable, Equatable {
     public var firstParty: Bool
     public var createdAt: Date
     public var updatedAt: Date
+    /// How its ID tokens are signed (RS256 unless it asks for ES256).
+    public var idTokenAlgorithm: SigningAlgorithm = .rs256
+    /// Its tokens' lifetimes in seconds; nil: the server's.
+    public var accessTokenLifetime: Int?
+    public var refreshTokenLifetime: Int?
+    /// Extra claims in its ID tokens and userinfo.
+    public var claimTemplate: ClaimTemplate?
+    /// The service account of its org it acts as with `client_credentials` (confidential org
+    /// clients only); nil: that grant is refused.
+    public var serviceAccountID: UUID?
+
+    /// Its hold on the sessions it opens: its id and token lifetimes.
+    public var sessionTerms: ClientSessionTerms {
+        ClientSessionTerms(
+            clientID: id.lowercasedString, accessLifetime: accessTokenLifetime.map { .seconds($0) },
+            refreshLifetime: refreshTokenLifetime.map { .seconds($0) })
+    }
 
     public init(
         id: UUID, orgID: UUID?, name: String, kind: Kind, redirectURIs: [String], scopes: [String], firstParty: Bool,
@@ -44,9 +61,17 @@ public struct OAuthClient: Sendable, Equatable {
 
 /// What a client registration may say, checked (SPEC §14).
 public enum ClientRules {
-    /// The scopes this provider knows.
-    /// (`offline_access` comes with refresh tokens for clients, which are not served yet.)
-    public static let scopes = ["openid", "profile", "email", "orgs"]
+    /// The scopes this provider knows. `offline_access` brings a refresh token.
+    public static let scopes = ["openid", "profile", "email", "orgs", "offline_access"]
+    /// Access tokens: one minute to a day. Refresh tokens: an hour to 90 days.
+    public static let accessLifetimes = 60...Int(TokenService.longestClientTokenLifetime)
+    public static let refreshLifetimes = 3600...(90 * 86_400)
+
+    public static func lifetime(_ seconds: Int?, _ range: ClosedRange<Int>, _ name: String) throws -> Int? {
+        guard let seconds else { return nil }
+        guard range.contains(seconds) else { throw ClientError.invalid("\(name) must be between \(range.lowerBound) and \(range.upperBound) seconds") }
+        return seconds
+    }
     public static let maxRedirectURIs = 20
     public static let maxURILength = 2000
 
@@ -90,13 +115,28 @@ public struct ClientFields: Sendable {
     public var redirectURIs: [String]?
     public var scopes: [String]?
     public var firstParty: Bool?
+    public var idTokenAlgorithm: SigningAlgorithm?
+    /// For these, `.some(nil)` clears the value (back to the server's default, or none).
+    public var accessTokenLifetime: Int??
+    public var refreshTokenLifetime: Int??
+    public var claimTemplate: ClaimTemplate??
+    public var serviceAccountID: UUID??
 
-    public init(name: String? = nil, kind: OAuthClient.Kind? = nil, redirectURIs: [String]? = nil, scopes: [String]? = nil, firstParty: Bool? = nil) {
+    public init(
+        name: String? = nil, kind: OAuthClient.Kind? = nil, redirectURIs: [String]? = nil, scopes: [String]? = nil, firstParty: Bool? = nil,
+        idTokenAlgorithm: SigningAlgorithm? = nil, accessTokenLifetime: Int?? = nil, refreshTokenLifetime: Int?? = nil,
+        claimTemplate: ClaimTemplate?? = nil, serviceAccountID: UUID?? = nil
+    ) {
         self.name = name
         self.kind = kind
         self.redirectURIs = redirectURIs
         self.scopes = scopes
         self.firstParty = firstParty
+        self.idTokenAlgorithm = idTokenAlgorithm
+        self.accessTokenLifetime = accessTokenLifetime
+        self.refreshTokenLifetime = refreshTokenLifetime
+        self.claimTemplate = claimTemplate
+        self.serviceAccountID = serviceAccountID
     }
 }
 
@@ -130,4 +170,6 @@ public protocol ClientWriter: Sendable {
     func setSecret(id: UUID, hash: String?) async throws
     /// Deletes the client and ends the sessions opened for it; returns those sessions.
     func delete(id: UUID, at: Date) async throws -> [UUID]
+    /// A service account's org and role, for binding it to a client.
+    func serviceAccount(id: UUID) async throws -> (orgID: UUID, role: Role)?
 }

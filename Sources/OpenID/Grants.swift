@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Identity
+import Tenancy
 
 /// An authorization code as stored (by the hash of the code): what the login granted, waiting
 /// for the client to redeem it at the token endpoint.
@@ -14,8 +15,13 @@ public struct AuthorizationCode: Sendable, Equatable {
     /// When the person signed in (OpenID's `auth_time`).
     public var authTime: Date
     public var expiresAt: Date
+    /// The org the login was scoped to (`organization=`), the person a member of it.
+    public var orgID: UUID?
 
-    public init(clientID: UUID, userID: UUID, redirectURI: String, scopes: [String], nonce: String?, codeChallenge: String?, authTime: Date, expiresAt: Date) {
+    public init(
+        clientID: UUID, userID: UUID, redirectURI: String, scopes: [String], nonce: String?, codeChallenge: String?, authTime: Date, expiresAt: Date,
+        orgID: UUID? = nil
+    ) {
         self.clientID = clientID
         self.userID = userID
         self.redirectURI = redirectURI
@@ -24,6 +30,21 @@ public struct AuthorizationCode: Sendable, Equatable {
         self.codeChallenge = codeChallenge
         self.authTime = authTime
         self.expiresAt = expiresAt
+        self.orgID = orgID
+    }
+}
+
+/// What an OpenID client's session remembers of the login that opened it, for the ID tokens a
+/// refresh issues and for userinfo.
+public struct ClientSessionGrant: Sendable, Equatable {
+    public var clientID: UUID
+    public var orgID: UUID?
+    public var authTime: Date?
+
+    public init(clientID: UUID, orgID: UUID?, authTime: Date?) {
+        self.clientID = clientID
+        self.orgID = orgID
+        self.authTime = authTime
     }
 }
 
@@ -43,8 +64,11 @@ public protocol GrantStore: Sendable {
     /// Spends the code at once when `clientID`'s (one of two concurrent redemptions wins); another
     /// client's attempt leaves it as it was.
     func redeemCode(hash: String, clientID: UUID, at: Date) async throws -> CodeRedemption
-    /// Remembers the session a code's redemption opened (to end it if the code comes again).
+    /// Remembers the session a code's redemption opened (to end it if the code comes again), with
+    /// the code's org and sign-in time.
     func recordIssuedSession(codeHash: String, sessionID: UUID) async throws
+    /// What a client's session remembers of its login; nil for other sessions.
+    func sessionGrant(sessionID: UUID) async throws -> ClientSessionGrant?
     /// The scopes the person consented to give the client, if ever.
     func consent(userID: UUID, clientID: UUID) async throws -> [String]?
     func saveConsent(userID: UUID, clientID: UUID, scopes: [String], at: Date) async throws
@@ -126,13 +150,52 @@ public struct OpenIDService: Sendable {
         for session in try await store.revokeConsent(userID: userID, clientID: clientID) { try await endSession(session) }
     }
 
+    /// Whether the person may sign in to `request`'s org (`organization=`): only its members may.
+    public func mayEnterOrganization(userID: UUID, _ request: AuthorizationRequest) async throws -> Bool {
+        guard let org = request.organization else { return true }
+        do {
+            return try await clients.tenancy.org(actor: .user(userID, isRoot: false), id: org).role != nil
+        } catch is TenancyError {
+            return false
+        }
+    }
+
+    /// The person's orgs with their role in each (the first 100): the `orgs` claim.
+    public func orgs(of userID: UUID) async throws -> [IDTokenClaims.OrgClaim] {
+        let (views, _) = try await clients.tenancy.listOrgs(actor: .user(userID, isRoot: false), everyOrg: false, nameContains: nil, limit: 100, offset: 0)
+        return views.map { IDTokenClaims.OrgClaim(id: $0.org.id.lowercasedString, name: $0.org.name, role: $0.role?.rawValue ?? "") }
+    }
+
+    /// What `client` learns about `user` under `scopes`, in a login scoped to `loginOrg`.
+    public func claims(user: User, scopes: [String], loginOrg: UUID?, client: OAuthClient) async throws -> PersonClaims {
+        let orgs = PersonClaims.needsOrgs(scopes: scopes, template: client.claimTemplate) ? try await orgs(of: user.id) : []
+        return PersonClaims(user: user, scopes: scopes, orgs: orgs, loginOrg: loginOrg, template: client.claimTemplate)
+    }
+
+    /// The service account a client_credentials grant acts as: a confidential client's, bound
+    /// by its org's admins (SPEC §14).
+    public func serviceAccount(of client: OAuthClient) throws -> (accountID: UUID, orgID: UUID) {
+        guard client.kind == .confidential, let account = client.serviceAccountID, let org = client.orgID else {
+            throw TokenError("unauthorized_client", "this client has no service account to act as; client_credentials is refused")
+        }
+        return (account, org)
+    }
+
+    /// Whether a client_credentials token still stands: its client exists and still acts as
+    /// that service account (deleting the client or unbinding the account ends its tokens).
+    public func isLive(_ token: VerifiedServiceAccountToken) async throws -> Bool {
+        guard let id = UUID(uuidString: token.clientID), let (client, _) = try await clients.store.client(id: id) else { return false }
+        return client.serviceAccountID == token.accountID && client.orgID == token.orgID
+    }
+
     /// A new code for the signed-in person (returned once; stored as its hash).
     public func issueCode(_ request: AuthorizationRequest, userID: UUID, authTime: Date) async throws -> String {
         let code = Secrets.token()
         let at = now()
         try await store.insertCode(hash: Secrets.hash(code), AuthorizationCode(
             clientID: request.client.id, userID: userID, redirectURI: request.redirectURI, scopes: request.scopes, nonce: request.nonce,
-            codeChallenge: request.codeChallenge, authTime: authTime, expiresAt: at.addingTimeInterval(Self.codeLifetime)), at: at)
+            codeChallenge: request.codeChallenge, authTime: authTime, expiresAt: at.addingTimeInterval(Self.codeLifetime),
+            orgID: request.organization), at: at)
         return code
     }
 

@@ -11,14 +11,14 @@ public struct SQLGrantStore: SQLStore, GrantStore {
         try await db.execute("DELETE FROM oauth_codes WHERE expires_at < $1", at.addingTimeInterval(-86_400))
         try await db.execute(
             """
-            INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, created_at, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, created_at, expires_at, org_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             """,
-            hash, c.clientID, c.userID, c.redirectURI, StringList.json(c.scopes), c.nonce, c.codeChallenge, c.authTime, at, c.expiresAt)
+            hash, c.clientID, c.userID, c.redirectURI, StringList.json(c.scopes), c.nonce, c.codeChallenge, c.authTime, at, c.expiresAt, c.orgID)
     }
 
     public func redeemCode(hash: String, clientID: UUID, at: Date) async throws -> CodeRedemption {
-        let columns = "client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, expires_at"
+        let columns = "client_id, user_id, redirect_uri, scopes, nonce, code_challenge, auth_time, expires_at, org_id"
         if let row = try await db.queryFirst(
             "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND client_id = $3 AND used_at IS NULL AND expires_at > $2 RETURNING \(columns)",
             hash, at, clientID) {
@@ -26,7 +26,7 @@ public struct SQLGrantStore: SQLStore, GrantStore {
                 clientID: try row.uuid("client_id"), userID: try row.uuid("user_id"), redirectURI: try row.string("redirect_uri"),
                 scopes: try row.stringList("scopes"),
                 nonce: try row.optionalString("nonce"), codeChallenge: try row.optionalString("code_challenge"),
-                authTime: try row.date("auth_time"), expiresAt: try row.date("expires_at")))
+                authTime: try row.date("auth_time"), expiresAt: try row.date("expires_at"), orgID: try row.optionalUUID("org_id")))
         }
         guard let row = try await db.queryFirst("SELECT user_id, used_at, issued_session_id FROM oauth_codes WHERE code_hash = $1 AND client_id = $2", hash, clientID),
               try row.optionalDate("used_at") != nil else { return .invalid }
@@ -37,7 +37,16 @@ public struct SQLGrantStore: SQLStore, GrantStore {
         try await db.transaction { tx in
             try await tx.execute("UPDATE oauth_codes SET issued_session_id = $2 WHERE code_hash = $1", codeHash, sessionID)
             try await tx.execute(
-                "INSERT INTO oauth_sessions (session_id, client_id) SELECT $2, client_id FROM oauth_codes WHERE code_hash = $1", codeHash, sessionID)
+                """
+                INSERT INTO oauth_sessions (session_id, client_id, org_id, auth_time)
+                SELECT $2, client_id, org_id, auth_time FROM oauth_codes WHERE code_hash = $1
+                """, codeHash, sessionID)
+        }
+    }
+
+    public func sessionGrant(sessionID: UUID) async throws -> ClientSessionGrant? {
+        try await db.queryFirst("SELECT client_id, org_id, auth_time FROM oauth_sessions WHERE session_id = $1", sessionID).map { row in
+            ClientSessionGrant(clientID: try row.uuid("client_id"), orgID: try row.optionalUUID("org_id"), authTime: try row.optionalDate("auth_time"))
         }
     }
 

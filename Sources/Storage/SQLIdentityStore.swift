@@ -163,20 +163,21 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
 
     // MARK: Sessions
 
-    static let sessionColumns = "id, user_id, created_at, last_used_at, expires_at, revoked_at, user_agent, ip"
+    static let sessionColumns = "id, user_id, created_at, last_used_at, expires_at, revoked_at, user_agent, ip, client_id, scope"
 
     static func decodeSession(_ row: SQLRow) throws -> Session {
         Session(
             id: try row.uuid("id"), userID: try row.uuid("user_id"), createdAt: try row.date("created_at"),
             lastUsedAt: try row.date("last_used_at"), expiresAt: try row.date("expires_at"),
-            revokedAt: try row.optionalDate("revoked_at"), userAgent: try row.string("user_agent"), ip: try row.string("ip"))
+            revokedAt: try row.optionalDate("revoked_at"), userAgent: try row.string("user_agent"), ip: try row.string("ip"),
+            clientID: try row.optionalString("client_id"), scope: try row.optionalString("scope"))
     }
 
     public func createSession(_ s: Session, refreshHash: String, refreshExpiresAt: Date) async throws -> Revision {
         try await write { tx in
             try await tx.execute(
-                "INSERT INTO sessions (\(Self.sessionColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                s.id, s.userID, s.createdAt, s.lastUsedAt, s.expiresAt, s.revokedAt, s.userAgent, s.ip)
+                "INSERT INTO sessions (\(Self.sessionColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                s.id, s.userID, s.createdAt, s.lastUsedAt, s.expiresAt, s.revokedAt, s.userAgent, s.ip, s.clientID, s.scope)
             try await tx.execute(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
                 refreshHash, s.id, s.createdAt, refreshExpiresAt)
@@ -184,7 +185,7 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
         }
     }
 
-    public func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, now: Date) async throws -> RefreshOutcome {
+    public func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, clientID: String?, now: Date) async throws -> RefreshOutcome {
         try await write { tx in
             // Lock the token row (PostgreSQL); SQLite's BEGIN IMMEDIATE already serializes writers.
             let lock = tx.dialect == .postgres ? " FOR UPDATE" : ""
@@ -196,6 +197,9 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
                 "SELECT \(Self.sessionColumns) FROM sessions WHERE id = $1\(lock)", sessionID)
             else { return .invalid }
             var session = try Self.decodeSession(sessionRow)
+            // A refresh token is bound to the client it was issued to: another one learns nothing
+            // and spends nothing.
+            guard session.clientID == clientID else { return .invalid }
             if try token.optionalDate("used_at") != nil {
                 // Reuse of a spent token: someone else holds a copy. Kill the whole session.
                 guard session.revokedAt == nil else { return .invalid }
@@ -234,6 +238,17 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
             "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2", userID, now)?
             .int("n") ?? 0
         return (try rows.map(Self.decodeSession), Int(total))
+    }
+
+    public func revokeSession(refreshHash: String, clientID: String?, reason: RevokeReason, now: Date) async throws -> Revision? {
+        try await write { tx in
+            guard let row = try await tx.queryFirst(
+                "SELECT s.id, s.client_id FROM sessions s JOIN refresh_tokens r ON r.session_id = s.id WHERE r.token_hash = $1 AND s.revoked_at IS NULL",
+                refreshHash), try row.optionalString("client_id") == clientID else { return nil }
+            let id = try row.uuid("id")
+            try await tx.execute("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3", now, reason.rawValue, id)
+            return try await ChangeLog.append(tx, .sessionRevoked(id), at: now)
+        }
     }
 
     public func revokeSession(id: UUID, userID: UUID, reason: RevokeReason, now: Date) async throws -> Revision? {
@@ -292,7 +307,7 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
     public func activateFirstKey(_ key: SigningKeyRecord) async throws -> Bool {
         try await write { tx in
             try await Self.lockSigningKeys(tx)
-            if try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1") != nil {
+            if try await tx.queryFirst("SELECT kid FROM signing_keys WHERE retired_at IS NULL AND algorithm = $1 LIMIT 1", key.algorithm) != nil {
                 return false
             }
             _ = try await Self.activate(tx, key, retiredPublishUntil: key.createdAt)
@@ -311,7 +326,8 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
     public func rotateKey(ifActiveOlderThan cutoff: Date, to key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision? {
         try await write { tx in
             try await Self.lockSigningKeys(tx)
-            let active = try await tx.queryFirst("SELECT MAX(created_at) AS newest FROM signing_keys WHERE retired_at IS NULL")
+            let active = try await tx.queryFirst(
+                "SELECT MAX(created_at) AS newest FROM signing_keys WHERE retired_at IS NULL AND algorithm = $1", key.algorithm)
             if let newest = try active?.optionalDate("newest"), newest >= cutoff { return nil }
             try await Self.auditRotation(tx, key, actor: nil)
             return try await Self.activate(tx, key, retiredPublishUntil: retiredPublishUntil)
@@ -331,11 +347,12 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
         }
     }
 
-    /// Retires the active keys and inserts `key` as the active one, inside the caller's transaction.
+    /// Retires the active keys of `key`'s algorithm and inserts `key` as the active one, inside
+    /// the caller's transaction.
     static func activate(_ tx: any SQLExecutor, _ key: SigningKeyRecord, retiredPublishUntil: Date) async throws -> Revision {
         try await tx.execute(
-            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
-            key.createdAt, retiredPublishUntil)
+            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL AND algorithm = $3",
+            key.createdAt, retiredPublishUntil, key.algorithm)
         try await tx.execute(
             "INSERT INTO signing_keys (kid, algorithm, public_key_pem, sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
             key.kid, key.algorithm, key.publicKeyPEM, key.sealedPrivateKey, key.createdAt)

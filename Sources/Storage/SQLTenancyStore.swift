@@ -180,8 +180,15 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
                 org.id, org.name, org.name.lowercased(), org.description, JSONValue.object(org.metadata).canonicalJSON, org.updatedAt, org.maxKeyTTL)
         }
 
-        func deleteOrg(id: UUID) async throws {
+        func deleteOrg(id: UUID, at: Date) async throws -> [UUID] {
+            let ended = try await tx.query(
+                """
+                UPDATE sessions SET revoked_at = $2, revoke_reason = 'client_deleted'
+                WHERE id IN (SELECT o.session_id FROM oauth_sessions o JOIN oauth_clients c ON c.id = o.client_id WHERE c.org_id = $1)
+                    AND revoked_at IS NULL RETURNING id
+                """, id, at).map { try $0.uuid("id") }
             try await tx.execute("DELETE FROM orgs WHERE id = $1", id)
+            return ended
         }
 
         func membership(orgID: UUID, userID: UUID) async throws -> Membership? {

@@ -28,7 +28,9 @@ public protocol TenancyWriter: Sendable {
     func org(id: UUID) async throws -> Org?
     func insertOrg(_ org: Org) async throws
     func updateOrg(_ org: Org) async throws
-    func deleteOrg(id: UUID) async throws
+    /// Deletes the org (its rows go through the schema's cascades) and ends the sessions its
+    /// OpenID clients opened; returns those sessions.
+    func deleteOrg(id: UUID, at: Date) async throws -> [UUID]
     func membership(orgID: UUID, userID: UUID) async throws -> Membership?
     /// Inserts or replaces the membership of (org, user).
     func upsertMembership(_ membership: Membership) async throws

@@ -157,13 +157,14 @@ public struct TenancyService: Sendable {
         }
     }
 
-    /// Deletes the org and, through the schema's cascades, everything it owns.
+    /// Deletes the org and, through the schema's cascades, everything it owns; the sessions its
+    /// OpenID clients opened end here and on every node.
     public func deleteOrg(actor: Actor, id: UUID) async throws -> Int64 {
         let at = now()
         return try await store.write(lockingOrg: id) { tx in
             let (org, standing) = try await standing(orgID: id, actor: actor, in: tx, at: at)
             let pass = try require(Permission.orgDelete, standing)
-            try await tx.deleteOrg(id: id)
+            for session in try await tx.deleteOrg(id: id, at: at) { _ = try await tx.recordChange(.sessionRevoked(session), at: at) }
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.orgDeleted, org: id, target: Self.orgTarget(id), ["name": .string(org.name)], viaRoot: pass.viaRoot))
             return try await tx.recordChange(.orgDeleted(id), at: at)
         }

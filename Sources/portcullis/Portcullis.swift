@@ -261,13 +261,13 @@ struct Keys: AsyncParsableCommand {
 
     struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Make a new active signing key; older keys stay in JWKS until their tokens expire.")
+            abstract: "Make new active signing keys (ES256 and RS256); older keys stay in JWKS until their tokens expire.")
 
         func run() async throws {
             try await Runtime.with { runtime in
                 let services = try await runtime.services()
-                let (key, _) = try await services.tokens.rotate()
-                say("new signing key \(key.kid) is active")
+                let (keys, _) = try await services.tokens.rotate()
+                for key in keys { say("new \(key.algorithm) signing key \(key.kid) is active") }
             }
         }
     }

@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Hummingbird
 import Identity
+import OpenID
 import Policy
 import Storage
 import Tenancy
@@ -12,6 +13,8 @@ public struct Caller: Sendable {
         case session(UUID)
         case userKey(APIKey)
         case serviceAccountKey(APIKey, accountID: UUID, orgID: UUID)
+        /// An OpenID client's client_credentials token, acting as its service account.
+        case clientServiceAccount(clientID: String, accountID: UUID, orgID: UUID)
     }
 
     public var credential: Credential
@@ -30,13 +33,21 @@ public struct Caller: Sendable {
 
     public var key: APIKey? {
         switch credential {
-        case .session: return nil
+        case .session, .clientServiceAccount: return nil
         case .userKey(let k), .serviceAccountKey(let k, _, _): return k
         }
     }
 
+    /// The service account and its org, for a service account's key or client token.
+    public var serviceAccount: (accountID: UUID, orgID: UUID)? {
+        switch credential {
+        case .serviceAccountKey(_, let account, let org), .clientServiceAccount(_, let account, let org): return (account, org)
+        case .session, .userKey: return nil
+        }
+    }
+
     public var principal: Principal {
-        if case .serviceAccountKey(_, let account, _) = credential { return .serviceAccount(account) }
+        if let (account, _) = serviceAccount { return .serviceAccount(account) }
         return .user(user!.id)
     }
 
@@ -49,7 +60,7 @@ public struct Caller: Sendable {
     /// The caller as an actor of org writes, narrowed like its decisions are.
     func actor(serviceAccountRole: Role?) -> Actor {
         switch credential {
-        case .serviceAccountKey(_, let account, let org):
+        case .serviceAccountKey(_, let account, let org), .clientServiceAccount(_, let account, let org):
             return .serviceAccount(account, scopes: scopes, grant: Actor.ServiceAccountGrant(orgID: org, role: serviceAccountRole ?? .viewer))
         case .userKey:
             return .user(user!.id, isRoot: isRoot, scopes: scopes)
@@ -87,6 +98,7 @@ struct Authenticator: Sendable {
     let policy: PolicyService
     let freshness: Freshness
     let limits: AbuseLimits
+    let openID: OpenIDService
 
     func authenticate(_ request: Request) async throws -> Caller {
         guard let header = request.headers[.authorization] else { throw Problem.unauthenticated() }
@@ -149,7 +161,10 @@ struct Authenticator: Sendable {
         let verified: VerifiedAccessToken
         let stale = freshness.isStale
         do {
-            verified = try await auth.authenticate(accessToken: token, readThrough: stale)
+            switch try await auth.authenticateBearer(token, readThrough: stale) {
+            case .session(let session): verified = session
+            case .serviceAccount(let account): return try await resolve(clientToken: account)
+            }
         } catch is IdentityError {
             throw Problem.unauthenticated("invalid or expired credentials")
         }
@@ -159,6 +174,15 @@ struct Authenticator: Sendable {
         var caller = Caller(credential: .session(verified.sessionID), user: user)
         if verified.clientID != "portcullis" { caller.openIDClient = verified.clientID }
         return ResolvedToken(caller: caller, expiresAt: verified.expiresAt)
+    }
+
+    /// A client_credentials token: good while its client stands and acts as that account. Like a
+    /// user's OpenID token it asks for decisions only (`openIDPaths`).
+    func resolve(clientToken token: VerifiedServiceAccountToken) async throws -> ResolvedToken {
+        guard try await openID.isLive(token) else { throw Problem.unauthenticated("invalid or expired credentials") }
+        var caller = Caller(credential: .clientServiceAccount(clientID: token.clientID, accountID: token.accountID, orgID: token.orgID), user: nil)
+        caller.openIDClient = token.clientID
+        return ResolvedToken(caller: caller, expiresAt: token.expiresAt)
     }
 
     func resolve(key presented: String) async throws -> ResolvedToken {
@@ -180,7 +204,7 @@ struct Authenticator: Sendable {
 
     /// The caller as an org actor; a service account's role comes from its org's grants.
     func actor(_ caller: Caller) async throws -> Actor {
-        guard case .serviceAccountKey(_, let account, let org) = caller.credential else { return caller.actor(serviceAccountRole: nil) }
+        guard let (account, org) = caller.serviceAccount else { return caller.actor(serviceAccountRole: nil) }
         let role = try await policy.membershipRole(of: Subject(principal: .serviceAccount(account)), in: org, consistency: freshness.isStale ? .strong : .cached)
         guard role != nil else { throw Problem.unauthenticated("the service account no longer exists") }
         return caller.actor(serviceAccountRole: role)
@@ -190,6 +214,8 @@ struct Authenticator: Sendable {
 extension Authenticator {
     /// The node's authenticator (an extension, so the memberwise initializer stays).
     init(_ services: AppServices) {
-        self.init(auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits)
+        self.init(
+            auth: services.auth, keys: services.keyVerifier, policy: services.policy, freshness: services.freshness, limits: services.limits,
+            openID: services.openID)
     }
 }

@@ -17,7 +17,7 @@ final class RequestTrace: Sendable {
         current?.caller.withLock { $0 = caller }
     }
 
-    /// `user:<id>`, `user:<id> key:<id>` or `service_account:<id> key:<id>`; formatted only
+    /// `user:<id>`, `user:<id> key:<id>`, `service_account:<id> key:<id>` or `… client:<id>`; formatted only
     /// when a log line is written.
     var subjectID: String? {
         guard let caller = caller.withLock({ $0 }) else { return nil }
@@ -25,6 +25,7 @@ final class RequestTrace: Sendable {
         case .session: return "user:" + (caller.user?.id.lowercasedString ?? "?")
         case .userKey(let key): return "user:" + (caller.user?.id.lowercasedString ?? "?") + " key:" + key.id.lowercasedString
         case .serviceAccountKey(let key, let account, _): return "service_account:" + account.lowercasedString + " key:" + key.id.lowercasedString
+        case .clientServiceAccount(let client, let account, _): return "service_account:" + account.lowercasedString + " client:" + client
         }
     }
 }

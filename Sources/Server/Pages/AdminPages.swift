@@ -140,8 +140,9 @@ struct AdminPages: Sendable {
 
     var rotate: PageHandler {
         act(back: "/admin/signing-keys", redisplay: keys) { who, _ in
-            let (key, _) = try await tokens.rotate(by: .user(who.user.id))
-            return .done("A new signing key (\(key.kid)) is active; the old one is still published until tokens it signed expire.")
+            let (keys, _) = try await tokens.rotate(by: .user(who.user.id))
+            let kids = keys.map { "\($0.kid) (\($0.algorithm))" }.joined(separator: ", ")
+            return .done("New signing keys are active: \(kids). The old ones stay published until tokens they signed expire.")
         }
     }
 

@@ -27,7 +27,7 @@ struct AuthorizePages: Sendable {
     /// (a `decision` planted in the link, say) is carried.
     static let parameters: Set<String> = [
         "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method",
-        "prompt", "max_age", "login_hint", "request", "request_uri", authAfter,
+        "prompt", "max_age", "login_hint", "request", "request_uri", "organization", authAfter,
     ]
     /// A sealed time: "a sign-in at or after this satisfies prompt=login / max_age". Added when
     /// this server sends the person to sign in, so coming back does not loop and cannot be faked.
@@ -80,6 +80,9 @@ struct AuthorizePages: Sendable {
             return kit.redirect(login)
         }
         if decision == false { return refuse(wanted, "access_denied", "the person did not allow it") }
+        guard try await openID.mayEnterOrganization(userID: who.user.id, wanted) else {
+            return refuse(wanted, "access_denied", "the person is not a member of that organization")
+        }
         if decision == nil, try await openID.needsConsent(userID: who.user.id, wanted) {
             if wanted.prompt.contains("none") { return refuse(wanted, "consent_required", "the person has not consented") }
             var fields = query

@@ -92,7 +92,7 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/orgs/{org_id}/clients/delete", use: orgApps.delete)
 
     // "Log in with Portcullis": the OpenID provider (SPEC §14)
-    let provider = ProviderRoutes(openID: services.openID, auth: services.auth, tokens: services.tokens, tenancy: services.tenancy, issuer: config.issuer)
+    let provider = ProviderRoutes(openID: services.openID, auth: services.auth, tokens: services.tokens, issuer: config.issuer)
     router.get("/oauth/authorize", use: authorize.authorize)
     router.post("/oauth/authorize", use: authorize.decide)
     router.post("/oauth/token", use: provider.token)

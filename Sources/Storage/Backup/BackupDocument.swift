@@ -28,6 +28,9 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     public var platformInvites: [PlatformInvite]?
     /// OpenID clients with the SHA-256 of a confidential client's secret (absent in older backups).
     public var oauthClients: [OAuthClient]?
+    /// What people allowed OpenID clients (absent in older backups): no consent screen again
+    /// after a restore.
+    public var oauthConsents: [OAuthConsent]?
 
     // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
     public struct User: Codable, Sendable, Equatable {
@@ -137,6 +140,19 @@ public struct BackupDocument: Codable, Sendable, Equatable {
         public var firstParty: Bool
         public var createdAt: Date
         public var updatedAt: Date
+        // Token settings (absent in older backups: the defaults).
+        public var idTokenSignedResponseAlg: String?
+        public var accessTokenLifetime: Int?
+        public var refreshTokenLifetime: Int?
+        public var claimTemplate: JSONValue?
+        public var serviceAccountId: String?
+    }
+
+    public struct OAuthConsent: Codable, Sendable, Equatable {
+        public var userId: String
+        public var clientId: String
+        public var scopes: [String]
+        public var grantedAt: Date
     }
 
     public struct AuditEvent: Codable, Sendable, Equatable {

@@ -22,6 +22,7 @@ extension SQLBackup {
         var invites: [BackupDocument.Invite] = []
         var platformInvites: [BackupDocument.PlatformInvite] = []
         var clients: [(OpenID.OAuthClient, secretHash: String?)] = []
+        var consents: [(userID: UUID, clientID: UUID, scopes: [String], grantedAt: Date)] = []
     }
 
     /// Checks what the schema cannot: the version, the sections this version cannot hold, ids,
@@ -176,13 +177,17 @@ extension SQLBackup {
                 id: try id(e.id, "audit event"), at: e.at, actorType: e.actorType, actorID: try e.actorId.map { try id($0, "actor") },
                 action: e.action, orgID: try e.orgId.map { try id($0, "org") }, target: e.target, details: e.details))
         }
-        records.clients = try validateClients(d.oauthClients ?? [], orgIDs: orgIDs)
+        records.clients = try validateClients(
+            d.oauthClients ?? [], orgIDs: orgIDs, accountOrgs: Dictionary(records.serviceAccounts.map { ($0.id, $0.orgID) }, uniquingKeysWith: { a, _ in a }))
+        records.consents = try validateConsents(d.oauthConsents ?? [], userIDs: Set(records.users.map(\.0)), clients: records.clients.map(\.0))
         return records
     }
 
     /// Clients under the rules of registration (`ClientRules`), each in an org of the backup or
     /// the platform's; a confidential client has a secret hash, a public one none.
-    static func validateClients(_ list: [BackupDocument.OAuthClient], orgIDs: Set<UUID>) throws -> [(OpenID.OAuthClient, secretHash: String?)] {
+    static func validateClients(
+        _ list: [BackupDocument.OAuthClient], orgIDs: Set<UUID>, accountOrgs: [UUID: UUID]
+    ) throws -> [(OpenID.OAuthClient, secretHash: String?)] {
         var seen = Set<UUID>()
         return try list.map { c in
             func invalid(_ why: String) -> BackupError { BackupError.invalid("client \(c.id.prefix(40)) \(why)") }
@@ -197,16 +202,49 @@ extension SQLBackup {
                 throw invalid("must have a SHA-256 secret hash if and only if it is confidential")
             }
             do {
-                let client = OpenID.OAuthClient(
+                var client = OpenID.OAuthClient(
                     id: id, orgID: org, name: try OrgFields.name(c.name), kind: kind, redirectURIs: try ClientRules.redirectURIs(c.redirectUris),
                     scopes: try ClientRules.scopes(c.scopes), firstParty: c.firstParty, createdAt: c.createdAt, updatedAt: c.updatedAt)
+                let algorithm = try c.idTokenSignedResponseAlg.map { text -> SigningAlgorithm in
+                    guard let algorithm = SigningAlgorithm(rawValue: text) else { throw invalid("has an unknown ID-token algorithm") }
+                    return algorithm
+                }
+                let account = try c.serviceAccountId.map { text -> UUID in
+                    guard let account = UUID(uuidString: text), accountOrgs[account] == org else {
+                        throw invalid("names a service account that is not its org's in the backup")
+                    }
+                    return account
+                }
+                try ClientService.apply(
+                    ClientFields(
+                        idTokenAlgorithm: algorithm, accessTokenLifetime: .some(c.accessTokenLifetime), refreshTokenLifetime: .some(c.refreshTokenLifetime),
+                        claimTemplate: .some(try c.claimTemplate.map(ClaimTemplate.parse)), serviceAccountID: .some(account)),
+                    to: &client)
                 return (client, c.secretHash)
+            } catch let error as BackupError {
+                throw error
             } catch let error as ClientError {
                 guard case .invalid(let why) = error else { throw invalid("is not valid") }
                 throw invalid("is not valid: \(why)")
             } catch {
                 throw invalid("has a name that is not valid")
             }
+        }
+    }
+
+    /// Consents of people and clients in the backup, for scopes the provider knows.
+    static func validateConsents(
+        _ list: [BackupDocument.OAuthConsent], userIDs: Set<UUID>, clients: [OpenID.OAuthClient]
+    ) throws -> [(userID: UUID, clientID: UUID, scopes: [String], grantedAt: Date)] {
+        let clientIDs = Set(clients.map(\.id))
+        var seen = Set<String>()
+        return try list.map { c in
+            guard let user = UUID(uuidString: c.userId), userIDs.contains(user), let client = UUID(uuidString: c.clientId), clientIDs.contains(client) else {
+                throw BackupError.invalid("a consent refers to a user or client that is not in the backup")
+            }
+            guard seen.insert("\(user) \(client)").inserted else { throw BackupError.invalid("a consent is repeated") }
+            guard c.scopes.allSatisfy(ClientRules.scopes.contains) else { throw BackupError.invalid("a consent names an unknown scope") }
+            return (user, client, c.scopes, c.grantedAt)
         }
     }
 }

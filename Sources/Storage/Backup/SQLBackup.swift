@@ -98,12 +98,19 @@ public struct SQLBackup: SQLStore {
                 return BackupDocument.OAuthClient(
                     id: c.id.lowercasedString, orgId: c.orgID?.lowercasedString, name: c.name, kind: c.kind.rawValue,
                     secretHash: try r.optionalString("secret_hash"), redirectUris: c.redirectURIs, scopes: c.scopes, firstParty: c.firstParty,
-                    createdAt: c.createdAt, updatedAt: c.updatedAt)
+                    createdAt: c.createdAt, updatedAt: c.updatedAt, idTokenSignedResponseAlg: c.idTokenAlgorithm.rawValue,
+                    accessTokenLifetime: c.accessTokenLifetime, refreshTokenLifetime: c.refreshTokenLifetime, claimTemplate: c.claimTemplate?.json,
+                    serviceAccountId: c.serviceAccountID?.lowercasedString)
+            }
+            let consents = try await tx.query("SELECT user_id, client_id, scopes, granted_at FROM oauth_consents ORDER BY granted_at, user_id, client_id").map { r in
+                BackupDocument.OAuthConsent(
+                    userId: try r.uuid("user_id").lowercasedString, clientId: try r.uuid("client_id").lowercasedString,
+                    scopes: try r.stringList("scopes"), grantedAt: try r.date("granted_at"))
             }
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
                 auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: invites, platformInvites: platformInvites,
-                oauthClients: clients)
+                oauthClients: clients, oauthConsents: consents)
         }
     }
 
@@ -157,12 +164,18 @@ public struct SQLBackup: SQLStore {
                 }
                 let clientWriter = SQLClientStore.Writer(tx: tx)
                 for (c, hash) in records.clients { try await clientWriter.insert(c, secretHash: hash) }
+                for c in records.consents {
+                    try await tx.execute(
+                        "INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)",
+                        c.userID, c.clientID, StringList.json(c.scopes), c.grantedAt)
+                }
                 for e in records.auditEvents { try await writer.appendAudit(e) }
                 let counts: [String: JSONValue] = [
                     "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
                     "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
                     "bindings": .number(Double(records.bindings.count)), "service_accounts": .number(Double(records.serviceAccounts.count)),
                     "api_keys": .number(Double(records.apiKeys.count)), "oauth_clients": .number(Double(records.clients.count)),
+                    "oauth_consents": .number(Double(records.consents.count)),
                     "backup_created_at": .string(RFC3339.string(document.createdAt)),
                 ]
                 try await writer.appendAudit(AuditEvent(

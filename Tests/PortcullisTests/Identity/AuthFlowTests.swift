@@ -147,9 +147,10 @@ struct AuthFlowTests {
             #expect(jwks.status == .ok)
             let discovery = try await api.send(.get, "/.well-known/openid-configuration")
             #expect(discovery.json["issuer"] as? String == "http://portcullis.test")
-            // Only what is served: the code flow's endpoints, no revocation, introspection or logout yet.
+            // Only what is served.
             #expect(discovery.json["token_endpoint"] as? String == "http://portcullis.test/oauth/token")
-            #expect(discovery.json["grant_types_supported"] as? [String] == ["authorization_code"])
+            #expect(discovery.json["grant_types_supported"] as? [String] == ["authorization_code", "refresh_token", "client_credentials"])
+            #expect(discovery.json["id_token_signing_alg_values_supported"] as? [String] == ["RS256", "ES256"])
             for absent in ["registration_endpoint", "check_session_iframe"] {
                 #expect(discovery.json[absent] == nil, "\(absent)")
             }
@@ -192,8 +193,13 @@ struct AuthFlowTests {
             let fresh = try await api.login("ivy@example.com")
             let header = try #require(Secrets.base64urlDecode(String(fresh.access.split(separator: ".")[0])))
             #expect(String(decoding: header, as: UTF8.self).contains(newKid))
-            let kids = ((try await api.send(.get, "/.well-known/jwks.json").json["keys"] as? [[String: Any]]) ?? []).compactMap { $0["kid"] as? String }
-            #expect(Set(kids) == Set([newKid, oldKid].compactMap { $0 }))
+            let keys = (try await api.send(.get, "/.well-known/jwks.json").json["keys"] as? [[String: Any]]) ?? []
+            let accessKids = keys.filter { $0["alg"] as? String == "ES256" }.compactMap { $0["kid"] as? String }
+            #expect(Set(accessKids) == Set([newKid, oldKid].compactMap { $0 }))
+            // The RS256 key rotated with it: the old and the new one are published.
+            let rotatedKeys = (rotated.json["keys"] as? [[String: Any]]) ?? []
+            #expect(rotatedKeys.compactMap { $0["algorithm"] as? String }.sorted() == ["ES256", "RS256"])
+            #expect(keys.filter { $0["alg"] as? String == "RS256" }.count == 2)
         }
     }
 
@@ -204,11 +210,11 @@ struct AuthFlowTests {
             let (user, _) = try await services.auth.signup(.init(email: "jo@example.com", password: "correct horse battery"))
             let pair = try await services.auth.login(email: user.email, password: "correct horse battery", client: .init(userAgent: "", ip: ""))
             try await services.tokens.rotate(now: t0)
-            #expect(services.tokens.jwks().count == 2)
-            // Past the old key's publication window (access TTL + leeway).
-            let later = t0.addingTimeInterval(900 + 31)
+            #expect(services.tokens.jwks().count == 4)
+            // Past the old keys' publication window (a client's longest token lifetime, a day, + leeway).
+            let later = t0.addingTimeInterval(86_400 + 31)
             try await services.tokens.reload(now: later)
-            #expect(services.tokens.jwks().count == 1)
+            #expect(services.tokens.jwks().count == 2)
             await #expect(throws: IdentityError.self) { try await services.tokens.verify(pair.accessToken, now: t0) }
         }
     }

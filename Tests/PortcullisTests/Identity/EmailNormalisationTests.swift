@@ -195,6 +195,7 @@ struct EmailNormalisationTests {
         // Later migrations are undone too: an older version had none of them.
         try await db.execute("DELETE FROM schema_migrations WHERE version >= 6")
         try await db.execute("ALTER TABLE api_keys DROP COLUMN before_proof")
+        for column in ["client_id", "scope"] { try await db.execute("ALTER TABLE sessions DROP COLUMN \(column)") }
         for table in ["oauth_sessions", "oauth_consents", "oauth_codes", "oauth_clients"] { try await db.execute("DROP TABLE \(table)") }
     }
 }

@@ -318,12 +318,16 @@ struct KeyTests {
             #expect(try await services.tokens.rotateIfOlder(than: .seconds(3600), now: later) != nil)
             let second = try #require(services.tokens.activeKid)
             #expect(first != second)
-            #expect(services.tokens.jwks().compactMap { $0["kid"] }.sorted() == [first, second].sorted())
-            // Past the retired key's last possible token (TTL 900 s + 30 s leeway): gone.
-            try await services.tokens.reload(now: later.addingTimeInterval(931))
-            #expect(services.tokens.jwks().compactMap { $0["kid"] } == [second])
+            func published(_ alg: String) -> [String] { services.tokens.jwks().filter { $0["alg"] == alg }.compactMap { $0["kid"] } }
+            #expect(published("ES256").sorted() == [first, second].sorted())
+            // Both algorithms rotate together: an old and a new RS256 key too.
+            #expect(published("RS256").count == 2)
+            // Past the retired keys' last possible token (a client's longest lifetime, a day, + 30 s leeway): gone.
+            try await services.tokens.reload(now: later.addingTimeInterval(86_400 + 31))
+            #expect(published("ES256") == [second])
+            #expect(published("RS256").count == 1)
             let audited = try await services.database.query("SELECT action, actor_type FROM audit_events WHERE action = 'signing_key.rotated'")
-            #expect(audited.count == 1)
+            #expect(audited.count == 2)
             #expect(try audited.first?.string("actor_type") == "system")
         }
     }

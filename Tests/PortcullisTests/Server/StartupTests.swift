@@ -105,12 +105,14 @@ struct StartupTests {
         let services = try await AppServices.start(config: config, database: db, logger: testLogger, hasher: testHasher)
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("portcullis.db").path))
         #expect(FileManager.default.fileExists(atPath: config.masterKeyFile))
-        #expect(services.tokens.jwks().count == 1)
+        // One key per algorithm: ES256 (access tokens) and RS256 (ID tokens).
+        #expect(services.tokens.jwks().compactMap { $0["alg"] }.sorted() == ["ES256", "RS256"])
         await db.close()
         // A second start on the same directory reuses the key: the same JWKS, no new key.
         let again = try await DatabaseOpener.open(url: "sqlite:\(dir.path)/portcullis.db", logger: testLogger)
         let restarted = try await AppServices.start(config: config, database: again, logger: testLogger, hasher: testHasher)
         #expect(restarted.tokens.activeKid == services.tokens.activeKid)
+        #expect(restarted.tokens.jwks().compactMap { $0["kid"] }.sorted() == services.tokens.jwks().compactMap { $0["kid"] }.sorted())
         await again.close()
     }
 }

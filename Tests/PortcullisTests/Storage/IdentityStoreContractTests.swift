@@ -99,21 +99,21 @@ struct StoreContractTests {
             let session = makeSession(user)
             try await store.createSession(session, refreshHash: "h1", refreshExpiresAt: session.expiresAt)
             let later = Self.now.addingTimeInterval(10)
-            guard case .rotated(let rotated, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h2", newExpiresAt: later.addingTimeInterval(3600), now: later) else {
+            guard case .rotated(let rotated, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h2", newExpiresAt: later.addingTimeInterval(3600), clientID: nil, now: later) else {
                 Issue.record("first use must rotate"); return
             }
             #expect(rotated.id == session.id)
             #expect(rotated.lastUsedAt == later)
-            guard case .reused(let sid, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h3", newExpiresAt: later, now: later) else {
+            guard case .reused(let sid, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h3", newExpiresAt: later, clientID: nil, now: later) else {
                 Issue.record("second use must be detected as reuse"); return
             }
             #expect(sid == session.id)
             #expect(try await store.session(id: session.id)?.revokedAt != nil)
             // The current token of a revoked session is dead too.
-            guard case .invalid = try await store.rotateRefreshToken(oldHash: "h2", newHash: "h4", newExpiresAt: later, now: later) else {
+            guard case .invalid = try await store.rotateRefreshToken(oldHash: "h2", newHash: "h4", newExpiresAt: later, clientID: nil, now: later) else {
                 Issue.record("tokens of a revoked session must be invalid"); return
             }
-            guard case .invalid = try await store.rotateRefreshToken(oldHash: "unknown", newHash: "h5", newExpiresAt: later, now: later) else {
+            guard case .invalid = try await store.rotateRefreshToken(oldHash: "unknown", newHash: "h5", newExpiresAt: later, clientID: nil, now: later) else {
                 Issue.record("unknown tokens must be invalid"); return
             }
         }
@@ -131,7 +131,7 @@ struct StoreContractTests {
             let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<6 {
                     group.addTask {
-                        switch try await store.rotateRefreshToken(oldHash: "same", newHash: "n\(i)", newExpiresAt: Self.now.addingTimeInterval(3600), now: Self.now) {
+                        switch try await store.rotateRefreshToken(oldHash: "same", newHash: "n\(i)", newExpiresAt: Self.now.addingTimeInterval(3600), clientID: nil, now: Self.now) {
                         case .rotated: return "rotated"
                         case .reused: return "reused"
                         case .invalid: return "invalid"

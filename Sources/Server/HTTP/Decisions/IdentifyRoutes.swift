@@ -41,6 +41,10 @@ struct IdentifyRoutes {
             response = IdentifyResponse(
                 type: "service_account", userId: OrNull(nil), email: OrNull(nil), keyId: OrNull(key.id.lowercasedString),
                 serviceAccountId: OrNull(account.lowercasedString), orgId: OrNull(org.lowercasedString), expiresAt: OrNull(key.expiresAt))
+        case .clientServiceAccount(_, let account, let org):
+            response = IdentifyResponse(
+                type: "service_account", userId: OrNull(nil), email: OrNull(nil), keyId: OrNull(nil),
+                serviceAccountId: OrNull(account.lowercasedString), orgId: OrNull(org.lowercasedString), expiresAt: OrNull(resolved.expiresAt))
         }
         return try JSONBody.response(response)
     }

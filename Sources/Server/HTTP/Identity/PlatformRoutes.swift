@@ -73,9 +73,6 @@ struct PlatformRoutes {
         return response
     }
 
-    /// Only what is served: the issuer and its keys, so stock verifiers find them. No token,
-    /// authorization or ID-token fields until the server is an OpenID provider (a client that
-    /// reads those would try flows that do not exist).
     /// OpenID Provider metadata (OpenID Connect Discovery 1.0): only what is served.
     struct Discovery: Encodable {
         let issuer: String
@@ -90,13 +87,13 @@ struct PlatformRoutes {
         let introspectionEndpointAuthMethodsSupported = ["client_secret_basic", "client_secret_post"]
         let responseTypesSupported = ["code"]
         let responseModesSupported = ["query"]
-        let grantTypesSupported = ["authorization_code"]
+        let grantTypesSupported = ["authorization_code", "refresh_token", "client_credentials"]
         let subjectTypesSupported = ["public"]
-        let idTokenSigningAlgValuesSupported = ["ES256"]
+        let idTokenSigningAlgValuesSupported = ["RS256", "ES256"]
         let scopesSupported = ClientRules.scopes
         let tokenEndpointAuthMethodsSupported = ["client_secret_basic", "client_secret_post", "none"]
         let codeChallengeMethodsSupported = ["S256"]
-        let claimsSupported = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "name", "email", "email_verified", "orgs"]
+        let claimsSupported = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "name", "email", "email_verified", "orgs", "org_id"]
         let promptValuesSupported = ["none", "login", "consent"]
         let authorizationResponseIssParameterSupported = true
         let requestParameterSupported = false
@@ -114,13 +111,23 @@ struct PlatformRoutes {
     }
 
     struct RotateResponse: Encodable {
+        struct Key: Encodable {
+            let kid: String
+            let algorithm: String
+        }
+
+        /// The access tokens' (ES256) new key.
         let kid: String
         let createdAt: Date
+        /// Every new key: ES256 and RS256 rotate together.
+        let keys: [Key]
     }
 
     @Sendable func rotate(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try await context.requireRoot()
-        let (key, revision) = try await tokens.rotate(by: .user(try caller.requireUser().id))
-        return try JSONBody.response(RotateResponse(kid: key.kid, createdAt: key.createdAt), revision: revision)
+        let (keys, revision) = try await tokens.rotate(by: .user(try caller.requireUser().id))
+        return try JSONBody.response(
+            RotateResponse(kid: keys[0].kid, createdAt: keys[0].createdAt, keys: keys.map { .init(kid: $0.kid, algorithm: $0.algorithm) }),
+            revision: revision)
     }
 }

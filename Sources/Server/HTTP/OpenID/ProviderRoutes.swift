@@ -13,45 +13,90 @@ struct ProviderRoutes {
     let openID: OpenIDService
     let auth: AuthService
     let tokens: TokenService
-    let tenancy: TenancyService
     let issuer: String
 
     struct TokenResponse: Encodable {
         let accessToken: String
         let tokenType = "Bearer"
         let expiresIn: Int
-        let idToken: String
-        let scope: String
+        let idToken: String?
+        let refreshToken: String?
+        let scope: String?
     }
 
+    /// The token endpoint: `authorization_code` (with PKCE), `refresh_token` (rotated; a spent
+    /// one presented again ends its session) and `client_credentials` (a confidential client
+    /// acting as its service account).
     @Sendable func token(_ request: Request, context: AppRequestContext) async throws -> Response {
         do {
             let form = try await Self.form(request)
             let (clientID, secret) = try Self.clientCredentials(request, form)
             let client = try await openID.authenticate(clientID: clientID, secret: secret)
-            guard form["grant_type"] == "authorization_code" else {
-                throw TokenError("unsupported_grant_type", "only grant_type=authorization_code is supported")
+            switch form["grant_type"] {
+            case "authorization_code": return try await redeemCode(form, client, context)
+            case "refresh_token": return try await refresh(form, client)
+            case "client_credentials": return try await clientCredentials(client)
+            case nil: throw TokenError("invalid_request", "grant_type is missing")
+            default: throw TokenError("unsupported_grant_type", "the grant types are authorization_code, refresh_token and client_credentials")
             }
-            let (grant, codeHash) = try await openID.redeem(
-                code: form["code"] ?? "", client: client, redirectURI: form["redirect_uri"], verifier: form["code_verifier"]
-            ) { user, session in
-                // A code used twice: end what its first use opened.
-                if let session { _ = try? await auth.revokeSession(userID: user, sessionID: session) }
-            }
-            let scope = grant.scopes.joined(separator: " ")
-            let pair = try await auth.openSession(
-                userID: grant.userID, client: ClientInfo(userAgent: "OpenID client: \(client.name)", ip: context.clientIP),
-                clientID: client.id.lowercasedString, scope: scope)
-            try await openID.store.recordIssuedSession(codeHash: codeHash, sessionID: pair.sessionID)
-            let claims = IDTokenClaims(
-                issuer: issuer, user: pair.user, clientID: client.id.lowercasedString, scopes: grant.scopes, nonce: grant.nonce,
-                authTime: grant.authTime, issuedAt: Date(), lifetime: TimeInterval(pair.accessExpiresIn),
-                orgs: grant.scopes.contains("orgs") ? try await orgs(of: pair.user.id) : nil)
-            let idToken = try await tokens.sign(claims, typ: "JWT")
-            return try Self.json(TokenResponse(accessToken: pair.accessToken, expiresIn: pair.accessExpiresIn, idToken: idToken, scope: scope))
         } catch let error as TokenError {
             return try Self.tokenError(error)
         }
+    }
+
+    func redeemCode(_ form: FormPost, _ client: OAuthClient, _ context: AppRequestContext) async throws -> Response {
+        let (grant, codeHash) = try await openID.redeem(
+            code: form["code"] ?? "", client: client, redirectURI: form["redirect_uri"], verifier: form["code_verifier"]
+        ) { user, session in
+            // A code used twice: end what its first use opened.
+            if let session { _ = try? await auth.revokeSession(userID: user, sessionID: session) }
+        }
+        let scope = grant.scopes.joined(separator: " ")
+        let pair = try await auth.openSession(
+            userID: grant.userID, client: ClientInfo(userAgent: "OpenID client: \(client.name)", ip: context.clientIP),
+            for: client.sessionTerms, scope: scope)
+        try await openID.store.recordIssuedSession(codeHash: codeHash, sessionID: pair.sessionID)
+        return try await tokens(pair, client, nonce: grant.nonce, authTime: grant.authTime, loginOrg: grant.orgID)
+    }
+
+    func refresh(_ form: FormPost, _ client: OAuthClient) async throws -> Response {
+        guard let token = form["refresh_token"], !token.isEmpty else { throw TokenError("invalid_request", "refresh_token is missing") }
+        let pair: TokenPair
+        do {
+            pair = try await auth.refresh(token, for: client.sessionTerms)
+        } catch is IdentityError {
+            throw TokenError("invalid_grant", "the refresh token is not valid, has expired, or was used before (its session has ended)")
+        }
+        // RFC 6749 §6: a narrower scope may be asked for, never a wider one; the session keeps its own.
+        if let asked = form["scope"] {
+            let granted = Set((pair.scope ?? "").split(separator: " ").map(String.init))
+            guard Set(asked.split(separator: " ").map(String.init)).isSubset(of: granted) else {
+                throw TokenError("invalid_scope", "a refresh cannot widen the scope granted")
+            }
+        }
+        let grant = try await openID.store.sessionGrant(sessionID: pair.sessionID)
+        return try await tokens(pair, client, nonce: nil, authTime: grant?.authTime ?? Date(), loginOrg: grant?.orgID)
+    }
+
+    /// The answer to a person's login or refresh: an ID token from the client's claims, and a
+    /// refresh token only when `offline_access` was granted.
+    func tokens(_ pair: TokenPair, _ client: OAuthClient, nonce: String?, authTime: Date, loginOrg: UUID?) async throws -> Response {
+        let scopes = (pair.scope ?? "").split(separator: " ").map(String.init)
+        let claims = try await openID.claims(user: pair.user, scopes: scopes, loginOrg: loginOrg, client: client)
+        let idToken = try await tokens.sign(
+            claims.idToken(issuer: issuer, clientID: client.id.lowercasedString, nonce: nonce, authTime: authTime, issuedAt: Date(),
+                           lifetime: TimeInterval(pair.accessExpiresIn)),
+            typ: "JWT", algorithm: client.idTokenAlgorithm)
+        return try Self.json(TokenResponse(
+            accessToken: pair.accessToken, expiresIn: pair.accessExpiresIn, idToken: idToken,
+            refreshToken: scopes.contains("offline_access") ? pair.refreshToken : nil, scope: pair.scope))
+    }
+
+    func clientCredentials(_ client: OAuthClient) async throws -> Response {
+        let (account, org) = try openID.serviceAccount(of: client)
+        let access = try await tokens.issueServiceAccount(
+            accountID: account, orgID: org, clientID: client.id.lowercasedString, lifetime: client.sessionTerms.accessLifetime)
+        return try Self.json(TokenResponse(accessToken: access.token, expiresIn: access.expiresIn, idToken: nil, refreshToken: nil, scope: nil))
     }
 
     /// The back channel's body: a form (RFC 6749 §4.1.3), else `invalid_request`.
@@ -74,12 +119,6 @@ struct ProviderRoutes {
         return (id, secret)
     }
 
-    /// The `orgs` claim: the person's orgs with their role in each (first 100).
-    func orgs(of userID: UUID) async throws -> [IDTokenClaims.OrgClaim] {
-        let (views, _) = try await tenancy.listOrgs(actor: .user(userID, isRoot: false), everyOrg: false, nameContains: nil, limit: 100, offset: 0)
-        return views.map { IDTokenClaims.OrgClaim(id: $0.org.id.lowercasedString, name: $0.org.name, role: $0.role?.rawValue ?? "") }
-    }
-
     // MARK: Revocation (RFC 7009) and introspection (RFC 7662)
 
     /// The client authenticated by either method, as the token endpoint does.
@@ -88,15 +127,19 @@ struct ProviderRoutes {
         return try await openID.authenticate(clientID: clientID, secret: secret)
     }
 
-    /// Ends the session behind an access token the client was issued. Answers 200 whatever the
+    /// Ends the session behind an access or refresh token the client was issued. Answers 200 whatever the
     /// token was (RFC 7009 §2.2): a client learns nothing about tokens that are not its own.
     @Sendable func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
         do {
             let form = try await Self.form(request)
             let client = try await client(request, form)
             guard let token = form["token"], !token.isEmpty else { throw TokenError("invalid_request", "token is missing") }
+            // An access token or a refresh token (whatever token_type_hint says, both are tried):
+            // either ends the session, so the other stops too.
             if token.utf8.count <= 8192, let verified = try? await auth.authenticate(accessToken: token), verified.clientID == client.id.lowercasedString {
                 _ = try? await auth.revokeSession(userID: verified.userID, sessionID: verified.sessionID)
+            } else {
+                _ = try await auth.revokeRefreshToken(token, clientID: client.id.lowercasedString)
             }
             var response = Response(status: .ok)
             response.headers[.cacheControl] = "no-store"
@@ -124,12 +167,19 @@ struct ProviderRoutes {
             let client = try await client(request, form)
             guard client.kind == .confidential else { throw TokenError("invalid_client", "only a confidential client may introspect") }
             guard let token = form["token"], !token.isEmpty else { throw TokenError("invalid_request", "token is missing") }
-            guard token.utf8.count <= 8192, let verified = try? await auth.authenticate(accessToken: token, readThrough: true) else {
-                return try Self.json(Introspection(active: false, sub: nil, clientId: nil, scope: nil, exp: nil, iss: nil, tokenType: nil))
+            let inactive = Introspection(active: false, sub: nil, clientId: nil, scope: nil, exp: nil, iss: nil, tokenType: nil)
+            guard token.utf8.count <= 8192, let verified = try? await auth.authenticateBearer(token, readThrough: true) else { return try Self.json(inactive) }
+            switch verified {
+            case .session(let session):
+                return try Self.json(Introspection(
+                    active: true, sub: session.userID.lowercasedString, clientId: session.clientID, scope: session.scope,
+                    exp: Int(session.expiresAt.timeIntervalSince1970), iss: issuer, tokenType: "Bearer"))
+            case .serviceAccount(let account):
+                guard try await openID.isLive(account) else { return try Self.json(inactive) }
+                return try Self.json(Introspection(
+                    active: true, sub: account.accountID.lowercasedString, clientId: account.clientID, scope: nil,
+                    exp: Int(account.expiresAt.timeIntervalSince1970), iss: issuer, tokenType: "Bearer"))
             }
-            return try Self.json(Introspection(
-                active: true, sub: verified.userID.lowercasedString, clientId: verified.clientID, scope: verified.scope,
-                exp: Int(verified.expiresAt.timeIntervalSince1970), iss: issuer, tokenType: "Bearer"))
         } catch let error as TokenError {
             return try Self.tokenError(error)
         }
@@ -142,14 +192,6 @@ struct ProviderRoutes {
     }
 
     // MARK: userinfo
-
-    struct UserInfo: Encodable {
-        let sub: String
-        let name: String?
-        let email: String?
-        let emailVerified: Bool?
-        let orgs: [IDTokenClaims.OrgClaim]?
-    }
 
     /// GET or POST, with the access token as a bearer token (or, by POST, in the form).
     @Sendable func userinfo(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -165,11 +207,11 @@ struct ProviderRoutes {
             return Self.bearerError("invalid_token", "the access token is missing, invalid or expired", status: .unauthorized)
         }
         let scopes = (verified.scope ?? "").split(separator: " ").map(String.init)
-        guard scopes.contains("openid") else { return Self.bearerError("insufficient_scope", "the token was not issued for openid", status: .forbidden) }
-        return try Self.json(UserInfo(
-            sub: user.id.lowercasedString, name: scopes.contains("profile") ? user.name : nil,
-            email: scopes.contains("email") ? user.email : nil, emailVerified: scopes.contains("email") ? user.emailVerified : nil,
-            orgs: scopes.contains("orgs") ? try await orgs(of: user.id) : nil))
+        guard scopes.contains("openid"), let grant = try await openID.store.sessionGrant(sessionID: verified.sessionID),
+              let (client, _) = try await openID.clients.store.client(id: grant.clientID) else {
+            return Self.bearerError("insufficient_scope", "the token was not issued for openid", status: .forbidden)
+        }
+        return try Self.json(try await openID.claims(user: user, scopes: scopes, loginOrg: grant.orgID, client: client).userinfo)
     }
 
     static func bearerError(_ code: String, _ description: String, status: HTTPResponse.Status) -> Response {
