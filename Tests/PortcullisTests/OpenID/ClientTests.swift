@@ -95,6 +95,38 @@ struct ClientTests {
         }
     }
 
+    @Test("binding a service account needs the rank to manage it, and only its own org's, to a confidential org client", arguments: Backend.allCases)
+    func serviceAccountBinding(_ backend: Backend) async throws {
+        try await withApp(backend, configure: rootSetup) { api, _ in
+            let (alice, bob, org) = try await api.aliceAndBob(bobRole: "admin")
+            let owner = try #require(try await api.send(.post, "/v1/orgs/\(org)/service-accounts", json: ["name": "deploy", "role": "owner"], token: alice.access)
+                .json["id"] as? String)
+            let editor = try #require(try await api.send(.post, "/v1/orgs/\(org)/service-accounts", json: ["name": "ci", "role": "editor"], token: alice.access)
+                .json["id"] as? String)
+            let otherOrg = try await api.createOrg(bob.access, name: "Other")
+            let foreign = try #require(try await api.send(.post, "/v1/orgs/\(otherOrg)/service-accounts", json: ["name": "x", "role": "viewer"], token: bob.access)
+                .json["id"] as? String)
+            func register(_ token: String, _ extra: [String: Any]) async throws -> APIClient.Reply {
+                try await api.send(.post, "/v1/clients", json: ["name": "svc", "redirect_uris": [Self.callback], "org_id": org].merging(extra) { $1 }, token: token)
+            }
+            // An admin cannot hand out an owner's authority through a client secret.
+            #expect(try await register(bob.access, ["service_account_id": owner]).status == .forbidden)
+            #expect(try await register(bob.access, ["service_account_id": foreign]).status == .badRequest)
+            #expect(try await register(bob.access, ["service_account_id": editor, "type": "public"]).status == .badRequest)
+            let ok = try await register(bob.access, ["service_account_id": editor])
+            #expect(ok.status == .created, "\(ok.text)")
+            #expect(ok.json["service_account_id"] as? String == editor)
+            let id = try #require(ok.json["client_id"] as? String)
+            // The same rule on a change; the owner may bind the owner account.
+            #expect(try await api.send(.patch, "/v1/clients/\(id)", json: ["service_account_id": owner], token: bob.access).status == .forbidden)
+            let patched = try await api.send(.patch, "/v1/clients/\(id)", json: ["service_account_id": owner], token: alice.access)
+            #expect(patched.json["service_account_id"] as? String == owner)
+            let cleared = try await api.send(.patch, "/v1/clients/\(id)", json: ["service_account_id": NSNull(), "claim_template": NSNull()], token: bob.access)
+            #expect(cleared.status == .ok, "\(cleared.text)")
+            #expect(cleared.json["service_account_id"] is NSNull)
+        }
+    }
+
     @Test("patch, secret rotation and delete; the old secret stops at once", arguments: Backend.allCases)
     func lifecycle(_ backend: Backend) async throws {
         try await withApp(backend, configure: rootSetup) { api, services in

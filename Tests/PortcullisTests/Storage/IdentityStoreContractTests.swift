@@ -119,6 +119,36 @@ struct StoreContractTests {
         }
     }
 
+    @Test("a client's refresh token rotates only for that client, keeps its client and scope, and revokes by its hash", arguments: Backend.allCases)
+    func clientBoundRefresh(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            try await Migrator(dialect: db.dialect).migrate(db)
+            let store = SQLIdentityStore(database: db)
+            let user = makeUser("olga@example.com")
+            try await store.createUser(user, verification: nil)
+            var session = makeSession(user)
+            session.clientID = "client-a"
+            session.scope = "openid offline_access"
+            try await store.createSession(session, refreshHash: "c1", refreshExpiresAt: session.expiresAt)
+            let later = Self.now.addingTimeInterval(10)
+            // Portcullis's own refresh and another client's are refused, and spend nothing.
+            for other in [nil, "client-b"] as [String?] {
+                guard case .invalid = try await store.rotateRefreshToken(oldHash: "c1", newHash: "x", newExpiresAt: later, clientID: other, now: later) else {
+                    Issue.record("\(other ?? "portcullis") must not rotate client-a's token"); return
+                }
+            }
+            guard case .rotated(let rotated, _) = try await store.rotateRefreshToken(oldHash: "c1", newHash: "c2", newExpiresAt: later.addingTimeInterval(3600), clientID: "client-a", now: later) else {
+                Issue.record("the client's own refresh must rotate"); return
+            }
+            #expect(rotated.clientID == "client-a")
+            #expect(rotated.scope == "openid offline_access")
+            #expect(try await store.revokeSession(refreshHash: "c2", clientID: "client-b", reason: .logout, now: later) == nil)
+            #expect(try await store.session(id: session.id)?.revokedAt == nil)
+            #expect(try await store.revokeSession(refreshHash: "c2", clientID: "client-a", reason: .logout, now: later) != nil)
+            #expect(try await store.session(id: session.id)?.revokedAt != nil)
+        }
+    }
+
     @Test("concurrent refreshes of one token: exactly one rotates", arguments: Backend.allCases)
     func concurrentRefresh(_ backend: Backend) async throws {
         try await withDatabase(backend) { db, _ in
