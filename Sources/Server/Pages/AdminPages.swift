@@ -109,6 +109,27 @@ struct AdminPages: Sendable {
         }
     }
 
+    /// One platform app's settings: `/admin/clients/{client_id}`.
+    func clientSettings(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
+        guard let id = ClientForms.pathID(request), let client = try? await clients.client(actor: who.actor, id: id), client.orgID == nil else {
+            return render(request, who, "message", title: "No such app", tab: "/admin/clients", status: .notFound, [
+                "paragraphs": ["This app is not a platform app."], "link_href": "/admin/clients", "link_text": "Apps",
+            ])
+        }
+        return render(request, who, "client", title: client.name, tab: "/admin/clients", status: status,
+                      ClientForms.settingsValues(client, action: "/admin/clients", accounts: nil, extra: extra))
+    }
+
+    var updateClient: PageHandler {
+        act(back: "/admin/clients", redisplay: clientSettings) { who, form in
+            guard let id = form["client_id"].flatMap(UUID.init(uuidString:)), try await clients.client(actor: who.actor, id: id).orgID == nil else {
+                throw Problem.notFound("no such client")
+            }
+            let (client, _) = try await clients.update(actor: who.actor, id: id, fields: try ClientForms.settings(form))
+            return .done("\(client.name) is saved.")
+        }
+    }
+
     var rotateClientSecret: PageHandler {
         act(back: "/admin/clients", redisplay: platformClients) { who, form in
             let id = try ClientForms.id(form)
