@@ -7,6 +7,7 @@ accessibility checks (labels, one h1, main landmark, no sideways overflow, colou
 
 Shares the driver, the SMTP sink reader and the page helpers of test_pages_browser.py."""
 
+import json
 import re
 import uuid
 from urllib.parse import parse_qs, quote, urlsplit
@@ -897,4 +898,230 @@ def test_apps_registered_from_the_console(server, page):
     as_person(page, server, ROOT_EMAIL, ROOT_PASSWORD, return_to="/admin/clients")
     assert single(page, "input[name=first_party]")
     problems += inspect(page, "admin-clients")
+    assert not problems, "\n".join(problems)
+
+
+# --- an app's settings page (/orgs/{org_id}/clients/{client_id}, /admin/clients/{client_id}) ------
+
+def ticked(driver, name: str) -> list:
+    """The values of the checked checkboxes named `name`."""
+    return [c.get_dom_attribute("value") for c in driver.find_elements(By.CSS_SELECTOR, f"input[type=checkbox][name={name}]")
+            if c.is_selected()]
+
+
+def tick(driver, name: str, wanted: list):
+    """Leaves exactly the checkboxes named `name` with a value in `wanted` checked, clicking as a person does."""
+    for box in driver.find_elements(By.CSS_SELECTOR, f"input[type=checkbox][name={name}]"):
+        if box.is_selected() != (box.get_dom_attribute("value") in wanted):
+            box.click()
+    assert sorted(ticked(driver, name)) == sorted(wanted)
+
+
+def api_client(server, token: str, client_id: str) -> dict:
+    r = api(server, token, "GET", f"/v1/clients/{client_id}")
+    assert r.status_code == 200, f"GET /v1/clients/{client_id}: {r.status_code} {r.text}"
+    return r.json()
+
+
+def open_app_settings(driver, server, apps: str, name: str, client_id: str):
+    """From the Apps list at `apps`, the app's name is the link to its settings page."""
+    assert open_page(driver, server.url(apps)) == 200
+    link = driver.find_element(By.LINK_TEXT, name)
+    assert urlsplit(link.get_attribute("href")).path == f"{apps}/{client_id}", link.get_attribute("href")
+    assert next_document(driver, link.click, f"following the link {name!r}") == 200
+    assert path_of(driver) == f"{apps}/{client_id}", driver.current_url
+    assert h1(driver) == name and client_id in main_text(driver)
+
+
+def test_an_org_apps_settings_from_the_console(server, page):
+    owner = verified_account(server, "appsettings")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Settings {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    apps = f"{org}/clients"
+
+    # A confidential app, registered without offline_access.
+    assert open_page(page, server.url(apps)) == 200
+    open_details(page, "Register an app")
+    fill(page, "client-name", "Billing portal")
+    fill(page, "client-uris", "https://billing.example.com/cb")
+    choose(page, "client-type", "confidential")
+    tick(page, "scope", ["profile", "email", "orgs"])
+    press(page, "Register app", 201)
+    secrets_seen.note(single(page, "code#new-secret").text)
+    client_id = single(page, "code#new-client-id").text.strip()
+    registered = api_client(server, token, client_id)
+    assert "offline_access" not in registered["scopes"] and registered["id_token_signed_response_alg"] == "RS256", registered
+
+    # A service account of the org, from its console page.
+    assert open_page(page, server.url(f"{org}/service-accounts")) == 200
+    fill(page, "sa-name", "billing-sync")
+    choose(page, "sa-role", "editor")
+    press(page, "Create")
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/service-accounts")
+    assert r.status_code == 200, r.text
+    account_id = next(a["id"] for a in r.json()["items"] if a["name"] == "billing-sync")
+
+    # The settings page, from the list's link: the stored values, the service accounts on offer.
+    open_app_settings(page, server, apps, "Billing portal", client_id)
+    assert single(page, "#client-name").get_attribute("value") == "Billing portal"
+    assert single(page, "#client-uris").get_attribute("value") == "https://billing.example.com/cb"
+    assert sorted(ticked(page, "scope")) == ["email", "orgs", "profile"]
+    assert sorted(options(page, "client-alg")) == ["ES256", "RS256"]
+    assert Select(single(page, "select#client-alg")).first_selected_option.get_dom_attribute("value") == "RS256"
+    assert single(page, "#client-access").get_attribute("value") == "" and single(page, "#client-refresh").get_attribute("value") == ""
+    assert ticked(page, "preset") == [] and single(page, "#client-constants").get_attribute("value") == ""
+    assert options(page, "client-account") == ["", account_id]
+    assert Select(single(page, "select#client-account")).first_selected_option.get_dom_attribute("value") == ""
+
+    # Filled in and saved.
+    choose(page, "client-alg", "ES256")
+    fill(page, "client-access", "600")
+    tick(page, "scope", ["profile", "email", "orgs", "offline_access"])
+    tick(page, "preset", ["hasura"])
+    fill(page, "client-constants", '{"tenant":"acme"}')
+    choose(page, "client-account", account_id)
+    problems = inspect(page, "org-client")
+    press(page, "Save")
+    assert path_of(page) == apps, page.current_url
+    assert notice(page) == "Billing portal is saved.", notice(page)
+    saved = api_client(server, token, client_id)
+    assert saved["id_token_signed_response_alg"] == "ES256", saved
+    assert saved["access_token_lifetime"] == 600 and saved["refresh_token_lifetime"] is None, saved
+    assert "offline_access" in saved["scopes"] and {"openid", "profile", "email", "orgs"} <= set(saved["scopes"]), saved
+    assert saved["claim_template"] == {"presets": ["hasura"], "constants": {"tenant": "acme"}}, saved
+    assert saved["service_account_id"] == account_id, saved
+    assert saved["name"] == "Billing portal" and saved["redirect_uris"] == ["https://billing.example.com/cb"], saved
+
+    # The page again shows what was saved.
+    open_app_settings(page, server, apps, "Billing portal", client_id)
+    assert Select(single(page, "select#client-alg")).first_selected_option.get_dom_attribute("value") == "ES256"
+    assert single(page, "#client-access").get_attribute("value") == "600"
+    assert "offline_access" in ticked(page, "scope") and ticked(page, "preset") == ["hasura"]
+    assert json.loads(single(page, "#client-constants").get_attribute("value")) == {"tenant": "acme"}
+    assert Select(single(page, "select#client-account")).first_selected_option.get_dom_attribute("value") == account_id
+
+    # The lifetime emptied and no service account: both back to none; the rest stays.
+    fill(page, "client-access", "")
+    choose(page, "client-account", "")
+    press(page, "Save")
+    assert notice(page) == "Billing portal is saved.", notice(page)
+    cleared = api_client(server, token, client_id)
+    assert cleared["access_token_lifetime"] is None and cleared["service_account_id"] is None, cleared
+    assert cleared["id_token_signed_response_alg"] == "ES256" and "offline_access" in cleared["scopes"], cleared
+    assert cleared["claim_template"] == {"presets": ["hasura"], "constants": {"tenant": "acme"}}, cleared
+    assert not problems, "\n".join(problems)
+
+
+def test_an_apps_settings_refused_say_why_and_change_nothing(server, page):
+    owner = verified_account(server, "appsettingserr")
+    token = api_token(server, owner)
+    r = api(server, token, "POST", "/v1/orgs", {"name": f"Refusals {uuid.uuid4().hex[:6]}"})
+    assert r.status_code == 201, r.text
+    org_id = r.json()["id"]
+    r = api(server, token, "POST", "/v1/clients", {
+        "org_id": org_id, "name": "Ledger", "redirect_uris": ["https://ledger.example.com/cb"],
+        "scopes": ["openid", "profile"], "access_token_lifetime": 900,
+        "claim_template": {"presets": ["org_roles"], "constants": {"tier": "gold"}}})
+    assert r.status_code == 201, r.text
+    secrets_seen.note(r.json().get("client_secret") or "")
+    client_id = r.json()["client_id"]
+    before = api_client(server, token, client_id)
+    apps = f"/orgs/{org_id}/clients"
+    as_person(page, server, owner)
+    problems = []
+
+    def attempt(constants: str, access: str, status: int, said: list, screenshot: str | None = None):
+        """Changes several fields at once, one of them wrong: the page says why, nothing is stored."""
+        open_app_settings(page, server, apps, "Ledger", client_id)
+        fill(page, "client-name", "Ledger renamed")
+        choose(page, "client-alg", "ES256")
+        tick(page, "scope", ["profile", "email"])
+        fill(page, "client-constants", constants)
+        # The browser's own check (min=60) would stop a short lifetime before the server sees it.
+        page.execute_script("for (const f of document.querySelectorAll('input[type=number]')) { f.removeAttribute('min'); f.removeAttribute('max') }")
+        fill(page, "client-access", access)
+        press(page, "Save", status)
+        errors = page_errors(page)
+        # (Compared without case: the page makes the problem's detail a sentence, capitalising its first word.)
+        assert len(errors) == 1 and all(word.lower() in errors[0].lower() for word in said), \
+            f"constants {constants!r}, lifetime {access!r}: errors {errors}"
+        assert path_of(page) == f"{apps}/{client_id}" and h1(page) == "Ledger", (page.current_url, h1(page))
+        assert single(page, "form button[type=submit]").text.strip() == "Save", "the form is not shown again"
+        assert api_client(server, token, client_id) == before, f"a refused save changed the app (constants {constants!r}, lifetime {access!r})"
+        if screenshot:
+            problems.extend(inspect(page, screenshot))
+
+    attempt('{"sub": "x"}', "900", 400, ["sub", "reserved"], screenshot="org-client-error")
+    attempt("not json", "900", 400, ["JSON object"])
+    attempt('["tenant", "acme"]', "900", 400, ["JSON object"])
+    attempt('{"tier": "gold"}', "5", 400, ["access_token_lifetime", "60"])
+    attempt('{"tier": "gold"}', "a minute", 400, ["number of seconds"])
+
+    # Unaltered, the browser refuses a lifetime below the form's minimum itself.
+    open_app_settings(page, server, apps, "Ledger", client_id)
+    fill(page, "client-access", "5")
+    assert page.execute_script("return document.getElementById('client-access').validity.rangeUnderflow") is True
+    assert not problems, "\n".join(problems)
+
+
+def test_a_platform_apps_settings_for_the_root_only(server, page):
+    # The root registers a platform app from the console.
+    as_person(page, server, ROOT_EMAIL, ROOT_PASSWORD, return_to="/admin/clients")
+    name = f"Platform {uuid.uuid4().hex[:6]}"
+    open_details(page, "Register an app")
+    fill(page, "client-name", name)
+    fill(page, "client-uris", "https://platform.example.com/cb")
+    press(page, "Register app", 201)
+    secrets_seen.note(single(page, "code#new-secret").text)
+    client_id = single(page, "code#new-client-id").text.strip()
+    root_token = api_token(server, ROOT_EMAIL, ROOT_PASSWORD)
+    assert api_client(server, root_token, client_id)["id_token_signed_response_alg"] == "RS256"
+
+    open_app_settings(page, server, "/admin/clients", name, client_id)
+    assert not page.find_elements(By.ID, "client-account"), "a platform app is offered a service account"
+    choose(page, "client-alg", "ES256")
+    fill(page, "client-refresh", "7200")
+    problems = inspect(page, "admin-client")
+    press(page, "Save")
+    assert path_of(page) == "/admin/clients" and notice(page) == f"{name} is saved.", (page.current_url, notice(page))
+    saved = api_client(server, root_token, client_id)
+    assert saved["id_token_signed_response_alg"] == "ES256" and saved["refresh_token_lifetime"] == 7200, saved
+    assert saved["org_id"] is None and saved["service_account_id"] is None, saved
+
+    # An org's app is not a platform app: not under /admin/clients, even for the root.
+    owner = verified_account(server, "platformneighbour")
+    owner_token = api_token(server, owner)
+    r = api(server, owner_token, "POST", "/v1/orgs", {"name": f"Neighbour {uuid.uuid4().hex[:6]}"})
+    assert r.status_code == 201, r.text
+    org_id = r.json()["id"]
+    r = api(server, owner_token, "POST", "/v1/clients", {"org_id": org_id, "name": "Org app", "type": "public",
+                                                          "redirect_uris": ["https://org.example.com/cb"]})
+    assert r.status_code == 201, r.text
+    org_client = r.json()["client_id"]
+    assert open_page(page, server.url(f"/admin/clients/{org_client}")) == 404
+    assert not page.find_elements(By.ID, "client-name"), "the root's platform page shows an org's app"
+
+    # Someone else opening the platform app's page: the not-found page, nothing of the app.
+    as_person(page, server, owner)
+    assert open_page(page, server.url(f"/admin/clients/{client_id}")) == 404
+    assert name not in page.page_source and not page.find_elements(By.ID, "client-name"), main_text(page)
+    # Nor under their own org's apps; and a forged save changes nothing.
+    assert open_page(page, server.url(f"/orgs/{org_id}/clients/{client_id}")) == 404
+    assert name not in page.page_source
+    assert open_page(page, server.url(f"/orgs/{org_id}/clients")) == 200
+    r = post_form(browser_client(page), server, f"/admin/clients/{client_id}",
+                  {"csrf": page_csrf(page), "client_id": client_id, "name": "Hijacked", "redirect_uris": "https://evil.example.com/cb",
+                   "id_token_alg": "RS256"})
+    assert r.status_code == 404, r.status_code
+    r = post_form(browser_client(page), server, f"/orgs/{org_id}/clients/{client_id}",
+                  {"csrf": page_csrf(page), "client_id": client_id, "name": "Hijacked", "redirect_uris": "https://evil.example.com/cb",
+                   "id_token_alg": "RS256"})
+    assert r.status_code == 404, r.status_code
+    assert api_client(server, root_token, client_id) == saved, "a forged save changed the platform app"
+
+    # A public org app's page offers no service account.
+    open_app_settings(page, server, f"/orgs/{org_id}/clients", "Org app", org_client)
+    assert not page.find_elements(By.ID, "client-account"), "a public app is offered a service account"
     assert not problems, "\n".join(problems)

@@ -528,8 +528,11 @@ expect("Ada's keys as this node sees them", [200], check=lambda out, st: matches
     {"name": "ci deploy (2)", "last_used_at": None}, {"name": "capped", "last_used_at": None}), json_values(out)))
 
 # --- Rotating the signing key, backup and restore
-expect("From the command line, with the server's environment", [], text=[r"^new signing key [A-Za-z0-9_-]{16} is active$"])
-expect("Or through the API, as the root admin: {kid, created_at}.", [200], [{"kid": re.compile(r"[A-Za-z0-9_-]{16}"), "created_at": TIME}])
+expect("From the command line, with the server's environment", [], text=[
+    r"^new ES256 signing key [A-Za-z0-9_-]{16} is active$", r"^new RS256 signing key [A-Za-z0-9_-]{16} is active$"])
+expect("Or through the API, as the root admin: {kid (the ES256 one)", [200], [{
+    "kid": re.compile(r"[A-Za-z0-9_-]{16}"), "created_at": TIME,
+    "keys": [{"kid": re.compile(r"[A-Za-z0-9_-]{16}"), "algorithm": "ES256"}, {"kid": re.compile(r"[A-Za-z0-9_-]{16}"), "algorithm": "RS256"}]}])
 expect("Tokens signed with the retired keys keep working", [200], [200])
 
 
@@ -542,10 +545,10 @@ def backup_file(out: str, st: dict) -> None:
 
 expect("The root admin ($ROOT, as above) exports the instance.", [200], [], check=backup_file)
 expect("The new instance: here a second, empty one", [200], [])
-expect("Its root admin loads the backup: 200", [200], [{"users": 7, "orgs": 2, "memberships": 7, "audit_events": 39}])
+expect("Its root admin loads the backup: 200", [200], [{"users": 7, "orgs": 2, "memberships": 7, "audit_events": 41}])
 expect("Everyone signs in again there, with their old password.", [200], ["ada@example.com"])
 expect("The backup on standard output; the restore says", [], [],
-       check=lambda out, st: text_in_order([r"^restored 7 users, 2 orgs, 7 memberships, 40 audit events$"], st["step_errors"]))
+       check=lambda out, st: text_in_order([r"^restored 7 users, 2 orgs, 7 memberships, 42 audit events$"], st["step_errors"]))
 
 
 # --- Abuse limits
@@ -561,6 +564,10 @@ expect("Guessing at a login: 401 401", throttled,
        check=lambda out, st: matches(re.compile(r"(401 )+429 ((401|429) )*"), out.rstrip("\n")))
 expect("The root registers a platform client for a wiki.", [201],
        [{"type": "confidential", "scopes": ["openid", "profile", "email", "orgs"], "first_party": False, "secret_shown": True}])
+expect("A Hasura-ready client", [200], [{"presets": ["hasura", "org_roles"], "constants": {"tenant": "acme"}}])
+expect("Ada binds a new viewer service account of Acme to a new client of Acme", [201, 201], [])
+expect("The client's token, with no person involved", [200], [{"token_type": "Bearer", "expires_in": 900, "refresh_token": None}])
+expect("It asks decisions as the service account", [200, 200], [True, False])
 expect('{"status": 429, "code": "rate_limited"', [429], [
     {"status": 429, "code": "rate_limited", "detail": re.compile(r"too many attempts; try again in \d+ s")}])
 
