@@ -1048,7 +1048,7 @@ def test_an_apps_settings_refused_say_why_and_change_nothing(server, page):
         assert len(errors) == 1 and all(word.lower() in errors[0].lower() for word in said), \
             f"constants {constants!r}, lifetime {access!r}: errors {errors}"
         assert path_of(page) == f"{apps}/{client_id}" and h1(page) == "Ledger", (page.current_url, h1(page))
-        assert single(page, "form button[type=submit]").text.strip() == "Save", "the form is not shown again"
+        form_for(page, "Save")  # the form, shown again
         assert api_client(server, token, client_id) == before, f"a refused save changed the app (constants {constants!r}, lifetime {access!r})"
         if screenshot:
             problems.extend(inspect(page, screenshot))

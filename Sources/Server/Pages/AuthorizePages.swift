@@ -13,6 +13,7 @@ struct AuthorizePages: Sendable {
     let kit: PageKit
     let openID: OpenIDService
     let auth: AuthService
+    let tokens: TokenService
     let issuer: String
 
     static let scopeWords: [String: String] = [
@@ -27,7 +28,7 @@ struct AuthorizePages: Sendable {
     /// (a `decision` planted in the link, say) is carried.
     static let parameters: Set<String> = [
         "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method",
-        "prompt", "max_age", "login_hint", "request", "request_uri", "organization", authAfter,
+        "prompt", "max_age", "login_hint", "id_token_hint", "request", "request_uri", "organization", authAfter,
     ]
     /// A sealed time: "a sign-in at or after this satisfies prompt=login / max_age". Added when
     /// this server sends the person to sign in, so coming back does not loop and cannot be faked.
@@ -61,7 +62,18 @@ struct AuthorizePages: Sendable {
         } catch AuthorizationError.redirect(let error, let description, let uri, let state) {
             return Self.back(uri, ["error": error, "error_description": description, "state": state, "iss": issuer])
         }
-        let who = try await kit.signedIn(request)
+        // id_token_hint: an ID token this server issued to this client, naming who the client
+        // expects. Someone else signed in counts as no one (prompt=none then says login_required).
+        var hinted: String?
+        if let hint = query["id_token_hint"] {
+            guard hint.utf8.count <= 8192, let claims = try? await tokens.verifySignature(hint, as: IDTokenClaims.self),
+                  claims.aud.value.contains(wanted.client.id.lowercasedString) else {
+                return refuse(wanted, "invalid_request", "id_token_hint is not an ID token this server issued to this client")
+            }
+            hinted = claims.sub.value
+        }
+        var who = try await kit.signedIn(request)
+        if let hinted, let signedIn = who, signedIn.user.id.lowercasedString != hinted { who = nil }
         var session: Session?
         if let who { session = try await auth.session(id: who.sessionID) }
         let authTime = session?.createdAt ?? Date.distantPast

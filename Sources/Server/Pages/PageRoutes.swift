@@ -12,7 +12,7 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
         auth: services.auth, freshness: services.freshness, sessionLifetime: Int(config.refreshTokenTTL.seconds))
     let identity = IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
     let accountMail = InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
-    let authorize = AuthorizePages(kit: kit, openID: services.openID, auth: services.auth, issuer: config.issuer)
+    let authorize = AuthorizePages(kit: kit, openID: services.openID, auth: services.auth, tokens: services.tokens, issuer: config.issuer)
     let signIn = SignInPages(kit: kit, identity: identity, accountMail: accountMail, invites: services.invites, authorize: authorize)
     let profile = ProfilePages(kit: kit, identity: identity, accountMail: accountMail, invites: services.invites)
     let mine = OrgsAndKeysPages(kit: kit, tenancy: services.tenancy, keys: services.keys, verifier: services.keyVerifier)
