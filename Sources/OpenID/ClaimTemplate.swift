@@ -58,7 +58,7 @@ public struct ClaimTemplate: Sendable, Equatable {
         case .object(let given)?:
             for (name, value) in given {
                 guard (1...64).contains(name.utf8.count) else { throw ClientError.invalid("a claim name has 1 to 64 characters") }
-                guard !reserved.contains(name) else { throw ClientError.invalid("\(name) is a reserved claim; a template cannot set it") }
+                guard !reserved.contains(name) else { throw ClientError.invalid("the claim \(name) is reserved; a template cannot set it") }
                 guard value.depth <= 4 else { throw ClientError.invalid("claim \(name.prefix(50)) nests too deeply") }
                 constants[name] = value
             }

@@ -27,10 +27,10 @@ public struct ClientService: Sendable {
     public static func apply(_ fields: ClientFields, to client: inout OAuthClient) throws {
         if let algorithm = fields.idTokenAlgorithm { client.idTokenAlgorithm = algorithm }
         if let lifetime = fields.accessTokenLifetime {
-            client.accessTokenLifetime = try ClientRules.lifetime(lifetime, ClientRules.accessLifetimes, "access_token_lifetime")
+            client.accessTokenLifetime = try ClientRules.lifetime(lifetime, ClientRules.accessLifetimes, "access-token lifetime (access_token_lifetime)")
         }
         if let lifetime = fields.refreshTokenLifetime {
-            client.refreshTokenLifetime = try ClientRules.lifetime(lifetime, ClientRules.refreshLifetimes, "refresh_token_lifetime")
+            client.refreshTokenLifetime = try ClientRules.lifetime(lifetime, ClientRules.refreshLifetimes, "refresh-token lifetime (refresh_token_lifetime)")
         }
         if let template = fields.claimTemplate { client.claimTemplate = template }
         if let account = fields.serviceAccountID { client.serviceAccountID = account }

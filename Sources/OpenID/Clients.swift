@@ -69,7 +69,7 @@ public enum ClientRules {
 
     public static func lifetime(_ seconds: Int?, _ range: ClosedRange<Int>, _ name: String) throws -> Int? {
         guard let seconds else { return nil }
-        guard range.contains(seconds) else { throw ClientError.invalid("\(name) must be between \(range.lowerBound) and \(range.upperBound) seconds") }
+        guard range.contains(seconds) else { throw ClientError.invalid("the \(name) must be between \(range.lowerBound) and \(range.upperBound) seconds") }
         return seconds
     }
     public static let maxRedirectURIs = 20

@@ -844,9 +844,18 @@ def test_every_console_page_screenshots_and_accessibility(server, page):
     assert member in single(page, "main table").text and ROOT_EMAIL not in single(page, "main table").text
     problems += inspect(page, "admin-users")
     assert open_page(page, server.url("/admin/signing-keys")) == 200
-    before = len(page.find_elements(By.CSS_SELECTOR, "main table tbody tr"))
+    def signing_keys():
+        """(algorithm, state) of each row; one key per algorithm (RS256, ES256), rotated together."""
+        return [tuple(c.text.strip() for c in row.find_elements(By.CSS_SELECTOR, "td")[1:4:2])
+                for row in page.find_elements(By.CSS_SELECTOR, "main table tbody tr")]
+    before = signing_keys()
     assert press_confirming(page, "Rotate now") == 200
-    assert len(page.find_elements(By.CSS_SELECTOR, "main table tbody tr")) == before + 1
+    after = signing_keys()
+    algorithms = {a for a, _ in before}
+    assert algorithms == {"RS256", "ES256"}, before
+    for algorithm in algorithms:
+        assert [a for a, _ in after].count(algorithm) == [a for a, _ in before].count(algorithm) + 1, (before, after)
+        assert after.count((algorithm, "active")) == 1, f"not one active {algorithm} key after rotating: {after}"
     problems += inspect(page, "admin-signing-keys")
     assert open_page(page, server.url("/admin/backup")) == 200
     client, csrf = browser_client(page), page_csrf(page)
@@ -1039,8 +1048,9 @@ def test_an_apps_settings_refused_say_why_and_change_nothing(server, page):
         choose(page, "client-alg", "ES256")
         tick(page, "scope", ["profile", "email"])
         fill(page, "client-constants", constants)
-        # The browser's own check (min=60) would stop a short lifetime before the server sees it.
-        page.execute_script("for (const f of document.querySelectorAll('input[type=number]')) { f.removeAttribute('min'); f.removeAttribute('max') }")
+        # The browser's own checks (a number, at least 60) would stop these before the server sees
+        # them: the fields made plain text, as a client other than this page may post anything.
+        page.execute_script("for (const f of document.querySelectorAll('input[type=number]')) f.type = 'text'")
         fill(page, "client-access", access)
         press(page, "Save", status)
         errors = page_errors(page)
@@ -1048,8 +1058,12 @@ def test_an_apps_settings_refused_say_why_and_change_nothing(server, page):
         assert len(errors) == 1 and all(word.lower() in errors[0].lower() for word in said), \
             f"constants {constants!r}, lifetime {access!r}: errors {errors}"
         assert path_of(page) == f"{apps}/{client_id}" and h1(page) == "Ledger", (page.current_url, h1(page))
+        # What was typed is kept for the next try.
+        assert single(page, "#client-name").get_attribute("value") == "Ledger renamed"
+        assert single(page, "#client-constants").get_attribute("value") == constants
         form_for(page, "Save")  # the form, shown again
-        assert api_client(server, token, client_id) == before, f"a refused save changed the app (constants {constants!r}, lifetime {access!r})"
+        assert api_client(server, token, client_id) == before, \
+            f"a refused save changed the app (constants {constants!r}, lifetime {access!r})"
         if screenshot:
             problems.extend(inspect(page, screenshot))
 
@@ -1059,10 +1073,11 @@ def test_an_apps_settings_refused_say_why_and_change_nothing(server, page):
     attempt('{"tier": "gold"}', "5", 400, ["access_token_lifetime", "60"])
     attempt('{"tier": "gold"}', "a minute", 400, ["number of seconds"])
 
-    # Unaltered, the browser refuses a lifetime below the form's minimum itself.
+    # Unaltered, the browser itself refuses a lifetime below the form's minimum.
     open_app_settings(page, server, apps, "Ledger", client_id)
     fill(page, "client-access", "5")
     assert page.execute_script("return document.getElementById('client-access').validity.rangeUnderflow") is True
+    assert page.execute_script("return document.getElementById('client-access').form.checkValidity()") is False
     assert not problems, "\n".join(problems)
 
 

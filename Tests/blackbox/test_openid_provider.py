@@ -530,3 +530,403 @@ def test_consent_is_listed_and_revocable_from_the_account(server, discovery, pag
     url, _, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2)
     page.get(url)
     WebDriverWait(page, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[value=allow]"))
+
+
+# --- more modules of the Basic OP and Config OP plans ----------------------------------------------
+
+def back_at_once(driver, session, discovery, verifier, **extra):
+    """An authorization request answered without any page (no login, no consent): the redirect
+    URI's query, with the state and nonce that were sent."""
+    url, state, nonce = authorization_url(session, discovery, verifier, **extra)
+    driver.get(url)
+    response = redirected_to(driver)
+    return response, parse_qs(urlsplit(response).query), state, nonce
+
+
+def test_oidcc_prompt_none_logged_in(server, discovery, page):
+    """oidcc-prompt-none-logged-in: signed in and consented, prompt=none comes back with a code at
+    once; its ID token is valid and names the same person and sign-in."""
+    client = register(server)
+    session = rp(client, discovery)
+    first, _, nonce, _ = login_flow(page, session, discovery, person(server))
+    before = verified_claims(server, discovery, client, first, nonce)
+    verifier = uuid.uuid4().hex * 2
+    response, query, state, nonce = back_at_once(page, session, discovery, verifier, prompt="none")
+    assert "error" not in query and query["state"] == [state] and query["iss"] == [discovery["issuer"]], query
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    after = verified_claims(server, discovery, client, token, nonce)
+    assert (after["sub"], after["auth_time"]) == (before["sub"], before["auth_time"])
+
+
+def test_oidcc_max_age_10000(server, discovery, page):
+    """oidcc-max-age-10000: a recent sign-in satisfies max_age=10000, no login page; auth_time is in
+    the ID token and is the first sign-in's."""
+    client = register(server, first_party=True)
+    session = rp(client, discovery)
+    first, _, nonce, _ = login_flow(page, session, discovery, person(server), consent_first=False)
+    before = verified_claims(server, discovery, client, first, nonce)
+    time.sleep(1.1)
+    verifier = uuid.uuid4().hex * 2
+    response, query, _, nonce = back_at_once(page, session, discovery, verifier, max_age="10000")
+    assert "code" in query, query
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    after = verified_claims(server, discovery, client, token, nonce)
+    assert "auth_time" in after and after["auth_time"] == before["auth_time"], (before, after)
+    assert after["sub"] == before["sub"]
+
+
+def test_oidcc_id_token_hint(server, discovery, page):
+    """oidcc-id-token-hint: prompt=none with the first login's ID token as id_token_hint comes back
+    with a code for the same sub. A hint that is not an ID token of this server for this client is
+    invalid_request; a hint naming someone other than who is signed in counts as no one signed in."""
+    client = register(server, first_party=True)
+    other = register(server, name="Other", first_party=True)
+    someone, address = person(server, name="Someone"), person(server)
+    session = rp(client, discovery)
+    theirs, _, _, _ = login_flow(page, session, discovery, someone, consent_first=False)
+    first, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False)  # signs someone out
+    hinted = verified_claims(server, discovery, client, first, nonce)
+    for_other, _, _, _ = login_flow(page, rp(other, discovery), discovery, address, consent_first=False, fresh=False)
+
+    verifier = uuid.uuid4().hex * 2
+    response, query, _, nonce = back_at_once(page, session, discovery, verifier, prompt="none", id_token_hint=first["id_token"])
+    assert "code" in query, query
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    claims = verified_claims(server, discovery, client, token, nonce)
+    assert claims["sub"] == hinted["sub"] and claims["auth_time"] == hinted["auth_time"]
+
+    head, body, signature = first["id_token"].split(".")
+    tampered = ".".join([head, body, signature[:-4] + ("AAAA" if not signature.endswith("AAAA") else "BBBB")])
+    for hint in ["not-an-id-token", "a.b.c", tampered, for_other["id_token"]]:
+        _, query, state, _ = back_at_once(page, session, discovery, verifier, prompt="none", id_token_hint=hint)
+        assert query.get("error") == ["invalid_request"] and query["state"] == [state] and "code" not in query, (hint[:40], query)
+    # Someone else's ID token while this person is signed in: nobody the client expects is signed in.
+    _, query, state, _ = back_at_once(page, session, discovery, verifier, prompt="none", id_token_hint=theirs["id_token"])
+    assert query.get("error") == ["login_required"] and query["state"] == [state] and "code" not in query, query
+    url, _, _ = authorization_url(session, discovery, verifier, id_token_hint=theirs["id_token"])
+    page.get(url)
+    WebDriverWait(page, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/login", f"not the login page: {page.current_url}")
+
+
+def test_oidcc_login_hint(server, discovery, page):
+    """oidcc-login-hint: login_hint fills in the login page's e-mail field (escaped, never markup)."""
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    signed_out(page, discovery)
+    url, _, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2, login_hint=address)
+    page.get(url)
+    WebDriverWait(page, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/login", f"not the login page: {page.current_url}")
+    assert page.find_element(By.CSS_SELECTOR, "input[name=email]").get_attribute("value") == address
+    hostile = '"><img src=x id=injected>@example.com'
+    url, _, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2, login_hint=hostile)
+    page.get(url)
+    WebDriverWait(page, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/login", f"not the login page: {page.current_url}")
+    assert page.find_element(By.CSS_SELECTOR, "input[name=email]").get_attribute("value") == hostile
+    assert not page.find_elements(By.ID, "injected")
+    # And the hinted login goes through.
+    token, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False, login_hint=address)
+    assert verified_claims(server, discovery, client, token, nonce)["email"] == address
+
+
+def test_oidcc_ensure_other_scope_order_succeeds(server, discovery, page):
+    """oidcc-ensure-other-scope-order-succeeds: openid need not come first."""
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery, scope="email openid")
+    token, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False)
+    assert set(token["scope"].split()) == {"openid", "email"}, token
+    claims = verified_claims(server, discovery, client, token, nonce)
+    assert claims["email"] == address and "name" not in claims
+    assert session.get(discovery["userinfo_endpoint"]).json()["email"] == address
+
+
+def test_oidcc_ensure_request_without_nonce_succeeds_for_code_flow(server, discovery, page):
+    """oidcc-ensure-request-without-nonce-succeeds-for-code-flow: nonce is optional with code; the
+    ID token then carries none."""
+    client = register(server, first_party=True)
+    session = rp(client, discovery)
+    verifier = uuid.uuid4().hex * 2
+    url, state = session.create_authorization_url(discovery["authorization_endpoint"], code_verifier=verifier)
+    assert "nonce=" not in url
+    signed_out(page, discovery)
+    page.get(url)
+    sign_in_there(page, person(server))
+    response = redirected_to(page)
+    assert parse_qs(urlsplit(response).query)["state"] == [state]
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    claims = jwt.decode(token["id_token"], JsonWebKey.import_key_set(requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json()))
+    claims.validate()
+    assert claims["aud"] == client["client_id"] and "nonce" not in claims, claims
+
+
+def test_oidcc_server_client_secret_post(server, discovery, page):
+    """oidcc-server with client_secret_post (the Basic plan's second client-authentication variant)."""
+    client = register(server, first_party=True)
+    address = person(server)
+    session = OAuth2Session(client["client_id"], client["client_secret"], scope="openid email", redirect_uri=CALLBACK,
+                            token_endpoint_auth_method="client_secret_post", code_challenge_method="S256")
+    token, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False)
+    assert verified_claims(server, discovery, client, token, nonce)["email"] == address
+    assert session.get(discovery["userinfo_endpoint"]).json()["email"] == address
+    # The secret in the body is checked like the one in the header.
+    verifier = uuid.uuid4().hex * 2
+    code = code_for(page, server, discovery, client, verifier, address)
+    r = requests.post(discovery["token_endpoint"], data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+                                                         "code_verifier": verifier, "client_id": client["client_id"],
+                                                         "client_secret": "pcs_wrong"}, timeout=TIMEOUT)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client", r.text
+
+
+def test_oidcc_ensure_request_with_valid_pkce_succeeds(server, discovery, page):
+    """oidcc-ensure-request-with-valid-pkce-succeeds, for a public client written out by hand: the
+    S256 challenge, then the verifier with only the client_id at the token endpoint. (That a
+    public client must use PKCE is test_public_clients_must_use_pkce_and_may_not_present_a_secret.)"""
+    client = register(server, type="public", first_party=True)
+    address = person(server)
+    verifier = (uuid.uuid4().hex + uuid.uuid4().hex)[:50]
+    nonce, state = uuid.uuid4().hex, uuid.uuid4().hex
+    query = requests.compat.urlencode({"client_id": client["client_id"], "response_type": "code", "scope": "openid email", "redirect_uri": CALLBACK,
+                       "state": state, "nonce": nonce, "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"})
+    signed_out(page, discovery)
+    page.get(discovery["authorization_endpoint"] + "?" + query)
+    sign_in_there(page, address)
+    answer = parse_qs(urlsplit(redirected_to(page)).query)
+    assert answer["state"] == [state], answer
+    r = requests.post(discovery["token_endpoint"], data={"grant_type": "authorization_code", "code": answer["code"][0], "redirect_uri": CALLBACK,
+                                                         "code_verifier": verifier, "client_id": client["client_id"]}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    token = r.json()
+    assert token["token_type"].lower() == "bearer" and "client_secret" not in token
+    assert verified_claims(server, discovery, client, token, nonce)["email"] == address
+    r = requests.get(discovery["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["email"] == address, r.text
+    # The plain method is no PKCE for this server: refused at the redirect URI.
+    plain = requests.compat.urlencode({"client_id": client["client_id"], "response_type": "code", "scope": "openid", "redirect_uri": CALLBACK,
+                       "state": "plain", "code_challenge": verifier, "code_challenge_method": "plain"})
+    page.get(discovery["authorization_endpoint"] + "?" + plain)
+    answer = parse_qs(urlsplit(redirected_to(page)).query)
+    assert answer.get("error") == ["invalid_request"] and answer["state"] == ["plain"] and "code" not in answer, answer
+
+
+@pytest.mark.parametrize("scope", ["openid address", "openid phone", "openid profile email address phone"],
+                         ids=["oidcc-scope-address", "oidcc-scope-phone", "oidcc-scope-all"])
+def test_oidcc_scopes_this_op_does_not_serve(server, discovery, page, scope):
+    """oidcc-scope-address / -phone / -all: the suite skips them when scopes_supported lacks the
+    scope, as here. Asked all the same, the scope is not one the client may ask for: invalid_scope
+    at the redirect URI (Sources/OpenID/Authorization.swift), never a code."""
+    for absent in ("address", "phone"):
+        assert absent not in discovery["scopes_supported"]
+    client = register(server, first_party=True)
+    signed_out(page, discovery)
+    url, state, _ = authorization_url(rp(client, discovery, scope=scope), discovery, uuid.uuid4().hex * 2)
+    page.get(url)
+    query = parse_qs(urlsplit(redirected_to(page)).query)
+    assert query.get("error") == ["invalid_scope"] and query["state"] == [state] and "code" not in query, query
+    assert query["iss"] == [discovery["issuer"]]
+    # Nor can a client be registered with it.
+    r = requests.post(server.url("/v1/clients"), json={"name": "Addr", "redirect_uris": [CALLBACK], "scopes": ["openid", scope.split()[-1]]},
+                      headers={"Authorization": f"Bearer {root_token(server)}"}, timeout=TIMEOUT)
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("extra", [
+    {"display": "page"}, {"display": "popup"}, {"ui_locales": "se fr-CA en"}, {"claims_locales": "se fr-CA en"},
+    {"acr_values": "1 2"}, {"claims": '{"userinfo": {"name": {"essential": true}}}'}, {"extra_parameter": "unknown"},
+], ids=["oidcc-display-page", "oidcc-display-popup", "oidcc-ui-locales", "oidcc-claims-locales",
+        "oidcc-ensure-request-with-acr-values-succeeds", "oidcc-claims-essential", "oidcc-ensure-request-with-unknown-parameter-succeeds"])
+def test_oidcc_parameters_the_op_may_ignore(server, discovery, page, extra):
+    """Parameters this OP does not act on must not make the request fail (OpenID Connect Core
+    §3.1.2.1, §5.5, §15.1): the login completes, the ID token is valid, userinfo answers."""
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    token, state, nonce, response = login_flow(page, session, discovery, address, consent_first=False, **extra)
+    assert parse_qs(urlsplit(response).query)["state"] == [state]
+    claims = verified_claims(server, discovery, client, token, nonce)
+    assert claims["email"] == address
+    info = session.get(discovery["userinfo_endpoint"])
+    assert info.status_code == 200 and info.json()["sub"] == claims["sub"] and info.json()["name"] == "Ada Lovelace", info.text
+
+
+@pytest.mark.parametrize("parameter, value, error", [
+    ("request", "eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.", "request_not_supported"),
+    ("request_uri", "https://rp.example/request.jwt", "request_uri_not_supported"),
+], ids=["oidcc-unsigned-request-object-supported-correctly-or-rejected-as-unsupported",
+        "oidcc-request-uri-unsigned-supported-correctly-or-rejected-as-unsupported"])
+def test_oidcc_request_objects_rejected_as_unsupported(server, discovery, page, parameter, value, error):
+    """Request objects are not supported (request_parameter_supported and request_uri_parameter_supported
+    are false): the suite accepts the matching error at the redirect URI."""
+    assert discovery[f"{parameter}_parameter_supported"] is False
+    client = register(server, first_party=True)
+    address = person(server)
+    login_flow(page, rp(client, discovery), discovery, address, consent_first=False)  # signed in: only the parameter refuses
+    _, query, state, _ = back_at_once(page, rp(client, discovery), discovery, uuid.uuid4().hex * 2, **{parameter: value})
+    assert query.get("error") == [error] and query["state"] == [state] and "code" not in query, query
+
+
+def test_oidcc_ensure_post_request_succeeds(server, discovery, page):
+    """oidcc-ensure-post-request-succeeds: the authorization request sent as a form POST from the
+    relying party's page (OpenID Connect Core §3.1.2.1: the endpoint MUST support GET and POST)."""
+    client = register(server, first_party=True)
+    address = person(server)
+    verifier = uuid.uuid4().hex * 2
+    nonce, state = uuid.uuid4().hex, uuid.uuid4().hex
+    fields = {"client_id": client["client_id"], "response_type": "code", "scope": "openid email", "redirect_uri": CALLBACK,
+              "state": state, "nonce": nonce, "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"}
+    signed_out(page, discovery)
+    page.get("about:blank")  # another origin, as the relying party's page is
+    page.execute_script("""
+        const form = document.createElement('form');
+        form.method = 'POST'; form.action = arguments[0];
+        for (const [name, value] of Object.entries(arguments[1])) {
+            const input = document.createElement('input'); input.type = 'hidden'; input.name = name; input.value = value; form.appendChild(input);
+        }
+        document.body.appendChild(form); form.submit();""", discovery["authorization_endpoint"], fields)
+    sign_in_there(page, address)
+    answer = parse_qs(urlsplit(redirected_to(page)).query)
+    assert answer.get("state") == [state] and "code" in answer, answer
+    r = requests.post(discovery["token_endpoint"], data={"grant_type": "authorization_code", "code": answer["code"][0], "redirect_uri": CALLBACK,
+                                                         "code_verifier": verifier}, auth=(client["client_id"], client["client_secret"]), timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert verified_claims(server, discovery, client, r.json(), nonce)["email"] == address
+
+
+def test_oidcc_codereuse_30seconds(server, discovery, page):
+    """oidcc-codereuse-30seconds: the code presented again 30 seconds later (still within its
+    lifetime) is refused, and the tokens the first use issued are revoked."""
+    client = register(server, first_party=True)
+    session = rp(client, discovery)
+    verifier = uuid.uuid4().hex * 2
+    url, _, _ = authorization_url(session, discovery, verifier)
+    signed_out(page, discovery)
+    page.get(url)
+    sign_in_there(page, person(server))
+    response = redirected_to(page)
+    code = parse_qs(urlsplit(response).query)["code"][0]
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier)
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer, timeout=TIMEOUT).status_code == 200
+    time.sleep(30)
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer, timeout=TIMEOUT).status_code == 200
+    again = requests.post(discovery["token_endpoint"], data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "code_verifier": verifier,
+    }, auth=(client["client_id"], client["client_secret"]), timeout=TIMEOUT)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant", again.text
+    assert requests.get(discovery["userinfo_endpoint"], headers=bearer, timeout=TIMEOUT).status_code == 401
+
+
+def test_state_and_nonce_come_back_exactly_as_sent(server, discovery, page):
+    """Attack surface of the authorization response: state and nonce with spaces, unicode, & = + % #
+    and / come back byte for byte (state in the redirect, nonce in the ID token), and the redirect's
+    Location is a well-formed, ASCII URI."""
+    state = "a b&c=d+e%20/é日本☃?#x=1;y"
+    nonce = "n ñ&=+%2B/日"
+    client = register(server, first_party=True)
+    address = person(server)
+    session = rp(client, discovery)
+    verifier = uuid.uuid4().hex * 2
+    url, sent = session.create_authorization_url(discovery["authorization_endpoint"], code_verifier=verifier, state=state, nonce=nonce)
+    assert sent == state
+    signed_out(page, discovery)
+    page.get(url)
+    sign_in_there(page, address)
+    response = redirected_to(page)
+    query = parse_qs(urlsplit(response).query)
+    assert query["state"] == [state], query
+    token = session.fetch_token(discovery["token_endpoint"], authorization_response=response, code_verifier=verifier, state=state)
+    assert verified_claims(server, discovery, client, token, nonce)["nonce"] == nonce
+    # The raw answer, as any client library reads it: one Location, ASCII only, the state decodable from it.
+    r = requests.get(url + "&prompt=none", allow_redirects=False, timeout=TIMEOUT)  # no session here: login_required
+    assert r.status_code in (302, 303), r.status_code
+    location = r.headers["Location"]
+    assert location.isascii() and " " not in location, location
+    answer = parse_qs(urlsplit(location).query)
+    assert answer["error"] == ["login_required"] and answer["state"] == [state], answer
+
+
+def test_oidcc_discovery_endpoint_verification(server, discovery):
+    """oidcc-discovery-endpoint-verification (Config OP): the required metadata, its endpoints absolute
+    and on the issuer's server, a JWKS of public signing keys, and every endpoint listed answers."""
+    r = requests.get(server.url("/.well-known/openid-configuration"), timeout=TIMEOUT)
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert discovery["issuer"] == server.base  # fetched from <issuer>/.well-known/openid-configuration (Discovery §4.3)
+    issuer = urlsplit(discovery["issuer"])
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "revocation_endpoint",
+                "introspection_endpoint", "end_session_endpoint"):
+        where = urlsplit(discovery[key])
+        assert (where.scheme, where.netloc) == (issuer.scheme, issuer.netloc) and where.path.startswith("/") and not where.fragment, (key, discovery[key])
+    assert "code" in discovery["response_types_supported"]
+    assert discovery["subject_types_supported"] and set(discovery["subject_types_supported"]) <= {"public", "pairwise"}
+    assert "RS256" in discovery["id_token_signing_alg_values_supported"] and "none" not in discovery["id_token_signing_alg_values_supported"]
+    assert "openid" in discovery["scopes_supported"]
+    assert "authorization_code" in discovery.get("grant_types_supported", ["authorization_code"])
+    assert {"client_secret_basic", "client_secret_post"} <= set(discovery["token_endpoint_auth_methods_supported"])
+    assert {"sub", "iss", "aud", "exp", "iat"} <= set(discovery["claims_supported"])
+    assert discovery.get("claims_parameter_supported", False) is False  # and so the claims parameter is ignored
+    assert "query" in discovery.get("response_modes_supported", ["query"])
+
+    keys = requests.get(discovery["jwks_uri"], timeout=TIMEOUT)
+    assert keys.status_code == 200 and keys.headers["Content-Type"].startswith("application/json")
+    keys = keys.json()["keys"]
+    kids = [k["kid"] for k in keys]
+    assert keys and len(kids) == len(set(kids)), kids
+    for key in keys:
+        assert key["kty"] in ("RSA", "EC") and key.get("use", "sig") == "sig", key
+        assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(key), f"private or symmetric material in the JWKS: {sorted(key)}"
+    assert {"RSA", "EC"} <= {k["kty"] for k in keys}
+    JsonWebKey.import_key_set({"keys": keys})
+
+    # Every endpoint listed answers (with its own refusal of an empty request), none is missing.
+    for key, method in [("authorization_endpoint", "GET"), ("token_endpoint", "POST"), ("userinfo_endpoint", "GET"),
+                        ("revocation_endpoint", "POST"), ("introspection_endpoint", "POST"), ("end_session_endpoint", "GET")]:
+        r = requests.request(method, discovery[key], allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code not in (404, 405) and r.status_code < 500, (key, r.status_code, r.text[:200])
+    assert requests.post(discovery["token_endpoint"], timeout=TIMEOUT).status_code in (400, 401)
+    assert requests.get(discovery["userinfo_endpoint"], timeout=TIMEOUT).status_code == 401
+
+
+def test_oidcc_server_rotate_keys(server, discovery, page):
+    """oidcc-server-rotate-keys (Dynamic OP plan, OP-Rotation-OP-Sig): after the root rotates, the
+    JWKS has new keys and still the old ones; new ID tokens (RS256 and ES256) are signed with the
+    new kids and verify; an ID token and access token from before the rotation still verify and work.
+    Last in this module: the keys change for everything after it."""
+    client = register(server, first_party=True)
+    es_client = register(server, name="EC", first_party=True, id_token_signed_response_alg="ES256")
+    address = person(server)
+    session = rp(client, discovery)
+    old_token, _, old_nonce, _ = login_flow(page, session, discovery, address, consent_first=False)
+    old_kid = jwt.decode(old_token["id_token"], JsonWebKey.import_key_set(requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json())).header["kid"]
+    before = {k["kid"] for k in requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json()["keys"]}
+    assert old_kid in before
+
+    anyone = server.login(address, PASSWORD).json()["access_token"]
+    r = requests.post(server.url("/v1/admin/signing-keys/rotate"), headers={"Authorization": f"Bearer {anyone}"}, timeout=TIMEOUT)
+    assert r.status_code == 403, r.text
+    r = requests.post(server.url("/v1/admin/signing-keys/rotate"), headers={"Authorization": f"Bearer {root_token(server)}"}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    rotated = {k["algorithm"]: k["kid"] for k in r.json()["keys"]}
+    assert set(rotated) == {"RS256", "ES256"} and not set(rotated.values()) & before, (rotated, before)
+
+    document = requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json()
+    after = [k["kid"] for k in document["keys"]]
+    assert len(after) == len(set(after)), after
+    assert set(rotated.values()) <= set(after), "the new keys are not published"
+    assert before <= set(after), "a key of the tokens still alive was dropped"
+    for key in document["keys"]:
+        assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(key)
+
+    new_token, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False)
+    claims = verified_claims(server, discovery, client, new_token, nonce)
+    assert jwt.decode(new_token["id_token"], JsonWebKey.import_key_set(document)).header["kid"] == rotated["RS256"]
+    es_token, _, es_nonce, _ = login_flow(page, rp(es_client, discovery), discovery, address, consent_first=False, fresh=False)
+    es_claims = verified_claims(server, discovery, es_client, es_token, es_nonce)
+    header = jwt.decode(es_token["id_token"], JsonWebKey.import_key_set(document)).header
+    assert (header["alg"], header["kid"]) == ("ES256", rotated["ES256"]), header
+    assert es_claims["sub"] == claims["sub"]
+    # What was signed before the rotation still verifies and works.
+    assert verified_claims(server, discovery, client, old_token, old_nonce)["sub"] == claims["sub"]
+    r = requests.get(discovery["userinfo_endpoint"], headers={"Authorization": f"Bearer {old_token['access_token']}"}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    r = requests.get(discovery["userinfo_endpoint"], headers={"Authorization": f"Bearer {new_token['access_token']}"}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text

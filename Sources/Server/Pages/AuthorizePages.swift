@@ -39,9 +39,13 @@ struct AuthorizePages: Sendable {
         try await proceed(request, FormPost.parse(request.uri.query ?? ""), decision: nil)
     }
 
-    /// The consent form: the request's fields again, with the person's answer.
+    /// The consent form: the request's fields again, with the person's answer. A POST without an
+    /// answer is a relying party sending its authorization request by POST (OpenID Connect Core
+    /// §3.1.2.1): handled as the GET is, since it decides nothing.
     @Sendable func decide(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await kit.action(request) { _, form in
+        let posted = try await FormPost.read(request)
+        if posted.all("decision").isEmpty { return try await proceed(request, posted, decision: nil) }
+        return try await kit.action(request, form: posted) { _, form in
             let decisions = form.all("decision")
             guard decisions.count == 1 else { return kit.renderer.message("This form is not valid", ["Go back and answer once."], status: .badRequest) }
             return try await proceed(request, form, decision: decisions[0] == "allow")

@@ -79,11 +79,14 @@ enum ClientForms {
         let access: String = c.accessTokenLifetime.map { String($0) } ?? ""
         let refresh: String = c.refreshTokenLifetime.map { String($0) } ?? ""
         let client: [String: Any] = [
-            "id": c.id.lowercasedString, "name": c.name, "type": c.kind.rawValue, "redirect_uris": c.redirectURIs.joined(separator: "\n"),
+            "id": c.id.lowercasedString, "name": c.name, "title": c.name, "type": c.kind.rawValue, "redirect_uris": c.redirectURIs.joined(separator: "\n"),
             "access_token_lifetime": access, "refresh_token_lifetime": refresh,
             "constants": constants.isEmpty ? "" : JSONValue.object(constants).canonicalJSON, "action": "\(action)/\(c.id.lowercasedString)",
         ]
-        values["client"] = client
+        // After a refused save, the fields as typed.
+        values["client"] = client.merging((extra["form"] as? [String: String] ?? [:]).filter {
+            ["name", "redirect_uris", "access_token_lifetime", "refresh_token_lifetime", "constants"].contains($0.key)
+        }) { $1 }
         values["scope_choices"] = offeredScopes.map { ["value": $0, "checked": c.scopes.contains($0)] }
         values["algorithms"] = SigningAlgorithm.allCases.reversed().map { ["value": $0.rawValue, "selected": c.idTokenAlgorithm == $0] }
         values["presets"] = ClaimTemplate.Preset.allCases.map { ["value": $0.rawValue, "checked": presets.contains($0)] }

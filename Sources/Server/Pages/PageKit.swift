@@ -86,8 +86,9 @@ struct PageKit: Sendable {
 
     /// A state-changing form of a signed-in person: refused with 403 when forged (its token is
     /// not the session's: nothing done), sent to the login page when nobody is signed in.
-    func action(_ request: Request, _ body: (SignedIn, FormPost) async throws -> Response) async throws -> Response {
-        let form = try await FormPost.read(request)
+    func action(_ request: Request, form given: FormPost? = nil, _ body: (SignedIn, FormPost) async throws -> Response) async throws -> Response {
+        let form: FormPost
+        if let given { form = given } else { form = try await FormPost.read(request) }
         guard let who = try await signedIn(request) else {
             return guardian.admits(request, form) ? loginRedirect(request) : forged
         }
