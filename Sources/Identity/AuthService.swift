@@ -224,10 +224,19 @@ public struct AuthService: Sendable {
             sessionID: session.id, revision: revision, scope: scope)
     }
 
+    /// The scope granted to the session a refresh token belongs to, if the token is `app`'s
+    /// (nil otherwise): read before a refresh that asks for a narrower scope.
+    public func grantedScope(refreshToken: String, for app: ClientSessionTerms) async throws -> String? {
+        guard refreshToken.count >= 43, refreshToken.count <= 512,
+              let session = try await sessions.session(refreshHash: Secrets.hash(refreshToken)), session.clientID == app.clientID else { return nil }
+        return session.scope
+    }
+
     /// Spends a refresh token for a new pair. Presenting a spent token revokes its session. A
     /// session opened for an OpenID client refreshes only through that client (`app`), and keeps
-    /// its client id and scope; Portcullis's own sessions refresh with `app` nil.
-    public func refresh(_ refreshToken: String, for app: ClientSessionTerms? = nil) async throws -> TokenPair {
+    /// its client id and scope (the new access token may carry a `narrowed` one, checked by the
+    /// caller); Portcullis's own sessions refresh with `app` nil.
+    public func refresh(_ refreshToken: String, for app: ClientSessionTerms? = nil, narrowed: String? = nil) async throws -> TokenPair {
         guard refreshToken.count >= 43, refreshToken.count <= 512 else { throw IdentityError.invalidRefreshToken }
         let at = now()
         let next = Secrets.token()
@@ -241,13 +250,14 @@ public struct AuthService: Sendable {
             throw IdentityError.invalidRefreshToken
         case .rotated(let session, let revision):
             guard let user = try await users.user(id: session.userID) else { throw IdentityError.invalidRefreshToken }
+            let scope = narrowed ?? session.scope
             let access = try await tokens.issue(
-                userID: user.id, sessionID: session.id, now: at, clientID: session.clientID ?? TokenService.ownClientID, scope: session.scope,
+                userID: user.id, sessionID: session.id, now: at, clientID: session.clientID ?? TokenService.ownClientID, scope: scope,
                 lifetime: app?.accessLifetime)
             return TokenPair(
                 accessToken: access.token, accessExpiresIn: access.expiresIn, refreshToken: next,
                 refreshExpiresIn: Int(refreshTTL.seconds), user: user,
-                sessionID: session.id, revision: revision, scope: session.scope)
+                sessionID: session.id, revision: revision, scope: scope)
         }
     }
 

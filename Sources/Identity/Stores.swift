@@ -63,6 +63,8 @@ public protocol SessionStore: Sendable {
     /// Only a session opened for `clientID` (nil: Portcullis's own login) is rotated; another is `.invalid`.
     func rotateRefreshToken(oldHash: String, newHash: String, newExpiresAt: Date, clientID: String?, now: Date) async throws -> RefreshOutcome
     func session(id: UUID) async throws -> Session?
+    /// The session a refresh token (current or spent) belongs to.
+    func session(refreshHash: String) async throws -> Session?
     /// Revokes the session a refresh token (current or spent) belongs to, if it was opened for
     /// `clientID`; nil when there is none such.
     func revokeSession(refreshHash: String, clientID: String?, reason: RevokeReason, now: Date) async throws -> Revision?

@@ -21,11 +21,14 @@ public struct AccessClaims: JWTPayload, Equatable {
     public var scope: String?
     /// Set on a client_credentials token: `sub` is then a service account of this org.
     public var orgID: String?
+    /// On a client_credentials token: which of the client's secrets got it (a new secret voids it).
+    public var secretGeneration: Int64?
 
     enum CodingKeys: String, CodingKey {
         case iss, sub, aud, exp, iat, nbf, jti, sid, scope
         case clientID = "client_id"
         case orgID = "org_id"
+        case secretGeneration = "secret_generation"
     }
 
     /// Issuer, audience and time checks need configuration, so `TokenService.verify` makes them
@@ -49,6 +52,8 @@ public struct VerifiedServiceAccountToken: Sendable, Equatable {
     public var accountID: UUID
     public var orgID: UUID
     public var clientID: String
+    /// Which of the client's secrets got the token.
+    public var secretGeneration: Int64
     public var expiresAt: Date
 }
 
@@ -137,10 +142,14 @@ public final class TokenService: Sendable {
     /// Nil when none is.
     public func rotateIfOlder(than age: Duration, now: Date = Date()) async throws -> Revision? {
         var last: Revision?
+        let cutoff = now.addingTimeInterval(-age.seconds)
+        let active = state.withLock { s in s.published.filter { $0.retiredAt == nil } }
         for algorithm in SigningAlgorithm.allCases {
+            // A key (an RSA one is costly) only when this node's view says one is due; the store
+            // decides under its lock, as another node may have rotated already.
+            if let newest = active.filter({ $0.algorithm == algorithm.rawValue }).map(\.createdAt).max(), newest >= cutoff { continue }
             let key = try makeKey(algorithm, now: now)
-            if let revision = try await store.rotateKey(
-                ifActiveOlderThan: now.addingTimeInterval(-age.seconds), to: key, retiredPublishUntil: retiredPublishUntil(now)) {
+            if let revision = try await store.rotateKey(ifActiveOlderThan: cutoff, to: key, retiredPublishUntil: retiredPublishUntil(now)) {
                 last = revision
             }
         }
@@ -197,12 +206,15 @@ public final class TokenService: Sendable {
 
     /// An access token for an OpenID client acting as its service account (client_credentials):
     /// no session; it lives `lifetime` and is checked against the client on every use.
-    public func issueServiceAccount(accountID: UUID, orgID: UUID, clientID: String, now: Date = Date(), lifetime: Duration? = nil) async throws -> (token: String, expiresIn: Int) {
-        try await issueAccess(subject: accountID, sessionID: nil, orgID: orgID, now: now, clientID: clientID, scope: nil, lifetime: lifetime)
+    public func issueServiceAccount(
+        accountID: UUID, orgID: UUID, clientID: String, secretGeneration: Int64, now: Date = Date(), lifetime: Duration? = nil
+    ) async throws -> (token: String, expiresIn: Int) {
+        try await issueAccess(
+            subject: accountID, sessionID: nil, orgID: orgID, secretGeneration: secretGeneration, now: now, clientID: clientID, scope: nil, lifetime: lifetime)
     }
 
     private func issueAccess(
-        subject: UUID, sessionID: UUID?, orgID: UUID?, now: Date, clientID: String, scope: String?, lifetime: Duration?
+        subject: UUID, sessionID: UUID?, orgID: UUID?, secretGeneration: Int64? = nil, now: Date, clientID: String, scope: String?, lifetime: Duration?
     ) async throws -> (token: String, expiresIn: Int) {
         let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let ttl = Int((lifetime ?? settings.accessTokenTTL).seconds)
@@ -215,7 +227,7 @@ public final class TokenService: Sendable {
             nbf: NotBeforeClaim(value: issuedAt),
             jti: IDClaim(value: UUID().uuidString.lowercased()),
             sid: sessionID?.uuidString.lowercased(),
-            clientID: clientID, scope: scope, orgID: orgID?.uuidString.lowercased())
+            clientID: clientID, scope: scope, orgID: orgID?.uuidString.lowercased(), secretGeneration: secretGeneration)
         return (try await sign(claims, typ: "at+jwt", algorithm: .es256), ttl)
     }
 
@@ -262,7 +274,8 @@ public final class TokenService: Sendable {
             guard claims.sid == nil, claims.clientID != Self.ownClientID, let orgID = UUID(uuidString: org) else {
                 throw IdentityError.unauthenticated("malformed token subject")
             }
-            return .serviceAccount(VerifiedServiceAccountToken(accountID: subject, orgID: orgID, clientID: claims.clientID, expiresAt: claims.exp.value))
+            return .serviceAccount(VerifiedServiceAccountToken(
+                accountID: subject, orgID: orgID, clientID: claims.clientID, secretGeneration: claims.secretGeneration ?? 0, expiresAt: claims.exp.value))
         }
         guard let sid = claims.sid, let sessionID = UUID(uuidString: sid) else { throw IdentityError.unauthenticated("malformed token subject") }
         return .session(VerifiedAccessToken(

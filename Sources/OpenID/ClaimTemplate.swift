@@ -75,25 +75,24 @@ public struct ClaimTemplate: Sendable, Equatable {
         .object(["presets": .array(presets.map { .string($0.rawValue) }), "constants": .object(constants)])
     }
 
-    /// The claims for a person with `orgs` (their first 100), in a login scoped to `loginOrg`
-    /// when one was asked for.
-    public func claims(subject: String, orgs: [IDTokenClaims.OrgClaim], loginOrg: String?) -> [String: JSONValue] {
+    /// The claims for a person: `orgs` are their orgs (the first 100) when the client may see
+    /// them, `org` the one org this login is for, with their role there. Hasura's roles come from
+    /// that org only: roles held elsewhere mean nothing to this client (and anyone can own an org).
+    public func claims(subject: String, orgs: [IDTokenClaims.OrgClaim], org: IDTokenClaims.OrgClaim?) -> [String: JSONValue] {
         var claims = constants
         for preset in presets {
             switch preset {
             case .orgRoles:
                 claims["org_roles"] = .array(orgs.map { .string("\($0.id):\($0.role)") })
             case .hasura:
-                let orgRole = loginOrg.flatMap { id in orgs.first { $0.id == id }?.role }
-                let roles = loginOrg == nil ? orgs.map(\.role) : orgRole.map { [$0] } ?? []
                 var allowed = ["user"]
-                for role in roles where !allowed.contains(role) { allowed.append(role) }
+                if let role = org?.role, role != "user" { allowed.append(role) }
                 var hasura: [String: JSONValue] = [
                     "x-hasura-user-id": .string(subject),
-                    "x-hasura-default-role": .string(orgRole ?? "user"),
+                    "x-hasura-default-role": .string(org?.role ?? "user"),
                     "x-hasura-allowed-roles": .array(allowed.map(JSONValue.string)),
                 ]
-                if let loginOrg { hasura["x-hasura-org-id"] = .string(loginOrg) }
+                if let org { hasura["x-hasura-org-id"] = .string(org.id) }
                 claims[Self.hasuraClaim] = .object(hasura)
             }
         }

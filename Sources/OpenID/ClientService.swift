@@ -148,7 +148,9 @@ public struct ClientService: Sendable {
         return try await store.writeClients(lockingOrg: found.orgID) { tx, clients in
             let viaRoot = try await authorize(actor, orgID: found.orgID, in: tx, at: at)
             guard let client = try await clients.client(id: id) else { throw ClientError.notFound("no such client") }
-            try await clients.setSecret(id: id, hash: Secrets.hash(secret))
+            // The secret is the bound service account's authority: the same rank rule as binding it.
+            try await mayBind(actor, client, in: tx, clients, at: at)
+            try await clients.setSecret(id: id, hash: Secrets.hash(secret), at: at)
             try await tx.appendAudit(Self.event(actor, at: at, AuditAction.clientSecretRotated, client, viaRoot: viaRoot))
             return RegisteredClient(client: client, secret: secret, revision: try await tx.recordChange(.clientChanged(id), at: at))
         }
@@ -186,7 +188,10 @@ public struct ClientService: Sendable {
             ["name": .string(client.name), "type": .string(client.kind.rawValue),
              "redirect_uris": .array(client.redirectURIs.map(JSONValue.string)), "scopes": .array(client.scopes.map(JSONValue.string)),
              "first_party": .bool(client.firstParty), "id_token_signed_response_alg": .string(client.idTokenAlgorithm.rawValue),
-             "service_account_id": client.serviceAccountID.map { .string($0.lowercasedString) } ?? .null],
+             "service_account_id": client.serviceAccountID.map { .string($0.lowercasedString) } ?? .null,
+             "access_token_lifetime": client.accessTokenLifetime.map { .number(Double($0)) } ?? .null,
+             "refresh_token_lifetime": client.refreshTokenLifetime.map { .number(Double($0)) } ?? .null,
+             "claim_template": client.claimTemplate?.json ?? .null],
             viaRoot: viaRoot)
     }
 }

@@ -35,6 +35,14 @@ public struct OAuthClient: Sendable, Equatable {
     /// The service account of its org it acts as with `client_credentials` (confidential org
     /// clients only); nil: that grant is refused.
     public var serviceAccountID: UUID?
+    /// When its secret was last replaced: client_credentials tokens from before are void.
+    public var secretRotatedAt: Date?
+
+    /// Which of its secrets is current, as client_credentials tokens carry it: exact, where a
+    /// token's `iat` (whole seconds) could not tell a token from just before a rotation.
+    public var secretGeneration: Int64 {
+        secretRotatedAt.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) } ?? 0
+    }
 
     /// Its hold on the sessions it opens: its id and token lifetimes.
     public var sessionTerms: ClientSessionTerms {
@@ -167,7 +175,8 @@ public protocol ClientWriter: Sendable {
     func client(id: UUID) async throws -> OAuthClient?
     func insert(_ client: OAuthClient, secretHash: String?) async throws
     func update(_ client: OAuthClient) async throws
-    func setSecret(id: UUID, hash: String?) async throws
+    /// A new secret: tokens minted with client_credentials before `at` stop working.
+    func setSecret(id: UUID, hash: String?, at: Date) async throws
     /// Deletes the client and ends the sessions opened for it; returns those sessions.
     func delete(id: UUID, at: Date) async throws -> [UUID]
     /// A service account's org and role, for binding it to a client.

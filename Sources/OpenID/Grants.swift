@@ -153,6 +153,11 @@ public struct OpenIDService: Sendable {
     /// Whether the person may sign in to `request`'s org (`organization=`): only its members may.
     public func mayEnterOrganization(userID: UUID, _ request: AuthorizationRequest) async throws -> Bool {
         guard let org = request.organization else { return true }
+        return try await isMember(userID: userID, of: org)
+    }
+
+    /// Whether the person is (still) a member of `org`.
+    public func isMember(userID: UUID, of org: UUID) async throws -> Bool {
         do {
             return try await clients.tenancy.org(actor: .user(userID, isRoot: false), id: org).role != nil
         } catch is TenancyError {
@@ -169,7 +174,7 @@ public struct OpenIDService: Sendable {
     /// What `client` learns about `user` under `scopes`, in a login scoped to `loginOrg`.
     public func claims(user: User, scopes: [String], loginOrg: UUID?, client: OAuthClient) async throws -> PersonClaims {
         let orgs = PersonClaims.needsOrgs(scopes: scopes, template: client.claimTemplate) ? try await orgs(of: user.id) : []
-        return PersonClaims(user: user, scopes: scopes, orgs: orgs, loginOrg: loginOrg, template: client.claimTemplate)
+        return PersonClaims(user: user, scopes: scopes, orgs: orgs, loginOrg: loginOrg, clientOrg: client.orgID, template: client.claimTemplate)
     }
 
     /// The service account a client_credentials grant acts as: a confidential client's, bound
@@ -185,7 +190,8 @@ public struct OpenIDService: Sendable {
     /// that service account (deleting the client or unbinding the account ends its tokens).
     public func isLive(_ token: VerifiedServiceAccountToken) async throws -> Bool {
         guard let id = UUID(uuidString: token.clientID), let (client, _) = try await clients.store.client(id: id) else { return false }
-        return client.serviceAccountID == token.accountID && client.orgID == token.orgID
+        // A new secret voids the tokens of the old one.
+        return client.serviceAccountID == token.accountID && client.orgID == token.orgID && client.secretGeneration == token.secretGeneration
     }
 
     /// A new code for the signed-in person (returned once; stored as its hash).

@@ -11,13 +11,16 @@ public struct PersonClaims: Sendable {
     /// The person's orgs and roles (first 100), when the scopes or the template need them.
     public var orgs: [IDTokenClaims.OrgClaim]
     public var loginOrg: UUID?
+    /// The org that owns the client, if any: the template's org when the login names none.
+    public var clientOrg: UUID?
     public var template: ClaimTemplate?
 
-    public init(user: User, scopes: [String], orgs: [IDTokenClaims.OrgClaim], loginOrg: UUID?, template: ClaimTemplate?) {
+    public init(user: User, scopes: [String], orgs: [IDTokenClaims.OrgClaim], loginOrg: UUID?, clientOrg: UUID? = nil, template: ClaimTemplate?) {
         self.user = user
         self.scopes = scopes
         self.orgs = orgs
         self.loginOrg = loginOrg
+        self.clientOrg = clientOrg
         self.template = template
     }
 
@@ -26,9 +29,13 @@ public struct PersonClaims: Sendable {
         scopes.contains("orgs") || !(template?.presets.isEmpty ?? true)
     }
 
-    /// The template's claims: presets and constants.
+    /// The template's claims: presets and constants. The list of the person's orgs goes out only
+    /// under the `orgs` scope; otherwise only the one org of this login (`organization=`, else the
+    /// client's own org if the person is in it).
     public var extra: [String: JSONValue] {
-        template?.claims(subject: user.id.lowercasedString, orgs: orgs, loginOrg: loginOrg?.lowercasedString) ?? [:]
+        guard let template else { return [:] }
+        let org = (loginOrg ?? clientOrg).flatMap { id in orgs.first { $0.id == id.lowercasedString } }
+        return template.claims(subject: user.id.lowercasedString, orgs: scopes.contains("orgs") ? orgs : [], org: org)
     }
 
     /// The ID token for `clientID`.

@@ -11,7 +11,7 @@ public struct SQLClientStore: SQLStore, ClientStore {
 
     static let columns = """
         id, org_id, name, kind, redirect_uris, scopes, first_party, created_at, updated_at, \
-        id_token_alg, access_token_lifetime, refresh_token_lifetime, claim_template, service_account_id
+        id_token_alg, access_token_lifetime, refresh_token_lifetime, claim_template, service_account_id, secret_rotated_at
         """
 
     static func decode(_ row: SQLRow) throws -> OAuthClient {
@@ -27,6 +27,7 @@ public struct SQLClientStore: SQLStore, ClientStore {
         // Checked when it was stored; a template that no longer parses gives no claims rather than wrong ones.
         client.claimTemplate = try row.optionalString("claim_template").flatMap { try? ClaimTemplate.parse(.object(JSONValue.object(fromJSON: $0))) }
         client.serviceAccountID = try row.optionalUUID("service_account_id")
+        client.secretRotatedAt = try row.optionalDate("secret_rotated_at")
         return client
     }
 
@@ -61,10 +62,10 @@ public struct SQLClientStore: SQLStore, ClientStore {
 
         func insert(_ c: OAuthClient, secretHash: String?) async throws {
             try await tx.execute(
-                "INSERT INTO oauth_clients (\(SQLClientStore.columns), secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                "INSERT INTO oauth_clients (\(SQLClientStore.columns), secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 c.id, c.orgID, c.name, c.kind.rawValue, StringList.json(c.redirectURIs), StringList.json(c.scopes), c.firstParty,
                 c.createdAt, c.updatedAt, c.idTokenAlgorithm.rawValue, c.accessTokenLifetime, c.refreshTokenLifetime, SQLClientStore.templateText(c),
-                c.serviceAccountID, secretHash)
+                c.serviceAccountID, c.secretRotatedAt, secretHash)
         }
 
         func update(_ c: OAuthClient) async throws {
@@ -84,8 +85,8 @@ public struct SQLClientStore: SQLStore, ClientStore {
             return (try row.uuid("org_id"), role)
         }
 
-        func setSecret(id: UUID, hash: String?) async throws {
-            try await tx.execute("UPDATE oauth_clients SET secret_hash = $2 WHERE id = $1", id, hash)
+        func setSecret(id: UUID, hash: String?, at: Date) async throws {
+            try await tx.execute("UPDATE oauth_clients SET secret_hash = $2, secret_rotated_at = $3 WHERE id = $1", id, hash, at)
         }
 
         func delete(id: UUID, at: Date) async throws -> [UUID] {

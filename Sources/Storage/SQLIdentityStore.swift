@@ -240,6 +240,12 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
         return (try rows.map(Self.decodeSession), Int(total))
     }
 
+    public func session(refreshHash: String) async throws -> Session? {
+        try await db.queryFirst(
+            "SELECT \(Self.sessionColumns) FROM sessions WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)", refreshHash
+        ).map(Self.decodeSession)
+    }
+
     public func revokeSession(refreshHash: String, clientID: String?, reason: RevokeReason, now: Date) async throws -> Revision? {
         try await write { tx in
             guard let row = try await tx.queryFirst(

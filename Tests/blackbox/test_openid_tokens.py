@@ -684,3 +684,71 @@ def test_requests_oauth2client_code_flow_refresh_introspect_revoke(server, disco
     with pytest.raises(InvalidGrant):
         oauth.refresh_token(refreshed)
     assert oauth.introspect_token(refreshed.access_token)["active"] is False
+
+
+# --- what a security review of the above found -------------------------------------------------------------
+
+def test_an_admin_cannot_take_an_owner_accounts_client_by_rotating_its_secret(server, discovery):
+    owner = user_token(server, person(server))
+    org = new_org(server, owner)
+    admin_address = person(server, name="Admin")
+    api(server, "POST", f"/v1/orgs/{org}/members", owner, 201, json={"user_id": server.me(admin_address, PASSWORD)["id"], "role": "admin"})
+    admin = user_token(server, admin_address)
+    deploy = service_account(server, owner, org, role="owner")
+    client = service_client(server, owner, org, deploy)
+    r = api(server, "POST", f"/v1/clients/{client['client_id']}/secret", admin)
+    assert r.status_code == 403, r.text
+    assert "client_secret" not in r.text
+    # The owner's rotation works, and voids the tokens the old secret got at once.
+    before = client_credentials(discovery, client).json()["access_token"]
+    assert decide(server, before, org, "org.read").status_code == 200
+    rotated = api(server, "POST", f"/v1/clients/{client['client_id']}/secret", owner, 200).json()
+    secrets_seen.note(rotated["client_secret"])
+    assert decide(server, before, org, "org.read").status_code == 401
+    after = client_credentials(discovery, client | {"client_secret": rotated["client_secret"]}).json()["access_token"]
+    assert decide(server, after, org, "org.read").status_code == 200
+
+
+def test_a_login_for_an_org_ends_when_the_person_leaves_it(server, discovery, page):
+    client = register(server, first_party=True, scopes=ALL_SCOPES)
+    address = person(server)
+    _, joined = two_orgs(server, address)
+    session = rp(client, discovery, scope="openid offline_access")
+    token, _, _, _ = login_flow(page, session, discovery, address, consent_first=False, organization=joined)
+    assert userinfo(discovery, token["access_token"]).json()["org_id"] == joined
+    # The org's owner removes the person: userinfo and refresh stop vouching for the org.
+    org_owner = api(server, "GET", f"/v1/orgs/{joined}/members", user_token(server, address), 200).json()
+    owner_id = next(m["user_id"] for m in org_owner["items"] if m["role"] == "owner")
+    owner_email = next(m["email"] for m in org_owner["items"] if m["user_id"] == owner_id)
+    me = server.me(address, PASSWORD)["id"]
+    api(server, "DELETE", f"/v1/orgs/{joined}/members/{me}", user_token(server, owner_email), 204)
+    r = userinfo(discovery, token["access_token"])
+    assert r.status_code == 401 and "invalid_token" in r.headers.get("WWW-Authenticate", ""), (r.status_code, r.headers)
+    oauth_error(refresh(discovery, client, token["refresh_token"]), 400, "invalid_grant")
+
+
+def test_template_presets_show_no_org_list_without_the_orgs_scope(server, discovery, page):
+    client = register(server, first_party=True, claim_template={"presets": ["hasura", "org_roles"]})
+    address = person(server)
+    own, joined = two_orgs(server, address)
+    session = rp(client, discovery, scope="openid")
+    token, _, nonce, _ = login_flow(page, session, discovery, address, consent_first=False)
+    for seen in (id_token_claims(discovery, client, token["id_token"], "RS256", nonce), userinfo(discovery, token["access_token"]).json()):
+        assert seen["org_roles"] == [], seen
+        # Roles held in other orgs are not offered to the app (anyone can own an org).
+        assert seen[HASURA]["x-hasura-allowed-roles"] == ["user"] and seen[HASURA]["x-hasura-default-role"] == "user", seen
+
+
+def test_prompt_none_does_not_tell_members_from_others_before_consent(server, discovery, page):
+    client = register(server)  # not first-party: consent is needed
+    address = person(server)
+    own, _ = two_orgs(server, address)
+    stranger = user_token(server, person(server, name="Stranger"))
+    theirs = new_org(server, stranger, "Not yours")
+    signed_out(page, discovery)
+    page.get(server.url("/login"))
+    sign_in_there(page, address)
+    # Signed in, not consented, prompt=none: the same answer for the person's org and another's,
+    # so a client learns nothing about memberships without the person.
+    answers = [authorization_error(page, discovery, client, address, organization=org, prompt="none")["error"] for org in (own, theirs)]
+    assert answers == [["consent_required"], ["consent_required"]], answers

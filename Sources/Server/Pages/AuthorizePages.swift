@@ -96,9 +96,6 @@ struct AuthorizePages: Sendable {
             return kit.redirect(login)
         }
         if decision == false { return refuse(wanted, "access_denied", "the person did not allow it") }
-        guard try await openID.mayEnterOrganization(userID: who.user.id, wanted) else {
-            return refuse(wanted, "access_denied", "the person is not a member of that organization")
-        }
         if decision == nil, try await openID.needsConsent(userID: who.user.id, wanted) {
             if wanted.prompt.contains("none") { return refuse(wanted, "consent_required", "the person has not consented") }
             var fields = query
@@ -113,6 +110,11 @@ struct AuthorizePages: Sendable {
             return response
         }
         if decision == true { try await openID.consent(userID: who.user.id, wanted) }
+        // After consent: before it, prompt=none would tell a client members (consent_required)
+        // from others (access_denied) without the person doing anything.
+        guard try await openID.mayEnterOrganization(userID: who.user.id, wanted) else {
+            return refuse(wanted, "access_denied", "the person is not a member of that organization")
+        }
         let code = try await openID.issueCode(wanted, userID: who.user.id, authTime: authTime)
         return Self.back(wanted.redirectURI, ["code": code, "state": wanted.state, "iss": issuer])
     }

@@ -205,10 +205,11 @@ extension SQLBackup {
                 var client = OpenID.OAuthClient(
                     id: id, orgID: org, name: try OrgFields.name(c.name), kind: kind, redirectURIs: try ClientRules.redirectURIs(c.redirectUris),
                     scopes: try ClientRules.scopes(c.scopes), firstParty: c.firstParty, createdAt: c.createdAt, updatedAt: c.updatedAt)
+                // Backups from before RS256 hold clients that got ES256 ID tokens.
                 let algorithm = try c.idTokenSignedResponseAlg.map { text -> SigningAlgorithm in
                     guard let algorithm = SigningAlgorithm(rawValue: text) else { throw invalid("has an unknown ID-token algorithm") }
                     return algorithm
-                }
+                } ?? .es256
                 let account = try c.serviceAccountId.map { text -> UUID in
                     guard let account = UUID(uuidString: text), accountOrgs[account] == org else {
                         throw invalid("names a service account that is not its org's in the backup")

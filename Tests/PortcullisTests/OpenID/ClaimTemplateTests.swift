@@ -26,18 +26,19 @@ struct ClaimTemplateTests {
         #expect(throws: ClientError.self) { try ClaimTemplate.parse(value) }
     }
 
-    @Test("hasura: the login org's role is the default; without one, user and every role held")
+    @Test("hasura: roles of the login's one org only; without one, user")
     func hasura() throws {
         let template = try ClaimTemplate.parse(.object(["presets": .array([.string("hasura")])]))
-        let scoped = template.claims(subject: "u1", orgs: Self.orgs, loginOrg: Self.orgA)[ClaimTemplate.hasuraClaim]
+        let scoped = template.claims(subject: "u1", orgs: [], org: Self.orgs[0])[ClaimTemplate.hasuraClaim]
         #expect(scoped == .object([
             "x-hasura-user-id": .string("u1"), "x-hasura-default-role": .string("admin"),
             "x-hasura-allowed-roles": .array([.string("user"), .string("admin")]), "x-hasura-org-id": .string(Self.orgA),
         ]))
-        let unscoped = template.claims(subject: "u1", orgs: Self.orgs, loginOrg: nil)[ClaimTemplate.hasuraClaim]
+        // Roles held in other orgs are not offered: anyone can own an org of their own.
+        let unscoped = template.claims(subject: "u1", orgs: Self.orgs, org: nil)[ClaimTemplate.hasuraClaim]
         #expect(unscoped == .object([
             "x-hasura-user-id": .string("u1"), "x-hasura-default-role": .string("user"),
-            "x-hasura-allowed-roles": .array([.string("user"), .string("admin"), .string("viewer")]),
+            "x-hasura-allowed-roles": .array([.string("user")]),
         ]))
     }
 
@@ -46,12 +47,26 @@ struct ClaimTemplateTests {
         let template = try ClaimTemplate.parse(.object([
             "presets": .array([.string("org_roles")]), "constants": .object(["tenant": .string("acme"), "tier": .number(2)]),
         ]))
-        let claims = template.claims(subject: "u1", orgs: Self.orgs, loginOrg: nil)
+        let claims = template.claims(subject: "u1", orgs: Self.orgs, org: nil)
         #expect(claims["org_roles"] == .array([.string("\(Self.orgA):admin"), .string("\(Self.orgB):viewer")]))
         #expect(claims["tenant"] == .string("acme"))
         #expect(claims["tier"] == .number(2))
         #expect(claims.count == 3)
-        #expect(ClaimTemplate().claims(subject: "u1", orgs: Self.orgs, loginOrg: nil).isEmpty)
+        #expect(ClaimTemplate().claims(subject: "u1", orgs: Self.orgs, org: nil).isEmpty)
+    }
+
+    @Test("the person's org list leaves only under the orgs scope; the client's own org stands in for organization=")
+    func orgsNeedTheScope() throws {
+        let user = User(id: UUID(), email: "ada@example.com", name: "Ada", emailVerified: true, isRoot: false, createdAt: Date(), updatedAt: Date())
+        let template = try ClaimTemplate.parse(.object(["presets": .array([.string("org_roles"), .string("hasura")])]))
+        let withoutScope = PersonClaims(user: user, scopes: ["openid"], orgs: Self.orgs, loginOrg: nil, template: template).extra
+        #expect(withoutScope["org_roles"] == .array([]))
+        let ownOrg = PersonClaims(user: user, scopes: ["openid"], orgs: Self.orgs, loginOrg: nil, clientOrg: UUID(uuidString: Self.orgB), template: template).extra
+        guard case .object(let hasura)? = ownOrg[ClaimTemplate.hasuraClaim] else { Issue.record("no hasura claims"); return }
+        #expect(hasura["x-hasura-default-role"] == .string("viewer"))
+        #expect(hasura["x-hasura-org-id"] == .string(Self.orgB))
+        let withScope = PersonClaims(user: user, scopes: ["openid", "orgs"], orgs: Self.orgs, loginOrg: nil, template: template).extra
+        #expect(withScope["org_roles"] == .array([.string("\(Self.orgA):admin"), .string("\(Self.orgB):viewer")]))
     }
 
     @Test("an ID token carries the template's claims beside the standard ones")

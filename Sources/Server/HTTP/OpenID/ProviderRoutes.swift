@@ -61,20 +61,30 @@ struct ProviderRoutes {
 
     func refresh(_ form: FormPost, _ client: OAuthClient) async throws -> Response {
         guard let token = form["refresh_token"], !token.isEmpty else { throw TokenError("invalid_request", "refresh_token is missing") }
+        let invalid = TokenError("invalid_grant", "the refresh token is not valid, has expired, or was used before (its session has ended)")
+        // RFC 6749 §6: a narrower scope may be asked for, never a wider one; checked before the
+        // token is spent. The session keeps what it was granted.
+        var narrowed: String?
+        if let asked = form["scope"] {
+            guard let granted = try await auth.grantedScope(refreshToken: token, for: client.sessionTerms) else { throw invalid }
+            let wanted = asked.split(separator: " ").map(String.init), held = granted.split(separator: " ").map(String.init)
+            guard wanted.contains("openid"), Set(wanted).isSubset(of: Set(held)) else {
+                throw TokenError("invalid_scope", "a refresh may narrow the scope granted (keeping openid), never widen it")
+            }
+            narrowed = held.filter(wanted.contains).joined(separator: " ")
+        }
         let pair: TokenPair
         do {
-            pair = try await auth.refresh(token, for: client.sessionTerms)
+            pair = try await auth.refresh(token, for: client.sessionTerms, narrowed: narrowed)
         } catch is IdentityError {
-            throw TokenError("invalid_grant", "the refresh token is not valid, has expired, or was used before (its session has ended)")
-        }
-        // RFC 6749 §6: a narrower scope may be asked for, never a wider one; the session keeps its own.
-        if let asked = form["scope"] {
-            let granted = Set((pair.scope ?? "").split(separator: " ").map(String.init))
-            guard Set(asked.split(separator: " ").map(String.init)).isSubset(of: granted) else {
-                throw TokenError("invalid_scope", "a refresh cannot widen the scope granted")
-            }
+            throw invalid
         }
         let grant = try await openID.store.sessionGrant(sessionID: pair.sessionID)
+        // A login for one org lasts while the person belongs to it.
+        if let org = grant?.orgID, !(try await openID.isMember(userID: pair.user.id, of: org)) {
+            _ = try? await auth.revokeSession(userID: pair.user.id, sessionID: pair.sessionID)
+            throw TokenError("invalid_grant", "the person is no longer a member of the organization this login was for")
+        }
         return try await tokens(pair, client, nonce: nil, authTime: grant?.authTime ?? Date(), loginOrg: grant?.orgID)
     }
 
@@ -95,7 +105,8 @@ struct ProviderRoutes {
     func clientCredentials(_ client: OAuthClient) async throws -> Response {
         let (account, org) = try openID.serviceAccount(of: client)
         let access = try await tokens.issueServiceAccount(
-            accountID: account, orgID: org, clientID: client.id.lowercasedString, lifetime: client.sessionTerms.accessLifetime)
+            accountID: account, orgID: org, clientID: client.id.lowercasedString, secretGeneration: client.secretGeneration,
+            lifetime: client.sessionTerms.accessLifetime)
         return try Self.json(TokenResponse(accessToken: access.token, expiresIn: access.expiresIn, idToken: nil, refreshToken: nil, scope: nil))
     }
 
@@ -210,6 +221,9 @@ struct ProviderRoutes {
         guard scopes.contains("openid"), let grant = try await openID.store.sessionGrant(sessionID: verified.sessionID),
               let (client, _) = try await openID.clients.store.client(id: grant.clientID) else {
             return Self.bearerError("insufficient_scope", "the token was not issued for openid", status: .forbidden)
+        }
+        if let org = grant.orgID, !(try await openID.isMember(userID: user.id, of: org)) {
+            return Self.bearerError("invalid_token", "the person is no longer a member of the organization this login was for", status: .unauthorized)
         }
         return try Self.json(try await openID.claims(user: user, scopes: scopes, loginOrg: grant.orgID, client: client).userinfo)
     }
