@@ -752,3 +752,21 @@ def test_prompt_none_does_not_tell_members_from_others_before_consent(server, di
     # so a client learns nothing about memberships without the person.
     answers = [authorization_error(page, discovery, client, address, organization=org, prompt="none")["error"] for org in (own, theirs)]
     assert answers == [["consent_required"], ["consent_required"]], answers
+
+
+def test_a_refresh_may_narrow_the_scope_never_widen_it(server, discovery, page):
+    client = register(server, first_party=True, scopes=ALL_SCOPES)
+    session = rp(client, discovery, scope="openid email offline_access")
+    first, _, _, _ = login_flow(page, session, discovery, person(server), consent_first=False)
+    # Wider (profile was not granted): refused before the token is spent, so it still works.
+    r = token_request(discovery, client, grant_type="refresh_token", refresh_token=first["refresh_token"], scope="openid email profile")
+    oauth_error(r, 400, "invalid_scope")
+    r = token_request(discovery, client, grant_type="refresh_token", refresh_token=first["refresh_token"], scope="openid offline_access")
+    assert r.status_code == 200, r.text
+    narrowed = r.json()
+    assert narrowed["scope"].split() == ["openid", "offline_access"]
+    info = userinfo(discovery, narrowed["access_token"]).json()
+    assert "email" not in info and info["sub"], info
+    # The session keeps what was granted: a plain refresh brings email back.
+    r = refresh(discovery, client, narrowed["refresh_token"])
+    assert r.status_code == 200 and set(r.json()["scope"].split()) == {"openid", "email", "offline_access"}, r.text
