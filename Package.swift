@@ -50,6 +50,8 @@ let package = Package(
         // API keys and service accounts: Identity's key records under Tenancy's access rules.
         .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        // Webhooks: Standard Webhooks signing, event filters, retry schedule, the SSRF guard.
+        .target(name: "Webhooks", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         // The OpenID provider (SPEC §14): clients and their rules.
         .target(
             name: "OpenID",
@@ -140,7 +142,7 @@ let package = Package(
         .testTarget(
             name: "PortcullisTests",
             dependencies: [
-                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire",
+                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
