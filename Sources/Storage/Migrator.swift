@@ -45,8 +45,16 @@ public struct MigrationStatus: Sendable, Equatable {
 /// lock (so several nodes starting at once apply them exactly once), on SQLite under
 /// `BEGIN IMMEDIATE`. A database whose history is not a prefix of ours is refused.
 public struct Migrator: Sendable {
-    public let migrations: [Migration]
+    public private(set) var migrations: [Migration]
     static let advisoryLockKey: Int64 = 0x5043_4C4D_4947 // "PCLMIG"
+
+    /// The migrations up to `version` only: a database as an older release left it, for tests
+    /// of what an upgrade does to existing rows.
+    public func upTo(_ version: Int) -> Migrator {
+        var older = self
+        older.migrations = migrations.filter { $0.version <= version }
+        return older
+    }
 
     public init(dialect: SQLDialect) throws {
         guard let directory = MigrationFiles.directory(for: dialect.rawValue) else {

@@ -34,6 +34,32 @@ struct StoreContractTests {
         }
     }
 
+    @Test("upgrading to RS256 ID tokens: clients registered before keep ES256, new ones get RS256", arguments: Backend.allCases)
+    func upgradeKeepsES256(_ backend: Backend) async throws {
+        try await withDatabase(backend) { db, _ in
+            let migrator = try Migrator(dialect: db.dialect)
+            try await migrator.upTo(10).migrate(db)
+            let client = UUID()
+            try await db.execute(
+                """
+                INSERT INTO oauth_clients (id, org_id, name, kind, secret_hash, redirect_uris, scopes, first_party, created_at, updated_at)
+                VALUES ($1, NULL, 'Wiki', 'public', NULL, '["https://wiki.example.com/cb"]', '["openid"]', FALSE, $2, $2)
+                """, client, Self.now)
+            #expect(try await migrator.migrate(db).contains(11))
+            let row = try #require(try await db.queryFirst("SELECT id_token_alg, secret_rotated_at FROM oauth_clients WHERE id = $1", client))
+            #expect(try row.string("id_token_alg") == "ES256")
+            #expect(try row.optionalDate("secret_rotated_at") == nil)
+            // A client registered after the upgrade without saying gets the database's RS256.
+            let later = UUID()
+            try await db.execute(
+                """
+                INSERT INTO oauth_clients (id, org_id, name, kind, secret_hash, redirect_uris, scopes, first_party, created_at, updated_at)
+                VALUES ($1, NULL, 'New', 'public', NULL, '["https://new.example.com/cb"]', '["openid"]', FALSE, $2, $2)
+                """, later, Self.now)
+            #expect(try await db.queryFirst("SELECT id_token_alg FROM oauth_clients WHERE id = $1", later)?.string("id_token_alg") == "RS256")
+        }
+    }
+
     @Test("concurrent migrators apply each migration exactly once", arguments: Backend.allCases)
     func concurrentMigrations(_ backend: Backend) async throws {
         try await withDatabase(backend) { db, _ in
