@@ -121,6 +121,43 @@ struct BackupTests {
         }
     }
 
+    @Test("clients come back with their settings; clients of a backup from before RS256 keep ES256", arguments: Backend.allCases)
+    func clientsFromOlderBackups(_ backend: Backend) async throws {
+        let backup = try await withApp(backend, configure: rootSetup) { api, _ in
+            let root = try await api.login("root@example.com", password: Self.rootPassword)
+            let created = try await api.send(.post, "/v1/clients", json: [
+                "name": "Wiki", "redirect_uris": ["https://wiki.example.com/cb"], "access_token_lifetime": 600,
+                "claim_template": ["constants": ["tenant": "acme"]],
+            ], token: root.access)
+            #expect(created.status == .created, "\(created.text)")
+            return try await api.send(.get, "/v1/admin/backup", token: root.access).text
+        }
+        var doc = try #require(try JSONSerialization.jsonObject(with: Data(backup.utf8)) as? [String: Any])
+        var clients = try #require(doc["oauth_clients"] as? [[String: Any]])
+        #expect(clients.first?["id_token_signed_response_alg"] as? String == "RS256")
+        // An older release wrote no token settings at all.
+        for key in ["id_token_signed_response_alg", "access_token_lifetime", "refresh_token_lifetime", "claim_template", "service_account_id"] {
+            clients[0][key] = nil
+        }
+        doc["oauth_clients"] = clients
+        doc["oauth_consents"] = nil
+        let older = String(decoding: try JSONSerialization.data(withJSONObject: doc), as: UTF8.self)
+        for (text, alg, lifetime) in [(backup, "RS256", 600), (older, "ES256", nil)] as [(String, String, Int?)] {
+            try await withApp(backend, configure: rootSetup) { api, _ in
+                let root = try await api.login("root@example.com", password: Self.rootPassword)
+                let restored = try await api.send(.post, "/v1/admin/restore", raw: text, token: root.access)
+                #expect(restored.status == .ok, "\(restored.text)")
+                // The restore brought the backup's accounts: sign in again.
+                let again = try await api.login("root@example.com", password: Self.rootPassword)
+                let listed = try await api.send(.get, "/v1/clients", token: again.access)
+                #expect(listed.status == .ok, "\(listed.text)")
+                let client = try #require((listed.json["items"] as? [[String: Any]])?.first)
+                #expect(client["id_token_signed_response_alg"] as? String == alg)
+                #expect(client["access_token_lifetime"] as? Int == lifetime)
+            }
+        }
+    }
+
     @Test("bad restores are refused and change nothing", arguments: Backend.allCases)
     func refusals(_ backend: Backend) async throws {
         let source = try await withApp(.sqlite, configure: rootSetup) { api, _ in
