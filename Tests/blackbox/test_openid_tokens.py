@@ -770,3 +770,24 @@ def test_a_refresh_may_narrow_the_scope_never_widen_it(server, discovery, page):
     # The session keeps what was granted: a plain refresh brings email back.
     r = refresh(discovery, client, narrowed["refresh_token"])
     assert r.status_code == 200 and set(r.json()["scope"].split()) == {"openid", "email", "offline_access"}, r.text
+
+
+def test_oidcc_prompt_consent(server, discovery, page):
+    """prompt=consent asks again even when the person consented before, and even for a first-party
+    app; prompt=none cannot be combined with it."""
+    for first_party in (False, True):
+        client = register(server, first_party=first_party)
+        session = rp(client, discovery)
+        login_flow(page, session, discovery, person(server), consent_first=not first_party)
+        url, state, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2)
+        page.get(url)
+        assert reaches_callback_or_consent(page) == "callback", "asked again without prompt=consent"
+        url, state, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2, prompt="consent")
+        page.get(url)
+        assert reaches_callback_or_consent(page) == "consent", f"prompt=consent did not ask (first-party: {first_party})"
+        consent(page)
+        query = parse_qs(urlsplit(redirected_to(page)).query)
+        assert "code" in query and query["state"] == [state], query
+        url, _, _ = authorization_url(session, discovery, uuid.uuid4().hex * 2, prompt="none consent")
+        page.get(url)
+        assert parse_qs(urlsplit(redirected_to(page)).query)["error"] == ["invalid_request"]
