@@ -156,6 +156,22 @@ public struct OpenIDService: Sendable {
         return try await isMember(userID: userID, of: org)
     }
 
+    /// RFC 6749 §6: a refresh may ask for a narrower scope (keeping `openid`), never a wider one.
+    /// Returns the granted scopes that were asked for, in the granted order.
+    public static func narrowedScope(asked: String, granted: String) throws -> String {
+        let wanted = asked.split(separator: " ").map(String.init), held = granted.split(separator: " ").map(String.init)
+        guard wanted.contains("openid"), Set(wanted).isSubset(of: Set(held)) else {
+            throw TokenError("invalid_scope", "a refresh may narrow the scope granted (keeping openid), never widen it")
+        }
+        return held.filter(wanted.contains).joined(separator: " ")
+    }
+
+    /// A login for one org (`organization=`) stands while the person belongs to that org.
+    public func loginStands(userID: UUID, _ grant: ClientSessionGrant?) async throws -> Bool {
+        guard let org = grant?.orgID else { return true }
+        return try await isMember(userID: userID, of: org)
+    }
+
     /// Whether the person is (still) a member of `org`.
     public func isMember(userID: UUID, of org: UUID) async throws -> Bool {
         do {

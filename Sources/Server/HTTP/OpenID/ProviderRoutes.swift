@@ -67,11 +67,7 @@ struct ProviderRoutes {
         var narrowed: String?
         if let asked = form["scope"] {
             guard let granted = try await auth.grantedScope(refreshToken: token, for: client.sessionTerms) else { throw invalid }
-            let wanted = asked.split(separator: " ").map(String.init), held = granted.split(separator: " ").map(String.init)
-            guard wanted.contains("openid"), Set(wanted).isSubset(of: Set(held)) else {
-                throw TokenError("invalid_scope", "a refresh may narrow the scope granted (keeping openid), never widen it")
-            }
-            narrowed = held.filter(wanted.contains).joined(separator: " ")
+            narrowed = try OpenIDService.narrowedScope(asked: asked, granted: granted)
         }
         let pair: TokenPair
         do {
@@ -80,8 +76,7 @@ struct ProviderRoutes {
             throw invalid
         }
         let grant = try await openID.store.sessionGrant(sessionID: pair.sessionID)
-        // A login for one org lasts while the person belongs to it.
-        if let org = grant?.orgID, !(try await openID.isMember(userID: pair.user.id, of: org)) {
+        guard try await openID.loginStands(userID: pair.user.id, grant) else {
             _ = try? await auth.revokeSession(userID: pair.user.id, sessionID: pair.sessionID)
             throw TokenError("invalid_grant", "the person is no longer a member of the organization this login was for")
         }
@@ -222,7 +217,7 @@ struct ProviderRoutes {
               let (client, _) = try await openID.clients.store.client(id: grant.clientID) else {
             return Self.bearerError("insufficient_scope", "the token was not issued for openid", status: .forbidden)
         }
-        if let org = grant.orgID, !(try await openID.isMember(userID: user.id, of: org)) {
+        guard try await openID.loginStands(userID: user.id, grant) else {
             return Self.bearerError("invalid_token", "the person is no longer a member of the organization this login was for", status: .unauthorized)
         }
         return try Self.json(try await openID.claims(user: user, scopes: scopes, loginOrg: grant.orgID, client: client).userinfo)
