@@ -748,6 +748,8 @@ def test_prompt_none_does_not_tell_members_from_others_before_consent(server, di
     signed_out(page, discovery)
     page.get(server.url("/login"))
     sign_in_there(page, address)
+    # The sign-in lands before the next request goes out (else the two navigations race).
+    WebDriverWait(page, TIMEOUT).until(lambda d: urlsplit(d.current_url).path == "/account", f"not signed in: {page.current_url}")
     # Signed in, not consented, prompt=none: the same answer for the person's org and another's,
     # so a client learns nothing about memberships without the person.
     answers = [authorization_error(page, discovery, client, address, organization=org, prompt="none")["error"] for org in (own, theirs)]
