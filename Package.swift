@@ -25,6 +25,8 @@ let package = Package(
         // Imported directly by the server (also pulled in by Hummingbird).
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // Outbound HTTP: webhook deliveries.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // argon2id from the reference C implementation (Debian libargon2-dev).
@@ -51,7 +53,7 @@ let package = Package(
         .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         // Webhooks: Standard Webhooks signing, event filters, retry schedule, the SSRF guard.
-        .target(name: "Webhooks", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .target(name: "Webhooks", dependencies: ["Authority", "Tenancy", "Wire", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         // The OpenID provider (SPEC §14): clients and their rules.
         .target(
             name: "OpenID",
@@ -89,7 +91,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Migrations", "Wire",
+                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Migrations", "Wire",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -102,7 +104,8 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "APIDocs", "CCurlSMTP", "Wire",
+                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "APIDocs", "CCurlSMTP", "Wire",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

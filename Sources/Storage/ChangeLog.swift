@@ -45,7 +45,10 @@ struct RecordingExecutor: SQLExecutor {
         let collector = ChangeCollector()
         let result = try await db.transaction { tx in
             collector.reset() // a retried transaction starts over
-            return try await body(RecordingExecutor(base: tx, collector: collector))
+            let result = try await body(RecordingExecutor(base: tx, collector: collector))
+            // Last, so each event carries its object as this transaction leaves it.
+            try await WebhookCapture.record(collector.audits, changes: collector.changes, in: tx)
+            return result
         }
         if let observer { await observer(collector.changes) }
         return result
@@ -67,12 +70,15 @@ public final class ChangeRelay: Sendable {
 }
 
 /// Collects the changes one transaction records, for the store's `ChangeObserver`.
+/// Also collects its audit records, which become webhook events at its end.
 final class ChangeCollector: Sendable {
-    private let recorded = Mutex<[Change]>([])
+    private let recorded = Mutex<(changes: [Change], audits: [AuditEvent])>(([], []))
 
-    func add(_ change: Change) { recorded.withLock { $0.append(change) } }
-    func reset() { recorded.withLock { $0.removeAll() } }
-    var changes: [Change] { recorded.withLock { $0 } }
+    func add(_ change: Change) { recorded.withLock { $0.changes.append(change) } }
+    func add(_ audit: AuditEvent) { recorded.withLock { $0.audits.append(audit) } }
+    func reset() { recorded.withLock { $0 = ([], []) } }
+    var changes: [Change] { recorded.withLock { $0.changes } }
+    var audits: [AuditEvent] { recorded.withLock { $0.audits } }
 }
 
 /// Receives the changes a store committed, right after the commit: how a node applies its own

@@ -247,6 +247,18 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
         }
 
         func appendAudit(_ e: AuditEvent) async throws {
+            try await insertAudit(e)
+            // A recording transaction turns its audit records into webhook events at its end;
+            // any other write does it now.
+            if let recording = tx as? RecordingExecutor {
+                recording.collector.add(e)
+            } else {
+                try await WebhookCapture.record([e], changes: [], in: tx)
+            }
+        }
+
+        /// The record alone, as a restore brings back history: no webhook event.
+        func insertAudit(_ e: AuditEvent) async throws {
             try await tx.execute(
                 "INSERT INTO audit_events (\(SQLTenancyStore.auditColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 e.id, e.at, e.actorType, e.actorID, e.action, e.orgID, e.target, JSONValue.object(e.details).canonicalJSON)

@@ -6,7 +6,7 @@ public struct EventFilter: Sendable, Equatable {
     public let patterns: [String]
 
     /// The families of events the change log produces.
-    public static let families = ["org", "member", "invite", "binding", "key", "service_account", "user", "client", "signing_key", "platform_invite"]
+    public static let families = ["org", "member", "invite", "binding", "key", "service_account", "user", "client", "signing_key", "platform_invite", "backup", "webhook"]
     public static let maxPatterns = 50
 
     /// Checks each pattern: `*`, `<family>.*`, or `<family>.<action>` with a known family.
@@ -21,6 +21,11 @@ public struct EventFilter: Sendable, Equatable {
             if !kept.contains(pattern) { kept.append(pattern) }
         }
         self.patterns = kept
+    }
+
+    /// Patterns read back from storage, checked when they were stored.
+    public init(trusted patterns: [String]) {
+        self.patterns = patterns
     }
 
     static func isWellFormed(_ pattern: String) -> Bool {
@@ -44,4 +49,5 @@ public enum WebhookError: Error, Sendable, Equatable {
     case invalid(String)
     case forbidden(String)
     case notFound(String)
+    case quotaExceeded(String)
 }

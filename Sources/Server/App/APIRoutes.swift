@@ -21,6 +21,7 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     let identify = IdentifyRoutes(authenticator: authenticator, policy: services.policy)
     let clients = ClientRoutes(clients: services.clients)
     let watch = WatchRoutes(changeFeed: services.changeFeed, hub: services.watch)
+    let webhooks = WebhookRoutes(webhooks: services.webhooks)
 
     // Platform: health, readiness, metrics, the API description, discovery, key rotation
     routes.on(.get, "/health", use: platform.health)
@@ -103,6 +104,19 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     routes.on(.patch, "/v1/clients/{client_id}", use: clients.update)
     routes.on(.delete, "/v1/clients/{client_id}", use: clients.delete)
     routes.on(.post, "/v1/clients/{client_id}/secret", use: clients.rotateSecret)
+
+    // Webhooks: an org's (its admins') and the platform's (the root's)
+    for base in ["/v1/orgs/{org_id}/webhooks", "/v1/webhooks"] {
+        routes.on(.post, base, use: webhooks.create)
+        routes.on(.get, base, use: webhooks.list)
+        routes.on(.get, "\(base)/{webhook_id}", use: webhooks.get)
+        routes.on(.patch, "\(base)/{webhook_id}", use: webhooks.update)
+        routes.on(.delete, "\(base)/{webhook_id}", use: webhooks.delete)
+        routes.on(.post, "\(base)/{webhook_id}/secret", use: webhooks.rotateSecret)
+        routes.on(.post, "\(base)/{webhook_id}/test", use: webhooks.test)
+        routes.on(.get, "\(base)/{webhook_id}/deliveries", use: webhooks.deliveries)
+        routes.on(.post, "\(base)/{webhook_id}/deliveries/{delivery_id}/redeliver", use: webhooks.redeliver)
+    }
 
     // Decisions
     routes.on(.post, "/v1/authorize", use: decisions.authorize)

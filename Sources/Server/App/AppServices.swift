@@ -8,6 +8,7 @@ import OpenID
 import Policy
 import Storage
 import Tenancy
+import Webhooks
 
 extension AbuseLimits: InviteMailThrottle {}
 
@@ -31,6 +32,10 @@ public struct AppServices: Sendable {
     public let clients: ClientService
     /// The OpenID provider's codes and consents.
     public let openID: OpenIDService
+    /// Webhook endpoints (SPEC §16) and the delivery queue this node's `WebhookSender` works.
+    public let webhooks: WebhookService
+    public let webhookQueue: SQLWebhookStore
+    let webhookSecrets: SealedWebhookSecrets
     /// Verifies presented API keys from memory and coalesces their `last_used_at` writes.
     public let keyVerifier: APIKeyVerifier
     public let invites: InviteService
@@ -117,6 +122,8 @@ public struct AppServices: Sendable {
         var invites = InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now)
         invites.throttle = limits
         let clients = ClientService(store: SQLClientStore(database: database, observer: apply), tenancy: tenancy, now: now)
+        let webhookStore = SQLWebhookStore(database: database, observer: apply)
+        let webhookSecrets = SealedWebhookSecrets(sealer: try KeySealer(masterKey: masterKey))
         let services = AppServices(
             config: config, database: database, store: store, tokens: tokens, auth: auth, changeFeed: feed,
             changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, tap: watch.publish, handle: applyRemote),
@@ -129,6 +136,9 @@ public struct AppServices: Sendable {
             keys: KeyService(store: SQLKeyStore(database: database, observer: apply), tenancy: tenancy, now: now),
             clients: clients,
             openID: OpenIDService(store: SQLGrantStore(database: database), clients: clients, now: now),
+            webhooks: WebhookService(store: webhookStore, tenancy: tenancy, box: webhookSecrets, allowPrivate: config.webhookAllowPrivate, now: now),
+            webhookQueue: webhookStore,
+            webhookSecrets: webhookSecrets,
             keyVerifier: keyVerifier,
             invites: invites,
             outbox: SQLOutbox(database: database),

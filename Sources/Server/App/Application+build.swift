@@ -40,7 +40,7 @@ public func buildApplication(
     // the sender after the account-mail worker that queues for it.
     app.addServices(
         MailThreads(pool: services.mailThreads), ChangeFollower(services: services), KeyUsageFlusher(services: services),
-        services.mailSender, AccountMailWorker(services: services, logger: logger))
+        services.mailSender, AccountMailWorker(services: services, logger: logger), WebhookSender(services: services, logger: logger))
     if let age = services.config.signingKeyRotation {
         app.addServices(SigningKeyRotator(services: services, age: age))
     }

@@ -54,6 +54,14 @@ public struct AppConfig: Sendable {
     public var templatesDir: String?
     /// How often the outbox is checked for due mail.
     public var outboxInterval: Duration = .seconds(1)
+    /// Webhooks may go to http URLs and private, loopback or link-local addresses
+    /// (`PORTCULLIS_WEBHOOK_ALLOW_PRIVATE`; tests and closed networks only).
+    public var webhookAllowPrivate = false
+    /// How often an idle node looks for due webhook deliveries (`PORTCULLIS_WEBHOOK_POLL_MS`).
+    public var webhookInterval: Duration = .milliseconds(500)
+    /// The wait after a delivery's first failure (`PORTCULLIS_WEBHOOK_FIRST_RETRY_MS`); each next
+    /// wait doubles, up to six hours, for 24 attempts.
+    public var webhookFirstRetry: Duration = .seconds(5)
     /// Custom permissions (`PORTCULLIS_POLICY_FILE`), YAML or JSON.
     public var policyFile: String?
     /// Browser origins allowed to call the API (`PORTCULLIS_CORS_ORIGINS`); empty: no CORS headers.
@@ -220,6 +228,12 @@ public struct AppConfig: Sendable {
         if let n = try count("DATABASE_TIMEOUT_MS", 100...120_000) { c.databaseTimeout = .milliseconds(n) }
         if let n = try count("MAX_STALENESS_MS", 100...600_000) { c.maxStaleness = .milliseconds(n) }
         if let n = try count("CLIENT_TIMEOUT_SECONDS", 1...3600) { c.clientTimeout = .seconds(n) }
+        if let n = try count("WEBHOOK_POLL_MS", 10...60_000) { c.webhookInterval = .milliseconds(n) }
+        if let n = try count("WEBHOOK_FIRST_RETRY_MS", 10...3_600_000) { c.webhookFirstRetry = .milliseconds(n) }
+        if let v = value("WEBHOOK_ALLOW_PRIVATE") {
+            guard v == "true" || v == "false" else { throw ConfigError(variable: "PORTCULLIS_WEBHOOK_ALLOW_PRIVATE", message: "must be true or false (got \(v))") }
+            c.webhookAllowPrivate = v == "true"
+        }
         if let v = value("BRAND_NAME") {
             guard v.count <= 60 else { throw ConfigError(variable: "PORTCULLIS_BRAND_NAME", message: "must be at most 60 characters") }
             c.brand.name = v

@@ -52,6 +52,9 @@ extension AppConfig {
         .init(name: "PORTCULLIS_BRAND_NAME", defaultValue: "Portcullis", meaning: "product name on the hosted pages"),
         .init(name: "PORTCULLIS_BRAND_LOGO_URL", defaultValue: "- (none)", meaning: "logo on the hosted pages (https URL or a path here)"),
         .init(name: "PORTCULLIS_BRAND_COLOR", defaultValue: "#3b5bdb", meaning: "accent colour of the hosted pages"),
+        .init(name: "PORTCULLIS_WEBHOOK_ALLOW_PRIVATE", defaultValue: "false", meaning: "true lets webhooks reach http and private addresses (tests)"),
+        .init(name: "PORTCULLIS_WEBHOOK_POLL_MS", defaultValue: "500", meaning: "how often an idle node looks for due webhook deliveries"),
+        .init(name: "PORTCULLIS_WEBHOOK_FIRST_RETRY_MS", defaultValue: "5000", meaning: "wait after a delivery's first failure (then doubling)"),
         .init(name: "PORTCULLIS_CLIENT_TIMEOUT_SECONDS", defaultValue: "30", meaning: "idle or stalled connections close after this"),
     ]
 

@@ -45,6 +45,11 @@ public final class ServerMetrics: Sendable {
         (isAllowed ? allowed : denied).increment()
     }
 
+    /// One webhook delivery attempt and how it ended (`delivered`, `failed`, `gave_up`, `gone`).
+    func webhookAttempt(_ result: String) {
+        registry.makeCounter(name: "portcullis_webhook_deliveries_total", labels: [("result", result)], help: "Webhook delivery attempts by result").increment()
+    }
+
     /// A counter kept elsewhere as a running total.
     func copyCounter(_ name: String, help: String, total: Int) {
         let delta = copied.withLock { seen -> Int in
@@ -76,6 +81,11 @@ public final class ServerMetrics: Sendable {
         if let counts = try? await services.outbox.counts(maxAttempts: OutboxSender.maxAttempts) {
             gauge("portcullis_outbox_pending", help: "Mail waiting to be sent", counts.pending)
             gauge("portcullis_outbox_failed", help: "Mail given up after every retry", counts.failed)
+        }
+        if let (pending, oldest) = try? await services.webhookQueue.backlog() {
+            gauge("portcullis_webhook_queue_depth", help: "Webhook deliveries waiting to be sent", pending)
+            let age = oldest.map { max(0, Date().timeIntervalSince($0)) } ?? 0
+            registry.makeGauge(name: "portcullis_webhook_oldest_pending_seconds", help: "Age of the oldest webhook delivery waiting").set(age)
         }
         gauge("portcullis_http_requests_in_flight", help: "Requests begun and not yet answered", requestsInFlight)
         var text = registry.emitToString()

@@ -9,6 +9,7 @@ import Policy
 import NIOCore
 import Storage
 import Tenancy
+import Webhooks
 
 /// An RFC 9457 problem response with a stable snake_case `code`.
 public struct Problem: Error, HTTPResponseError, Sendable {
@@ -113,6 +114,13 @@ extension Problem {
             case .invalid(let m): return .badRequest(m)
             case .forbidden(let m): return .forbidden(m)
             case .notFound(let m): return .notFound(m)
+            }
+        case let e as WebhookError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
             }
         case let e as BackupError:
             switch e {

@@ -169,7 +169,7 @@ public struct SQLBackup: SQLStore {
                         "INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)",
                         c.userID, c.clientID, StringList.json(c.scopes), c.grantedAt)
                 }
-                for e in records.auditEvents { try await writer.appendAudit(e) }
+                for e in records.auditEvents { try await writer.insertAudit(e) }
                 let counts: [String: JSONValue] = [
                     "users": .number(Double(records.users.count)), "orgs": .number(Double(records.orgs.count)),
                     "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
