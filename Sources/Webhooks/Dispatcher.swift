@@ -22,6 +22,9 @@ public struct WebhookDispatcher: Sendable {
     public var width = 8
     /// Hears each attempt's result: `delivered`, `failed` (to be retried), `gave_up`, `gone`.
     public var observe: @Sendable (String) -> Void = { _ in }
+    /// Hears what stopped an endpoint's turn (a database error); the lease is let go and the
+    /// next round tries again.
+    public var failed: @Sendable (UUID, any Error) -> Void = { _, _ in }
     let now: @Sendable () -> Date
 
     public init(queue: any WebhookQueue, transport: any WebhookTransport, box: any WebhookSecretBox, node: String = UUID().uuidString,
@@ -40,7 +43,12 @@ public struct WebhookDispatcher: Sendable {
         guard !leased.isEmpty else { return 0 }
         return await withTaskGroup(of: Int.self) { group in
             for endpoint in leased {
-                group.addTask { (try? await drain(endpoint)) ?? 0 }
+                group.addTask {
+                    do { return try await drain(endpoint) } catch {
+                        failed(endpoint.id, error)
+                        return 0
+                    }
+                }
             }
             return await group.reduce(0, +)
         }
@@ -49,8 +57,18 @@ public struct WebhookDispatcher: Sendable {
     /// Sends `endpoint`'s pending deliveries in order until one fails, one is not due yet, the
     /// queue is empty, or the lease is lost; then lets the lease go.
     func drain(_ endpoint: LeasedEndpoint) async throws -> Int {
+        do {
+            let attempts = try await sendQueue(endpoint)
+            try? await queue.release(endpointID: endpoint.id, node: node)
+            return attempts
+        } catch {
+            try? await queue.release(endpointID: endpoint.id, node: node)
+            throw error
+        }
+    }
+
+    func sendQueue(_ endpoint: LeasedEndpoint) async throws -> Int {
         var attempts = 0
-        defer { Task { [queue, node] in try? await queue.release(endpointID: endpoint.id, node: node) } }
         let secrets = try endpoint.sealedSecrets.map(box.open)
         while !Task.isCancelled {
             let batch = try await queue.pending(endpointID: endpoint.id, limit: 50)

@@ -123,17 +123,23 @@ struct WebhookSender: Service, CustomStringConvertible {
             queue: queue, transport: HTTPWebhookTransport(client: client, allowPrivate: services.config.webhookAllowPrivate), box: services.webhookSecrets)
         configured.schedule.first = services.config.webhookFirstRetry / .seconds(1)
         configured.observe = { [metrics = services.metrics] result in metrics.webhookAttempt(result) }
+        configured.failed = { [logger] endpoint, error in
+            logger.warning("webhook endpoint's turn failed; it is tried again", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+        }
         let dispatcher = configured
         await cancelWhenGracefulShutdown {
             var pruned = ContinuousClock.now - .seconds(3600)
+            // A first look after one interval, so a node that is told to wait long never sends (tests drive their own dispatchers).
+            var attempts = 0
             while !Task.isCancelled {
-                var attempts = 0
+                if attempts == 0 { try? await Task.sleep(for: services.config.webhookInterval) }
+                guard !Task.isCancelled else { break }
                 do {
+                    attempts = 0
                     attempts = try await dispatcher.round()
                 } catch {
                     logger.warning("webhook round failed", metadata: ["error": "\(error)"])
                 }
-                if attempts == 0 { try? await Task.sleep(for: services.config.webhookInterval) }
                 if ContinuousClock.now - pruned > .seconds(600) {
                     pruned = ContinuousClock.now
                     try? await queue.prune(before: Date().addingTimeInterval(-Self.keepFinished))

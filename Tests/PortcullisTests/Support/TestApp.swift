@@ -22,6 +22,8 @@ func testConfig(dir: URL) -> AppConfig {
     // Tests read mailed tokens from the outbox and deliver on purpose (`mailSender.deliverDue`);
     // the background sender must not send (and wipe) them first.
     config.outboxInterval = .seconds(3600)
+    // Likewise webhooks: tests run their own dispatchers against receivers in memory.
+    config.webhookInterval = .seconds(3600)
     // In-process requests have no peer address, so every test client would share one IP
     // bucket; the throttling tests turn it back on with their own numbers.
     config.limits.ipBurst = 0
