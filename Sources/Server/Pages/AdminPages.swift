@@ -16,8 +16,12 @@ struct AdminPages: Sendable {
     let signingKeys: any SigningKeyStore
     let backup: SQLBackup
     let clients: ClientService
+    let webhookConsole: WebhookConsole
 
-    static let tabs = [("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/clients", "Apps"), ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup")]
+    static let tabs = [
+        ("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/clients", "Apps"), ("/admin/webhooks", "Webhooks"),
+        ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup"),
+    ]
 
     /// A root page; anyone else sees the not-found page.
     func page(_ render: @escaping PageRender<SignedIn>) -> PageHandler {

@@ -96,7 +96,7 @@ struct OrgFrame: Sendable {
         if visit.abilities.may(Permission.bindingsWrite) { tabs.append(("access", "Access")) }
         if visit.abilities.may(Permission.serviceAccountsWrite) { tabs.append(("service-accounts", "Service accounts")) }
         if visit.abilities.may(Permission.auditRead) { tabs.append(("audit", "Audit log")) }
-        if visit.abilities.may(Permission.orgUpdate) { tabs.append(("clients", "Apps")) }
+        if visit.abilities.may(Permission.orgUpdate) { tabs.append(contentsOf: [("clients", "Apps"), ("webhooks", "Webhooks")]) }
         tabs.append(contentsOf: [("settings", "Settings"), ("explain", "Explain")])
         var values = values
         values["wide"] = true

@@ -23,7 +23,7 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     let records = OrgRecordsPages(frame: frame, tenancy: services.tenancy, authorizer: Authorizer(services, authenticator: authenticator))
     let admin = AdminPages(
         kit: kit, invites: services.invites, auth: services.auth, tokens: services.tokens, signingKeys: services.store, backup: services.backup,
-        clients: services.clients)
+        clients: services.clients, webhookConsole: WebhookConsole(webhooks: services.webhooks))
 
     router.get("/assets/{file}", use: services.pages.asset)
     router.get("/", use: { request, _ in kit.redirect(try await kit.signedIn(request) == nil ? "/login" : "/account") })
@@ -92,6 +92,11 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/orgs/{org_id}/clients/delete", use: orgApps.delete)
     router.get("/orgs/{org_id}/clients/{client_id}", use: frame.page(orgApps.settings))
     router.post("/orgs/{org_id}/clients/{client_id}", use: orgApps.update)
+    let orgHooks = OrgWebhookPages(frame: frame, console: WebhookConsole(webhooks: services.webhooks))
+    router.get("/orgs/{org_id}/webhooks", use: frame.page(orgHooks.list))
+    router.post("/orgs/{org_id}/webhooks", use: orgHooks.create)
+    router.get("/orgs/{org_id}/webhooks/{webhook_id}", use: frame.page(orgHooks.endpoint))
+    for form in WebhookConsole.forms { router.post("/orgs/{org_id}/webhooks/{webhook_id}/\(form)", use: orgHooks.act(form)) }
 
     // "Log in with Portcullis": the OpenID provider (SPEC §14)
     let provider = ProviderRoutes(openID: services.openID, auth: services.auth, tokens: services.tokens, issuer: config.issuer)
@@ -117,6 +122,10 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/admin/clients/delete", use: admin.deleteClient)
     router.get("/admin/clients/{client_id}", use: admin.page(admin.clientSettings))
     router.post("/admin/clients/{client_id}", use: admin.updateClient)
+    router.get("/admin/webhooks", use: admin.page(admin.platformWebhooks))
+    router.post("/admin/webhooks", use: admin.createWebhook)
+    router.get("/admin/webhooks/{webhook_id}", use: admin.page(admin.platformWebhook))
+    for form in WebhookConsole.forms { router.post("/admin/webhooks/{webhook_id}/\(form)", use: admin.webhookAction(form)) }
     router.get("/admin/signing-keys", use: admin.page(admin.keys))
     router.post("/admin/signing-keys/rotate", use: admin.rotate)
     router.get("/admin/backup", use: admin.page(admin.backupPage))
