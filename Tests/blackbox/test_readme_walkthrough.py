@@ -568,6 +568,15 @@ expect("A Hasura-ready client", [200], [{"presets": ["hasura", "org_roles"], "co
 expect("Ada binds a new viewer service account of Acme to a new client of Acme", [201, 201], [])
 expect("The client's token, with no person involved", [200], [{"token_type": "Bearer", "expires_in": 900, "refresh_token": None}])
 expect("It asks decisions as the service account", [200, 200], [True, False])
+
+# --- Webhooks
+expect("Ada subscribes a receiver to Acme's member and invite events", [201], [
+    {"url": "https://hooks.example.com/portcullis", "event_types": ["member.*", "invite.*"], "enabled": True, "secret_shown": True}])
+expect("Reading it back never shows the secret.", [200], [False])
+expect("A test event for this endpoint alone", [202], [202])
+expect("The delivery log, newest first", [200], [{"event_type": "webhook.test", "state": "pending"}])
+expect("A new secret; the old one keeps signing beside it", [200], [{"secret_shown": True, "old_one_until": True}])
+expect("Turn it off (events are no longer queued for it)", [200, 204], [False, 204])
 expect('{"status": 429, "code": "rate_limited"', [429], [
     {"status": 429, "code": "rate_limited", "detail": re.compile(r"too many attempts; try again in \d+ s")}])
 
@@ -720,6 +729,64 @@ def test_verifying_a_token_as_written(tmp_path: Path):
         with pytest.raises(jwt.InvalidIssuerError):
             namespace["ISSUER"] = issuer + "/other"
             namespace["verify"](login["access_token"])
+
+
+def test_webhook_receiver_as_written(tmp_path: Path):
+    """The receiver under "Webhooks", with only SECRET and PORT set, gets a real server's events:
+    signatures verified by standardwebhooks, duplicates dropped, a forged body refused."""
+    import socket
+    import threading
+    from http.server import HTTPServer
+
+    block = next(b for b in code_blocks(README.read_text()) if b.heading == "## Webhooks" and b.lang == "python")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running_server(binary(), tmp_path, ROOT_EMAIL=ROOT_EMAIL, ROOT_PASSWORD=ROOT_PASSWORD,
+                        WEBHOOK_ALLOW_PRIVATE="true", WEBHOOK_POLL_MS="50") as base:
+        def call(method, path, token=None, body=None):
+            headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+            return requests.request(method, base + path, headers=headers, json=body, timeout=10)
+
+        root = call("POST", "/v1/auth/login", body={"email": ROOT_EMAIL, "password": ROOT_PASSWORD}).json()["access_token"]
+        org = call("POST", "/v1/orgs", root, {"name": "Hooked"}).json()["id"]
+        hook = call("POST", f"/v1/orgs/{org}/webhooks", root, {"url": f"http://127.0.0.1:{port}/", "event_types": ["org.*"]})
+        assert hook.status_code == 201, hook.text
+        code = block.text
+        for old, new in (('SECRET = "whsec_..."', f'SECRET = "{hook.json()["secret"]}"'), ("PORT = 8000", f"PORT = {port}")):
+            assert code.count(old) == 1, old
+            code = code.replace(old, new)
+        namespace: dict = {"__name__": "readme_receiver"}
+        exec(compile(code, "README.md (Webhooks)", "exec"), namespace)
+        handled = []
+        namespace["handle"] = handled.append
+        receiver = HTTPServer(("127.0.0.1", port), namespace["Receiver"])
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        try:
+            for n in range(3):
+                assert call("PATCH", f"/v1/orgs/{org}", root, {"description": f"v{n}"}).status_code == 200
+            deadline = time.monotonic() + 20
+            while len(handled) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [e["data"]["description"] for e in handled] == ["v0", "v1", "v2"]
+            assert all(e["type"] == "org.updated" for e in handled)
+            # A delivery sent again is a duplicate: answered 2xx, not handled twice.
+            deliveries = call("GET", f"/v1/orgs/{org}/webhooks/{hook.json()['id']}/deliveries", root).json()["items"]
+            assert call("POST", f"/v1/orgs/{org}/webhooks/{hook.json()['id']}/deliveries/{deliveries[0]['id']}/redeliver", root).status_code == 202
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                log = call("GET", f"/v1/orgs/{org}/webhooks/{hook.json()['id']}/deliveries", root).json()["items"]
+                if log[0]["state"] == "delivered":
+                    break
+                time.sleep(0.05)
+            assert log[0]["state"] == "delivered" and log[0]["last_status"] == 204
+            assert len(handled) == 3
+            # A body the server did not sign is refused.
+            forged = requests.post(f"http://127.0.0.1:{port}/", data=b'{"id": "x"}', timeout=5, headers={
+                "webhook-id": "msg_1", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})
+            assert forged.status_code == 400 and len(handled) == 3
+        finally:
+            receiver.shutdown()
 
 
 def test_mailed_helper_reads_the_log(tmp_path: Path):
