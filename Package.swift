@@ -52,7 +52,7 @@ let package = Package(
         // API keys and service accounts: Identity's key records under Tenancy's access rules.
         .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
-        // Webhooks: Standard Webhooks signing, event filters, retry schedule, the SSRF guard.
+        // Webhooks: endpoints and their rules, Standard Webhooks signing, event filters, retries, the SSRF guard, the dispatcher.
         .target(name: "Webhooks", dependencies: ["Authority", "Tenancy", "Wire", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         // The OpenID provider (SPEC §14): clients and their rules.
         .target(

@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v swift >/dev/null || export PATH="$PATH:/opt/swift/usr/bin"
 root=$PWD
 scratch=.build-release
-all="engine casbin http propagation login flood hostile victim"
+all="engine casbin http propagation login flood hostile victim webhooks"
 only=" ${BENCH_ONLY:-$all} "
 want() { [[ "$only" == *" $1 "* ]]; }
 python=${PYTHON:-python3}
@@ -96,6 +96,11 @@ if want hostile; then
     mark hostile
     echo "== a hostile tenant's 5,000 long-path bindings" >&2
     "$python" scripts/bench_hostile.py "$bin/portcullis" >"$out/hostile.json"
+fi
+if want webhooks; then
+    mark webhooks
+    echo "== webhook deliveries to local receivers" >&2
+    "$python" scripts/bench_webhooks.py "$bin/portcullis" >"$out/webhooks.json"
 fi
 mark end
 echo "bench: done in $((SECONDS - started)) s" >&2
