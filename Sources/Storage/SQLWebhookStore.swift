@@ -130,7 +130,8 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
                 WHERE id IN (
                     SELECT e.id FROM webhook_endpoints e
                     WHERE e.enabled AND (e.lease_until IS NULL OR e.lease_until < $3)
-                      AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'pending' AND d.next_attempt_at <= $3)
+                      AND (SELECT d.next_attempt_at FROM webhook_deliveries d
+                           WHERE d.endpoint_id = e.id AND d.state = 'pending' ORDER BY d.seq LIMIT 1) <= $3
                     ORDER BY e.lease_until NULLS FIRST, e.id LIMIT $4 \(skipLocked))
                 RETURNING id, url, sealed_secret, sealed_previous_secret, previous_secret_until
                 """, [node.sqlValue, until.sqlValue, now.sqlValue, limit.sqlValue])
@@ -151,8 +152,9 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
         }.isEmpty == false
     }
 
+    /// The lease ends now: endpoints let go longest ago are leased first next time (no endpoint starves).
     public func release(endpointID: UUID, node: String) async throws {
-        try await db.execute("UPDATE webhook_endpoints SET leased_by = NULL, lease_until = NULL WHERE id = $1 AND leased_by = $2", endpointID, node)
+        try await db.execute("UPDATE webhook_endpoints SET leased_by = NULL, lease_until = $3 WHERE id = $1 AND leased_by = $2", endpointID, node, Date())
     }
 
     public func releaseAll() async throws {

@@ -22,9 +22,9 @@ public struct WebhookDispatcher: Sendable {
     public var width = 8
     /// Hears each attempt's result: `delivered`, `failed` (to be retried), `gave_up`, `gone`.
     public var observe: @Sendable (String) -> Void = { _ in }
-    /// Hears what stopped an endpoint's turn (a database error); the lease is let go and the
-    /// next round tries again.
-    public var failed: @Sendable (UUID, any Error) -> Void = { _, _ in }
+    /// Hears what stopped an endpoint's turn (its id) or a lease (nil), a database error; the
+    /// lease is let go and the next look tries again.
+    public var failed: @Sendable (UUID?, any Error) -> Void = { _, _ in }
     let now: @Sendable () -> Date
 
     public init(queue: any WebhookQueue, transport: any WebhookTransport, box: any WebhookSecretBox, node: String = UUID().uuidString,
@@ -36,6 +36,46 @@ public struct WebhookDispatcher: Sendable {
         self.now = now
     }
 
+    /// Works until cancelled: up to `width` endpoints at a time, leasing more as soon as one is
+    /// done (a slow receiver holds one slot, not a round), and looking again every `idle`.
+    public func run(idle: Duration) async {
+        await withTaskGroup(of: Int?.self) { group in
+            var draining = 0
+            var waiting = false
+            while !Task.isCancelled {
+                if draining < width {
+                    let start = now()
+                    do {
+                        let leased = try await queue.lease(node: node, limit: width - draining, now: start, until: start.addingTimeInterval(leaseLength))
+                        for endpoint in leased {
+                            draining += 1
+                            group.addTask { await drainReporting(endpoint) }
+                        }
+                    } catch {
+                        failed(nil, error)
+                    }
+                }
+                if !waiting {
+                    waiting = true
+                    group.addTask {
+                        try? await Task.sleep(for: idle)
+                        return nil
+                    }
+                }
+                guard let finished = await group.next() else { break }
+                if finished == nil { waiting = false } else { draining -= 1 }
+            }
+            group.cancelAll()
+        }
+    }
+
+    func drainReporting(_ endpoint: LeasedEndpoint) async -> Int {
+        do { return try await drain(endpoint) } catch {
+            failed(endpoint.id, error)
+            return 0
+        }
+    }
+
     /// Leases what is due and sends it; returns how many attempts were made.
     public func round() async throws -> Int {
         let start = now()
@@ -43,12 +83,7 @@ public struct WebhookDispatcher: Sendable {
         guard !leased.isEmpty else { return 0 }
         return await withTaskGroup(of: Int.self) { group in
             for endpoint in leased {
-                group.addTask {
-                    do { return try await drain(endpoint) } catch {
-                        failed(endpoint.id, error)
-                        return 0
-                    }
-                }
+                group.addTask { await drainReporting(endpoint) }
             }
             return await group.reduce(0, +)
         }

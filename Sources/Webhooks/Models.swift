@@ -97,8 +97,14 @@ public struct AttemptOutcome: Sendable, Equatable {
     public init(status: Int?, latencyMs: Int, response: String = "", error: String? = nil) {
         self.status = status
         self.latencyMs = latencyMs
-        self.response = response
-        self.error = error
+        self.response = Self.printable(response)
+        self.error = error.map(Self.printable)
+    }
+
+    /// What a receiver says is kept to show people: control characters (NUL included, which no
+    /// database column takes) become spaces.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control && $0 != "\n" ? " " : $0 }))
     }
 
     /// Any 2xx is a delivery.
@@ -199,7 +205,8 @@ public struct AttemptVerdict: Sendable, Equatable {
 /// The delivery queue as the sender sees it. Leases are per endpoint: the holder sends that
 /// endpoint's deliveries one after another in order, and no other node touches them meanwhile.
 public protocol WebhookQueue: Sendable {
-    /// Leases up to `limit` enabled endpoints that have a due delivery and no live lease.
+    /// Leases up to `limit` enabled endpoints whose first pending delivery is due and that no
+    /// node holds, those let go longest ago first.
     func lease(node: String, limit: Int, now: Date, until: Date) async throws -> [LeasedEndpoint]
     /// Extends this node's lease; false when it lost it.
     func renew(endpointID: UUID, node: String, until: Date) async throws -> Bool

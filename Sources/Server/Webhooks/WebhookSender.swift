@@ -106,8 +106,7 @@ struct HTTPWebhookTransport: WebhookTransport {
     }
 }
 
-/// Runs this node's webhook dispatcher: a round whenever there may be work, a short sleep when
-/// there was none; finished deliveries are forgotten after 30 days.
+/// Runs this node's webhook dispatcher until shutdown; finished deliveries are forgotten after 30 days.
 struct WebhookSender: Service, CustomStringConvertible {
     var description: String { "WebhookSender" }
     let services: AppServices
@@ -124,26 +123,23 @@ struct WebhookSender: Service, CustomStringConvertible {
         configured.schedule.first = services.config.webhookFirstRetry / .seconds(1)
         configured.observe = { [metrics = services.metrics] result in metrics.webhookAttempt(result) }
         configured.failed = { [logger] endpoint, error in
-            logger.warning("webhook endpoint's turn failed; it is tried again", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+            logger.warning("webhook sending failed; it is tried again", metadata: ["endpoint": "\(endpoint.map(\.uuidString) ?? "-")", "error": "\(error)"])
         }
         let dispatcher = configured
+        // A first look after one interval, so a node told to wait long never sends (tests drive their own dispatchers).
+        let interval = services.config.webhookInterval
         await cancelWhenGracefulShutdown {
-            var pruned = ContinuousClock.now - .seconds(3600)
-            // A first look after one interval, so a node that is told to wait long never sends (tests drive their own dispatchers).
-            var attempts = 0
-            while !Task.isCancelled {
-                if attempts == 0 { try? await Task.sleep(for: services.config.webhookInterval) }
-                guard !Task.isCancelled else { break }
-                do {
-                    attempts = 0
-                    attempts = try await dispatcher.round()
-                } catch {
-                    logger.warning("webhook round failed", metadata: ["error": "\(error)"])
+            try? await Task.sleep(for: interval)
+            guard !Task.isCancelled else { return }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await dispatcher.run(idle: interval) }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await queue.prune(before: Date().addingTimeInterval(-Self.keepFinished))
+                        try? await Task.sleep(for: .seconds(600))
+                    }
                 }
-                if ContinuousClock.now - pruned > .seconds(600) {
-                    pruned = ContinuousClock.now
-                    try? await queue.prune(before: Date().addingTimeInterval(-Self.keepFinished))
-                }
+                await group.waitForAll()
             }
         }
         try? await client.shutdown()

@@ -55,7 +55,7 @@ struct WebhookDeliveryTests {
     static func dispatcher(_ services: AppServices, _ receiver: ScriptedReceiver, node: String = "node-a") -> WebhookDispatcher {
         var d = WebhookDispatcher(queue: services.webhookQueue, transport: receiver, box: services.webhookSecrets, node: node)
         d.schedule.first = 0.05
-        d.failed = { id, error in print("DISPATCH FAILED \(id): \(error)") }
+        d.failed = { id, error in print("DISPATCH FAILED \(String(describing: id)): \(error)") }
         return d
     }
 
@@ -187,6 +187,9 @@ struct WebhookDeliveryTests {
         let last = WebhookDispatcher.verdict(failed, attempt: 3, schedule: schedule, at: at, unit: 0.5)
         #expect(last.state == .failed && last.disableReason != nil)
         #expect(WebhookDispatcher.verdict(AttemptOutcome(status: 200, latencyMs: 1), attempt: 3, schedule: schedule, at: at, unit: 0).state == .delivered)
+        // What a receiver answers is kept printable: no NUL reaches the database.
+        let odd = AttemptOutcome(status: 500, latencyMs: 1, response: "a\u{0}b\u{7}c\nd", error: "x\u{0}")
+        #expect(odd.response == "a b c\nd" && odd.error == "x ")
         // A redirect is not followed and not a delivery.
         #expect(WebhookDispatcher.verdict(AttemptOutcome(status: 302, latencyMs: 1), attempt: 1, schedule: schedule, at: at, unit: 0).state == .pending)
     }
