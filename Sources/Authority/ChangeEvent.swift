@@ -25,6 +25,8 @@ public enum ChangeEvent: Sendable, Hashable {
     case serviceAccountChanged(org: UUID, account: UUID)
     /// An OpenID client was registered, changed, given a new secret or deleted.
     case clientChanged(UUID)
+    /// A webhook endpoint was registered, changed, given a new secret or deleted.
+    case webhookChanged(UUID)
     /// A backup was restored: everything changed.
     case restored
     /// A kind this node does not know (written by a newer node); applied as nothing.
@@ -48,6 +50,7 @@ public enum ChangeEvent: Sendable, Hashable {
         case .keyRevoked: "api_key.revoked"
         case .serviceAccountChanged: "service_account.changed"
         case .clientChanged: "oauth_client.changed"
+        case .webhookChanged: "webhook.changed"
         case .restored: "backup.restored"
         case .other(let kind, _): kind
         }
@@ -57,7 +60,7 @@ public enum ChangeEvent: Sendable, Hashable {
         switch self {
         case .userCreated(let id), .userUpdated(let id), .sessionCreated(let id), .sessionRefreshed(let id), .sessionRevoked(let id),
              .orgCreated(let id), .orgUpdated(let id), .orgDeleted(let id), .inviteChanged(let id), .keyCreated(let id), .keyRevoked(let id),
-             .clientChanged(let id):
+             .clientChanged(let id), .webhookChanged(let id):
             id.lowercasedString
         case .sessionsRevoked(let user): "user:" + user.lowercasedString
         case .signingKeysChanged(let kid): kid
@@ -92,6 +95,7 @@ public enum ChangeEvent: Sendable, Hashable {
         case ("api_key.revoked", let id?, _): self = .keyRevoked(id)
         case ("service_account.changed", _, let (org, account)?): self = .serviceAccountChanged(org: org, account: account)
         case ("oauth_client.changed", let id?, _): self = .clientChanged(id)
+        case ("webhook.changed", let id?, _): self = .webhookChanged(id)
         case ("backup.restored", _, _): self = .restored
         default: self = .other(kind: kind, subject: subject)
         }

@@ -59,20 +59,12 @@ public struct ClientService: Sendable {
 
     /// Who may manage `orgID`'s clients (or the platform's, for nil), inside a write.
     func authorize(_ actor: Actor, orgID: UUID?, in tx: any TenancyWriter, at: Date) async throws -> Bool {
-        guard let orgID else {
-            guard actor.isRoot else { throw ClientError.forbidden("only the platform administrator manages platform clients") }
-            return false
-        }
-        return try await tenancy.access(Permission.orgUpdate, actor: actor, orgID: orgID, in: tx, at: at).viaRoot
+        try await tenancy.managesIntegrations(actor, orgID: orgID, "clients", in: tx, at: at)
     }
 
     /// Outside a write: the same rule, for reads.
     func authorize(_ actor: Actor, orgID: UUID?) async throws {
-        guard let orgID else {
-            guard actor.isRoot else { throw ClientError.forbidden("only the platform administrator manages platform clients") }
-            return
-        }
-        _ = try await tenancy.access(Permission.orgUpdate, actor: actor, orgID: orgID)
+        try await tenancy.managesIntegrations(actor, orgID: orgID, "clients")
     }
 
     public func create(actor: Actor, orgID: UUID?, fields: ClientFields) async throws -> RegisteredClient {
@@ -107,7 +99,8 @@ public struct ClientService: Sendable {
         guard let (client, _) = try await store.client(id: id) else { throw ClientError.notFound("no such client") }
         do {
             try await authorize(actor, orgID: client.orgID)
-        } catch is ClientError {
+        } catch TenancyError.forbidden where client.orgID == nil {
+            // A platform client does not exist for anyone but the root.
             throw ClientError.notFound("no such client")
         }
         return client

@@ -136,20 +136,26 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
                 RETURNING id, url, sealed_secret, sealed_previous_secret, previous_secret_until
                 """, [node.sqlValue, until.sqlValue, now.sqlValue, limit.sqlValue])
         }
-        return try rows.map { row in
-            var sealed = [try row.string("sealed_secret")]
-            if let previous = try row.optionalString("sealed_previous_secret"), let until = try row.optionalDate("previous_secret_until"), until > now {
-                sealed.append(previous)
-            }
-            return LeasedEndpoint(id: try row.uuid("id"), url: try row.string("url"), sealedSecrets: sealed)
-        }
+        return try rows.map { try Self.leased($0, now: now) }
     }
 
-    public func renew(endpointID: UUID, node: String, until: Date) async throws -> Bool {
+    /// A leased endpoint's row: its URL, and the secrets that sign at `now`.
+    static func leased(_ row: SQLRow, now: Date) throws -> LeasedEndpoint {
+        var sealed = [try row.string("sealed_secret")]
+        if let previous = try row.optionalString("sealed_previous_secret"), let until = try row.optionalDate("previous_secret_until"), until > now {
+            sealed.append(previous)
+        }
+        return LeasedEndpoint(id: try row.uuid("id"), url: try row.string("url"), sealedSecrets: sealed)
+    }
+
+    public func renew(endpointID: UUID, node: String, now: Date, until: Date) async throws -> LeasedEndpoint? {
         try await db.transaction { tx in
             try await tx.query(
-                "UPDATE webhook_endpoints SET lease_until = $3 WHERE id = $1 AND leased_by = $2 AND enabled RETURNING id", endpointID, node, until)
-        }.isEmpty == false
+                """
+                UPDATE webhook_endpoints SET lease_until = $3 WHERE id = $1 AND leased_by = $2 AND enabled
+                RETURNING id, url, sealed_secret, sealed_previous_secret, previous_secret_until
+                """, endpointID, node, until)
+        }.first.map { try Self.leased($0, now: now) }
     }
 
     /// The lease ends now: endpoints let go longest ago are leased first next time (no endpoint starves).

@@ -1,5 +1,6 @@
 import Authority
 import Foundation
+import Policy
 import Tenancy
 import Webhooks
 import Wire
@@ -37,11 +38,12 @@ enum WebhookCapture {
     /// New and changed accounts are not audited (people sign themselves up): their change-log
     /// entries make the platform's `user.*` events.
     static func personEvent(_ change: Change) -> AuditEvent? {
+        let user: UUID
         switch change.event {
-        case .userCreated(let id): AuditEvent(at: change.at, actorType: "system", actorID: nil, action: "user.created", orgID: nil, target: "user:\(id.lowercasedString)")
-        case .userUpdated(let id): AuditEvent(at: change.at, actorType: "system", actorID: nil, action: "user.updated", orgID: nil, target: "user:\(id.lowercasedString)")
-        default: nil
+        case .userCreated(let id), .userUpdated(let id): user = id
+        default: return nil
         }
+        return AuditEvent(at: change.at, actorType: "system", actorID: nil, action: change.kind, orgID: nil, target: "user:\(user.lowercasedString)")
     }
 
     static func insert(_ event: WebhookEvent, in tx: any SQLExecutor) async throws -> Int64 {
@@ -94,11 +96,20 @@ enum WebhookObjects {
             return try await row(tx, "SELECT id, email, state, inviter_id, created_at, expires_at FROM platform_invites WHERE id = $1", [id],
                                  ["id": .uuid, "email": .text, "state": .text, "inviter_id": .uuid, "created_at": .date, "expires_at": .date])
         case ("binding", let id?):
-            return try await row(tx, """
+            guard var binding = try await row(tx, """
                 SELECT id, org_id, subject_type, subject_id, resource_path, role, expires_at, created_at, updated_at FROM bindings WHERE id = $1
                 """, [id],
                 ["id": .uuid, "org_id": .uuid, "subject_type": .text, "subject_id": .uuid, "resource_path": .text, "role": .text,
-                 "expires_at": .date, "created_at": .date, "updated_at": .date])
+                 "expires_at": .date, "created_at": .date, "updated_at": .date]) else { return nil }
+            // As the API shows a binding: the subject by kind, the resource as a whole object reference.
+            if case .string(let path)? = binding.removeValue(forKey: "resource_path"), case .string(let org)? = binding["org_id"],
+               let orgID = UUID(uuidString: org) {
+                binding["resource"] = .string(ObjectRef(orgID: orgID, path: path).string)
+            }
+            if case .string(let kind)? = binding.removeValue(forKey: "subject_type"), let subject = binding.removeValue(forKey: "subject_id") {
+                binding["subject"] = .object([kind == "user" ? "user_id" : "service_account_id": subject])
+            }
+            return binding
         case ("key", let id?):
             return try await row(tx, """
                 SELECT id, prefix, name, user_id, service_account_id, org_id, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE id = $1

@@ -71,6 +71,26 @@ public struct TenancyService: Sendable {
         return standing.isRoot ? .owner : pass.role
     }
 
+    /// Who manages what an org plugs into Portcullis (its apps, its webhooks): whoever may update
+    /// the org; the platform's own (`orgID` nil) are the root's alone. Inside a write; true when
+    /// only root powers made it pass. `what` names the platform's things in the refusal.
+    public func managesIntegrations(_ actor: Actor, orgID: UUID?, _ what: String, in tx: any TenancyWriter, at: Date) async throws -> Bool {
+        guard let orgID else {
+            guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator manages platform \(what)") }
+            return false
+        }
+        return try await access(Permission.orgUpdate, actor: actor, orgID: orgID, in: tx, at: at).viaRoot
+    }
+
+    /// The same rule for reads.
+    public func managesIntegrations(_ actor: Actor, orgID: UUID?, _ what: String) async throws {
+        guard let orgID else {
+            guard actor.isRoot else { throw TenancyError.forbidden("only the platform administrator manages platform \(what)") }
+            return
+        }
+        _ = try await access(Permission.orgUpdate, actor: actor, orgID: orgID)
+    }
+
     /// The same inside a write transaction; `viaRoot` tells whether only root powers made it pass.
     public func access(_ permission: String, actor: Actor, orgID: UUID, in tx: any TenancyWriter, at now: Date) async throws -> (role: Role, viaRoot: Bool) {
         let (_, standing) = try await standing(orgID: orgID, actor: actor, in: tx, at: now)

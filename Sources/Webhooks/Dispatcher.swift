@@ -102,18 +102,30 @@ public struct WebhookDispatcher: Sendable {
         }
     }
 
-    func sendQueue(_ endpoint: LeasedEndpoint) async throws -> Int {
+    func sendQueue(_ leased: LeasedEndpoint) async throws -> Int {
         var attempts = 0
-        let secrets = try endpoint.sealedSecrets.map(box.open)
+        var endpoint = leased
+        var secrets = try endpoint.sealedSecrets.map(box.open)
         while !Task.isCancelled {
             let batch = try await queue.pending(endpointID: endpoint.id, limit: 50)
             guard !batch.isEmpty else { return attempts }
             for delivery in batch {
                 guard delivery.nextAttemptAt <= now(), !Task.isCancelled else { return attempts }
+                if attempts > 0 {
+                    // Before each further send: the lease is still ours, and the URL and secrets
+                    // are the endpoint's now (a rotation or a new URL counts from the next event).
+                    let at = now()
+                    guard let current = try await queue.renew(endpointID: endpoint.id, node: node, now: at, until: at.addingTimeInterval(leaseLength)) else {
+                        return attempts
+                    }
+                    if current != endpoint {
+                        endpoint = current
+                        secrets = try current.sealedSecrets.map(box.open)
+                    }
+                }
                 let verdict = try await send(delivery, to: endpoint, secrets: secrets)
                 attempts += 1
                 guard verdict.state != .pending, verdict.disableReason == nil else { return attempts }
-                guard try await queue.renew(endpointID: endpoint.id, node: node, until: now().addingTimeInterval(leaseLength)) else { return attempts }
             }
         }
         return attempts

@@ -50,4 +50,6 @@ public enum WebhookError: Error, Sendable, Equatable {
     case forbidden(String)
     case notFound(String)
     case quotaExceeded(String)
+    /// The endpoint's state does not allow it (409).
+    case conflict(String)
 }

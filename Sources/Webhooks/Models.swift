@@ -49,6 +49,8 @@ public struct WebhookFields: Sendable, Equatable {
 public struct RegisteredWebhook: Sendable {
     public let endpoint: WebhookEndpoint
     public let secret: WebhookSecret
+    /// The change log's revision of the write.
+    public let revision: Int64
 }
 
 /// One event for one endpoint, and how its last attempt went: a line of the delivery log.
@@ -174,7 +176,7 @@ public protocol WebhookWriter: Sendable {
 }
 
 /// An endpoint this node holds the lease of: it alone sends its queue until the lease ends.
-public struct LeasedEndpoint: Sendable {
+public struct LeasedEndpoint: Sendable, Equatable {
     public var id: UUID
     public var url: String
     /// The current secret's sealed form, then the previous one's while it still signs.
@@ -208,8 +210,9 @@ public protocol WebhookQueue: Sendable {
     /// Leases up to `limit` enabled endpoints whose first pending delivery is due and that no
     /// node holds, those let go longest ago first.
     func lease(node: String, limit: Int, now: Date, until: Date) async throws -> [LeasedEndpoint]
-    /// Extends this node's lease; false when it lost it.
-    func renew(endpointID: UUID, node: String, until: Date) async throws -> Bool
+    /// Extends this node's lease and reads the endpoint as it is now (its URL and secrets may
+    /// have changed since); nil when the lease is lost or the endpoint turned off or deleted.
+    func renew(endpointID: UUID, node: String, now: Date, until: Date) async throws -> LeasedEndpoint?
     func release(endpointID: UUID, node: String) async throws
     /// Releases every lease (SQLite at start: only one process can hold them).
     func releaseAll() async throws

@@ -29,26 +29,18 @@ public struct WebhookService: Sendable {
 
     /// Inside a write: may `actor` manage `orgID`'s endpoints (the platform's for nil)?
     func authorize(_ actor: Actor, orgID: UUID?, in tx: any TenancyWriter, at: Date) async throws -> Bool {
-        guard let orgID else {
-            guard actor.isRoot else { throw WebhookError.forbidden("only the platform administrator manages platform webhooks") }
-            return false
-        }
-        return try await tenancy.access(Permission.orgUpdate, actor: actor, orgID: orgID, in: tx, at: at).viaRoot
+        try await tenancy.managesIntegrations(actor, orgID: orgID, "webhooks", in: tx, at: at)
     }
 
     /// The same rule for reads.
     func authorize(_ actor: Actor, orgID: UUID?) async throws {
-        guard let orgID else {
-            guard actor.isRoot else { throw WebhookError.forbidden("only the platform administrator manages platform webhooks") }
-            return
-        }
-        _ = try await tenancy.access(Permission.orgUpdate, actor: actor, orgID: orgID)
+        try await tenancy.managesIntegrations(actor, orgID: orgID, "webhooks")
     }
 
     func checked(_ fields: WebhookFields, onto endpoint: inout WebhookEndpoint) throws {
         if let url = fields.url { endpoint.url = try WebhookDestination(url, allowPrivate: allowPrivate).url.absoluteString }
         if let description = fields.description {
-            guard description.count <= Self.maxDescription else { throw WebhookError.invalid("description is at most \(Self.maxDescription) characters") }
+            guard description.unicodeScalars.count <= Self.maxDescription else { throw WebhookError.invalid("description is at most \(Self.maxDescription) characters") }
             endpoint.description = description
         }
         if let types = fields.eventTypes { endpoint.eventTypes = try EventFilter(types) }
@@ -73,7 +65,7 @@ public struct WebhookService: Sendable {
             }
             try await hooks.insert(endpoint, sealedSecret: sealed)
             try await tx.appendAudit(Self.event(actor, at: at, "webhook.created", endpoint, viaRoot: viaRoot))
-            return RegisteredWebhook(endpoint: endpoint, secret: secret)
+            return RegisteredWebhook(endpoint: endpoint, secret: secret, revision: try await tx.recordChange(.webhookChanged(endpoint.id), at: at))
         }
     }
 
@@ -89,7 +81,7 @@ public struct WebhookService: Sendable {
         return endpoint
     }
 
-    public func update(actor: Actor, orgID: UUID?, id: UUID, fields: WebhookFields) async throws -> WebhookEndpoint {
+    public func update(actor: Actor, orgID: UUID?, id: UUID, fields: WebhookFields) async throws -> (WebhookEndpoint, revision: Int64?) {
         _ = try await endpoint(actor: actor, orgID: orgID, id: id)
         let at = now()
         return try await store.writeWebhooks(lockingOrg: orgID) { tx, hooks in
@@ -97,11 +89,11 @@ public struct WebhookService: Sendable {
             guard var endpoint = try await hooks.endpoint(id: id), endpoint.orgID == orgID else { throw WebhookError.notFound("no such webhook") }
             let before = endpoint
             try checked(fields, onto: &endpoint)
-            guard endpoint != before else { return endpoint }
+            guard endpoint != before else { return (endpoint, nil) }
             endpoint.updatedAt = at
             try await hooks.update(endpoint)
             try await tx.appendAudit(Self.event(actor, at: at, "webhook.updated", endpoint, viaRoot: viaRoot))
-            return endpoint
+            return (endpoint, try await tx.recordChange(.webhookChanged(id), at: at))
         }
     }
 
@@ -121,18 +113,19 @@ public struct WebhookService: Sendable {
             endpoint.previousSecretUntil = at.addingTimeInterval(overlap)
             endpoint.updatedAt = at
             try await tx.appendAudit(Self.event(actor, at: at, "webhook.secret_rotated", endpoint, viaRoot: viaRoot, ["overlap_seconds": .number(overlap)]))
-            return RegisteredWebhook(endpoint: endpoint, secret: secret)
+            return RegisteredWebhook(endpoint: endpoint, secret: secret, revision: try await tx.recordChange(.webhookChanged(id), at: at))
         }
     }
 
-    public func delete(actor: Actor, orgID: UUID?, id: UUID) async throws {
+    public func delete(actor: Actor, orgID: UUID?, id: UUID) async throws -> Int64 {
         _ = try await endpoint(actor: actor, orgID: orgID, id: id)
         let at = now()
-        try await store.writeWebhooks(lockingOrg: orgID) { tx, hooks in
+        return try await store.writeWebhooks(lockingOrg: orgID) { tx, hooks in
             let viaRoot = try await authorize(actor, orgID: orgID, in: tx, at: at)
             guard let endpoint = try await hooks.endpoint(id: id), endpoint.orgID == orgID else { throw WebhookError.notFound("no such webhook") }
             try await hooks.delete(id: id)
             try await tx.appendAudit(Self.event(actor, at: at, "webhook.deleted", endpoint, viaRoot: viaRoot))
+            return try await tx.recordChange(.webhookChanged(id), at: at)
         }
     }
 
@@ -155,10 +148,11 @@ public struct WebhookService: Sendable {
         }
     }
 
-    /// Queues a `webhook.test` event for this endpoint alone (even when it is turned off, so a
-    /// receiver can be tried before it is turned on).
+    /// Queues a `webhook.test` event for this endpoint alone. A turned-off endpoint is sent
+    /// nothing, so it is refused rather than queued for later.
     public func sendTest(actor: Actor, orgID: UUID?, id: UUID) async throws -> (event: WebhookEvent, deliveryID: UUID) {
         let endpoint = try await endpoint(actor: actor, orgID: orgID, id: id)
+        guard endpoint.enabled else { throw WebhookError.conflict("this webhook is turned off; turn it on to send it a test event") }
         let at = now()
         let event = WebhookEvent.test(endpoint: endpoint, at: at)
         return try await store.writeWebhooks(lockingOrg: orgID) { tx, hooks in

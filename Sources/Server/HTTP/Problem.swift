@@ -121,6 +121,7 @@ extension Problem {
             case .forbidden(let m): return .forbidden(m)
             case .notFound(let m): return .notFound(m)
             case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
+            case .conflict(let m): return Problem(.conflict, code: "conflict", detail: m)
             }
         case let e as BackupError:
             switch e {

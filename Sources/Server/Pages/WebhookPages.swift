@@ -131,7 +131,7 @@ struct WebhookConsole: Sendable {
             _ = try await webhooks.redeliver(actor: actor, orgID: orgID, id: id, deliveryID: try OrgFrame.uuid(form, "delivery_id", "delivery"))
             return .goTo(page, notice: "The event is queued again, after whatever the endpoint has waiting.")
         case "delete":
-            try await webhooks.delete(actor: actor, orgID: orgID, id: id)
+            _ = try await webhooks.delete(actor: actor, orgID: orgID, id: id)
             return .goTo(action, notice: "The webhook is deleted; nothing more is sent to it.")
         default:
             throw Problem.notFound("no such form")

@@ -106,7 +106,7 @@ struct WebhookRoutes {
         let body = try unchecked.fields()
         let made = try await webhooks.create(actor: actor, orgID: try Self.owner(context), fields: WebhookFields(
             url: body.url, description: body.description, eventTypes: body.eventTypes, enabled: body.enabled))
-        return try JSONBody.response(WebhookResponse(made.endpoint, secret: made.secret), status: .created)
+        return try JSONBody.response(WebhookResponse(made.endpoint, secret: made.secret), status: .created, revision: made.revision)
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -126,15 +126,14 @@ struct WebhookRoutes {
         let unchecked = try await JSONBody.read(PatchWebhookBody.self, from: request)
         let actor = try await context.actor()
         let body = try unchecked.fields()
-        let endpoint = try await webhooks.update(actor: actor, orgID: try Self.owner(context), id: try Self.id(context), fields: WebhookFields(
+        let (endpoint, revision) = try await webhooks.update(actor: actor, orgID: try Self.owner(context), id: try Self.id(context), fields: WebhookFields(
             url: body.url, description: body.description, eventTypes: body.eventTypes, enabled: body.enabled))
-        return try JSONBody.response(WebhookResponse(endpoint))
+        return try JSONBody.response(WebhookResponse(endpoint), revision: revision)
     }
 
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
-        try await webhooks.delete(actor: actor, orgID: try Self.owner(context), id: try Self.id(context))
-        return JSONBody.noContent()
+        return JSONBody.noContent(revision: try await webhooks.delete(actor: actor, orgID: try Self.owner(context), id: try Self.id(context)))
     }
 
     @Sendable func rotateSecret(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -143,7 +142,7 @@ struct WebhookRoutes {
         let body = try unchecked.fields()
         let made = try await webhooks.rotateSecret(
             actor: actor, orgID: try Self.owner(context), id: try Self.id(context), overlap: body.overlapSeconds.map(TimeInterval.init))
-        return try JSONBody.response(WebhookResponse(made.endpoint, secret: made.secret))
+        return try JSONBody.response(WebhookResponse(made.endpoint, secret: made.secret), revision: made.revision)
     }
 
     @Sendable func test(_ request: Request, context: AppRequestContext) async throws -> Response {
