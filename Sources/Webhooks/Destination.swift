@@ -17,14 +17,14 @@ public struct WebhookDestination: Sendable, Equatable {
     public init(_ text: String, allowPrivate: Bool) throws {
         guard text.utf8.count <= Self.maxURLLength, let url = URL(string: text), let scheme = url.scheme?.lowercased(),
               let host = url.host, !host.isEmpty else {
-            throw WebhookError.invalid("url must be an absolute URL")
+            throw WebhookError.invalid("the URL must be an absolute URL")
         }
-        guard scheme == "https" || (scheme == "http" && allowPrivate) else { throw WebhookError.invalid("url must be https") }
-        guard url.user == nil, url.password == nil else { throw WebhookError.invalid("url must not carry user information") }
-        guard url.fragment == nil else { throw WebhookError.invalid("url must not have a fragment") }
+        guard scheme == "https" || (scheme == "http" && allowPrivate) else { throw WebhookError.invalid("the URL must be https") }
+        guard url.user == nil, url.password == nil else { throw WebhookError.invalid("the URL must not carry user information") }
+        guard url.fragment == nil else { throw WebhookError.invalid("the URL must not have a fragment") }
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         if !allowPrivate, let literal = IPAddress(bare), !literal.isPublic {
-            throw WebhookError.invalid("url points at a private, loopback or link-local address")
+            throw WebhookError.invalid("the URL points at a private, loopback or link-local address")
         }
         self.url = url
         self.host = bare

@@ -7,18 +7,23 @@ accessibility checks (labels, one h1, main landmark, no sideways overflow, colou
 
 Shares the driver, the SMTP sink reader and the page helpers of test_pages_browser.py."""
 
+import datetime
+import http.server
 import json
 import re
+import threading
+import time
 import uuid
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
 import secrets_seen
 from portcullis_server import ServerStartError, running_server
 from test_pages_browser import (  # noqa: F401  (browser and page are fixtures used by name)
-    CSRF_COOKIE, PASSWORD, TIMEOUT, VIEWPORTS, Server, binary, browser, check_labels, check_structure, fresh_email,
+    CSRF_COOKIE, PASSWORD, SCREENSHOT_DIR, TIMEOUT, VIEWPORTS, Server, binary, browser, check_labels, check_structure, fresh_email,
     h1, next_document, open_page, page, post_form, shoot, single, smtp_sink, submit, type_into)
 
 from selenium.webdriver.common.by import By
@@ -762,7 +767,7 @@ def test_every_console_page_screenshots_and_accessibility(server, page):
     add_member(page, member, "editor")
     assert member in member_roles(page)
     tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
-    assert tabs == ["Members", "Invites", "Access", "Service accounts", "Audit log", "Apps", "Settings", "Explain"], tabs
+    assert tabs == ["Members", "Invites", "Access", "Service accounts", "Audit log", "Apps", "Webhooks", "Settings", "Explain"], tabs
     problems += inspect(page, "org-members")
 
     assert open_page(page, server.url(f"{org}/invites")) == 200
@@ -1140,3 +1145,528 @@ def test_a_platform_apps_settings_for_the_root_only(server, page):
     open_app_settings(page, server, f"/orgs/{org_id}/clients", "Org app", org_client)
     assert not page.find_elements(By.ID, "client-account"), "a public app is offered a service account"
     assert not problems, "\n".join(problems)
+
+
+# --- webhooks in the console (/orgs/{org_id}/webhooks[/{id}], /admin/webhooks[/{id}]) ------------
+
+WHSEC_RE = r"whsec_[A-Za-z0-9+/]{43}="
+
+
+def webhooks_of(server, token: str, org_id: str | None) -> dict:
+    """GET /v1/orgs/{org_id}/webhooks (the platform's, /v1/webhooks, for None): the JSON list."""
+    path = f"/v1/orgs/{org_id}/webhooks" if org_id else "/v1/webhooks"
+    r = api(server, token, "GET", path)
+    assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text}"
+    return r.json()
+
+
+def webhook_of(server, token: str, org_id: str | None, webhook_id: str) -> requests.Response:
+    return api(server, token, "GET", (f"/v1/orgs/{org_id}/webhooks/" if org_id else "/v1/webhooks/") + webhook_id)
+
+
+def choose_events(driver, families: list | None, other: str = ""):
+    """The form's events: None for "Every event"; else that box unticked, exactly `families` ticked
+    and `other` in "Other types"."""
+    if families is None:
+        tick(driver, "all_events", ["1"])
+    else:
+        tick(driver, "all_events", [])
+        tick(driver, "event_type", families)
+    fill(driver, "webhook-other", other)
+
+
+def add_webhook(driver, url: str, description: str = "", families: list | None = None, other: str = "",
+                status: int = 201) -> str | None:
+    """Fills and sends "Add a webhook" on the webhooks page now open; returns the secret shown (201)."""
+    open_details(driver, "Add a webhook")
+    fill(driver, "webhook-url", url)
+    fill(driver, "webhook-description", description)
+    choose_events(driver, families, other)
+    press(driver, "Add webhook", status)
+    if status != 201:
+        return None
+    section = single(driver, "section.secret")
+    secret = section.find_element(By.CSS_SELECTOR, "code#new-secret").text.strip()
+    secrets_seen.note(secret)
+    assert re.fullmatch(WHSEC_RE, secret), f"the signing secret shown: {secret[:10]}…"
+    assert url in section.text and "only time" in section.text, section.text
+    return secret
+
+
+def webhook_rows(driver) -> dict:
+    """The webhooks table as {url: {"href", "events", "description", "state"}}."""
+    return driver.execute_script("""
+        const rows = {};
+        for (const tr of document.querySelectorAll('main table tbody tr')) {
+          const cell = label => tr.querySelector(`td[data-label="${label}"]`);
+          const link = cell('URL').querySelector('a');
+          rows[link.textContent.trim()] = {href: link.getAttribute('href'), events: cell('Events').textContent.trim(),
+                                           description: cell('Description').textContent.trim(),
+                                           state: cell('State').querySelector('.badge').textContent.trim()};
+        }
+        return rows;""")
+
+
+def delivery_rows(driver) -> list:
+    """The Deliveries table, newest first: [{"id", "event", "state", "attempts", "status", "answer"}]."""
+    return driver.execute_script("""
+        return Array.from(document.querySelectorAll('main table tbody tr')).map(tr => {
+          const cell = label => tr.querySelector(`td[data-label="${label}"]`);
+          const id = tr.querySelector('input[name=delivery_id]');
+          return {id: id ? id.value : null, event: cell('Event').textContent.trim(),
+                  state: cell('State').querySelector('.badge').textContent.trim(), attempts: cell('Attempts').textContent.trim(),
+                  status: cell('Status').textContent.trim(), answer: cell('Answer').textContent.trim()};
+        });""")
+
+
+def follow_link(driver, text: str, path: str):
+    link = driver.find_element(By.LINK_TEXT, text)
+    assert urlsplit(link.get_attribute("href")).path == path, link.get_attribute("href")
+    assert next_document(driver, link.click, f"following the link {text!r}") == 200
+    assert path_of(driver) == path, driver.current_url
+
+
+def shoot_scrolled_to(driver, name: str, selector: str):
+    """<name>-<width>.png at each viewport with `selector` scrolled into view (what `shoot`, at
+    the top of the page, misses below the fold)."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        for width, height in VIEWPORTS:
+            set_width(driver, width, height)
+            driver.execute_script("document.querySelector(arguments[0]).scrollIntoView({block: 'start'})", selector)
+            assert driver.save_screenshot(str(SCREENSHOT_DIR / f"{name}-{width}.png")), f"no screenshot {name}-{width}.png"
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def rfc3339(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_an_org_admin_adds_a_webhook_and_sees_its_secret_once(server, page):
+    owner, admin = verified_account(server, "hookowner"), verified_account(server, "hookadmin")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Hooks {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, admin, "admin")
+    token = api_token(server, admin)
+
+    # An admin (not the owner) has the tab, and an empty list to start with.
+    as_person(page, server, admin, return_to=org)
+    tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
+    assert "Webhooks" in tabs, f"an org admin has no Webhooks tab: {tabs}"
+    follow_link(page, "Webhooks", f"{org}/webhooks")
+    assert h1(page) == "Webhooks" and single(page, "nav.tabs a[aria-current=page]").text.strip() == "Webhooks"
+    assert single(page, "p.empty").text.strip() == "No webhooks yet." and not page.find_elements(By.CSS_SELECTOR, "main table")
+    assert single(page, "input[name=all_events]").is_selected(), "“Every event” is not ticked by default"
+    assert webhooks_of(server, token, org_id)["total"] == 0
+
+    url = f"https://hooks.example.com/portcullis/{uuid.uuid4().hex[:6]}"
+    secret = add_webhook(page, url, "CRM sync")
+    assert path_of(page) == f"{org}/webhooks" and h1(page) == "Webhooks"
+    rows = webhook_rows(page)
+    assert set(rows) == {url}, rows
+    assert (rows[url]["events"], rows[url]["description"], rows[url]["state"]) == ("*", "CRM sync", "on"), rows
+    webhook_id = rows[url]["href"].rsplit("/", 1)[1]
+    assert rows[url]["href"] == f"{org}/webhooks/{webhook_id}" and re.fullmatch(UUID_RE, webhook_id), rows
+    body = secret[len("whsec_"):]
+    problems = inspect(page, "org-webhooks")
+
+    # The API lists it, as added, and never with its secret.
+    listed = webhooks_of(server, token, org_id)
+    assert listed["total"] == 1 and listed["items"][0]["id"] == webhook_id, listed
+    r = webhook_of(server, token, org_id, webhook_id)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["url"], got["description"], got["event_types"], got["enabled"]) == (url, "CRM sync", ["*"], True), got
+    assert body not in r.text and "secret" not in got, got
+    assert body not in json.dumps(listed) and "secret" not in listed["items"][0], listed
+
+    # The list again: the webhook, not its secret.
+    assert open_page(page, server.url(f"{org}/webhooks")) == 200
+    assert not page.find_elements(By.CSS_SELECTOR, "section.secret, #new-secret")
+    assert body not in page.page_source and "whsec_" not in page.page_source
+    assert set(webhook_rows(page)) == {url}
+
+    # Its page, from the list's link: the settings as stored, no secret, nothing sent yet.
+    follow_link(page, url, f"{org}/webhooks/{webhook_id}")
+    assert h1(page).startswith("Webhook") and single(page, "h1 .badge").text.strip() == "on", h1(page)
+    assert single(page, "#webhook-url").get_attribute("value") == url
+    assert single(page, "#webhook-description").get_attribute("value") == "CRM sync"
+    assert single(page, "input[name=all_events]").is_selected() and ticked(page, "event_type") == []
+    assert single(page, "input[name=enabled]").is_selected()
+    assert body not in page.page_source and "whsec_" not in page.page_source, "the endpoint's page shows the secret"
+    assert not page.find_elements(By.CSS_SELECTOR, "section.secret, #new-secret")
+    assert page.find_element(By.XPATH, "//h2[normalize-space()='Deliveries']")
+    problems += inspect(page, "org-webhook")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_webhook_page_saves_rotates_the_secret_and_deletes(server, page):
+    owner = verified_account(server, "hooksettings")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Endpoint {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    assert open_page(page, server.url(f"{org}/webhooks")) == 200
+    url = f"https://hooks.example.com/endpoint/{uuid.uuid4().hex[:6]}"
+    first = add_webhook(page, url, "before")
+    webhook_id = webhooks_of(server, token, org_id)["items"][0]["id"]
+    endpoint = f"{org}/webhooks/{webhook_id}"
+    follow_link(page, url, endpoint)
+
+    # Description, event types and "On" changed and saved.
+    fill(page, "webhook-description", "Only people and access")
+    choose_events(page, ["member.*", "invite.*"], "binding.set, key.created")
+    tick(page, "enabled", [])
+    press(page, "Save")
+    assert path_of(page) == endpoint, page.current_url
+    assert notice(page) == "The webhook is saved.", notice(page)
+    saved = webhook_of(server, token, org_id, webhook_id).json()
+    assert saved["description"] == "Only people and access" and saved["enabled"] is False, saved
+    assert saved["event_types"] == ["member.*", "invite.*", "binding.set", "key.created"], saved
+    assert saved["url"] == url, saved
+    # The page shows what is stored.
+    assert single(page, "h1 .badge").text.strip() == "off"
+    assert not single(page, "input[name=enabled]").is_selected()
+    assert not single(page, "input[name=all_events]").is_selected()
+    assert sorted(ticked(page, "event_type")) == ["invite.*", "member.*"]
+    assert single(page, "#webhook-other").get_attribute("value") == "binding.set, key.created"
+    assert single(page, "#webhook-description").get_attribute("value") == "Only people and access"
+    assert open_page(page, server.url(f"{org}/webhooks")) == 200
+    row = webhook_rows(page)[url]
+    assert row["state"] == "off" and row["description"] == "Only people and access", row
+    assert row["events"].split() == ["member.*", "invite.*", "binding.set", "key.created"], row
+
+    # A new secret, the old one signing for two hours more: shown once, differing from the first.
+    assert open_page(page, server.url(endpoint)) == 200
+    fill(page, "webhook-overlap", "2")
+    asked_at = datetime.datetime.now(datetime.timezone.utc)
+    assert press_confirming(page, "New secret") == 200
+    section = single(page, "section.secret")
+    second = section.find_element(By.CSS_SELECTOR, "code#new-secret").text.strip()
+    secrets_seen.note(second)
+    assert re.fullmatch(WHSEC_RE, second) and second != first, "the rotation showed no new secret"
+    until = re.search(r"The old secret signs too until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", section.text)
+    assert until, f"the page does not say until when the old secret signs: {section.text!r}"
+    shown_until = datetime.datetime.strptime(until.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=datetime.timezone.utc)
+    # Shown to the minute, as every console time is.
+    assert abs((shown_until - asked_at).total_seconds() - 2 * 3600) < 120, (shown_until, asked_at)
+    stored = webhook_of(server, token, org_id, webhook_id)
+    assert stored.status_code == 200 and second[len("whsec_"):] not in stored.text and first[len("whsec_"):] not in stored.text
+    assert 0 <= (rfc3339(stored.json()["previous_secret_expires_at"]) - shown_until).total_seconds() < 60, stored.json()
+    back = section.find_element(By.LINK_TEXT, "Back to the webhooks")
+    assert urlsplit(back.get_attribute("href")).path == f"{org}/webhooks"
+    # Its page again: the overlap still said, the secret gone.
+    assert open_page(page, server.url(endpoint)) == 200
+    assert not page.find_elements(By.CSS_SELECTOR, "section.secret, #new-secret")
+    assert second[len("whsec_"):] not in page.page_source and "whsec_" not in page.page_source
+    assert until.group(1) in main_text(page), "the endpoint's page no longer says until when the old secret signs"
+
+    # Deleted: back on the list, gone there and from the API.
+    assert press_confirming(page, "Delete") == 200
+    assert path_of(page) == f"{org}/webhooks", page.current_url
+    assert "deleted" in notice(page), notice(page)
+    assert url not in main_text(page) and not page.find_elements(By.CSS_SELECTOR, "main table")
+    assert webhook_of(server, token, org_id, webhook_id).status_code == 404
+    assert webhooks_of(server, token, org_id)["total"] == 0
+    assert open_page(page, server.url(endpoint)) == 404
+    assert url not in page.page_source
+
+
+# A server of its own for deliveries: the module's may not send to http://127.0.0.1.
+
+class HookReceiver:
+    """A receiver on 127.0.0.1 that answers every request 204 and keeps (headers, body) of each."""
+
+    def __init__(self):
+        self.hits, self.lock = [], threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.hits.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="console-hook-receiver", daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def of_type(self, event_type: str) -> list:
+        with self.lock:
+            return [(h, raw) for h, raw in self.hits if json.loads(raw or b"{}").get("type") == event_type]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook_receiver():
+    receiver = HookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture
+def delivering_server(tmp_path):
+    """The module's server settings, plus plain http to private addresses and a 50 ms queue poll."""
+    with smtp_sink(tmp_path) as sink:
+        workdir = tmp_path / "server"
+        workdir.mkdir()
+        try:
+            with running_server(binary(), workdir, SMTP_URL=sink.url, SIGNUP="open", IP_BURST="1000",
+                                ROOT_EMAIL=ROOT_EMAIL, ROOT_PASSWORD=ROOT_PASSWORD,
+                                WEBHOOK_ALLOW_PRIVATE="true", WEBHOOK_POLL_MS="50") as base:
+                yield Server(base, sink, workdir / "server.log")
+        except ServerStartError as error:
+            pytest.fail(str(error), pytrace=False)
+
+
+def reload_until(driver, server, path: str, ready, what: str, timeout: float = 15):
+    """Reloads `path` until `ready(driver)` is truthy (returned), as a person pressing reload."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert open_page(driver, server.url(path)) == 200, path
+        got = ready(driver)
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not shown on {path} within {timeout:.0f}s; deliveries {delivery_rows(driver)}", pytrace=False)
+        time.sleep(0.25)
+
+
+def test_a_webhook_test_event_shows_in_the_delivery_log_and_is_sent_again(delivering_server, hook_receiver, page):
+    server = delivering_server
+    owner = verified_account(server, "hooktester")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Deliveries {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    assert open_page(page, server.url(f"{org}/webhooks")) == 200
+    url = hook_receiver.url()
+    secret = add_webhook(page, url, "local receiver", families=["binding.*"])
+    webhook_id = webhooks_of(server, token, org_id)["items"][0]["id"]
+    endpoint = f"{org}/webhooks/{webhook_id}"
+    follow_link(page, url, endpoint)
+    assert single(page, "p.empty").text.startswith("Nothing sent yet"), main_text(page)
+
+    press(page, "Send a test event")
+    assert path_of(page) == endpoint and "test event" in notice(page), (page.current_url, notice(page))
+
+    def test_delivered(d):
+        rows = [r for r in delivery_rows(d) if r["event"] == "webhook.test"]
+        return rows if rows and rows[0]["state"] == "delivered" else None
+    rows = reload_until(page, server, endpoint, test_delivered, "a delivered webhook.test")
+    assert len(rows) == 1 and (rows[0]["status"], rows[0]["attempts"]) == ("204", "1"), rows
+    # It is what the receiver got, signed with the secret the page showed.
+    hits = hook_receiver.of_type("webhook.test")
+    assert len(hits) == 1, f"the receiver got {len(hits)} webhook.test requests"
+    headers, raw = hits[0]
+    event = Webhook(secret).verify(raw, headers)
+    assert event["data"]["endpoint_id"] == webhook_id and event["org_id"] == org_id, event
+    sent_id = headers["webhook-id"]
+
+    # "Send again" on that row: a second row, newest first, the same event sent once more.
+    row_form = page.find_element(By.XPATH, f"//tr[.//input[@name='delivery_id' and @value={xpath_literal(rows[0]['id'])}]]//form")
+    assert submit(page, row_form) == 200
+    assert path_of(page) == endpoint and "queued again" in notice(page), (page.current_url, notice(page))
+
+    def both_delivered(d):
+        rows = [r for r in delivery_rows(d) if r["event"] == "webhook.test"]
+        return rows if len(rows) == 2 and all(r["state"] == "delivered" for r in rows) else None
+    again = reload_until(page, server, endpoint, both_delivered, "the test event sent again")
+    assert again[1]["id"] == rows[0]["id"] and again[0]["id"] != rows[0]["id"], (rows, again)
+    assert all(r["status"] == "204" for r in again), again
+    hits = hook_receiver.of_type("webhook.test")
+    assert len(hits) == 2 and hits[1][0]["webhook-id"] == sent_id and hits[1][1] == raw, "the redelivery is not the same event"
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries")
+    assert r.status_code == 200 and {d["id"] for d in r.json()["items"]} >= {x["id"] for x in again}, r.text
+
+    # The page with its delivery log: checked, and shot scrolled to the log at each width.
+    problems = inspect(page, "org-webhook-deliveries")
+    shoot_scrolled_to(page, "org-webhook-deliveries-log", "main table")
+    assert not problems, "\n".join(problems)
+
+
+def test_an_editor_can_neither_see_nor_add_webhooks(server, page):
+    owner, editor = verified_account(server, "hookboss"), verified_account(server, "hookeditor")
+    owner_token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Editors {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, editor, "editor")
+    assert open_page(page, server.url(f"{org}/webhooks")) == 200
+    url = f"https://hooks.example.com/private/{uuid.uuid4().hex[:6]}"
+    add_webhook(page, url, "the owner's")
+    webhook_id = webhooks_of(server, owner_token, org_id)["items"][0]["id"]
+
+    # A post from elsewhere with the owner's cookies but no form token: refused, nothing made.
+    owner_client = browser_client(page)
+    forged = f"https://hooks.example.com/forged/{uuid.uuid4().hex[:6]}"
+    r = post_form(owner_client, server, f"{org}/webhooks", {"url": forged, "all_events": "1"})
+    assert r.status_code == 403 and "This form has expired" in r.text, f"no csrf field: {r.status_code}"
+    r = post_form(owner_client, server, f"{org}/webhooks", {"url": forged, "all_events": "1", "csrf": page_csrf(page)},
+                  origin="https://evil.example")
+    assert r.status_code == 403, f"from another origin: {r.status_code}"
+    r = post_form(owner_client, server, f"{org}/webhooks/{webhook_id}/delete", {"id": webhook_id})
+    assert r.status_code == 403, f"delete without csrf: {r.status_code}"
+    assert [e["url"] for e in webhooks_of(server, owner_token, org_id)["items"]] == [url], "a forged post changed the webhooks"
+
+    # The editor: no tab, and the page says no in HTML.
+    as_person(page, server, editor, return_to=org)
+    tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
+    assert "Webhooks" not in tabs, f"an editor has the Webhooks tab: {tabs}"
+    assert open_page(page, server.url(f"{org}/webhooks")) == 403
+    assert h1(page) == "Not allowed" and "does not allow" in main_text(page), main_text(page)
+    assert url not in page.page_source and not page.find_elements(By.ID, "webhook-url")
+    assert open_page(page, server.url(f"{org}/webhooks/{webhook_id}")) in (403, 404)
+    assert url not in page.page_source and not page.find_elements(By.ID, "webhook-url"), main_text(page)
+    # Posting the form with the editor's own valid token: refused, nothing made, still a page.
+    assert open_page(page, server.url(org)) == 200
+    client, csrf = browser_client(page), page_csrf(page)
+    r = post_form(client, server, f"{org}/webhooks", {"csrf": csrf, "url": forged, "all_events": "1"})
+    assert r.status_code == 403, f"an editor's post to add a webhook: {r.status_code}"
+    # (Checked last, so the rest is checked too.)
+    refusal = r.headers.get("Content-Type", ""), r.text
+    for form in ("test", "delete", "secret"):
+        r = post_form(client, server, f"{org}/webhooks/{webhook_id}/{form}", {"csrf": csrf})
+        assert r.status_code in (403, 404), f"an editor's post to {form}: {r.status_code}"
+        assert "whsec_" not in r.text, f"an editor's post to {form} showed a secret"
+    assert [e["url"] for e in webhooks_of(server, owner_token, org_id)["items"]] == [url], "an editor changed the webhooks"
+    got = webhook_of(server, owner_token, org_id, webhook_id).json()
+    assert got["previous_secret_expires_at"] is None, f"an editor rotated the secret: {got}"
+    assert refusal[0].startswith("text/html") and "<main" in refusal[1], \
+        f"an editor's refused post to add a webhook is not a page but {refusal[0]}: {refusal[1][:300]}"
+
+
+def test_the_root_adds_a_platform_webhook_nobody_else_sees_the_page(server, page):
+    root_token = api_token(server, ROOT_EMAIL, ROOT_PASSWORD)
+    before = {e["id"] for e in webhooks_of(server, root_token, None)["items"]}
+    as_person(page, server, ROOT_EMAIL, ROOT_PASSWORD, return_to="/admin")
+    tabs = single(page, "nav.tabs")
+    assert "Webhooks" in [a.text.strip() for a in tabs.find_elements(By.TAG_NAME, "a")], tabs.text
+    follow_link(page, "Webhooks", "/admin/webhooks")
+    assert h1(page) == "Webhooks" and single(page, "nav.tabs a[aria-current=page]").text.strip() == "Webhooks"
+    url = f"https://platform-hooks.example.com/{uuid.uuid4().hex[:6]}"
+    secret = add_webhook(page, url, "platform audit", families=["platform_invite.*", "user.*"])
+    assert path_of(page) == "/admin/webhooks"
+    problems = inspect(page, "admin-webhooks")
+    rows = webhook_rows(page)
+    assert rows[url]["events"].split() == ["user.*", "platform_invite.*"] and rows[url]["state"] == "on", rows
+    made = [e for e in webhooks_of(server, root_token, None)["items"] if e["id"] not in before]
+    assert len(made) == 1 and made[0]["url"] == url and made[0]["org_id"] is None, made
+    assert made[0]["event_types"] == ["user.*", "platform_invite.*"] and made[0]["description"] == "platform audit", made
+    webhook_id = made[0]["id"]
+    follow_link(page, url, f"/admin/webhooks/{webhook_id}")
+    assert secret[len("whsec_"):] not in page.page_source
+    problems += inspect(page, "admin-webhook")
+
+    # Someone else, signed in: the not-found page, nothing of the platform's webhooks.
+    owner = verified_account(server, "notroot")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Not root {uuid.uuid4().hex[:6]}")
+    for path in ("/admin/webhooks", f"/admin/webhooks/{webhook_id}"):
+        assert open_page(page, server.url(path)) == 404, path
+        assert h1(page) == "Not found" and url not in page.page_source and not page.find_elements(By.ID, "webhook-url"), main_text(page)
+    # Nor through their own org's pages; and their posts change nothing.
+    assert open_page(page, server.url(f"{org}/webhooks/{webhook_id}")) == 404
+    assert url not in page.page_source
+    client, csrf = browser_client(page), page_csrf(page)
+    r = post_form(client, server, "/admin/webhooks", {"csrf": csrf, "url": "https://hooks.example.com/mine", "all_events": "1"})
+    assert r.status_code == 404 and "whsec_" not in r.text, r.status_code
+    for form in ("delete", "secret", "save"):
+        r = post_form(client, server, f"/admin/webhooks/{webhook_id}/{form}",
+                      {"csrf": csrf, "url": "https://evil.example.com/x", "all_events": "1", "enabled": "1"})
+        assert r.status_code == 404 and "whsec_" not in r.text, (form, r.status_code)
+    after = webhooks_of(server, root_token, None)["items"]
+    assert {e["id"] for e in after} == before | {webhook_id}, after
+    assert webhook_of(server, root_token, None, webhook_id).json() == made[0], "a non-root's post changed the platform webhook"
+
+    # The root deletes it from its page.
+    as_person(page, server, ROOT_EMAIL, ROOT_PASSWORD, return_to=f"/admin/webhooks/{webhook_id}")
+    assert press_confirming(page, "Delete") == 200
+    assert path_of(page) == "/admin/webhooks" and "deleted" in notice(page), (page.current_url, notice(page))
+    assert webhook_of(server, root_token, None, webhook_id).status_code == 404
+    assert not problems, "\n".join(problems)
+
+
+def test_bad_webhook_input_is_said_in_place_with_the_form_kept(server, page):
+    owner = verified_account(server, "hookbadinput")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Bad input {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    assert open_page(page, server.url(f"{org}/webhooks")) == 200
+    forgotten = []
+
+    def kept(what: str, description: str, families: list, other: str):
+        """What the person typed and ticked is in the form shown again."""
+        assert single(page, "details.panel").get_dom_attribute("open") is not None, "the form is shown closed after an error"
+        assert single(page, "#webhook-url").get_attribute("value") == what
+        assert single(page, "#webhook-description").get_attribute("value") == description
+        assert single(page, "#webhook-other").get_attribute("value") == other
+        if single(page, "input[name=all_events]").is_selected() or sorted(ticked(page, "event_type")) != sorted(families):
+            forgotten.append(f"after {page_errors(page)}: “Every event” is "
+                             f"{'ticked' if single(page, 'input[name=all_events]').is_selected() else 'unticked'}, "
+                             f"families {ticked(page, 'event_type')} (chosen: only {families})")
+        assert not page.find_elements(By.CSS_SELECTOR, "section.secret, #new-secret") and "whsec_" not in page.page_source
+        assert webhooks_of(server, token, org_id)["total"] == 0, "a refused form made a webhook"
+
+    # Plain http (this server sends to https only).
+    plain = "http://hooks.example.com/portcullis"
+    add_webhook(page, plain, "Typed description", families=["member.*"], other="binding.set", status=400)
+    errors = page_errors(page)
+    assert len(errors) == 1 and "https" in errors[0], errors
+    assert path_of(page) == f"{org}/webhooks" and h1(page) == "Webhooks"
+    kept(plain, "Typed description", ["member.*"], "binding.set")
+    problems = inspect(page, "org-webhooks-error")
+
+    # An unknown event type, the URL fixed (the families chosen again when the form forgot them).
+    good = "https://hooks.example.com/portcullis"
+    add_webhook(page, good, "Typed description", families=["member.*"], other="binding.set, nonsense.x", status=400)
+    errors = page_errors(page)
+    assert len(errors) == 1 and "nonsense.x" in errors[0], errors
+    kept(good, "Typed description", ["member.*"], "binding.set, nonsense.x")
+
+    # Fixed: made, with what was chosen.
+    add_webhook(page, good, "Typed description", families=["member.*"], other="binding.set")
+    made = webhooks_of(server, token, org_id)
+    assert made["total"] == 1 and made["items"][0]["event_types"] == ["member.*", "binding.set"], made
+    stored = made["items"][0]
+
+    # Its page: a save with an unknown type and other changes is said in place, with the changes kept.
+    endpoint = f"{org}/webhooks/{stored['id']}"
+    assert open_page(page, server.url(endpoint)) == 200
+    fill(page, "webhook-description", "Changed too")
+    choose_events(page, ["member.*", "invite.*"], "nonsense.y")
+    tick(page, "enabled", [])
+    press(page, "Save", 400)
+    errors = page_errors(page)
+    assert len(errors) == 1 and "nonsense.y" in errors[0], errors
+    # (Shown in answer to the post, at its address …/save.)
+    assert path_of(page) in (endpoint, f"{endpoint}/save") and h1(page).startswith("Webhook"), page.current_url
+    assert single(page, "#webhook-description").get_attribute("value") == "Changed too"
+    assert single(page, "#webhook-other").get_attribute("value") == "nonsense.y"
+    shown = (single(page, "input[name=all_events]").is_selected(), sorted(ticked(page, "event_type")),
+             single(page, "input[name=enabled]").is_selected())
+    if shown != (False, ["invite.*", "member.*"], False):
+        forgotten.append(f"on the webhook's page after {errors}: (every event, families, on) is {shown}, "
+                         "chosen (False, ['invite.*', 'member.*'], False)")
+    assert webhook_of(server, token, org_id, stored["id"]).json() == stored, "a refused save changed the webhook"
+    assert not problems, "\n".join(problems)
+    assert not forgotten, "the form shown again after an error forgot the events chosen:\n" + "\n".join(forgotten)

@@ -107,7 +107,15 @@ struct PageKit: Sendable {
             outcome = try await body()
         } catch {
             let (message, status) = Self.failure(error, context)
-            return try await redisplay(request, who, ["error": message, "form": form.fields], status)
+            do {
+                return try await redisplay(request, who, ["error": message, "form": form.fields, "form_all": form.repeated], status)
+            } catch {
+                // The page itself is refused to this person (an editor posting an admin's form):
+                // a page that says so, never a problem+json document in a browser.
+                guard let problem = Problem.from(error) else { throw error }
+                let title = problem.status == .forbidden ? "Not allowed" : problem.status == .notFound ? "Not found" : "That did not work"
+                return renderer.message(title, [problem.sentence], status: problem.status)
+            }
         }
         switch outcome {
         case .done(let notice): return redirect(back, notice: notice)

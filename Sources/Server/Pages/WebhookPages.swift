@@ -9,58 +9,82 @@ import Wire
 /// the org) and the platform's (`/admin/webhooks`, the root's). The same `WebhookService` use
 /// cases as `/v1/…/webhooks`; a secret is shown once, when it is made.
 enum WebhookForms {
-    /// The families offered as check boxes; anything else goes in "other types".
-    static let offered = EventFilter.families.map { "\($0).*" }
+    /// Families whose events carry no org: offered on the platform's page only.
+    static let platformOnly: Set<String> = ["user", "signing_key", "platform_invite", "backup"]
 
-    /// The event types of a form: "*" alone, or the families ticked plus the other types typed.
-    static func eventTypes(_ form: FormPost) -> [String] {
-        if form["all_events"] == "1" { return ["*"] }
-        let typed = (form["other_types"] ?? "").split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
-        return form.all("event_type").filter(offered.contains) + typed
+    /// The families offered as check boxes; anything else goes in "other types".
+    static func offered(platform: Bool) -> [String] {
+        EventFilter.families.filter { platform || !platformOnly.contains($0) }.map { "\($0).*" }
     }
 
-    static func fields(_ form: FormPost, enabledField: Bool) -> WebhookFields {
+    /// The event types of a form: "*" alone, or the families ticked plus the other types typed
+    /// (checked either way, so a typo is said rather than dropped).
+    static func eventTypes(_ form: FormPost) throws -> [String] {
+        let typed = (form["other_types"] ?? "").split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
+        if !typed.isEmpty { _ = try EventFilter(typed) }
+        if form["all_events"] == "1" { return ["*"] }
+        return form.all("event_type").filter { $0.hasSuffix(".*") } + typed
+    }
+
+    static func fields(_ form: FormPost, enabledField: Bool) throws -> WebhookFields {
         WebhookFields(
             url: form["url"]?.trimmingCharacters(in: .whitespaces), description: form["description"],
-            eventTypes: eventTypes(form), enabled: enabledField ? form["enabled"] == "1" : nil)
+            eventTypes: try eventTypes(form), enabled: enabledField ? form["enabled"] == "1" : nil)
     }
 
-    static func listValues(_ endpoints: [WebhookEndpoint], action: String, extra: [String: Any]) -> [String: Any] {
+    /// The event-type check boxes: as stored, or after a refused form as it was sent.
+    static func typeChoices(stored: [String], platform: Bool, extra: [String: Any]) -> (all: Bool, choices: [[String: Any]]) {
+        var all = stored == ["*"], ticked = Set(stored)
+        if extra["form"] != nil {
+            let typed = extra["form_all"] as? [String: [String]] ?? [:]
+            all = typed["all_events"]?.contains("1") ?? false
+            ticked = Set(typed["event_type"] ?? [])
+        }
+        return (all, offered(platform: platform).map { ["value": $0, "checked": !all && ticked.contains($0)] })
+    }
+
+    static func listValues(_ endpoints: [WebhookEndpoint], action: String, platform: Bool, extra: [String: Any]) -> [String: Any] {
         var values = extra
         values["webhooks"] = endpoints.map { e -> [String: Any] in
             ["id": e.id.lowercasedString, "url": e.url, "description": e.description, "types": e.eventTypes.patterns.joined(separator: " "),
              "enabled": e.enabled, "disabled_reason": e.disabledReason ?? "", "href": "\(action)/\(e.id.lowercasedString)"]
         }
         values["webhook_action"] = action
-        values["type_choices"] = offered.map { ["value": $0] }
+        values["platform"] = platform
+        let (all, choices) = typeChoices(stored: ["*"], platform: platform, extra: extra)
+        values["all_events"] = all
+        values["type_choices"] = choices
         return values
     }
 
     /// The page of one endpoint: its settings, its secret's state, and its delivery log.
     static func endpointValues(_ e: WebhookEndpoint, deliveries: [WebhookDelivery], action: String, now: Date, extra: [String: Any]) -> [String: Any] {
         var values = extra
-        let all = e.eventTypes.patterns == ["*"]
-        let others = e.eventTypes.patterns.filter { $0 != "*" && !offered.contains($0) }
+        let platform = e.orgID == nil
+        let offeredTypes = offered(platform: platform)
+        let (all, choices) = typeChoices(stored: e.eventTypes.patterns, platform: platform, extra: extra)
+        let others = e.eventTypes.patterns.filter { $0 != "*" && !offeredTypes.contains($0) }
         var endpoint: [String: Any] = [
             "id": e.id.lowercasedString, "url": e.url, "description": e.description, "enabled": e.enabled,
             "disabled_reason": e.disabledReason ?? "", "all_events": all, "other_types": others.joined(separator: ", "),
-            "action": "\(action)/\(e.id.lowercasedString)", "title": e.url,
+            "action": "\(action)/\(e.id.lowercasedString)",
         ]
-        if let until = e.previousSecretUntil, until > now { endpoint["previous_until"] = RFC3339.string(until, fractionDigits: 0) }
+        if let until = e.previousSecretUntil, until > now { endpoint["previous_until"] = PageFormat.date(until) }
         if let typed = extra["form"] as? [String: String] {
             for key in ["url", "description", "other_types"] { if let v = typed[key] { endpoint[key] = v } }
+            endpoint["enabled"] = typed["enabled"] == "1"
         }
         values["endpoint"] = endpoint
-        values["type_choices"] = offered.map { ["value": $0, "checked": !all && e.eventTypes.patterns.contains($0)] }
+        values["type_choices"] = choices
         values["deliveries"] = deliveries.map { d -> [String: Any] in
             var row: [String: Any] = [
                 "id": d.id.lowercasedString, "event_id": d.eventID.lowercasedString, "type": d.eventType, "state": d.state.rawValue,
                 "ok": d.state == .delivered, "failed": d.state == .failed, "attempts": String(d.attempts),
-                "created": RFC3339.string(d.createdAt, fractionDigits: 0),
+                "created": PageFormat.date(d.createdAt),
                 "status": d.lastStatus.map(String.init) ?? "–", "latency": d.lastLatencyMs.map { "\($0) ms" } ?? "–",
-                "detail": d.lastError ?? d.lastResponse.map { String($0.prefix(120)) } ?? "",
+                "detail": d.lastError ?? d.lastResponse.flatMap { $0.isEmpty ? nil : String($0.prefix(120)) } ?? "–",
             ]
-            if d.state == .pending, d.attempts > 0 { row["next"] = RFC3339.string(d.nextAttemptAt, fractionDigits: 0) }
+            if d.state == .pending, d.attempts > 0 { row["next"] = PageFormat.date(d.nextAttemptAt) }
             return row
         }
         values["back_href"] = action
@@ -69,7 +93,7 @@ enum WebhookForms {
 
     static func created(_ made: RegisteredWebhook, rotated: Bool) -> [String: Any] {
         ["new_secret": ["secret": made.secret.text, "url": made.endpoint.url, "rotated": rotated,
-                        "previous_until": made.endpoint.previousSecretUntil.map { RFC3339.string($0, fractionDigits: 0) } ?? ""]]
+                        "previous_until": made.endpoint.previousSecretUntil.map(PageFormat.date) ?? ""]]
     }
 
     static func pathID(_ context: AppRequestContext) throws -> UUID { try TenancyRoutes.pathID(context, "webhook_id", "webhook") }
@@ -98,7 +122,7 @@ struct WebhookConsole: Sendable {
 
     func list(actor: Actor, orgID: UUID?, action: String, extra: [String: Any]) async throws -> [String: Any] {
         let (items, _) = try await webhooks.endpoints(actor: actor, orgID: orgID, limit: 100, offset: 0)
-        return WebhookForms.listValues(items, action: action, extra: extra)
+        return WebhookForms.listValues(items, action: action, platform: orgID == nil, extra: extra)
     }
 
     /// Nil when there is no such endpoint of this owner.
@@ -109,7 +133,7 @@ struct WebhookConsole: Sendable {
     }
 
     func create(actor: Actor, orgID: UUID?, form: FormPost) async throws -> FormOutcome {
-        let made = try await webhooks.create(actor: actor, orgID: orgID, fields: WebhookForms.fields(form, enabledField: false))
+        let made = try await webhooks.create(actor: actor, orgID: orgID, fields: try WebhookForms.fields(form, enabledField: false))
         return .show(WebhookForms.created(made, rotated: false), .created)
     }
 
@@ -119,7 +143,7 @@ struct WebhookConsole: Sendable {
         let page = "\(action)/\(id.lowercasedString)"
         switch what {
         case "save":
-            _ = try await webhooks.update(actor: actor, orgID: orgID, id: id, fields: WebhookForms.fields(form, enabledField: true))
+            _ = try await webhooks.update(actor: actor, orgID: orgID, id: id, fields: try WebhookForms.fields(form, enabledField: true))
             return .goTo(page, notice: "The webhook is saved.")
         case "secret":
             let made = try await webhooks.rotateSecret(actor: actor, orgID: orgID, id: id, overlap: try WebhookForms.overlap(form))

@@ -168,6 +168,8 @@ struct OrgTests {
                     "POST /v1/orgs/{org_id}/service-accounts": ["name": "ci", "role": "viewer"],
                     "POST /v1/orgs/{org_id}/service-accounts/{account_id}/keys": ["name": "ci key"],
                     "POST /v1/orgs/{org_id}/invites": ["email": "someone@example.com", "role": "viewer"],
+                    "POST /v1/orgs/{org_id}/webhooks": ["url": "https://hooks.example.com/in"],
+                    "PATCH /v1/orgs/{org_id}/webhooks/{webhook_id}": ["description": "pwned"],
                 ]
             }
             let orgRoutes = RouteTable.all(services: services).routes.filter { $0.path.hasPrefix("/v1/orgs/{org_id}") }
@@ -180,6 +182,7 @@ struct OrgTests {
                     let path = route.path.replacingOccurrences(of: "{org_id}", with: orgID)
                         .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
                         .replacingOccurrences(of: "{account_id}", with: UUID().uuidString).replacingOccurrences(of: "{key_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{webhook_id}", with: UUID().uuidString).replacingOccurrences(of: "{delivery_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: bodies(orgID)[key] ?? body, token: mallory.access)
                     #expect(reply.status == .notFound, "\(key) as a non-member: \(reply.text)")
                     #expect(reply.code == "not_found")
@@ -188,6 +191,7 @@ struct OrgTests {
                     let path = route.path.replacingOccurrences(of: "{org_id}", with: bad)
                         .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
                         .replacingOccurrences(of: "{account_id}", with: UUID().uuidString).replacingOccurrences(of: "{key_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{webhook_id}", with: UUID().uuidString).replacingOccurrences(of: "{delivery_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: body, token: alice.access)
                     #expect(reply.status == .notFound, "\(key) with org id \(bad): \(reply.text)")
                 }
