@@ -21,8 +21,11 @@ struct SealedWebhookSecrets: WebhookSecretBox {
 /// here, every address it resolves to must be public, and the connection goes to the address
 /// that was checked (DNS may answer differently a moment later).
 struct HTTPWebhookTransport: WebhookTransport {
+    typealias Resolver = @Sendable (String) async throws -> [(address: IPAddress, text: String)]
     let client: HTTPClient
     let allowPrivate: Bool
+    /// How a host name becomes addresses: the system's resolver (tests put in their own DNS answers).
+    var resolve: Resolver = HTTPWebhookTransport.systemResolve
     static let timeout: TimeAmount = .seconds(10)
 
     static func configuration(dnsOverride: [String: String] = [:]) -> HTTPClient.Configuration {
@@ -44,7 +47,7 @@ struct HTTPWebhookTransport: WebhookTransport {
         do {
             let destination = try WebhookDestination(url, allowPrivate: allowPrivate)
             if !allowPrivate {
-                let addresses = try await Self.resolve(destination.host)
+                let addresses = try await resolve(destination.host)
                 guard let first = addresses.first else { return AttemptOutcome(status: nil, latencyMs: elapsed(), error: "the host name did not resolve") }
                 if let refused = addresses.first(where: { !$0.address.isPublic }) {
                     return AttemptOutcome(status: nil, latencyMs: elapsed(), error: "refused: \(destination.host) resolves to \(refused.text), not a public address")
@@ -77,7 +80,7 @@ struct HTTPWebhookTransport: WebhookTransport {
     }
 
     /// Every address `host` resolves to (a literal address is itself), off the async threads.
-    static func resolve(_ host: String) async throws -> [(address: IPAddress, text: String)] {
+    static func systemResolve(_ host: String) async throws -> [(address: IPAddress, text: String)] {
         if let literal = IPAddress(host) { return [(literal, host)] }
         return try await NIOThreadPool.singleton.runIfActive {
             var hints = addrinfo()

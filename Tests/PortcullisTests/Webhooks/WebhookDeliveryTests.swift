@@ -194,7 +194,7 @@ struct WebhookDeliveryTests {
         #expect(WebhookDispatcher.verdict(AttemptOutcome(status: 302, latencyMs: 1), attempt: 1, schedule: schedule, at: at, unit: 0).state == .pending)
     }
 
-    @Test("without PORTCULLIS_WEBHOOK_ALLOW_PRIVATE a name resolving to loopback is refused at send time, and nothing is sent")
+    @Test("without PORTCULLIS_WEBHOOK_ALLOW_PRIVATE a name resolving to loopback or to 10.x is refused at send time, and nothing is sent")
     func resolvesPrivate() async throws {
         let client = HTTPWebhookTransport.shared()
         let transport = HTTPWebhookTransport(client: client, allowPrivate: false)
@@ -203,6 +203,14 @@ struct WebhookDeliveryTests {
         #expect(outcome.error?.hasPrefix("refused:") == true, "\(outcome.error ?? "")")
         let literal = await transport.post(url: "https://169.254.169.254/latest", headers: [], body: Data())
         #expect(literal.status == nil && literal.error?.hasPrefix("refused:") == true)
+        // A name whose DNS answers an inside address, among public ones, is refused as a whole.
+        var rebound = transport
+        rebound.resolve = { host in
+            #expect(host == "hooks.example.com")
+            return [(IPAddress("93.184.215.14")!, "93.184.215.14"), (IPAddress("10.1.2.3")!, "10.1.2.3")]
+        }
+        let inside = await rebound.post(url: "https://hooks.example.com/in", headers: [], body: Data("{}".utf8))
+        #expect(inside.status == nil && inside.error == "refused: hooks.example.com resolves to 10.1.2.3, not a public address", "\(inside.error ?? "")")
         try await client.shutdown()
     }
 
