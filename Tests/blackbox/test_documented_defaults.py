@@ -196,7 +196,34 @@ COVERED = {
     "PORTCULLIS_BRAND_NAME": "test_brand_defaults_on_the_pages",
     "PORTCULLIS_BRAND_LOGO_URL": "test_brand_defaults_on_the_pages",
     "PORTCULLIS_BRAND_COLOR": "test_brand_defaults_on_the_pages",
+    "PORTCULLIS_WEBHOOK_ALLOW_PRIVATE": "test_webhook_defaults",
+    "PORTCULLIS_WEBHOOK_POLL_MS": "test_webhook_defaults",
+    "PORTCULLIS_WEBHOOK_FIRST_RETRY_MS": "test_webhook_defaults",
 }
+
+
+def test_webhook_defaults(tmp_path: Path):
+    """Private targets are refused unless allowed; the poll and the first retry as the table says,
+    and the retry schedule as the Webhooks section states it."""
+    from portcullis_server import running_server
+    assert TABLE["PORTCULLIS_WEBHOOK_ALLOW_PRIVATE"] == "false"
+    config = source("Server/App/Config.swift")
+    assert re.search(r"public var webhookAllowPrivate = false\n", config)
+    assert table_int("PORTCULLIS_WEBHOOK_POLL_MS") == int(re.search(r"webhookInterval: Duration = \.milliseconds\((\d+)\)", config).group(1))
+    first = int(re.search(r"webhookFirstRetry: Duration = \.seconds\((\d+)\)", config).group(1))
+    assert table_int("PORTCULLIS_WEBHOOK_FIRST_RETRY_MS") == 1000 * first
+    retry = source("Webhooks/Retry.swift")
+    assert int(re.search(r"public var first: TimeInterval = (\d+)", retry).group(1)) == first
+    assert int(re.search(r"public var attempts: Int = (\d+)", retry).group(1)) == 24
+    found(rf"retried after {first} s, then twice as long each time up to 6 hours, with\s+jitter, 24 attempts", README)
+    with running_server(binary(), tmp_path, ROOT_EMAIL="root@example.com", ROOT_PASSWORD="root password of the defaults") as base:
+        token = requests.post(base + "/v1/auth/login", json={"email": "root@example.com", "password": "root password of the defaults"},
+                              timeout=10).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        for url in ("http://hooks.example.com/in", "https://127.0.0.1/in", "https://169.254.169.254/latest"):
+            reply = requests.post(base + "/v1/webhooks", json={"url": url}, headers=auth, timeout=10)
+            assert reply.status_code == 400, (url, reply.text)
+        assert requests.post(base + "/v1/webhooks", json={"url": "https://hooks.example.com/in"}, headers=auth, timeout=10).status_code == 201
 
 
 def test_brand_defaults_on_the_pages(tmp_path: Path):
