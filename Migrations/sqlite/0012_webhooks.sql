@@ -12,7 +12,6 @@ CREATE TABLE webhook_endpoints (
     sealed_secret TEXT NOT NULL,
     sealed_previous_secret TEXT,
     previous_secret_until INTEGER,
-    failure_streak INTEGER NOT NULL DEFAULT 0,
     -- One node at a time sends an endpoint's queue, in order: it holds the lease.
     leased_by TEXT,
     lease_until INTEGER,

@@ -81,8 +81,7 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
         func update(_ e: WebhookEndpoint) async throws {
             try await tx.execute(
                 """
-                UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4, enabled = $5, disabled_reason = $6, updated_at = $7,
-                    failure_streak = CASE WHEN $5 THEN failure_streak ELSE 0 END
+                UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4, enabled = $5, disabled_reason = $6, updated_at = $7
                 WHERE id = $1
                 """,
                 e.id, e.url, e.description, StringList.json(e.eventTypes.patterns), e.enabled, e.disabledReason, e.updatedAt)
@@ -98,6 +97,12 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
 
         func delete(id: UUID) async throws {
             try await tx.execute("DELETE FROM webhook_endpoints WHERE id = $1", id)
+        }
+
+        func count(orgID: UUID?) async throws -> Int {
+            let condition = orgID == nil ? "org_id IS NULL" : "org_id = $1"
+            let row = try await tx.query("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE \(condition)", orgID.map { [$0.sqlValue] } ?? []).first
+            return Int(try row?.int("n") ?? 0)
         }
 
         func queueEvent(_ event: WebhookEvent, for endpointID: UUID) async throws -> UUID {
@@ -190,11 +195,6 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
                 WHERE id = $1
                 """,
                 deliveryID, verdict.state.rawValue, verdict.nextAttemptAt, at, outcome.status, outcome.latencyMs, outcome.response, outcome.error)
-            if outcome.delivered {
-                try await tx.execute("UPDATE webhook_endpoints SET failure_streak = 0 WHERE id = $1", endpointID)
-            } else {
-                try await tx.execute("UPDATE webhook_endpoints SET failure_streak = failure_streak + 1 WHERE id = $1", endpointID)
-            }
             if let reason = verdict.disableReason {
                 try await tx.execute(
                     "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3, leased_by = NULL, lease_until = NULL WHERE id = $1",

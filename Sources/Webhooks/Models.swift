@@ -132,19 +132,6 @@ public struct DueDelivery: Sendable {
     }
 }
 
-/// The endpoint's side of sending: where to and with which secrets.
-public struct EndpointTarget: Sendable {
-    public var id: UUID
-    public var url: String
-    public var secrets: [WebhookSecret]
-
-    public init(id: UUID, url: String, secrets: [WebhookSecret]) {
-        self.id = id
-        self.url = url
-        self.secrets = secrets
-    }
-}
-
 /// Seals webhook secrets at rest (with the instance's master key) and opens them for signing.
 public protocol WebhookSecretBox: Sendable {
     func seal(_ secret: WebhookSecret) throws -> String
@@ -169,6 +156,8 @@ public protocol WebhookWriter: Sendable {
     /// A new secret; the current one becomes the previous, signing until `previousUntil`.
     func rotateSecret(id: UUID, sealedSecret: String, previousUntil: Date, at: Date) async throws
     func delete(id: UUID) async throws
+    /// How many endpoints `orgID` has (the platform, for nil).
+    func count(orgID: UUID?) async throws -> Int
     /// Queues one event for this endpoint alone (a test event); returns the delivery's id.
     func queueEvent(_ event: WebhookEvent, for endpointID: UUID) async throws -> UUID
     /// Queues an already sent event again, behind the endpoint's queue; nil when no such delivery.

@@ -60,7 +60,7 @@ public struct WebhookService: Sendable {
         let sealed = try box.seal(secret)
         return try await store.writeWebhooks(lockingOrg: orgID) { [endpoint] tx, hooks in
             let viaRoot = try await authorize(actor, orgID: orgID, in: tx, at: at)
-            guard try await store.endpoints(orgID: orgID, limit: 0, offset: 0).1 < Self.maxPerOwner else {
+            guard try await hooks.count(orgID: orgID) < Self.maxPerOwner else {
                 throw WebhookError.quotaExceeded("at most \(Self.maxPerOwner) webhook endpoints per org (and for the platform)")
             }
             try await hooks.insert(endpoint, sealedSecret: sealed)
