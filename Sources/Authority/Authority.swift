@@ -1,13 +1,15 @@
 import Foundation
 
-/// Who holds grants: a user or an org's service account.
+/// Who holds grants: a user, an org's service account, or one of an org's groups (SPEC §17).
+/// A group holds bindings and overrides for its members; it is never the subject of a decision.
 public enum Principal: Sendable, Hashable {
     case user(UUID)
     case serviceAccount(UUID)
+    case group(UUID)
 
     public var id: UUID {
         switch self {
-        case .user(let id), .serviceAccount(let id): return id
+        case .user(let id), .serviceAccount(let id), .group(let id): return id
         }
     }
 
@@ -15,8 +17,22 @@ public enum Principal: Sendable, Hashable {
         switch self {
         case .user: return "user"
         case .serviceAccount: return "service_account"
+        case .group: return "group"
         }
     }
+
+    /// The principal a stored `(type, id)` pair names; nil for an unknown type.
+    public init?(typeName: String, id: UUID) {
+        switch typeName {
+        case "user": self = .user(id)
+        case "service_account": self = .serviceAccount(id)
+        case "group": self = .group(id)
+        default: return nil
+        }
+    }
+
+    /// `user:<id>`, `service_account:<id>` or `group:<id>` (audit details).
+    public var label: String { typeName + ":" + id.lowercasedString }
 }
 
 /// What an API key's scopes leave of its owner's authority (SPEC §3).

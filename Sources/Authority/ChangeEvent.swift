@@ -20,6 +20,10 @@ public enum ChangeEvent: Sendable, Hashable {
     case inviteChanged(UUID)
     /// Some binding of the org.
     case bindingChanged(org: UUID)
+    /// Some group of the org: its tree, its name or its members.
+    case groupChanged(org: UUID)
+    /// Some override of the org.
+    case overrideChanged(org: UUID)
     case keyCreated(UUID)
     case keyRevoked(UUID)
     case serviceAccountChanged(org: UUID, account: UUID)
@@ -46,6 +50,8 @@ public enum ChangeEvent: Sendable, Hashable {
         case .membershipChanged: "membership.changed"
         case .inviteChanged: "invite.changed"
         case .bindingChanged: "binding.changed"
+        case .groupChanged: "group.changed"
+        case .overrideChanged: "override.changed"
         case .keyCreated: "api_key.created"
         case .keyRevoked: "api_key.revoked"
         case .serviceAccountChanged: "service_account.changed"
@@ -65,7 +71,7 @@ public enum ChangeEvent: Sendable, Hashable {
         case .sessionsRevoked(let user): "user:" + user.lowercasedString
         case .signingKeysChanged(let kid): kid
         case .membershipChanged(let org, let user): org.lowercasedString + "/" + user.lowercasedString
-        case .bindingChanged(let org): org.lowercasedString
+        case .bindingChanged(let org), .groupChanged(let org), .overrideChanged(let org): org.lowercasedString
         case .serviceAccountChanged(let org, let account): org.lowercasedString + "/" + account.lowercasedString
         case .restored: "instance"
         case .other(_, let subject): subject
@@ -91,6 +97,8 @@ public enum ChangeEvent: Sendable, Hashable {
         case ("membership.changed", _, let (org, user)?): self = .membershipChanged(org: org, user: user)
         case ("invite.changed", let id?, _): self = .inviteChanged(id)
         case ("binding.changed", let id?, _): self = .bindingChanged(org: id)
+        case ("group.changed", let id?, _): self = .groupChanged(org: id)
+        case ("override.changed", let id?, _): self = .overrideChanged(org: id)
         case ("api_key.created", let id?, _): self = .keyCreated(id)
         case ("api_key.revoked", let id?, _): self = .keyRevoked(id)
         case ("service_account.changed", _, let (org, account)?): self = .serviceAccountChanged(org: org, account: account)

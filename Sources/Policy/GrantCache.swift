@@ -24,7 +24,12 @@ extension OrgGrants {
     /// The grants of one principal only.
     public func only(_ principal: Principal) -> OrgGrants {
         var g = OrgGrants(members: members[principal].map { [principal: $0] } ?? [:])
-        for (key, b) in bindingIndex where key.principal == principal { g.addBinding(b, for: principal) }
+        let holders = Set([principal] + (groupReach[principal] ?? []).map { Principal.group($0.group) })
+        for (key, b) in bindingIndex where holders.contains(key.principal) { g.addBinding(b, for: key.principal) }
+        for (key, list) in overrideIndex where holders.contains(key.principal) {
+            for o in list { g.addOverride(o, for: key.principal) }
+        }
+        g.setGroups(names: groupNames, parents: groupParent, edges: (groupEdges[principal] ?? []).map { (principal, $0) })
         return g
     }
 }
@@ -124,7 +129,8 @@ public final class GrantCache: Sendable {
     /// Drops what a committed change made stale: the org whose grants it touched, or everything.
     public func apply(_ event: ChangeEvent) {
         switch event {
-        case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .membershipChanged(let org, _), .serviceAccountChanged(let org, _):
+        case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .groupChanged(let org), .overrideChanged(let org),
+             .membershipChanged(let org, _), .serviceAccountChanged(let org, _):
             invalidate(org)
         case .restored:
             invalidateAll()

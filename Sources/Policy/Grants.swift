@@ -52,9 +52,56 @@ public struct BindingKey: Sendable, Hashable {
     }
 }
 
+/// A principal's membership in one group, as the engine sees it.
+public struct GroupEdge: Sendable, Equatable {
+    public var group: UUID
+    public var expiresAt: Instant
+    public var auditEventID: UUID?
+
+    public init(group: UUID, expiresAt: Instant = .infinity, auditEventID: UUID? = nil) {
+        self.group = group
+        self.expiresAt = expiresAt
+        self.auditEventID = auditEventID
+    }
+}
+
+/// A group a principal belongs to, directly or through nesting, and until when (its direct
+/// membership's expiry; nesting itself never expires).
+public struct GroupReach: Sendable, Equatable {
+    public var group: UUID
+    public var expiresAt: Instant
+}
+
+/// An explicit allow or deny of one permission on an object and everything below it (SPEC §17).
+public struct OverrideGrant: Sendable, Equatable {
+    public enum Effect: String, Sendable, Equatable { case allow, deny }
+
+    public var id: UUID
+    /// The resource's path below its org; empty for the org itself.
+    public var path: String
+    public var permission: String
+    public var effect: Effect
+    public var expiresAt: Instant
+    /// Why it exists, as its author wrote (shown by `explain`).
+    public var reason: String
+    public var auditEventID: UUID?
+
+    public init(id: UUID, path: String, permission: String, effect: Effect, expiresAt: Instant = .infinity, reason: String = "", auditEventID: UUID? = nil) {
+        self.id = id
+        self.path = path
+        self.permission = permission
+        self.effect = effect
+        self.expiresAt = expiresAt
+        self.reason = reason
+        self.auditEventID = auditEventID
+    }
+}
+
 /// Every grant of one org, indexed so that a check costs O(depth of the object path), never
 /// O(grants of the subject): bindings are keyed by (principal, exact path), and a check looks up
 /// the object's ancestors one by one (issue 21: 5,000 long-path bindings made each check a scan).
+/// Groups add at most one such walk per group the principal is in (their closure is computed
+/// once, when the grants load), and overrides one more walk, only for principals that hold any.
 public struct OrgGrants: Sendable, Equatable {
     public var members: [Principal: MemberGrant]
     /// One flat table for the org rather than a table per principal: most principals hold no
@@ -63,6 +110,16 @@ public struct OrgGrants: Sendable, Equatable {
     /// The highest role among each principal's bindings (expired or not): a principal without an
     /// entry has no binding, and a current membership at or above it needs no path walk at all.
     public private(set) var bindingCeiling: [Principal: Role]
+    /// Each group's parent (groups at the top have none) and name (for `explain`).
+    public private(set) var groupParent: [UUID: UUID] = [:]
+    public private(set) var groupNames: [UUID: String] = [:]
+    /// Each user's or service account's direct group memberships.
+    public private(set) var groupEdges: [Principal: [GroupEdge]] = [:]
+    /// The closure of `groupEdges` up the tree: every group each principal is in.
+    public private(set) var groupReach: [Principal: [GroupReach]] = [:]
+    public private(set) var overrideIndex: [BindingKey: [OverrideGrant]] = [:]
+    /// Principals and groups holding at least one override: everyone else skips the override walk.
+    public private(set) var overrideHolders: Set<Principal> = []
 
     public init(members: [Principal: MemberGrant] = [:], bindings: [Principal: [BindingGrant]] = [:]) {
         self.members = members
@@ -79,30 +136,80 @@ public struct OrgGrants: Sendable, Equatable {
         bindingCeiling[principal] = max(bindingCeiling[principal] ?? grant.role, grant.role)
     }
 
-    /// The bindings of `principal` on the object at `path` and on each of its ancestors, the
-    /// org first: one index probe per level. `probes` counts them (tests bound the work with it).
+    public mutating func addOverride(_ grant: OverrideGrant, for principal: Principal) {
+        overrideIndex[BindingKey(principal, grant.path), default: []].append(grant)
+        overrideHolders.insert(principal)
+    }
+
+    /// Installs the org's group tree and memberships, and computes each principal's closure.
+    /// A parent link that would loop (the store refuses them; a hand-made state might not) ends the walk.
+    public mutating func setGroups(names: [UUID: String], parents: [UUID: UUID], edges: [(Principal, GroupEdge)]) {
+        groupNames = names
+        groupParent = parents
+        groupEdges = [:]
+        for (principal, edge) in edges { groupEdges[principal, default: []].append(edge) }
+        groupReach = [:]
+        for (principal, list) in groupEdges {
+            var reach: [GroupReach] = []
+            for edge in list {
+                var group: UUID? = edge.group
+                var steps = 0
+                while let g = group, steps <= GroupLimits.maxDepth {
+                    if let i = reach.firstIndex(where: { $0.group == g }) {
+                        reach[i].expiresAt = max(reach[i].expiresAt, edge.expiresAt)
+                    } else {
+                        reach.append(GroupReach(group: g, expiresAt: edge.expiresAt))
+                    }
+                    group = parents[g]
+                    steps += 1
+                }
+            }
+            groupReach[principal] = reach
+        }
+    }
+
+    /// The chain from `group` up to the top of its tree, `group` first.
+    public func ancestry(of group: UUID) -> [UUID] {
+        var chain: [UUID] = []
+        var next: UUID? = group
+        while let g = next, chain.count <= GroupLimits.maxDepth {
+            chain.append(g)
+            next = groupParent[g]
+        }
+        return chain
+    }
+
+    /// Calls `body` with the path of the org ("") and of each ancestor of `path`, then `path` itself.
     @inline(__always)
-    public func forEachBinding(of principal: Principal, onPathTo path: String, probes: inout Int, _ body: (BindingGrant) -> Void) {
-        guard bindingCeiling[principal] != nil else { return }
-        var key = BindingKey(principal, "")
-        probes &+= 1
-        if let b = bindingIndex[key] { body(b) }
+    public static func forEachLevel(of path: String, _ body: (String) -> Void) {
+        body("")
         guard !path.isEmpty else { return }
         // Each ancestor ends just before a "/" (ids never hold one); the object itself ends the path.
         let utf8 = path.utf8
         var i = utf8.index(after: utf8.startIndex)
         while true {
             let end = utf8[i...].firstIndex(of: UInt8(ascii: "/")) ?? utf8.endIndex
-            key.path = String(path[..<end])
-            probes &+= 1
-            if let b = bindingIndex[key] { body(b) }
+            body(String(path[..<end]))
             guard end < utf8.endIndex else { return }
             i = utf8.index(after: end)
         }
     }
 
+    /// The bindings of `principal` on the object at `path` and on each of its ancestors, the
+    /// org first: one index probe per level. `probes` counts them (tests bound the work with it).
+    @inline(__always)
+    public func forEachBinding(of principal: Principal, onPathTo path: String, probes: inout Int, _ body: (BindingGrant) -> Void) {
+        guard bindingCeiling[principal] != nil else { return }
+        var count = 0
+        Self.forEachLevel(of: path) { level in
+            count &+= 1
+            if let b = bindingIndex[BindingKey(principal, level)] { body(b) }
+        }
+        probes &+= count
+    }
+
     /// The highest current role of `principal` on `path`: its membership, or any binding on the
-    /// object or one of its ancestors.
+    /// object or one of its ancestors, its own or a group's it is in.
     @inline(__always)
     public func role(of principal: Principal, on path: String, at now: Instant) -> Role? {
         var probes = 0
@@ -112,13 +219,45 @@ public struct OrgGrants: Sendable, Equatable {
     @inline(__always)
     public func role(of principal: Principal, on path: String, at now: Instant, probes: inout Int) -> Role? {
         var best: Role?
-        if let m = members[principal], m.expiresAt > now { best = m.role }
-        // Nothing bound, or nothing bound above the membership: the walk cannot raise the role.
-        guard let ceiling = bindingCeiling[principal], best == nil || ceiling > best! else { return best }
-        forEachBinding(of: principal, onPathTo: path, probes: &probes) { b in
-            if b.expiresAt > now, best == nil || b.role > best! { best = b.role }
+        let member = members[principal].flatMap { $0.expiresAt > now ? $0 : nil }
+        if let member { best = member.role }
+        // Nothing bound, or nothing bound above what is held: the walk cannot raise the role.
+        if let ceiling = bindingCeiling[principal], best == nil || ceiling > best! {
+            forEachBinding(of: principal, onPathTo: path, probes: &probes) { b in
+                if b.expiresAt > now, best == nil || b.role > best! { best = b.role }
+            }
+        }
+        // A group counts only while its member is one of the org's (a lapsed membership lapses its groups).
+        guard member != nil, let reach = groupReach[principal] else { return best }
+        for r in reach where r.expiresAt > now {
+            guard let ceiling = bindingCeiling[.group(r.group)], best == nil || ceiling > best! else { continue }
+            forEachBinding(of: .group(r.group), onPathTo: path, probes: &probes) { b in
+                if b.expiresAt > now, best == nil || b.role > best! { best = b.role }
+            }
         }
         return best
+    }
+
+    /// The groups whose grants reach `principal` now: none unless it is a current member of the org.
+    public func currentGroups(of principal: Principal, at now: Instant) -> [UUID] {
+        guard let m = members[principal], m.expiresAt > now, let reach = groupReach[principal] else { return [] }
+        return reach.lazy.filter { $0.expiresAt > now }.map(\.group)
+    }
+
+    /// Every current override of `principal` (its own and its groups') on `path` or above it.
+    /// Empty at the cost of one set probe for principals and groups that hold none.
+    public func overrides(of principal: Principal, on path: String, at now: Instant) -> [(holder: Principal, grant: OverrideGrant)] {
+        guard !overrideHolders.isEmpty else { return [] }
+        var holders: [Principal] = overrideHolders.contains(principal) ? [principal] : []
+        for g in currentGroups(of: principal, at: now) where overrideHolders.contains(.group(g)) { holders.append(.group(g)) }
+        guard !holders.isEmpty else { return [] }
+        var found: [(holder: Principal, grant: OverrideGrant)] = []
+        Self.forEachLevel(of: path) { level in
+            for holder in holders {
+                for o in overrideIndex[BindingKey(holder, level)] ?? [] where o.expiresAt > now { found.append((holder, o)) }
+            }
+        }
+        return found
     }
 
     /// Whether `principal` holds anything in the org (current or not): a membership or a binding.
@@ -126,4 +265,10 @@ public struct OrgGrants: Sendable, Equatable {
     public func holdsAnything(_ principal: Principal) -> Bool {
         members[principal] != nil || bindingCeiling[principal] != nil
     }
+}
+
+/// The shape limits of group trees (SPEC §17).
+public enum GroupLimits {
+    /// Groups nest at most this deep: a top-level group is at depth 1.
+    public static let maxDepth = 8
 }

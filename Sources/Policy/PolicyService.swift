@@ -146,8 +146,6 @@ public struct PolicyService: Sendable {
 
     public func capabilities(_ subject: Subject, _ object: ObjectRef, consistency: Consistency, reads: inout ReadThrough) async throws -> (Role?, [String]) {
         let grants = try await grants(object.orgID, for: subject.principal, consistency, &reads)
-        guard let held = grants?.role(of: subject.principal, on: object.path, at: now().instant) else { return (nil, []) }
-        guard let role = subject.scopes.map({ $0.narrow(held, in: object.orgID) }) ?? held else { return (nil, []) }
-        return (role, permissions.permissions(of: role))
+        return DecisionEngine.capabilities(grants, subject: subject, object: object, table: permissions, now: now().instant)
     }
 }

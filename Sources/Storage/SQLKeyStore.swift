@@ -123,6 +123,8 @@ public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
         func deleteServiceAccount(id: UUID) async throws {
             // Bindings name their subject without a foreign key; they go with the account.
             try await tx.execute("DELETE FROM bindings WHERE subject_type = 'service_account' AND subject_id = $1", id)
+            try await tx.execute("DELETE FROM overrides WHERE subject_type = 'service_account' AND subject_id = $1", id)
+            try await tx.execute("DELETE FROM group_members WHERE member_type = 'service_account' AND member_id = $1", id)
             try await tx.execute("DELETE FROM service_accounts WHERE id = $1", id)
         }
 

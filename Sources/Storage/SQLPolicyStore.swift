@@ -11,12 +11,10 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
     static let bindingColumns = "id, org_id, subject_type, subject_id, resource_path, role, expires_at, created_at, updated_at, audit_event_id"
 
     static func principal(_ row: SQLRow) throws -> Principal {
-        let id = try row.uuid("subject_id")
-        switch try row.string("subject_type") {
-        case "user": return .user(id)
-        case "service_account": return .serviceAccount(id)
-        default: throw StorageError.decoding(column: "subject_type")
+        guard let p = Principal(typeName: try row.string("subject_type"), id: try row.uuid("subject_id")) else {
+            throw StorageError.decoding(column: "subject_type")
         }
+        return p
     }
 
     static func decodeBinding(_ row: SQLRow) throws -> Binding {
@@ -48,6 +46,8 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
                 for: try Self.principal(row))
         }
+        try await SQLGroupStore.loadGroups(db, orgID: orgID, into: &grants)
+        try await SQLGroupStore.loadOverrides(db, orgID: orgID, into: &grants)
         return grants
     }
 
@@ -65,6 +65,8 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
             if let row = try await db.queryFirst("SELECT role FROM service_accounts WHERE org_id = $1 AND id = $2", orgID, id) {
                 grants.members[principal] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
             }
+        case .group:
+            return grants
         }
         for row in try await db.query(
             "SELECT id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
@@ -74,6 +76,8 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
                 for: principal)
         }
+        try await SQLGroupStore.loadGroups(db, orgID: orgID, only: principal, into: &grants)
+        try await SQLGroupStore.loadOverrides(db, orgID: orgID, only: principal, into: &grants)
         return grants
     }
 
@@ -95,32 +99,69 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
                 for: try Self.principal(row))
         }
+        // Groups and overrides org by org, for the orgs that have any.
+        for row in try await db.query("SELECT DISTINCT org_id FROM groups UNION SELECT DISTINCT org_id FROM overrides") {
+            let org = try row.uuid("org_id")
+            guard var grants = all[org] else { continue }
+            try await SQLGroupStore.loadGroups(db, orgID: org, into: &grants)
+            try await SQLGroupStore.loadOverrides(db, orgID: org, into: &grants)
+            all[org] = grants
+        }
         return all
     }
 
-    /// Every membership and binding of one principal, across orgs (for lookup).
-    public func grants(of principal: Principal) async throws -> ([(UUID, MemberGrant)], [(UUID, BindingGrant)]) {
-        var memberships: [(UUID, MemberGrant)] = []
+    /// Every membership, binding and override of one principal across orgs, and those of the
+    /// groups it is in (for lookup).
+    public func holdings(of principal: Principal) async throws -> Holdings {
+        var h = Holdings()
         switch principal {
         case .user(let id):
             for row in try await db.query("SELECT org_id, role, expires_at FROM memberships WHERE user_id = $1", id) {
-                memberships.append((try row.uuid("org_id"), MemberGrant(
+                h.memberships.append((try row.uuid("org_id"), MemberGrant(
                     role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)))
             }
         case .serviceAccount(let id):
             for row in try await db.query("SELECT org_id, role FROM service_accounts WHERE id = $1", id) {
-                memberships.append((try row.uuid("org_id"), MemberGrant(role: try SQLTenancyStore.decodeRole(row))))
+                h.memberships.append((try row.uuid("org_id"), MemberGrant(role: try SQLTenancyStore.decodeRole(row))))
             }
+        case .group:
+            return h
         }
-        var bindings: [(UUID, BindingGrant)] = []
         for row in try await db.query(
             "SELECT id, org_id, resource_path, role, expires_at FROM bindings WHERE subject_type = $1 AND subject_id = $2 ORDER BY org_id, resource_path",
             principal.typeName, principal.id) {
-            bindings.append((try row.uuid("org_id"), BindingGrant(
+            h.bindings.append((try row.uuid("org_id"), BindingGrant(
                 id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)))
         }
-        return (memberships, bindings)
+        for row in try await db.query(
+            "SELECT \(SQLGroupStore.overrideColumns) FROM overrides WHERE subject_type = $1 AND subject_id = $2", principal.typeName, principal.id) {
+            h.overrides.append((try row.uuid("org_id"), try SQLGroupStore.overrideGrant(row)))
+        }
+        // The groups it is in, org by org: each org's tree gives the closure, whose grants follow.
+        let orgs = try await db.query(
+            "SELECT DISTINCT org_id FROM group_members WHERE member_type = $1 AND member_id = $2", principal.typeName, principal.id)
+        for row in orgs {
+            let org = try row.uuid("org_id")
+            var grants = OrgGrants()
+            try await SQLGroupStore.loadGroups(db, orgID: org, only: principal, into: &grants)
+            let until = Dictionary((grants.groupReach[principal] ?? []).map { ($0.group, $0.expiresAt) }, uniquingKeysWith: max)
+            for (key, b) in grants.bindingIndex {
+                guard case .group(let g) = key.principal, let edge = until[g] else { continue }
+                var grant = b
+                grant.expiresAt = min(b.expiresAt, edge)
+                h.groupBindings.append((org, grant))
+            }
+            for (key, list) in grants.overrideIndex {
+                guard case .group(let g) = key.principal, let edge = until[g] else { continue }
+                for o in list {
+                    var grant = o
+                    grant.expiresAt = min(o.expiresAt, edge)
+                    h.groupOverrides.append((org, grant))
+                }
+            }
+        }
+        return h
     }
 
     // MARK: BindingStore
@@ -185,6 +226,8 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 return try await tx.queryFirst("SELECT id FROM users WHERE id = $1", id) != nil
             case .serviceAccount(let id):
                 return try await tx.queryFirst("SELECT id FROM service_accounts WHERE id = $1 AND org_id = $2", id, orgID) != nil
+            case .group(let id):
+                return try await tx.queryFirst("SELECT id FROM groups WHERE id = $1 AND org_id = $2", id, orgID) != nil
             }
         }
     }

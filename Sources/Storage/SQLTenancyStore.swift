@@ -209,6 +209,9 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
 
         func deleteMembership(orgID: UUID, userID: UUID) async throws {
             try await tx.execute("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2", orgID, userID)
+            // Leaving the org leaves its groups and drops the overrides made for the member, in the same transaction.
+            try await tx.execute("DELETE FROM group_members WHERE org_id = $1 AND member_type = 'user' AND member_id = $2", orgID, userID)
+            try await tx.execute("DELETE FROM overrides WHERE org_id = $1 AND subject_type = 'user' AND subject_id = $2", orgID, userID)
         }
 
         func permanentOwnerCount(orgID: UUID) async throws -> Int {

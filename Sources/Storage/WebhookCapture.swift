@@ -101,15 +101,20 @@ enum WebhookObjects {
                 """, [id],
                 ["id": .uuid, "org_id": .uuid, "subject_type": .text, "subject_id": .uuid, "resource_path": .text, "role": .text,
                  "expires_at": .date, "created_at": .date, "updated_at": .date]) else { return nil }
-            // As the API shows a binding: the subject by kind, the resource as a whole object reference.
-            if case .string(let path)? = binding.removeValue(forKey: "resource_path"), case .string(let org)? = binding["org_id"],
-               let orgID = UUID(uuidString: org) {
-                binding["resource"] = .string(ObjectRef(orgID: orgID, path: path).string)
-            }
-            if case .string(let kind)? = binding.removeValue(forKey: "subject_type"), let subject = binding.removeValue(forKey: "subject_id") {
-                binding["subject"] = .object([kind == "user" ? "user_id" : "service_account_id": subject])
-            }
+            apiShape(&binding)
             return binding
+        case ("group", let id?):
+            return try await row(tx, "SELECT id, org_id, name, description, metadata, parent_id, created_at, updated_at FROM groups WHERE id = $1", [id],
+                                 ["id": .uuid, "org_id": .uuid, "name": .text, "description": .text, "metadata": .json, "parent_id": .uuid,
+                                  "created_at": .date, "updated_at": .date])
+        case ("override", let id?):
+            guard var override = try await row(tx, """
+                SELECT id, org_id, subject_type, subject_id, resource_path, permission, effect, expires_at, reason, created_at FROM overrides WHERE id = $1
+                """, [id],
+                ["id": .uuid, "org_id": .uuid, "subject_type": .text, "subject_id": .uuid, "resource_path": .text, "permission": .text, "effect": .text,
+                 "expires_at": .date, "reason": .text, "created_at": .date]) else { return nil }
+            apiShape(&override)
+            return override
         case ("key", let id?):
             return try await row(tx, """
                 SELECT id, prefix, name, user_id, service_account_id, org_id, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE id = $1
@@ -134,6 +139,16 @@ enum WebhookObjects {
                                  ["kid": .text, "algorithm": .text, "created_at": .date, "retired_at": .date])
         default:
             return nil
+        }
+    }
+
+    /// As the API shows a binding or override: the subject by kind, the resource as a whole object reference.
+    static func apiShape(_ object: inout [String: JSONValue]) {
+        if case .string(let path)? = object.removeValue(forKey: "resource_path"), case .string(let org)? = object["org_id"], let orgID = UUID(uuidString: org) {
+            object["resource"] = .string(ObjectRef(orgID: orgID, path: path).string)
+        }
+        if case .string(let kind)? = object.removeValue(forKey: "subject_type"), let subject = object.removeValue(forKey: "subject_id") {
+            object["subject"] = .object([kind + "_id": subject])
         }
     }
 

@@ -13,6 +13,8 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     let tenancy = TenancyRoutes(tenancy: services.tenancy, invites: services.invites)
     let backup = BackupRoutes(backup: services.backup)
     let bindings = BindingRoutes(bindings: services.bindings)
+    let groups = GroupRoutes(groups: services.groups)
+    let overrides = OverrideRoutes(overrides: services.overrides)
     let keys = KeyRoutes(keys: services.keys, verifier: services.keyVerifier)
     let invites = InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
     let authorizer = Authorizer(services, authenticator: authenticator)
@@ -65,6 +67,19 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     routes.on(.get, "/v1/orgs/{org_id}/bindings", use: bindings.list)
     routes.on(.put, "/v1/orgs/{org_id}/bindings", use: bindings.set)
     routes.on(.delete, "/v1/orgs/{org_id}/bindings/{binding_id}", use: bindings.remove)
+
+    // Groups and overrides
+    routes.on(.get, "/v1/orgs/{org_id}/groups", use: groups.list)
+    routes.on(.post, "/v1/orgs/{org_id}/groups", use: groups.create)
+    routes.on(.get, "/v1/orgs/{org_id}/groups/{group_id}", use: groups.get)
+    routes.on(.patch, "/v1/orgs/{org_id}/groups/{group_id}", use: groups.update)
+    routes.on(.delete, "/v1/orgs/{org_id}/groups/{group_id}", use: groups.delete)
+    routes.on(.get, "/v1/orgs/{org_id}/groups/{group_id}/members", use: groups.members)
+    routes.on(.put, "/v1/orgs/{org_id}/groups/{group_id}/members", use: groups.setMember)
+    routes.on(.delete, "/v1/orgs/{org_id}/groups/{group_id}/members/{member_id}", use: groups.removeMember)
+    routes.on(.get, "/v1/orgs/{org_id}/overrides", use: overrides.list)
+    routes.on(.post, "/v1/orgs/{org_id}/overrides", use: overrides.create)
+    routes.on(.delete, "/v1/orgs/{org_id}/overrides/{override_id}", use: overrides.remove)
 
     // API keys and service accounts
     routes.on(.post, "/v1/keys", use: keys.createKey)

@@ -24,6 +24,9 @@ public struct AppServices: Sendable {
     public let changes: ChangeApplier
     public let tenancy: TenancyService
     public let bindings: BindingService
+    /// Groups and overrides (SPEC §17).
+    public let groups: GroupService
+    public let overrides: OverrideService
     public let policy: PolicyService
     public let policyStore: SQLPolicyStore
     public let backup: SQLBackup
@@ -118,6 +121,7 @@ public struct AppServices: Sendable {
         var tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)
         tenancy.maxOwnedOrgs = config.maxOrgsPerUser
         let policyStore = SQLPolicyStore(database: database, observer: apply)
+        let groupStore = SQLGroupStore(database: database, observer: apply)
         let limits = AbuseLimits(settings: config.limits)
         var invites = InviteService(store: SQLInviteStore(database: database, observer: apply), tenancy: tenancy, links: auth.links, now: now)
         invites.throttle = limits
@@ -129,6 +133,8 @@ public struct AppServices: Sendable {
             changes: ChangeApplier(feed: feed, from: try await feed.latestRevision(), local: local, tap: watch.publish, handle: applyRemote),
             tenancy: tenancy,
             bindings: BindingService(store: policyStore, tenancy: tenancy, quotas: config.bindingQuotas, now: now),
+            groups: GroupService(store: groupStore, tenancy: tenancy, quotas: config.groupQuotas, now: now),
+            overrides: OverrideService(store: groupStore, tenancy: tenancy, quotas: config.groupQuotas, now: now),
             policy: policy,
             policyStore: policyStore,
             // A whole export or restore is one long transaction: no per-operation deadline.

@@ -76,6 +76,8 @@ public struct AppConfig: Sendable {
     /// Bindings per org and per principal in an org (`PORTCULLIS_MAX_BINDINGS_PER_ORG`,
     /// `PORTCULLIS_MAX_BINDINGS_PER_PRINCIPAL`); a write past them is 409 `quota_exceeded`.
     public var bindingQuotas = BindingQuotas()
+    /// Groups and overrides per org (`PORTCULLIS_MAX_GROUPS_PER_ORG`, `PORTCULLIS_MAX_OVERRIDES_PER_ORG`).
+    public var groupQuotas = GroupQuotas()
     /// Deadline for one database operation (`PORTCULLIS_DATABASE_TIMEOUT_MS`); then 503.
     public var databaseTimeout: Duration = .seconds(5)
     /// A connection that sends nothing for this long is closed: idle keep-alives, and clients that
@@ -225,6 +227,8 @@ public struct AppConfig: Sendable {
         if let n = try count("PASSWORD_GUESSES_PER_ACCOUNT_PER_HOUR", 1...1_000_000) { c.limits.passwordGuessesPerAccountPerHour = n }
         if let n = try count("MAX_BINDINGS_PER_ORG", 1...10_000_000) { c.bindingQuotas.perOrg = n }
         if let n = try count("MAX_BINDINGS_PER_PRINCIPAL", 1...10_000_000) { c.bindingQuotas.perPrincipal = n }
+        if let n = try count("MAX_GROUPS_PER_ORG", 1...100_000) { c.groupQuotas.groupsPerOrg = n }
+        if let n = try count("MAX_OVERRIDES_PER_ORG", 1...10_000_000) { c.groupQuotas.overridesPerOrg = n }
         if let n = try count("DATABASE_TIMEOUT_MS", 100...120_000) { c.databaseTimeout = .milliseconds(n) }
         if let n = try count("MAX_STALENESS_MS", 100...600_000) { c.maxStaleness = .milliseconds(n) }
         if let n = try count("CLIENT_TIMEOUT_SECONDS", 1...3600) { c.clientTimeout = .seconds(n) }

@@ -49,6 +49,8 @@ extension AppConfig {
         .init(name: "PORTCULLIS_DATABASE_TIMEOUT_MS", defaultValue: "5000", meaning: "deadline of one database operation"),
         .init(name: "PORTCULLIS_MAX_BINDINGS_PER_ORG", defaultValue: "10000", meaning: "role bindings per org"),
         .init(name: "PORTCULLIS_MAX_BINDINGS_PER_PRINCIPAL", defaultValue: "1000", meaning: "role bindings per principal in an org"),
+        .init(name: "PORTCULLIS_MAX_GROUPS_PER_ORG", defaultValue: "1000", meaning: "groups per org"),
+        .init(name: "PORTCULLIS_MAX_OVERRIDES_PER_ORG", defaultValue: "10000", meaning: "overrides per org"),
         .init(name: "PORTCULLIS_BRAND_NAME", defaultValue: "Portcullis", meaning: "product name on the hosted pages"),
         .init(name: "PORTCULLIS_BRAND_LOGO_URL", defaultValue: "- (none)", meaning: "logo on the hosted pages (https URL or a path here)"),
         .init(name: "PORTCULLIS_BRAND_COLOR", defaultValue: "#3b5bdb", meaning: "accent colour of the hosted pages"),

@@ -103,6 +103,14 @@ extension Problem {
             case .notFound(let m): return .notFound(m)
             case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
             }
+        case let e as GroupError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            case .conflict(let code, let m): return Problem(.conflict, code: code, detail: m)
+            case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
+            }
         case let e as KeyError:
             switch e {
             case .invalid(let m): return .badRequest(m)

@@ -31,6 +31,10 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     /// What people allowed OpenID clients (absent in older backups): no consent screen again
     /// after a restore.
     public var oauthConsents: [OAuthConsent]?
+    /// Groups, their user and service-account members, and overrides (absent in older backups).
+    public var groups: [Group]?
+    public var groupMembers: [GroupMember]?
+    public var overrides: [Override]?
 
     // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
     public struct User: Codable, Sendable, Equatable {

@@ -23,6 +23,7 @@ extension SQLBackup {
         var platformInvites: [BackupDocument.PlatformInvite] = []
         var clients: [(OpenID.OAuthClient, secretHash: String?)] = []
         var consents: [(userID: UUID, clientID: UUID, scopes: [String], grantedAt: Date)] = []
+        var groups = GroupRecords()
     }
 
     /// Checks what the schema cannot: the version, the sections this version cannot hold, ids,
@@ -143,6 +144,8 @@ extension SQLBackup {
                 id: try id(k.id, "key"), prefix: k.prefix, name: k.name, owner: owner, scopes: k.scopes, createdAt: k.createdAt,
                 expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt), k.secretHash))
         }
+        records.groups = try validateGroups(
+            d, orgIDs: orgIDs, memberships: Set(records.memberships.map { "\($0.orgID)/\($0.userID)" }), accountOrgs: accountOrgs, userIDs: userIDs)
         var boundPairs = Set<String>()
         for b in d.bindings {
             let org = try id(b.orgId, "org"), subject = try id(b.subjectId, b.subjectType)
@@ -154,8 +157,11 @@ extension SQLBackup {
             case "service_account":
                 guard accountOrgs[subject] == org else { throw BackupError.invalid("binding \(b.id) refers to a service account not of its org") }
                 principal = .serviceAccount(subject)
+            case "group":
+                guard records.groups.groupOrgs[subject] == org else { throw BackupError.invalid("binding \(b.id) refers to a group not of its org") }
+                principal = .group(subject)
             default:
-                throw BackupError.invalid("binding \(b.id): subject_type must be user or service_account")
+                throw BackupError.invalid("binding \(b.id): subject_type must be user, service_account or group")
             }
             guard orgIDs.contains(org) else {
                 throw BackupError.invalid("binding \(b.id) refers to an org that is not in the backup")

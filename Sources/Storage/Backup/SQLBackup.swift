@@ -107,10 +107,11 @@ public struct SQLBackup: SQLStore {
                     userId: try r.uuid("user_id").lowercasedString, clientId: try r.uuid("client_id").lowercasedString,
                     scopes: try r.stringList("scopes"), grantedAt: try r.date("granted_at"))
             }
+            let (groups, groupMembers, overrides) = try await Self.exportGroups(tx)
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
                 auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: invites, platformInvites: platformInvites,
-                oauthClients: clients, oauthConsents: consents)
+                oauthClients: clients, oauthConsents: consents, groups: groups, groupMembers: groupMembers, overrides: overrides)
         }
     }
 
@@ -146,6 +147,7 @@ public struct SQLBackup: SQLStore {
                 for (id, beforeProof) in records.keysBeforeProof {
                     try await tx.execute("UPDATE api_keys SET before_proof = $2 WHERE id = $1", id, beforeProof)
                 }
+                try await Self.restoreGroups(records.groups, tx)
                 let bindingWriter = SQLPolicyStore.Writer(tx: tx)
                 for b in records.bindings { try await bindingWriter.upsertBinding(b) }
                 for p in records.platformInvites {
@@ -175,7 +177,8 @@ public struct SQLBackup: SQLStore {
                     "memberships": .number(Double(records.memberships.count)), "audit_events": .number(Double(records.auditEvents.count)),
                     "bindings": .number(Double(records.bindings.count)), "service_accounts": .number(Double(records.serviceAccounts.count)),
                     "api_keys": .number(Double(records.apiKeys.count)), "oauth_clients": .number(Double(records.clients.count)),
-                    "oauth_consents": .number(Double(records.consents.count)),
+                    "oauth_consents": .number(Double(records.consents.count)), "groups": .number(Double(records.groups.groups.count)),
+                    "overrides": .number(Double(records.groups.overrides.count)),
                     "backup_created_at": .string(RFC3339.string(document.createdAt)),
                 ]
                 try await writer.appendAudit(AuditEvent(

@@ -120,9 +120,9 @@ struct DomainStoreContractTests {
             let mine = try await store.grants(orgID: org, of: .user(other))
             #expect(mine.members[.user(owner)] == nil && mine.holdsAnything(.user(other)))
             #expect(try await store.grants(orgID: UUID()) == nil)
-            let (memberships, bindings) = try await store.grants(of: .user(other))
-            #expect(memberships.isEmpty && bindings.map(\.0) == [org])
-            #expect(try await store.grants(of: .user(owner)).0.map(\.0) == [org])
+            let held = try await store.holdings(of: .user(other))
+            #expect(held.memberships.isEmpty && held.bindings.map(\.0) == [org])
+            #expect(try await store.holdings(of: .user(owner)).memberships.map(\.0) == [org])
 
             _ = try await store.writeBindings(lockingOrg: org) { tx, b in
                 #expect(try await b.binding(id: id, orgID: org) != nil)

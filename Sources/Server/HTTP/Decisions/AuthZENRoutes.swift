@@ -65,8 +65,8 @@ struct AuthZENRoutes {
     func subject(_ e: Entity?, field: String) throws -> SubjectRef {
         guard let e, let type = e.type, let id = e.id else { throw Problem.badRequest("\(field) needs type and id") }
         switch type {
-        case "user": return try DecisionFields.subject(SubjectBody(userId: id, token: nil, serviceAccountId: nil))
-        case "service_account": return try DecisionFields.subject(SubjectBody(userId: nil, token: nil, serviceAccountId: id))
+        case "user": return try DecisionFields.subject(SubjectBody(userId: id, token: nil, serviceAccountId: nil, groupId: nil))
+        case "service_account": return try DecisionFields.subject(SubjectBody(userId: nil, token: nil, serviceAccountId: id, groupId: nil))
         default: throw Problem.badRequest("\(field).type must be user or service_account")
         }
     }

@@ -16,6 +16,7 @@ struct DecisionFields: Sendable {
     /// The subject a body names; none is the caller itself.
     static func subject(_ body: SubjectBody?) throws -> SubjectRef {
         guard let body else { return .asker }
+        if body.groupId != nil { throw Problem.badRequest("a group is never the subject of a decision: ask about one of its members") }
         let given = [body.userId != nil, body.token != nil, body.serviceAccountId != nil].filter { $0 }.count
         guard given == 1 else { throw Problem.badRequest("subject must have exactly one of user_id, token, service_account_id") }
         if let text = body.userId {

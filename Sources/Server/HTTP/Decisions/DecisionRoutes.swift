@@ -58,9 +58,17 @@ struct DecisionRoutes {
 
     struct GrantResponse: Encodable {
         let kind: String
-        let role: String
+        let role: OrNull<String>
         let resource: String
         let bindingId: OrNull<String>
+        /// A group's binding or override: the group, and the chain from the subject's own group up to it.
+        let groupId: OrNull<String>
+        let groupName: OrNull<String>
+        let via: [String]
+        let overrideId: OrNull<String>
+        let effect: OrNull<String>
+        let permission: OrNull<String>
+        let overrideReason: OrNull<String>
         let expiresAt: OrNull<Date>
         let decisive: Bool
         let auditEventId: OrNull<String>
@@ -86,7 +94,9 @@ struct DecisionRoutes {
             explanation.grants.compactMap(\.auditEventID), orgID: question.object.orgID, visibleTo: try await context.actor())
         let grants = explanation.grants.map { g in
             GrantResponse(
-                kind: g.kind.rawValue, role: g.role.rawValue, resource: g.resource, bindingId: OrNull(g.bindingID?.lowercasedString),
+                kind: g.kind.rawValue, role: OrNull(g.role?.rawValue), resource: g.resource, bindingId: OrNull(g.bindingID?.lowercasedString),
+                groupId: OrNull(g.groupID?.lowercasedString), groupName: OrNull(g.groupID.flatMap { explanation.groupNames[$0] }), via: g.via.map(\.lowercasedString), overrideId: OrNull(g.overrideID?.lowercasedString),
+                effect: OrNull(g.effect?.rawValue), permission: OrNull(g.permission), overrideReason: OrNull(g.reason),
                 expiresAt: OrNull(g.expiresAt.isFinite ? Date(timeIntervalSince1970: g.expiresAt) : nil), decisive: g.decisive,
                 auditEventId: OrNull(g.auditEventID?.lowercasedString), auditEvent: OrNull(g.auditEventID.flatMap { events[$0] }.map(AuditEventResponse.init)))
         }
@@ -120,7 +130,8 @@ struct DecisionRoutes {
 
     struct LookupItemResponse: Encodable {
         let object: String
-        let role: String
+        /// Null where only an override allows the permission.
+        let role: OrNull<String>
     }
 
     struct LookupResponse: Encodable {
@@ -149,7 +160,7 @@ struct DecisionRoutes {
         }
         let subject = try DecisionFields.subject(body.subject)
         let found = try await authorizer.lookup(of: subject, holding: required, type: body.type, by: caller.asker)
-        let items = found.dropFirst(page.offset).prefix(page.limit).map { LookupItemResponse(object: $0.object.string, role: $0.role.rawValue) }
+        let items = found.dropFirst(page.offset).prefix(page.limit).map { LookupItemResponse(object: $0.object.string, role: OrNull($0.role?.rawValue)) }
         return try JSONBody.response(LookupResponse(items: Array(items), total: found.count, limit: page.limit, offset: page.offset))
     }
 }

@@ -7,6 +7,8 @@ struct SubjectBody: Decodable, Sendable {
     let userId: String?
     let token: String?
     let serviceAccountId: String?
+    /// Bindings only: a group is never the subject of a decision.
+    let groupId: String?
 }
 
 struct CheckBody: Decodable, Sendable {
@@ -63,11 +65,6 @@ struct BindingBody: Decodable, Sendable {
 }
 
 struct BindingResponse: Encodable, Sendable {
-    struct SubjectIDs: Encodable, Sendable {
-        let userId: String?
-        let serviceAccountId: String?
-    }
-
     let id: String
     let orgId: String
     let subject: SubjectIDs
@@ -80,10 +77,7 @@ struct BindingResponse: Encodable, Sendable {
     init(_ b: Binding) {
         id = b.id.lowercasedString
         orgId = b.orgID.lowercasedString
-        switch b.principal {
-        case .user(let id): subject = SubjectIDs(userId: id.lowercasedString, serviceAccountId: nil)
-        case .serviceAccount(let id): subject = SubjectIDs(userId: nil, serviceAccountId: id.lowercasedString)
-        }
+        subject = SubjectIDs(b.principal)
         resource = b.resource.string
         role = b.role.rawValue
         expiresAt = OrNull(b.expiresAt)

@@ -19,17 +19,9 @@ struct BindingRoutes {
         let actor = try await context.actor()
         let body = try unchecked.fields()
         let role = try parseRole(body.role)
-        let principal: Principal
-        switch (body.subject.userId, body.subject.serviceAccountId, body.subject.token) {
-        case (let id?, nil, nil):
-            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("subject.user_id must be a UUID") }
-            principal = .user(uuid)
-        case (nil, let id?, nil):
-            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("subject.service_account_id must be a UUID") }
-            principal = .serviceAccount(uuid)
-        default:
-            throw Problem.badRequest("subject must have exactly one of user_id or service_account_id")
-        }
+        guard body.subject.token == nil else { throw Problem.badRequest("subject must have exactly one of user_id, service_account_id or group_id") }
+        let principal = try GroupSubject.principal(
+            userId: body.subject.userId, serviceAccountId: body.subject.serviceAccountId, groupId: body.subject.groupId, field: "subject")
         let (binding, created, revision) = try await bindings.set(
             actor: actor, orgID: try TenancyRoutes.pathID(context, "org_id", "org"), principal: principal,
             resource: body.resource, role: role, expiresAt: body.expiresAt)
