@@ -104,3 +104,80 @@ public enum Lookup {
         withUnsafeBytes(of: a.uuid) { x in withUnsafeBytes(of: b.uuid) { y in x.lexicographicallyPrecedes(y) } }
     }
 }
+
+extension Authorizer {
+    /// Where the subject holds `required`: orgs (type nil or "org") or bound objects of a type,
+    /// ordered by object string. Reads through the database: it answers "where?", not "may
+    /// I?", and is off the hot path. About another subject, only orgs the asker administers.
+    public func lookup(of ref: SubjectRef, holding required: Requirement, type: String?, by asker: Actor) async throws -> [LookupItem] {
+        var asking = Asking(asker)
+        guard let subject = try await resolve(ref, for: nil, &asking) else { return [] }
+        let held = try await holdings.holdings(of: subject.principal)
+        let now = policy.now().instant
+        let memberships = held.memberships
+        // A group's grants count where the principal is a current member; one binding per object
+        // (the highest current one), so that an object bound twice is listed once.
+        let current = Set(memberships.lazy.filter { $0.1.expiresAt > now }.map(\.0))
+        var best: [String: (UUID, BindingGrant)] = [:]
+        for (org, b) in held.bindings + held.groupBindings.filter({ current.contains($0.0) }) where b.expiresAt > now {
+            let key = org.lowercasedString + b.path
+            if let known = best[key], known.1.role >= b.role { continue }
+            best[key] = (org, b)
+        }
+        let bindings = Array(best.values)
+        let overrides = required.isPermission
+            ? (held.overrides + held.groupOverrides.filter { current.contains($0.0) }).filter { $0.1.permission == required.action && $0.1.expiresAt > now }
+            : []
+        // One administration check per org, not per object.
+        let foreign = asking.foreign(ref, subject) && !asker.isRoot
+        var visible = Set<UUID>()
+        if foreign {
+            var pacer = Pacer()
+            for org in Set(memberships.map(\.0) + bindings.map(\.0) + overrides.map(\.0)) {
+                try await pacer.step()
+                if try await administers(asker, org) { visible.insert(org) }
+            }
+        }
+        let include: (UUID) -> Bool = { !foreign || visible.contains($0) }
+        var pacer = Pacer()
+        guard !overrides.isEmpty else {
+            return try await Lookup.run(
+                memberships: memberships, bindings: bindings, scopes: subject.scopes, type: type, required: required.role,
+                now: now, includeOrg: include, pacer: &pacer).items
+        }
+        // Overrides decide per object: every object the subject holds any role on, and every object
+        // an override allows, is decided by the engine over the subject's grants in its org.
+        let candidates = try await Lookup.run(
+            memberships: memberships, bindings: bindings, scopes: subject.scopes, type: type, required: .viewer,
+            now: now, includeOrg: include, pacer: &pacer).items
+        let orgsWithOverrides = Set(overrides.map(\.0))
+        var flattened: [UUID: OrgGrants] = [:]
+        for org in orgsWithOverrides {
+            var g = OrgGrants()
+            for (o, m) in memberships where o == org { g.members[subject.principal] = m }
+            for (o, b) in bindings where o == org { g.addBinding(b, for: subject.principal) }
+            for (o, x) in overrides where o == org { g.addOverride(x, for: subject.principal) }
+            flattened[org] = g
+        }
+        let candidateRoles = Dictionary(candidates.map { ($0.object, $0.role) }, uniquingKeysWith: { a, _ in a })
+        var objects = candidates.map(\.object)
+        for (org, o) in overrides where o.effect == .allow && include(org) {
+            let object = ObjectRef(orgID: org, path: o.path)
+            if object.path.isEmpty ? (type == nil || type == "org") : object.type == type { objects.append(object) }
+        }
+        var items: [String: LookupItem] = [:]
+        for object in objects {
+            try await pacer.step()
+            let d: Decision
+            if let g = flattened[object.orgID] {
+                d = DecisionEngine.decide(g, subject: subject, object: object, required: required, now: now)
+            } else if let held = candidateRoles[object], let role = held, role >= required.role {
+                d = Decision(allowed: true, role: role, why: .noGrant)
+            } else {
+                continue
+            }
+            if d.allowed { items[object.string] = LookupItem(object: object, role: d.role) }
+        }
+        return items.sorted { $0.key < $1.key }.map(\.value)
+    }
+}

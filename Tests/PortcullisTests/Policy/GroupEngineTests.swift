@@ -90,6 +90,7 @@ struct GrantDefinitions: Sendable {
         // The stores keep one binding per (holder, path) and one override per (holder, path, permission): so do the definitions.
         var seen = Set<String>()
         d.bindings = d.bindings.filter { seen.insert("\($0.holder)\($0.path)").inserted }
+        d.edges = d.edges.filter { seen.insert("\($0.member)\($0.group)").inserted }
         d.overrides = d.overrides.filter { seen.insert("\($0.holder)\($0.path)\($0.permission)").inserted }
         return (d, people)
     }

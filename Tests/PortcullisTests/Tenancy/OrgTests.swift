@@ -170,6 +170,12 @@ struct OrgTests {
                     "POST /v1/orgs/{org_id}/invites": ["email": "someone@example.com", "role": "viewer"],
                     "POST /v1/orgs/{org_id}/webhooks": ["url": "https://hooks.example.com/in"],
                     "PATCH /v1/orgs/{org_id}/webhooks/{webhook_id}": ["description": "pwned"],
+                    "POST /v1/orgs/{org_id}/groups": ["name": "Pwned"],
+                    "PATCH /v1/orgs/{org_id}/groups/{group_id}": ["name": "Pwned"],
+                    "PUT /v1/orgs/{org_id}/groups/{group_id}/members": ["user_id": mallory.userID],
+                    "POST /v1/orgs/{org_id}/overrides": [
+                        "subject": ["user_id": mallory.userID], "resource": "org:\(orgID)", "permission": "org.read", "effect": "allow", "reason": "pwned",
+                    ],
                 ]
             }
             let orgRoutes = RouteTable.all(services: services).routes.filter { $0.path.hasPrefix("/v1/orgs/{org_id}") }
@@ -183,6 +189,8 @@ struct OrgTests {
                         .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
                         .replacingOccurrences(of: "{account_id}", with: UUID().uuidString).replacingOccurrences(of: "{key_id}", with: UUID().uuidString)
                         .replacingOccurrences(of: "{webhook_id}", with: UUID().uuidString).replacingOccurrences(of: "{delivery_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{group_id}", with: UUID().uuidString).replacingOccurrences(of: "{member_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{override_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: bodies(orgID)[key] ?? body, token: mallory.access)
                     #expect(reply.status == .notFound, "\(key) as a non-member: \(reply.text)")
                     #expect(reply.code == "not_found")
@@ -192,13 +200,17 @@ struct OrgTests {
                         .replacingOccurrences(of: "{user_id}", with: alice.userID).replacingOccurrences(of: "{binding_id}", with: UUID().uuidString)
                         .replacingOccurrences(of: "{account_id}", with: UUID().uuidString).replacingOccurrences(of: "{key_id}", with: UUID().uuidString)
                         .replacingOccurrences(of: "{webhook_id}", with: UUID().uuidString).replacingOccurrences(of: "{delivery_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{group_id}", with: UUID().uuidString).replacingOccurrences(of: "{member_id}", with: UUID().uuidString)
+                        .replacingOccurrences(of: "{override_id}", with: UUID().uuidString)
                     let reply = try await api.send(route.method, path, json: body, token: alice.access)
                     #expect(reply.status == .notFound, "\(key) with org id \(bad): \(reply.text)")
                 }
-                if ["{user_id}", "{binding_id}", "{account_id}", "{key_id}"].contains(where: route.path.contains) {
+                if ["{user_id}", "{binding_id}", "{account_id}", "{key_id}", "{group_id}", "{override_id}"].contains(where: route.path.contains) {
                     let path = route.path.replacingOccurrences(of: "{org_id}", with: org)
                         .replacingOccurrences(of: "{user_id}", with: "nope").replacingOccurrences(of: "{binding_id}", with: "nope")
                         .replacingOccurrences(of: "{account_id}", with: "nope").replacingOccurrences(of: "{key_id}", with: "nope")
+                        .replacingOccurrences(of: "{group_id}", with: "nope").replacingOccurrences(of: "{member_id}", with: "nope")
+                        .replacingOccurrences(of: "{override_id}", with: "nope")
                     #expect(try await api.send(route.method, path, json: body, token: alice.access).status == .notFound, "\(key) bad id")
                 }
             }
