@@ -18,7 +18,7 @@ enum ColdLoad {
         func uuid(_ u: UUID) -> String { "'" + u.uuidString.lowercased() + "'" }
     }
 
-    static func sqlite(dataset: Dataset, keepAt: String?) async throws -> ColdLoadInfo {
+    static func sqlite(dataset: Dataset, groups: GroupData, keepAt: String?) async throws -> ColdLoadInfo {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portcullis-bench-\(getpid())")
         let path = keepAt ?? dir.appendingPathComponent("bench.db").path
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
@@ -27,7 +27,7 @@ enum ColdLoad {
         }
         let writer = try SQLiteDatabase(path: path)
         try await Migrator(dialect: .sqlite).migrate(writer)
-        let (insertSeconds, rows) = try await insert(dataset, into: writer)
+        let (insertSeconds, rows) = try await insert(dataset, groups, into: writer)
         await writer.close()
         let size = ["", "-wal"].reduce(0) { n, s in
             n + ((try? FileManager.default.attributesOfItem(atPath: path + s)[.size] as? Int) ?? 0)
@@ -35,12 +35,12 @@ enum ColdLoad {
         say(String(format: "SQLite: inserted %d rows in %.1f s (%.0f MiB on disk)", rows, insertSeconds, Double(size) / 1_048_576))
         // A new connection pool, as a starting node would have (the OS page cache is warm).
         let reader = try SQLiteDatabase(path: path)
-        let info = try await load(dataset: dataset, db: reader, backend: "sqlite", insertSeconds: insertSeconds, rows: rows, size: size)
+        let info = try await load(dataset: dataset, groups: groups, db: reader, backend: "sqlite", insertSeconds: insertSeconds, rows: rows, size: size)
         await reader.close()
         return info
     }
 
-    static func postgres(dataset: Dataset, url: String) async throws -> ColdLoadInfo {
+    static func postgres(dataset: Dataset, groups: GroupData, url: String) async throws -> ColdLoadInfo {
         var logger = Logger(label: "portcullis-bench")
         logger.logLevel = .warning
         let log = logger
@@ -53,13 +53,13 @@ enum ColdLoad {
                 let scoped = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
                 let (insertSeconds, rows, size) = try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { db in
                     try await Migrator(dialect: .postgres).migrate(db)
-                    let (insertSeconds, rows) = try await insert(dataset, into: db)
+                    let (insertSeconds, rows) = try await insert(dataset, groups, into: db)
                     let size = try await db.queryFirst("SELECT pg_total_relation_size('memberships') + pg_total_relation_size('bindings') + pg_total_relation_size('orgs') + pg_total_relation_size('users') AS n")?.int("n")
                     return (insertSeconds, rows, size)
                 }
                 say(String(format: "PostgreSQL: inserted %d rows in %.1f s (%.0f MiB in tables and indexes)", rows, insertSeconds, Double(size ?? 0) / 1_048_576))
                 let info = try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { reader in
-                    try await load(dataset: dataset, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
+                    try await load(dataset: dataset, groups: groups, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
                 }
                 try await admin.execute("DROP SCHEMA \(schema) CASCADE")
                 return info
@@ -70,7 +70,7 @@ enum ColdLoad {
         }
     }
 
-    static func load(dataset: Dataset, db: any SQLDatabase, backend: String, insertSeconds: Double, rows: Int, size: Int?) async throws -> ColdLoadInfo {
+    static func load(dataset: Dataset, groups: GroupData, db: any SQLDatabase, backend: String, insertSeconds: Double, rows: Int, size: Int?) async throws -> ColdLoadInfo {
         let rss0 = Memory.residentBytes()
         let start = ContinuousClock.now
         let all = try await SQLPolicyStore(database: db).allGrants()
@@ -83,8 +83,11 @@ enum ColdLoad {
         let rss1 = Memory.residentBytes()
         let memberships = all.values.reduce(0) { $0 + $1.members.count }
         let bindings = all.values.reduce(0) { $0 + $1.bindingIndex.count }
-        precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount && cache.count == dataset.orgCount,
-                     "\(backend) loaded \(memberships) memberships, \(bindings) bindings, \(cache.count) orgs")
+        let edges = all.values.reduce(0) { $0 + $1.groupEdges.values.reduce(0) { $0 + $1.count } }
+        let overrides = all.values.reduce(0) { $0 + $1.overrideIndex.values.reduce(0) { $0 + $1.count } }
+        precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount + groups.groupCount && cache.count == dataset.orgCount
+                     && edges == groups.memberCount && overrides == groups.overrideCount,
+                     "\(backend) loaded \(memberships) memberships, \(bindings) bindings, \(edges) group memberships, \(overrides) overrides, \(cache.count) orgs")
         say(String(format: "%@ cold load: allGrants %.2f s + install %.2f s = %.2f s for %d memberships, %d bindings (RSS +%.0f MiB)",
                    backend, queried, installed, total, memberships, bindings, Double(rss1 - rss0) / 1_048_576))
         return ColdLoadInfo(
@@ -96,7 +99,7 @@ enum ColdLoad {
 
     /// Users, orgs, memberships, bindings: multi-row INSERTs of literal values (all generated
     /// here, nothing user-supplied), 100k rows per transaction.
-    static func insert(_ d: Dataset, into db: any SQLDatabase) async throws -> (Double, Int) {
+    static func insert(_ d: Dataset, _ groups: GroupData, into db: any SQLDatabase) async throws -> (Double, Int) {
         let l = Literals(dialect: db.dialect)
         let now = l.now
         let hash = "'" + passwordHash + "'"
@@ -118,6 +121,23 @@ enum ColdLoad {
             "(\(l.uuid(d.bindingID[i])), \(l.uuid(d.orgs[i / Dataset.bindingsPerOrg])), 'user', \(l.uuid(d.users[Int(d.bindingUser[i])])), '\(d.bindingPath[i])', '\(d.bindingRole[i].rawValue)', \(now), \(now))"
         }
         rows += d.bindingCount
+        let g = groups, perOrg = GroupData.groupsPerOrg
+        try await insertRows(db, "groups (id, org_id, parent_id, parent_key, name, name_key, created_at, updated_at)", count: g.groupCount) { i in
+            let parent = g.groupParent[i] >= 0 ? l.uuid(g.groupID[Int(g.groupParent[i])]) : "NULL"
+            let key = g.groupParent[i] >= 0 ? parent : "''"
+            return "(\(l.uuid(g.groupID[i])), \(l.uuid(d.orgs[i / perOrg])), \(parent), \(key), 'group \(i)', 'group \(i)', \(now), \(now))"
+        }
+        try await insertRows(db, "group_members (group_id, org_id, member_type, member_id, created_at, updated_at)", count: g.memberCount) { i in
+            let group = i / GroupData.membersPerGroup
+            return "(\(l.uuid(g.groupID[group])), \(l.uuid(d.orgs[group / perOrg])), 'user', \(l.uuid(d.users[Int(g.groupMember[i])])), \(now), \(now))"
+        }
+        try await insertRows(db, "bindings (id, org_id, subject_type, subject_id, resource_path, role, created_at, updated_at)", count: g.groupCount) { i in
+            "(\(l.uuid(g.bindingID[i])), \(l.uuid(d.orgs[i / perOrg])), 'group', \(l.uuid(g.groupID[i])), '\(g.bindingPath[i])', '\(g.bindingRole[i].rawValue)', \(now), \(now))"
+        }
+        try await insertRows(db, "overrides (id, org_id, subject_type, subject_id, resource_path, permission, effect, reason, created_at)", count: g.overrideCount) { i in
+            "(\(l.uuid(g.overrideID[i])), \(l.uuid(d.orgs[i / GroupData.overridesPerOrg])), 'user', \(l.uuid(d.users[Int(g.overrideUser[i])])), '\(g.overridePath[i])', '\(g.overridePermission[i])', '\(g.overrideEffect[i].rawValue)', 'bench', \(now))"
+        }
+        rows += g.groupCount * 2 + g.memberCount + g.overrideCount
         return (seconds(since: start), rows)
     }
 

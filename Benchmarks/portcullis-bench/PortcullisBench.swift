@@ -23,7 +23,7 @@ struct PortcullisBench {
             // Iterating on allGrants(): time only the load, from an existing file.
             let dataset = Dataset(orgs: options.orgs)
             let db = try SQLiteDatabase(path: path)
-            report.coldLoadSQLite = try await ColdLoad.load(dataset: dataset, db: db, backend: "sqlite", insertSeconds: 0, rows: 0, size: nil)
+            report.coldLoadSQLite = try await ColdLoad.load(dataset: dataset, groups: GroupData(dataset), db: db, backend: "sqlite", insertSeconds: 0, rows: 0, size: nil)
             await db.close()
             try emit(report)
             return
@@ -68,13 +68,17 @@ struct PortcullisBench {
 
         // (a), (b) Decisions per second.
         report.decisions = try await InProcess.run(dataset: dataset, cache: cache, options: options)
+        // The same with groups and overrides, and a check through a group against a direct one.
+        let groups = GroupData(dataset)
+        report.groups = try await GroupBench.run(
+            dataset: dataset, groups: groups, base: try InProcess.inputs(dataset, Checks(dataset, count: options.checks)), options: options)
 
         // (d) Cold load.
         if options.sqlite {
-            report.coldLoadSQLite = try await ColdLoad.sqlite(dataset: dataset, keepAt: options.keepDB)
+            report.coldLoadSQLite = try await ColdLoad.sqlite(dataset: dataset, groups: groups, keepAt: options.keepDB)
         }
         if let url = ProcessInfo.processInfo.environment["PORTCULLIS_BENCH_POSTGRES_URL"], !url.isEmpty {
-            report.coldLoadPostgres = try await ColdLoad.postgres(dataset: dataset, url: url)
+            report.coldLoadPostgres = try await ColdLoad.postgres(dataset: dataset, groups: groups, url: url)
         }
 
         try emit(report)
@@ -173,6 +177,7 @@ struct Report: Encodable {
     var dataset: DatasetInfo?
     var memory: MemoryInfo?
     var decisions: DecisionsInfo?
+    var groups: GroupsInfo?
     var coldLoadSQLite: ColdLoadInfo?
     var coldLoadPostgres: ColdLoadInfo?
 }

@@ -8,11 +8,14 @@ import Tenancy
 struct OrgBindingPages: Sendable {
     let frame: OrgFrame
     let bindings: BindingService
+    let groups: GroupService
 
     func access(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         let page = Page.lenient(request)
         let (items, total) = try await bindings.list(actor: visit.who.actor, orgID: visit.org.id, limit: page.limit, offset: page.offset)
-        let names = try await frame.principalNames(visit)
+        var names = try await frame.principalNames(visit)
+        let all = try await groups.list(actor: visit.who.actor, orgID: visit.org.id, limit: 100, offset: 0).0
+        for g in all { names[g.id] = "group \(g.name)" }
         let mayBind = visit.abilities.may(Permission.bindingsWrite)
         var values = extra
         values["bindings"] = items.map { b -> [String: Any] in
@@ -21,7 +24,10 @@ struct OrgBindingPages: Sendable {
              "removable": mayBind]
         }
         values["may_bind"] = mayBind
-        values["subjects"] = names.sorted { $0.value < $1.value }.map { ["value": OrgFrame.principalValue($0.key, names), "label": $0.value] }
+        let groupIDs = Set(all.map(\.id))
+        values["subjects"] = names.sorted { $0.value < $1.value }.map { id, label in
+            ["value": groupIDs.contains(id) ? "group:\(id.lowercasedString)" : OrgFrame.principalValue(id, names), "label": label]
+        }
         values["roles"] = PageFormat.roleOptions(visit.abilities.grantRoles, selected: .viewer)
         values["resource_example"] = "org:\(visit.org.id.lowercasedString)/project:apollo"
         values["pager"] = PageFormat.pager(path: visit.orgPath + "/access", page: page, total: total)
@@ -30,9 +36,7 @@ struct OrgBindingPages: Sendable {
 
     var setBinding: PageHandler {
         frame.act(back: "access", redisplay: access) { visit, form, _ in
-            let parts = (form["subject"] ?? "").split(separator: ":", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let id = UUID(uuidString: parts[1]) else { throw Problem.badRequest("choose a subject") }
-            let principal: Principal = parts[0] == "service_account" ? .serviceAccount(id) : .user(id)
+            let principal = try OrgGroupPages.principal(form["subject"])
             let resource = try ObjectRef.parse(form["resource"] ?? "")
             let (binding, created, _) = try await bindings.set(
                 actor: visit.who.actor, orgID: visit.org.id, principal: principal, resource: resource.string,

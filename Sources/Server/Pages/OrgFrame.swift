@@ -93,7 +93,8 @@ struct OrgFrame: Sendable {
         let path = visit.orgPath
         var tabs: [(String, String)] = [("members", "Members")]
         if visit.abilities.may(Permission.invitesRead) { tabs.append(("invites", "Invites")) }
-        if visit.abilities.may(Permission.bindingsWrite) { tabs.append(("access", "Access")) }
+        tabs.append(("groups", "Groups"))
+        if visit.abilities.may(Permission.bindingsWrite) { tabs.append(contentsOf: [("access", "Access"), ("overrides", "Overrides")]) }
         if visit.abilities.may(Permission.serviceAccountsWrite) { tabs.append(("service-accounts", "Service accounts")) }
         if visit.abilities.may(Permission.auditRead) { tabs.append(("audit", "Audit log")) }
         if visit.abilities.may(Permission.orgUpdate) { tabs.append(contentsOf: [("clients", "Apps"), ("webhooks", "Webhooks")]) }

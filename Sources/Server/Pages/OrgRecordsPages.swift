@@ -150,11 +150,14 @@ struct OrgRecordsPages: Sendable {
         return [
             "allowed": d.allowed, "reason": d.reason, "role": d.role?.rawValue ?? "none", "required_role": explanation.requiredRole.rawValue,
             "grants": explanation.grants.map { g -> [String: Any] in
-                ["kind": g.kind.rawValue, "role": g.role?.rawValue ?? "", "resource": g.resource, "decisive": g.decisive,
-                 "group": g.groupID.map { explanation.groupNames[$0] ?? $0.lowercasedString } ?? "",
-                 "via": g.via.map { explanation.groupNames[$0] ?? $0.lowercasedString }.joined(separator: " → "),
-                 "override": g.effect.map { "\($0.rawValue) \(g.permission ?? "")" + ((g.reason ?? "").isEmpty ? "" : ": \(g.reason!)") } ?? "",
-                 "expires_at": g.expiresAt.isFinite ? PageFormat.date(Date(timeIntervalSince1970: g.expiresAt)) : "never"]
+                var row: [String: Any] = [
+                    "kind": g.kind.rawValue, "role": g.role?.rawValue ?? "", "resource": g.resource, "decisive": g.decisive,
+                    "expires_at": g.expiresAt.isFinite ? PageFormat.date(Date(timeIntervalSince1970: g.expiresAt)) : "never",
+                    "override": g.effect.map { "\($0.rawValue) \(g.permission ?? "")" + ((g.reason ?? "").isEmpty ? "" : ": \(g.reason!)") } ?? "",
+                ]
+                // Mustache takes an empty string as true: the chain is set only when there is one.
+                if !g.via.isEmpty { row["via"] = g.via.map { explanation.groupNames[$0] ?? $0.lowercasedString }.joined(separator: " → ") }
+                return row
             },
         ]
     }

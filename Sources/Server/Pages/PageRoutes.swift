@@ -18,7 +18,8 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     let mine = OrgsAndKeysPages(kit: kit, tenancy: services.tenancy, keys: services.keys, verifier: services.keyVerifier)
     let frame = OrgFrame(kit: kit, tenancy: services.tenancy, keys: services.keys)
     let people = OrgPeoplePages(frame: frame, tenancy: services.tenancy, invites: services.invites)
-    let access = OrgBindingPages(frame: frame, bindings: services.bindings)
+    let access = OrgBindingPages(frame: frame, bindings: services.bindings, groups: services.groups)
+    let teams = OrgGroupPages(frame: frame, groups: services.groups, overrides: services.overrides, bindings: services.bindings)
     let accounts = OrgServiceAccountPages(frame: frame, keys: services.keys, verifier: services.keyVerifier)
     let records = OrgRecordsPages(frame: frame, tenancy: services.tenancy, authorizer: Authorizer(services, authenticator: authenticator))
     let admin = AdminPages(
@@ -74,6 +75,13 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.get("/orgs/{org_id}/access", use: frame.page(access.access))
     router.post("/orgs/{org_id}/access", use: access.setBinding)
     router.post("/orgs/{org_id}/access/remove", use: access.removeBinding)
+    router.get("/orgs/{org_id}/groups", use: frame.page(teams.list))
+    router.post("/orgs/{org_id}/groups", use: teams.create)
+    router.get("/orgs/{org_id}/groups/{group_id}", use: frame.page(teams.group))
+    for form in OrgGroupPages.forms { router.post("/orgs/{org_id}/groups/{group_id}/\(form)", use: teams.act(form)) }
+    router.get("/orgs/{org_id}/overrides", use: frame.page(teams.overridesPage))
+    router.post("/orgs/{org_id}/overrides", use: teams.createOverride)
+    router.post("/orgs/{org_id}/overrides/remove", use: teams.removeOverride)
     router.get("/orgs/{org_id}/service-accounts", use: frame.page(accounts.accounts))
     router.post("/orgs/{org_id}/service-accounts", use: accounts.createAccount)
     router.post("/orgs/{org_id}/service-accounts/delete", use: accounts.deleteAccount)
