@@ -98,10 +98,8 @@ public struct GroupService: Sendable {
         let metadata = try fields.metadata.map(OrgFields.metadata)
         let at = now()
         return try await store.writeGroups(lockingOrg: orgID) { tx, groups in
-            let (actorRole, viaRoot) = try await tenancy.access(Permission.membersWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard var group = try await groups.group(id: groupID, orgID: orgID) else { throw GroupError.notFound("no such group") }
-            let tree = try await groups.tree(orgID: orgID, permissions: tenancy.permissions)
-            try Self.mayReach(actor, actorRole, tree.reach(of: groupID), "this group")
+            let (actorRole, viaRoot, found, tree) = try await managing(groupID, actor, orgID, tx, groups, at)
+            var group = found
             var details: [String: JSONValue] = [:]
             if let newParent = fields.parentID, newParent != group.parentID {
                 try Self.checkMove(groupID, under: newParent, tree, actor, actorRole)
@@ -136,10 +134,7 @@ public struct GroupService: Sendable {
     public func delete(actor: Actor, orgID: UUID, groupID: UUID) async throws -> Int64 {
         let at = now()
         return try await store.writeGroups(lockingOrg: orgID) { tx, groups in
-            let (actorRole, viaRoot) = try await tenancy.access(Permission.membersWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard let group = try await groups.group(id: groupID, orgID: orgID) else { throw GroupError.notFound("no such group") }
-            let tree = try await groups.tree(orgID: orgID, permissions: tenancy.permissions)
-            try Self.mayReach(actor, actorRole, tree.reach(of: groupID), "this group")
+            let (_, viaRoot, group, tree) = try await managing(groupID, actor, orgID, tx, groups, at)
             guard !tree.hasChildren(groupID) else {
                 throw GroupError.conflict(code: "group_not_empty", "this group has child groups; move or delete them first")
             }
@@ -158,10 +153,7 @@ public struct GroupService: Sendable {
         if let expiresAt, expiresAt <= at { throw GroupError.invalid("expires_at must be in the future") }
         if case .group = member, expiresAt != nil { throw GroupError.invalid("a child group's place in the tree does not expire; omit expires_at") }
         return try await store.writeGroups(lockingOrg: orgID) { tx, groups in
-            let (actorRole, viaRoot) = try await tenancy.access(Permission.membersWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard try await groups.group(id: groupID, orgID: orgID) != nil else { throw GroupError.notFound("no such group") }
-            let tree = try await groups.tree(orgID: orgID, permissions: tenancy.permissions)
-            try Self.mayReach(actor, actorRole, tree.reach(of: groupID), "this group")
+            let (actorRole, viaRoot, _, tree) = try await managing(groupID, actor, orgID, tx, groups, at)
             let existing = try await groups.groupMember(groupID: groupID, member: member)
             var details: [String: JSONValue] = ["member": .string(member.label)]
             if case .group(let child) = member {
@@ -194,10 +186,7 @@ public struct GroupService: Sendable {
     public func removeMember(actor: Actor, orgID: UUID, groupID: UUID, memberID: UUID) async throws -> Int64 {
         let at = now()
         return try await store.writeGroups(lockingOrg: orgID) { tx, groups in
-            let (actorRole, viaRoot) = try await tenancy.access(Permission.membersWrite, actor: actor, orgID: orgID, in: tx, at: at)
-            guard try await groups.group(id: groupID, orgID: orgID) != nil else { throw GroupError.notFound("no such group") }
-            let tree = try await groups.tree(orgID: orgID, permissions: tenancy.permissions)
-            try Self.mayReach(actor, actorRole, tree.reach(of: groupID), "this group")
+            let (actorRole, viaRoot, _, tree) = try await managing(groupID, actor, orgID, tx, groups, at)
             var found: Principal?
             for candidate in [Principal.user(memberID), .serviceAccount(memberID)] where try await groups.groupMember(groupID: groupID, member: candidate) != nil {
                 found = candidate
@@ -220,6 +209,19 @@ public struct GroupService: Sendable {
     }
 
     // MARK: The rules
+
+    /// Inside a write: the actor may write groups here, the group exists, and the actor's rank
+    /// covers what membership of it confers. Returns the actor's role, whether only root powers
+    /// passed, the group and the org's tree.
+    func managing(
+        _ groupID: UUID, _ actor: Actor, _ orgID: UUID, _ tx: any TenancyWriter, _ groups: any GroupWriter, _ at: Date
+    ) async throws -> (Role, Bool, Group, GroupTree) {
+        let (actorRole, viaRoot) = try await tenancy.access(Permission.membersWrite, actor: actor, orgID: orgID, in: tx, at: at)
+        guard let group = try await groups.group(id: groupID, orgID: orgID) else { throw GroupError.notFound("no such group") }
+        let tree = try await groups.tree(orgID: orgID, permissions: tenancy.permissions)
+        try Self.mayReach(actor, actorRole, tree.reach(of: groupID), "this group")
+        return (actorRole, viaRoot, group, tree)
+    }
 
     static func target(_ id: UUID) -> String { "group:\(id.lowercasedString)" }
 
