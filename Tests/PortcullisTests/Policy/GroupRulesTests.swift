@@ -144,7 +144,7 @@ struct GroupRulesTests {
 
     @Test("decisions through groups and overrides; leaving the org leaves its groups", arguments: Backend.allCases)
     func decisions(_ backend: Backend) async throws {
-        try await withApp(backend) { api, _ in
+        try await withApp(backend) { api, services in
             let (alice, bob, org) = try await api.aliceAndBob(bobRole: "viewer")
             let o = "org:\(org)"
             let team = try await api.createGroup(alice.access, org: org, name: "Team")
@@ -184,6 +184,17 @@ struct GroupRulesTests {
 
             let actions = try await api.items("/v1/orgs/\(org)/audit?limit=100", token: alice.access).compactMap { $0["action"] as? String }
             for action in ["group.created", "group.member_set", "override.created", "binding.set"] { #expect(actions.contains(action), "\(action)") }
+
+            // A deleted service account leaves its groups; a deleted org takes its groups with it.
+            let account = try await api.send(.post, "/v1/orgs/\(org)/service-accounts", json: ["name": "ci", "role": "viewer"], token: alice.access)
+            let accountID = try #require(account.json["id"] as? String)
+            #expect(try await api.putMember(alice.access, org: org, group: team, ["service_account_id": accountID]).status == .created)
+            #expect(try await api.send(.delete, "/v1/orgs/\(org)/service-accounts/\(accountID)", token: alice.access).status == .noContent)
+            #expect(try await api.send(.get, "/v1/orgs/\(org)/groups/\(team)/members", token: alice.access).json["total"] as? Int == 1)
+            #expect(try await api.send(.delete, "/v1/orgs/\(org)", token: alice.access).status == .noContent)
+            for table in ["groups", "group_members", "overrides"] {
+                #expect(try await services.database.query("SELECT COUNT(*) AS n FROM \(table)").first?.int("n") == 0, "\(table)")
+            }
         }
     }
 
