@@ -154,11 +154,15 @@ public struct GroupService: Sendable {
         if case .group = member, expiresAt != nil { throw GroupError.invalid("a child group's place in the tree does not expire; omit expires_at") }
         return try await store.writeGroups(lockingOrg: orgID) { tx, groups in
             let (actorRole, viaRoot, _, tree) = try await managing(groupID, actor, orgID, tx, groups, at)
-            let existing = try await groups.groupMember(groupID: groupID, member: member)
             var details: [String: JSONValue] = ["member": .string(member.label)]
+            if let expiresAt { details["expires_at"] = .string(TenancyService.timestamp(expiresAt)) }
+            let result: GroupMember, created: Bool
+            let event = TenancyService.event(actor, at: at, AuditAction.groupMemberSet, org: orgID, target: Self.target(groupID), details, viaRoot: viaRoot)
             if case .group(let child) = member {
+                // A child group is a member through its parent link: "already a member" is "already under this group".
                 guard var childGroup = try await groups.group(id: child, orgID: orgID) else { throw GroupError.invalid("group_id is not a group of this org") }
-                if childGroup.parentID != groupID {
+                created = childGroup.parentID != groupID
+                if created {
                     try Self.mayReach(actor, actorRole, tree.reach(of: child), "the child group")
                     try Self.checkMove(child, under: groupID, tree, actor, actorRole)
                     try await Self.uniqueName(childGroup.name, orgID: orgID, parentID: groupID, except: child, groups)
@@ -166,19 +170,18 @@ public struct GroupService: Sendable {
                     childGroup.updatedAt = at
                     try await groups.updateGroup(childGroup)
                 }
+                result = GroupMember(groupID: groupID, member: member, label: childGroup.name, expiresAt: nil,
+                                     createdAt: childGroup.createdAt, updatedAt: childGroup.updatedAt)
             } else {
                 try await Self.mayManagePerson(member, actor: actor, actorRole, orgID: orgID, at: at, groups)
-                if let expiresAt { details["expires_at"] = .string(TenancyService.timestamp(expiresAt)) }
-            }
-            let event = TenancyService.event(actor, at: at, AuditAction.groupMemberSet, org: orgID, target: Self.target(groupID), details, viaRoot: viaRoot)
-            var result = GroupMember(groupID: groupID, member: member, label: existing?.label, expiresAt: expiresAt,
-                                     createdAt: existing?.createdAt ?? at, updatedAt: at)
-            if case .group = member {} else {
-                try await groups.upsertGroupMember(result, orgID: orgID, auditEventID: event.id)
-                result = try await groups.groupMember(groupID: groupID, member: member) ?? result
+                let existing = try await groups.groupMember(groupID: groupID, member: member)
+                created = existing == nil
+                let row = GroupMember(groupID: groupID, member: member, label: nil, expiresAt: expiresAt, createdAt: existing?.createdAt ?? at, updatedAt: at)
+                try await groups.upsertGroupMember(row, orgID: orgID, auditEventID: event.id)
+                result = try await groups.groupMember(groupID: groupID, member: member) ?? row
             }
             try await tx.appendAudit(event)
-            return (result, existing == nil, try await tx.recordChange(.groupChanged(org: orgID), at: at))
+            return (result, created, try await tx.recordChange(.groupChanged(org: orgID), at: at))
         }
     }
 
@@ -186,7 +189,7 @@ public struct GroupService: Sendable {
     public func removeMember(actor: Actor, orgID: UUID, groupID: UUID, memberID: UUID) async throws -> Int64 {
         let at = now()
         return try await store.writeGroups(lockingOrg: orgID) { tx, groups in
-            let (actorRole, viaRoot, _, tree) = try await managing(groupID, actor, orgID, tx, groups, at)
+            let (actorRole, viaRoot, _, _) = try await managing(groupID, actor, orgID, tx, groups, at)
             var found: Principal?
             for candidate in [Principal.user(memberID), .serviceAccount(memberID)] where try await groups.groupMember(groupID: groupID, member: candidate) != nil {
                 found = candidate
