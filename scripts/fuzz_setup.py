@@ -3,8 +3,9 @@
 Usage: fuzz_setup.py BASE_URL OUT_DIR   (root e-mail and password in FUZZ_ROOT_EMAIL/FUZZ_ROOT_PASSWORD)
 
 Creates, through the public API only: the root admin's login, an org it owns with a member,
-a pending and a dormant invite, a role binding, an API key, a service account with a key and a
-platform invite; plus one throwaway user per credential-destroying operation. Writes
+a pending and a dormant invite, a role binding, an API key, a service account with a key, a
+platform invite, and a group (with a child group, a member, a binding and an override); plus one
+throwaway user per credential-destroying operation. Writes
   OUT_DIR/schemathesis.toml  per-operation Authorization headers (root's token by default)
   OUT_DIR/ids.json           real ids that scripts/fuzz_hooks.py puts into some generated paths
 Standard library only.
@@ -60,6 +61,13 @@ key = call("POST", "/v1/keys", {"name": "fuzz key"}, root)["id"]
 account = call("POST", f"/v1/orgs/{org}/service-accounts", {"name": "fuzz bot", "role": "viewer"}, root)["id"]
 account_key = call("POST", f"/v1/orgs/{org}/service-accounts/{account}/keys", {"name": "bot key"}, root)["id"]
 platform_invite = call("POST", "/v1/platform-invites", {"email": "platform@fuzz.example", "org_invites": []}, root)["id"]
+# A group with a child group and a member, bound and overridden, so the group routes meet real ids.
+group = call("POST", f"/v1/orgs/{org}/groups", {"name": "Fuzz Group"}, root)["id"]
+call("POST", f"/v1/orgs/{org}/groups", {"name": "Fuzz Child", "parent_id": group}, root)
+call("PUT", f"/v1/orgs/{org}/groups/{group}/members", {"user_id": alice}, root)
+call("PUT", f"/v1/orgs/{org}/bindings", {"subject": {"group_id": group}, "resource": f"org:{org}/doc:2", "role": "editor"}, root)
+override = call("POST", f"/v1/orgs/{org}/overrides", {"subject": {"group_id": group}, "resource": f"org:{org}/doc:2",
+                                                      "permission": "org.read", "effect": "deny", "reason": "seeded by fuzz_setup.py"}, root)["id"]
 
 # Operations that end the caller's session, change its password or replace the whole database each
 # get a user of their own, so root's token lives through the run.
@@ -85,6 +93,7 @@ with open(os.path.join(OUT, "ids.json"), "w") as f:
         "org_id": org, "user_id": alice, "invite_id": invite, "binding_id": binding,
         "account_id": account, "key_id": key, "account_key_id": account_key,
         "platform_invite_id": platform_invite, "session_id": session, "doomed_org_id": org_to_delete,
+        "group_id": group, "member_id": alice, "override_id": override,
     }, f, indent=1)
 
 with open(os.path.join(OUT, "schemathesis.toml"), "w") as f:

@@ -80,7 +80,7 @@ extension Binding {
     public static func resource(_ text: String, in org: UUID) throws(BindingError) -> ObjectRef {
         let object: ObjectRef
         do { object = try ObjectRef.parse(text) } catch { throw .invalid(error.message) }
-        guard object.orgID == org else { throw .invalid("resource must lie in the binding's org (org:\(org.lowercasedString)…)") }
+        guard object.orgID == org else { throw .invalid("resource must lie in this org (org:\(org.lowercasedString)…)") }
         return object
     }
 }
@@ -113,7 +113,7 @@ public struct BindingService: Sendable {
             let (actorRole, viaRoot) = try await tenancy.access(Permission.bindingsWrite, actor: actor, orgID: orgID, in: tx, at: at)
             guard RankRules.mayGrant(actor: actorRole, role: role) else { throw BindingError.forbidden("you may bind only roles up to your own") }
             guard try await bindings.principalExists(principal, orgID: orgID) else {
-                throw BindingError.invalid("the subject is not a user, or not a service account of this org")
+                throw BindingError.invalid("the subject is not a user, nor a service account or group of this org")
             }
             let existing = try await bindings.binding(orgID: orgID, principal: principal, resourcePath: object.path)
             if let existing, !RankRules.mayManageGrant(actor: actorRole, grant: existing.role) {

@@ -92,7 +92,8 @@ public struct GroupService: Sendable {
         }
     }
 
-    public func update(actor: Actor, orgID: UUID, groupID: UUID, fields: Fields) async throws -> (Group, Int64) {
+    /// A PATCH that changes nothing writes nothing: no audit event, no revision (nil).
+    public func update(actor: Actor, orgID: UUID, groupID: UUID, fields: Fields) async throws -> (Group, Int64?) {
         let name = try fields.name.map(OrgFields.name)
         let description = try fields.description.map(OrgFields.description)
         let metadata = try fields.metadata.map(OrgFields.metadata)
@@ -119,6 +120,7 @@ public struct GroupService: Sendable {
                 details["metadata"] = .object(metadata)
                 group.metadata = metadata
             }
+            guard !details.isEmpty else { return (group, nil) }
             if details["name"] != nil || details["parent_id"] != nil {
                 try await Self.uniqueName(group.name, orgID: orgID, parentID: group.parentID, except: groupID, groups)
             }

@@ -192,6 +192,8 @@ COVERED = {
     "PORTCULLIS_DATABASE_TIMEOUT_MS": "test_defaults_only_the_source_shows",
     "PORTCULLIS_MAX_BINDINGS_PER_ORG": "test_defaults_only_the_source_shows",
     "PORTCULLIS_MAX_BINDINGS_PER_PRINCIPAL": "test_defaults_only_the_source_shows",
+    "PORTCULLIS_MAX_GROUPS_PER_ORG": "test_group_and_override_quotas",
+    "PORTCULLIS_MAX_OVERRIDES_PER_ORG": "test_group_and_override_quotas",
     "PORTCULLIS_CLIENT_TIMEOUT_SECONDS": "test_defaults_only_the_source_shows",
     "PORTCULLIS_BRAND_NAME": "test_brand_defaults_on_the_pages",
     "PORTCULLIS_BRAND_LOGO_URL": "test_brand_defaults_on_the_pages",
@@ -503,6 +505,59 @@ def test_quotas(tmp_path: Path):
         assert writes <= done <= writes + math.ceil(elapsed * writes / 60) + 1, (done, elapsed)
         # Reads are not counted.
         assert session.get(base + "/v1/me", headers=auth, timeout=10).status_code == 200
+
+
+def test_group_and_override_quotas(tmp_path: Path):
+    """Groups and overrides per org: the table, "Limits and quotas" and "Groups and overrides" against
+    GroupQuotas and the ranges Config.swift accepts; the group quota reached for real at its default,
+    the override quota at a low setting (its default is too many to write in a test)."""
+    groups, overrides = table_int("PORTCULLIS_MAX_GROUPS_PER_ORG"), table_int("PORTCULLIS_MAX_OVERRIDES_PER_ORG")
+    quotas = source("Policy/Groups.swift")
+    assert groups == int(found(r"defaultGroupsPerOrg = ([\d_]+)", quotas).group(1).replace("_", ""))
+    assert overrides == int(found(r"defaultOverridesPerOrg = ([\d_]+)", quotas).group(1).replace("_", ""))
+    limits = section("## Limits and quotas")
+    found(rf"\| groups in one org \| {groups:,} \| `PORTCULLIS_MAX_GROUPS_PER_ORG` \|", limits)
+    found(rf"\| overrides in one org \| {overrides:,} \| `PORTCULLIS_MAX_OVERRIDES_PER_ORG` \|", limits)
+    found(rf"`PORTCULLIS_MAX_GROUPS_PER_ORG` groups, default {groups}, or\s+`PORTCULLIS_MAX_OVERRIDES_PER_ORG` overrides, default {overrides}",
+          section("### Groups and overrides"))
+    config = source("Server/App/Config.swift")
+    for name, high in (("MAX_GROUPS_PER_ORG", 100_000), ("MAX_OVERRIDES_PER_ORG", 10_000_000)):
+        m = found(rf'count\("{name}", ([\d_]+)\.\.\.([\d_]+)\)', config)
+        assert (int(m.group(1)), int(m.group(2).replace("_", ""))) == (1, high), m.groups()
+        for value in ("0", str(high + 1)):
+            assert f"PORTCULLIS_{name}" in config_error(**{name: value}), (name, value)
+
+    def root_of(base: str, log_path: Path) -> dict:
+        m = found(r"email: +(\S+)\n  password: +(\S+)\n", log_path.read_text(errors="replace"))
+        token = requests.post(base + "/v1/auth/login", json={"email": m.group(1), "password": m.group(2)}, timeout=10).json()["access_token"]
+        return bearer(token)  # the root: its writes are not rate-limited
+
+    (tmp_path / "a").mkdir()
+    with server(tmp_path / "a") as (base, log_path):
+        auth = root_of(base, log_path)
+        org = requests.post(base + "/v1/orgs", json={"name": "Many groups"}, headers=auth, timeout=10).json()["id"]
+        session = requests.Session()
+        made = [session.post(f"{base}/v1/orgs/{org}/groups", json={"name": f"g{n}"}, headers=auth, timeout=10).status_code
+                for n in range(groups)]
+        assert made == [201] * groups, [c for c in made if c != 201][:5]
+        refused = session.post(f"{base}/v1/orgs/{org}/groups", json={"name": "one more"}, headers=auth, timeout=10)
+        assert refused.status_code == 409 and refused.json()["code"] == "quota_exceeded", refused.text
+        # Another org has a quota of its own.
+        other = session.post(base + "/v1/orgs", json={"name": "Few groups"}, headers=auth, timeout=10).json()["id"]
+        assert session.post(f"{base}/v1/orgs/{other}/groups", json={"name": "g0"}, headers=auth, timeout=10).status_code == 201
+
+    (tmp_path / "b").mkdir()
+    with server(tmp_path / "b", MAX_OVERRIDES_PER_ORG="2") as (base, log_path):
+        auth = root_of(base, log_path)
+        org = requests.post(base + "/v1/orgs", json={"name": "Few overrides"}, headers=auth, timeout=10).json()["id"]
+        member = signup_and_login(base, "olga@example.com")["user"]["id"]
+        assert requests.post(f"{base}/v1/orgs/{org}/members", json={"user_id": member, "role": "viewer"}, headers=auth,
+                             timeout=10).status_code == 201
+        answers = [requests.post(f"{base}/v1/orgs/{org}/overrides", headers=auth, timeout=10, json={
+            "subject": {"user_id": member}, "resource": f"org:{org}/doc:{n}", "permission": "org.read", "effect": "deny",
+            "reason": "quota check"}) for n in range(3)]
+        assert [r.status_code for r in answers] == [201, 201, 409], [r.text for r in answers]
+        assert answers[-1].json()["code"] == "quota_exceeded"
 
 
 def test_watch_streams_per_node(tmp_path: Path):

@@ -423,6 +423,28 @@ expect("The org's bindings", [200], lambda st: [{
     "items": [{"id": UUID, "org_id": st["ORG"], "subject": {"user_id": st["LINUS_ID"]}, "resource": f"org:{st['ORG']}/project:p1",
                "role": "editor", "expires_at": None}], "total": 1, "limit": 20, "offset": 0}])
 
+# --- Groups and overrides
+expect("Ada creates a group, Engineering: 201", [201], [])
+expect("... and Backend inside it (parent_id: Engineering's id): 201.", [201], [])
+expect("Any member lists the org's groups, by name", [200], [[{"name": "Backend", "top": False}, {"name": "Engineering", "top": True}]])
+expect("Linus joins Backend: 201", [201], [{"type": "user", "label": "linus@example.com", "expires_at": None}])
+expect("A binding may name a group", [201], [201])
+expect("Through Backend inside Engineering, Linus", [200], [{"allowed": True, "reason": "editor may editor (needs editor)", "role": "editor"}])
+expect("Explain names the group; via holds", [200], [[
+    {"kind": "membership", "role": "viewer", "group": None, "via": 0, "decisive": False},
+    {"kind": "binding", "role": "editor", "group": "Engineering", "via": 2, "decisive": True}]])
+expect("Ada denies Backend things.write on the legal page", [201], [201])
+expect("Linus is still an editor there, but the deny wins", [200],
+       [{"allowed": False, "reason": "an override denies things.write here", "role": "editor"}])
+expect("Explain shows the override and its reason", [200],
+       [[{"effect": "deny", "group": "Backend", "reason": "Frozen while legal reviews it", "decisive": True}]])
+expect("An allow reaches past the role", [201], [201])
+expect("Linus may export the handbook", [200, 200],
+       [{"allowed": True, "reason": "an override allows reports.export here", "role": "editor"}, False])
+expect("The org's overrides (admins and owners)", [200], [[
+    {"permission": "things.write", "effect": "deny", "reason": "Frozen while legal reviews it"},
+    {"permission": "reports.export", "effect": "allow", "reason": "Exports the handbook for the printer"}]])
+
 # --- Batch, explain, capabilities, lookup, identify
 expect("Up to 1000 checks in one request", [200], [[True, True, False]])
 expect("Why? The decision, the role it needed", [200], lambda st: [{
@@ -541,14 +563,17 @@ def backup_file(out: str, st: dict) -> None:
     assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)  # umask 077: readable by its owner only
     document = json.loads(path.read_text())
     assert {u["email"] for u in document["users"]} >= {"ada@example.com", "margaret@example.com", ROOT_EMAIL}
+    # What "Groups and overrides" made travels with it.
+    assert sorted(g["name"] for g in document["groups"]) == ["Backend", "Engineering"], document["groups"]
+    assert sorted(o["permission"] for o in document["overrides"]) == ["reports.export", "things.write"], document["overrides"]
 
 
 expect("The root admin ($ROOT, as above) exports the instance.", [200], [], check=backup_file)
 expect("The new instance: here a second, empty one", [200], [])
-expect("Its root admin loads the backup: 200", [200], [{"users": 7, "orgs": 2, "memberships": 7, "audit_events": 41}])
+expect("Its root admin loads the backup: 200", [200], [{"users": 7, "orgs": 2, "memberships": 7, "audit_events": 47}])
 expect("Everyone signs in again there, with their old password.", [200], ["ada@example.com"])
 expect("The backup on standard output; the restore says", [], [],
-       check=lambda out, st: text_in_order([r"^restored 7 users, 2 orgs, 7 memberships, 42 audit events$"], st["step_errors"]))
+       check=lambda out, st: text_in_order([r"^restored 7 users, 2 orgs, 7 memberships, 48 audit events$"], st["step_errors"]))
 
 
 # --- Abuse limits
