@@ -39,6 +39,7 @@ public struct Decision: Sendable, Equatable {
         switch why {
         case .noGrant: return DecisionEngine.noGrant
         case .outOfScope: return "the key's scopes do not include this org"
+        case .allowed(let action, let needs) where action == needs.rawValue: return "\(role?.rawValue ?? "") is at least \(action)"
         case .allowed(let action, let needs): return "\(role?.rawValue ?? "") may \(action) (needs \(needs.rawValue))"
         case .below(let action, let needs, let capped):
             return "\(role?.rawValue ?? "")\(capped ? " (capped by the key's scopes)" : "") is below \(needs.rawValue), needed for \(action)"

@@ -767,7 +767,8 @@ def test_every_console_page_screenshots_and_accessibility(server, page):
     add_member(page, member, "editor")
     assert member in member_roles(page)
     tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
-    assert tabs == ["Members", "Invites", "Access", "Service accounts", "Audit log", "Apps", "Webhooks", "Settings", "Explain"], tabs
+    assert tabs == ["Members", "Invites", "Groups", "Access", "Overrides", "Service accounts", "Audit log", "Apps", "Webhooks", "Settings",
+                    "Explain"], tabs
     problems += inspect(page, "org-members")
 
     assert open_page(page, server.url(f"{org}/invites")) == 200
@@ -1670,3 +1671,544 @@ def test_bad_webhook_input_is_said_in_place_with_the_form_kept(server, page):
     assert webhook_of(server, token, org_id, stored["id"]).json() == stored, "a refused save changed the webhook"
     assert not problems, "\n".join(problems)
     assert not forgotten, "the form shown again after an error forgot the events chosen:\n" + "\n".join(forgotten)
+
+
+# --- groups and overrides in the console (/orgs/{org_id}/groups[/{id}], /orgs/{org_id}/overrides) --
+
+def api_groups(server, token: str, org_id: str) -> dict:
+    """GET /v1/orgs/{org_id}/groups as {name: group}."""
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/groups?limit=100")
+    assert r.status_code == 200, f"GET /v1/orgs/{org_id}/groups: {r.status_code} {r.text}"
+    return {g["name"]: g for g in r.json()["items"]}
+
+
+def api_group_members(server, token: str, org_id: str, group_id: str) -> list:
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/groups/{group_id}/members?limit=100")
+    assert r.status_code == 200, f"GET …/groups/{group_id}/members: {r.status_code} {r.text}"
+    return r.json()["items"]
+
+
+def api_overrides(server, token: str, org_id: str) -> list:
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/overrides?limit=100")
+    assert r.status_code == 200, f"GET /v1/orgs/{org_id}/overrides: {r.status_code} {r.text}"
+    return r.json()["items"]
+
+
+def api_group_state(server, token: str, org_id: str) -> dict:
+    """What the groups pages may change, as the API shows it: the groups, their members, the
+    group bindings and the overrides."""
+    groups = api_groups(server, token, org_id)
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/bindings?limit=100")
+    assert r.status_code == 200, r.text
+    return {"groups": groups, "members": {n: api_group_members(server, token, org_id, g["id"]) for n, g in groups.items()},
+            "bindings": [b for b in r.json()["items"] if b["subject"].get("group_id")],
+            "overrides": api_overrides(server, token, org_id)}
+
+
+def table_rows(driver) -> list:
+    """The rows of the main table, each as {data-label: text} (the actions cell, labelled "", left out)."""
+    return driver.execute_script("""
+        return Array.from(document.querySelectorAll('main table tbody tr')).map(tr => {
+          const row = {};
+          for (const td of tr.querySelectorAll('td[data-label]'))
+            if (td.dataset.label) row[td.dataset.label] = td.textContent.trim().replace(/\\s+/g, ' ');
+          return row;
+        });""")
+
+
+def make_group(driver, server, org: str, name: str, parent_id: str = "", description: str = "", status: int = 200) -> str:
+    """Fills and sends "New group" on the org's Groups page; returns the new group's page path (200)."""
+    assert open_page(driver, server.url(f"{org}/groups")) == 200
+    fill(driver, "group-name", name)
+    choose(driver, "group-parent", parent_id)
+    fill(driver, "group-description", description)
+    press(driver, "Make the group", status)
+    if status != 200:
+        return ""
+    path = path_of(driver)
+    assert re.fullmatch(rf"{org}/groups/{UUID_RE}", path), f"making a group led to {driver.current_url}"
+    assert notice(driver) == f"The group {name} is made.", notice(driver)
+    assert h1(driver) == name
+    return path
+
+
+def set_date(driver, field_id: str, value: str):
+    """A date field set as a person's date picker sets it (typing into it depends on the browser's locale)."""
+    field = single(driver, f"input#{field_id}[type=date]")
+    driver.execute_script("arguments[0].value = arguments[1]", field, value)
+    assert field.get_attribute("value") == value
+
+
+def row_form(driver, cell: str, text: str):
+    """The form in the main table's one row whose `cell` column reads `text`."""
+    found = driver.find_elements(By.XPATH, f"//main//table/tbody/tr[td[@data-label={xpath_literal(cell)}]"
+                                           f"[normalize-space()={xpath_literal(text)}]]//form")
+    assert len(found) == 1, f"{len(found)} row forms where {cell} is {text!r} on {driver.current_url}"
+    return found[0]
+
+
+def press_in_row_confirming(driver, cell: str, text: str) -> int:
+    """Presses the (asking) button of the row whose `cell` reads `text`; the person says yes."""
+    form = row_form(driver, cell, text)
+    question = form.get_dom_attribute("data-confirm")
+    assert question, f"the row form where {cell} is {text!r} asks no confirmation"
+
+    def press_and_confirm():
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        alert = WebDriverWait(driver, TIMEOUT).until(expected_conditions.alert_is_present())
+        assert alert.text == question
+        alert.accept()
+
+    return next_document(driver, press_and_confirm, f"confirming the row where {cell} is {text!r}")
+
+
+def explain(driver, server, org: str, subject: str, action: str, obj: str) -> tuple:
+    """Asks on the Explain page through its form: (the answer's badge, its reason, the grants rows)."""
+    assert open_page(driver, server.url(f"{org}/explain")) == 200
+    choose(driver, "ex-subject", subject)
+    fill(driver, "ex-action", action)
+    fill(driver, "ex-object", obj)
+    press(driver, "Explain")
+    answer = single(driver, "section.answer")
+    return (answer.find_element(By.CSS_SELECTOR, ".badge").text.strip(), answer.find_element(By.CSS_SELECTOR, "p").text.strip(),
+            table_rows(driver))
+
+
+def test_an_owner_nests_groups_adds_a_member_binds_a_role_and_explain_shows_the_group_chain(server, page):
+    owner, member = verified_account(server, "groupowner"), verified_account(server, "groupmember", "Gus Member")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Groups {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, member, "viewer")
+    member_id = server.me(member, PASSWORD)["id"]
+    apollo = f"org:{org_id}/project:apollo"
+
+    # The Groups tab, empty to start with.
+    tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
+    assert tabs[:5] == ["Members", "Invites", "Groups", "Access", "Overrides"], tabs
+    follow_link(page, "Groups", f"{org}/groups")
+    assert h1(page) == "Groups" and single(page, "nav.tabs a[aria-current=page]").text.strip() == "Groups"
+    assert single(page, "p.empty").text.strip() == "No groups yet." and not page.find_elements(By.CSS_SELECTOR, "main table")
+    assert options(page, "group-parent") == [""], "an empty org offers a parent group"
+
+    # Two top-level groups, then one inside Engineering and one inside that.
+    make_group(page, server, org, "Engineering", description="Everyone who builds")
+    engineering = api_groups(server, token, org_id)["Engineering"]["id"]
+    inside = "//main//p[starts-with(normalize-space(), 'Inside')]"
+    assert not page.find_elements(By.XPATH, inside), "a top-level group says it is inside one"
+    make_group(page, server, org, "Design")
+    assert open_page(page, server.url(f"{org}/groups")) == 200
+    assert options(page, "group-parent") == ["", api_groups(server, token, org_id)["Design"]["id"], engineering]
+    backend_page = make_group(page, server, org, "Backend", parent_id=engineering)
+    parent_link = page.find_element(By.XPATH, f"{inside}//a")
+    assert urlsplit(parent_link.get_attribute("href")).path == f"{org}/groups/{engineering}", parent_link.text
+    backend = backend_page.rsplit("/", 1)[1]
+    make_group(page, server, org, "Databases", parent_id=backend, description="Postgres and SQLite on call")
+    groups = api_groups(server, token, org_id)
+    assert {n: g["parent_id"] for n, g in groups.items()} == {
+        "Engineering": None, "Design": None, "Backend": engineering, "Databases": backend}, groups
+
+    # The list is a tree: each group under its parent, indented with "— " per level.
+    assert open_page(page, server.url(f"{org}/groups")) == 200
+    assert [(r["Group"], r["Inside"]) for r in table_rows(page)] == [
+        ("Design", ""), ("Engineering", ""), ("— Backend", "Engineering"), ("— — Databases", "Backend")], table_rows(page)
+    assert [o.text for o in single(page, "select#group-parent").find_elements(By.TAG_NAME, "option")] == [
+        "(none: a top-level group)", "Design", "Engineering", "— Backend", "— — Databases"]
+    problems = inspect(page, "org-groups")
+
+    # A member added to Backend from its page (reached by the tree's link), until a date.
+    follow_link(page, "Backend", backend_page)
+    assert table_rows(page) == [{"Member": "Databases", "Kind": "group", "Expires": "never"}], table_rows(page)
+    assert f"user:{member_id}" in options(page, "member-pick"), options(page, "member-pick")
+    choose(page, "member-pick", f"user:{member_id}")
+    set_date(page, "member-expires", "2031-06-30")
+    press(page, "Add")
+    assert path_of(page) == backend_page and notice(page) == "The member is added.", (page.current_url, notice(page))
+    # People first, then the child groups (each linking to its page).
+    assert table_rows(page) == [{"Member": member, "Kind": "user", "Expires": "2031-06-30 00:00 UTC"},
+                                {"Member": "Databases", "Kind": "group", "Expires": "never"}], table_rows(page)
+    assert urlsplit(page.find_element(By.LINK_TEXT, "Databases").get_attribute("href")).path == f"{org}/groups/{groups['Databases']['id']}"
+    stored = api_group_members(server, token, org_id, backend)
+    assert [(m["type"], m["id"]) for m in stored] == [("user", member_id), ("group", groups["Databases"]["id"])], stored
+    assert rfc3339(stored[0]["expires_at"]) == datetime.datetime(2031, 6, 30, tzinfo=datetime.timezone.utc), stored
+    assert stored[1]["expires_at"] is None, stored
+    assert open_page(page, server.url(f"{org}/groups/{engineering}")) == 200
+    assert table_rows(page) == [{"Member": "Backend", "Kind": "group", "Expires": "never"}], table_rows(page)
+    assert urlsplit(page.find_element(By.LINK_TEXT, "Backend").get_attribute("href")).path == backend_page
+
+    # A role bound to Engineering, from its page: it reaches Backend's member.
+    assert single(page, "p.empty").text.strip() == "No role is bound to this group yet."
+    fill(page, "bind-resource", apollo)
+    choose(page, "bind-role", "editor")
+    press(page, "Bind")
+    assert path_of(page) == f"{org}/groups/{engineering}", page.current_url
+    assert notice(page) == f"The group's binding on {apollo} is set.", notice(page)
+    rows = table_rows(page)
+    assert {"Resource": apollo, "Role": "editor", "Expires": "never"} in rows, rows
+    r = api(server, token, "GET", f"/v1/orgs/{org_id}/bindings?limit=100")
+    assert [({k: v for k, v in b["subject"].items() if v}, b["resource"], b["role"]) for b in r.json()["items"]
+            if b["subject"].get("group_id")] == [({"group_id": engineering}, apollo, "editor")], r.text
+    problems += inspect(page, "org-group")
+    shoot_scrolled_to(page, "org-group-settings", "#settings-title")
+
+    # The Access page offers the groups as subjects and shows the group's binding.
+    assert open_page(page, server.url(f"{org}/access")) == 200
+    subjects = {o.get_dom_attribute("value"): o.text for o in single(page, "select#bind-subject").find_elements(By.TAG_NAME, "option")}
+    assert subjects.get(f"group:{engineering}") == "group Engineering" and subjects.get(f"group:{backend}") == "group Backend", subjects
+    assert {"Subject": "group Engineering", "Resource": apollo, "Role": "editor", "Expires": "never"} in table_rows(page), table_rows(page)
+
+    # Explain: allowed through the groups, the chain from the member's own group up to the bound one.
+    badge, reason, grants = explain(page, server, org, f"user:{member_id}", "editor", apollo)
+    assert badge == "Allowed", (badge, reason, grants)
+    assert [th.get_attribute("textContent").strip() for th in page.find_elements(By.CSS_SELECTOR, "section.answer thead th")] == [
+        "Kind", "On", "Role or override", "Through", "Expires", "Decisive"]
+    # (The binding does not expire; the member's place in Backend does, and the grant with it.)
+    through = [g for g in grants if g["Through"]]
+    assert through == [{"Kind": "binding", "On": apollo, "Role or override": "editor", "Through": "groups Backend → Engineering",
+                        "Expires": "2031-06-30 00:00 UTC", "Decisive": "yes"}], grants
+    assert any(g["Kind"] == "membership" and g["Role or override"] == "viewer" and not g["Through"] for g in grants), grants
+    problems += inspect(page, "org-explain-group")
+    shoot_scrolled_to(page, "org-explain-group-answer", "section.answer")
+    # Not above the bound resource: the org itself is the member's viewer role alone.
+    badge, _, grants = explain(page, server, org, f"user:{member_id}", "editor", f"org:{org_id}")
+    assert badge == "Denied" and not [g for g in grants if g["Through"]], grants
+
+    # Removed from Backend: the group's role no longer reaches the member.
+    assert open_page(page, server.url(backend_page)) == 200
+    assert press_in_row_confirming(page, "Member", member) == 200
+    assert path_of(page) == backend_page and notice(page) == "The member is removed from the group.", notice(page)
+    assert [r["Member"] for r in table_rows(page)] == ["Databases"], table_rows(page)
+    assert [m["type"] for m in api_group_members(server, token, org_id, backend)] == ["group"]
+    badge, _, grants = explain(page, server, org, f"user:{member_id}", "editor", apollo)
+    assert badge == "Denied" and not [g for g in grants if g["Through"]], grants
+    assert not problems, "\n".join(problems)
+
+
+def test_an_admin_sets_a_deny_override_with_a_reason_and_explain_says_denied(server, page):
+    owner, admin, member = (verified_account(server, w) for w in ("overrideowner", "overrideadmin", "overridden"))
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Overrides {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, admin, "admin")
+    add_member(page, member, "editor")
+    member_id = server.me(member, PASSWORD)["id"]
+    token = api_token(server, admin)
+    reason = "Under review after ticket SEC-42"
+
+    # The admin has the tab and an empty list.
+    as_person(page, server, admin, return_to=org)
+    tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
+    assert "Overrides" in tabs, f"an org admin has no Overrides tab: {tabs}"
+    follow_link(page, "Overrides", f"{org}/overrides")
+    assert h1(page) == "Overrides" and single(page, "nav.tabs a[aria-current=page]").text.strip() == "Overrides"
+    assert single(page, "p.empty").text.strip() == "No overrides: roles alone decide."
+    assert single(page, "input[name=effect][value=deny]").is_selected(), "deny is not the effect chosen by default"
+    permissions = options(page, "override-permission")
+    assert {"members.read", "org.update", "audit.read"} <= set(permissions) and "editor" not in permissions, permissions
+    assert f"user:{member_id}" in options(page, "override-subject")
+
+    # A deny of members.read for the editor on the whole org, with a reason.
+    single(page, "input[name=effect][value=deny]").click()
+    choose(page, "override-permission", "members.read")
+    choose(page, "override-subject", f"user:{member_id}")
+    fill(page, "override-resource", f"org:{org_id}")
+    fill(page, "override-reason", reason)
+    press(page, "Set the override")
+    assert path_of(page) == f"{org}/overrides", page.current_url
+    assert notice(page) == f"The deny of members.read on org:{org_id} is set.", notice(page)
+    assert table_rows(page) == [{"Effect": "deny", "Permission": "members.read", "Subject": f"Overridden <{member}>",
+                                 "Resource": f"org:{org_id}", "Reason": reason, "Expires": "never"}], table_rows(page)
+    # (Red, as the Explain page's "Denied".)
+    assert single(page, "main table tbody .badge").get_dom_attribute("class").split() == ["badge", "deny"]
+    stored = api_overrides(server, token, org_id)
+    assert [(o["effect"], o["permission"], o["subject"]["user_id"], o["resource"], o["reason"], o["expires_at"]) for o in stored] == [
+        ("deny", "members.read", member_id, f"org:{org_id}", reason, None)], stored
+
+    # Explain: denied by the override, though the editor's role holds members.read.
+    badge, said, grants = explain(page, server, org, f"user:{member_id}", "members.read", f"org:{org_id}")
+    assert badge == "Denied" and "override" in said, (badge, said)
+    assert [g for g in grants if g["Kind"] == "override"] == [
+        {"Kind": "override", "On": f"org:{org_id}", "Role or override": f"deny members.read: {reason}", "Through": "",
+         "Expires": "never", "Decisive": "yes"}], grants
+    problems = inspect(page, "org-explain-override")
+    shoot_scrolled_to(page, "org-explain-override-answer", "section.answer")
+
+    # An allow for a group, on one project, until a date: the group's member gets audit.read there.
+    r = api(server, token, "POST", f"/v1/orgs/{org_id}/groups", {"name": "Auditors"})
+    assert r.status_code == 201, r.text
+    auditors = r.json()["id"]
+    r = api(server, token, "PUT", f"/v1/orgs/{org_id}/groups/{auditors}/members", {"user_id": member_id})
+    assert r.status_code == 201, r.text
+    assert open_page(page, server.url(f"{org}/overrides")) == 200
+    assert f"group:{auditors}" in options(page, "override-subject")
+    single(page, "input[name=effect][value=allow]").click()
+    choose(page, "override-permission", "audit.read")
+    choose(page, "override-subject", f"group:{auditors}")
+    fill(page, "override-resource", f"org:{org_id}/project:apollo")
+    fill(page, "override-reason", "Quarterly audit of Apollo")
+    set_date(page, "override-expires", "2031-01-15")
+    press(page, "Set the override")
+    rows = {r["Permission"]: r for r in table_rows(page)}
+    assert rows["audit.read"] == {"Effect": "allow", "Permission": "audit.read", "Subject": "group Auditors",
+                                  "Resource": f"org:{org_id}/project:apollo", "Reason": "Quarterly audit of Apollo",
+                                  "Expires": "2031-01-15 00:00 UTC"}, rows
+    problems += inspect(page, "org-overrides")
+    shoot_scrolled_to(page, "org-overrides-form", "#override-title")
+    badge, said, grants = explain(page, server, org, f"user:{member_id}", "audit.read", f"org:{org_id}/project:apollo")
+    assert badge == "Allowed" and "override" in said, (badge, said)
+    assert {"Kind": "override", "On": f"org:{org_id}/project:apollo", "Role or override": "allow audit.read: Quarterly audit of Apollo",
+            "Through": "groups Auditors", "Expires": "2031-01-15 00:00 UTC", "Decisive": "yes"} in grants, grants
+
+    # The deny removed from the table: members.read is the editor's again.
+    assert open_page(page, server.url(f"{org}/overrides")) == 200
+    assert press_in_row_confirming(page, "Permission", "members.read") == 200
+    assert path_of(page) == f"{org}/overrides" and notice(page) == "The override is removed.", notice(page)
+    assert [r["Permission"] for r in table_rows(page)] == ["audit.read"]
+    assert [o["permission"] for o in api_overrides(server, token, org_id)] == ["audit.read"]
+    badge, _, grants = explain(page, server, org, f"user:{member_id}", "members.read", f"org:{org_id}")
+    assert badge == "Allowed" and not [g for g in grants if g["Kind"] == "override"], grants
+    assert not problems, "\n".join(problems)
+
+
+def test_refused_group_and_override_changes_say_why_and_change_nothing(server, page):
+    owner = verified_account(server, "grouprefusals")
+    token = api_token(server, owner)
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Refused groups {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    owner_id = server.me(owner, PASSWORD)["id"]
+    ops_page = make_group(page, server, org, "Ops")
+    ops = ops_page.rsplit("/", 1)[1]
+    oncall_page = make_group(page, server, org, "On-call", parent_id=ops)
+    oncall = oncall_page.rsplit("/", 1)[1]
+    before = api_group_state(server, token, org_id)
+
+    # A sibling's name again (in other case): said in place, the typed name kept, nothing made.
+    assert open_page(page, server.url(f"{org}/groups")) == 200
+    fill(page, "group-name", "ops")
+    fill(page, "group-description", "A second Ops")
+    press(page, "Make the group", 409)
+    errors = page_errors(page)
+    assert len(errors) == 1 and "already exists" in errors[0] and "ops" in errors[0], errors
+    assert path_of(page) == f"{org}/groups" and h1(page) == "Groups", (page.current_url, h1(page))
+    assert single(page, "#group-name").get_attribute("value") == "ops"
+    assert single(page, "#group-description").get_attribute("value") == "A second Ops"
+    assert [r["Group"] for r in table_rows(page)] == ["Ops", "— On-call"], table_rows(page)
+    assert api_group_state(server, token, org_id) == before, "a refused name clash changed the groups"
+    problems = inspect(page, "org-groups-error")
+
+    # Ops moved under its own child (and renamed in the same save): refused, nothing changed.
+    assert open_page(page, server.url(ops_page)) == 200
+    assert ops not in options(page, "group-parent"), "a group is offered as its own parent"
+    assert options(page, "group-parent") == ["", oncall]
+    fill(page, "group-name", "Operations")
+    choose(page, "group-parent", oncall)
+    press(page, "Save", 409)
+    errors = page_errors(page)
+    assert len(errors) == 1 and "cannot move under itself or one of its own descendants" in errors[0], errors
+    assert h1(page) == "Ops" and path_of(page) in (ops_page, f"{ops_page}/save"), (page.current_url, h1(page))
+    form_for(page, "Save")  # the form, shown again, with what was typed
+    assert single(page, "#group-name").get_attribute("value") == "Operations"
+    assert single(page, "#group-parent option:checked").get_attribute("value") == oncall, "the refused choice of parent was lost"
+    assert api_group_state(server, token, org_id) == before, "a refused move changed the groups"
+    problems += inspect(page, "org-group-error")
+
+    # A group with a child group is not deleted.
+    assert open_page(page, server.url(ops_page)) == 200
+    assert press_confirming(page, "Delete the group") == 409
+    errors = page_errors(page)
+    assert len(errors) == 1 and "child groups" in errors[0], errors
+    assert api_group_state(server, token, org_id) == before, "a refused delete changed the groups"
+
+    # An override on oneself: refused in place, nothing set.
+    assert open_page(page, server.url(f"{org}/overrides")) == 200
+    assert f"user:{owner_id}" in options(page, "override-subject")
+    choose(page, "override-permission", "org.update")
+    choose(page, "override-subject", f"user:{owner_id}")
+    fill(page, "override-resource", f"org:{org_id}")
+    fill(page, "override-reason", "Locking myself out")
+    press(page, "Set the override", 403)
+    errors = page_errors(page)
+    assert len(errors) == 1 and "yourself" in errors[0], errors
+    assert path_of(page) == f"{org}/overrides" and h1(page) == "Overrides"
+    assert single(page, "#override-reason").get_attribute("value") == "Locking myself out"
+    assert api_group_state(server, token, org_id) == before, "a refused override changed something"
+    # The choices come back as sent: a refused allow must not come back as a deny.
+    assert single(page, "#override-permission option:checked").get_attribute("value") == "org.update"
+    assert single(page, "#override-subject option:checked").get_attribute("value") == f"user:{owner_id}"
+    single(page, "input[name=effect][value=allow]").click()
+    fill(page, "override-resource", "org:not-an-org")
+    press(page, "Set the override", 400)
+    assert single(page, "input[name=effect]:checked").get_attribute("value") == "allow", "a refused allow came back as a deny"
+    assert api_group_state(server, token, org_id) == before, "a refused override changed something"
+
+    # Not vacuous: the same name inside another parent is no clash.
+    make_group(page, server, org, "ops", parent_id=ops)
+    assert set(api_groups(server, token, org_id)) == {"Ops", "On-call", "ops"}
+    assert not problems, "\n".join(problems)
+
+
+def test_a_viewer_sees_the_groups_read_only_and_no_overrides_tab(server, page):
+    owner, viewer = verified_account(server, "groupboss"), verified_account(server, "groupviewer")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Read only {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, viewer, "viewer")
+    viewer_id = server.me(viewer, PASSWORD)["id"]
+    token = api_token(server, owner)
+    support = api(server, token, "POST", f"/v1/orgs/{org_id}/groups", {"name": "Support", "description": "First line"}).json()["id"]
+    tier2 = api(server, token, "POST", f"/v1/orgs/{org_id}/groups", {"name": "Tier 2", "parent_id": support}).json()["id"]
+    r = api(server, token, "PUT", f"/v1/orgs/{org_id}/groups/{support}/members", {"user_id": viewer_id})
+    assert r.status_code == 201, r.text
+    r = api(server, token, "PUT", f"/v1/orgs/{org_id}/bindings",
+            {"subject": {"group_id": support}, "resource": f"org:{org_id}/project:helpdesk", "role": "editor"})
+    assert r.status_code in (200, 201), r.text
+    before = api_group_state(server, token, org_id)
+
+    as_person(page, server, viewer, return_to=org)
+    tabs = [a.text.strip() for a in single(page, "nav.tabs").find_elements(By.TAG_NAME, "a")]
+    assert "Groups" in tabs and "Overrides" not in tabs and "Access" not in tabs, tabs
+    follow_link(page, "Groups", f"{org}/groups")
+    assert [(r["Group"], r["Inside"], r["Description"]) for r in table_rows(page)] == [
+        ("Support", "", "First line"), ("— Tier 2", "Support", "")], table_rows(page)
+    assert not page.find_elements(By.CSS_SELECTOR, "main form"), "a viewer is offered a form on the Groups page"
+    assert not page.find_elements(By.ID, "group-name")
+    assert "Only admins and owners may change the groups." in main_text(page)
+    problems = inspect(page, "org-groups-viewer")
+
+    follow_link(page, "Support", f"{org}/groups/{support}")
+    assert h1(page) == "Support"
+    assert [(r["Member"], r["Kind"]) for r in table_rows(page)] == [(viewer, "user"), ("Tier 2", "group")], table_rows(page)
+    assert not page.find_elements(By.CSS_SELECTOR, "main form"), "a viewer is offered a form on a group's page"
+    assert not page.find_elements(By.XPATH, "//main//button"), "a viewer is offered a button on a group's page"
+    assert "Roles bound to this group" not in main_text(page)
+    problems += inspect(page, "org-group-viewer")
+
+    assert open_page(page, server.url(f"{org}/overrides")) == 403
+    assert h1(page) == "Not allowed" and not page.find_elements(By.ID, "override-reason"), main_text(page)
+
+    # The forms posted anyway, with the viewer's own valid token: refused as pages, nothing changed.
+    assert open_page(page, server.url(f"{org}/groups")) == 200
+    client, csrf = browser_client(page), page_csrf(page)
+    posts = [
+        (f"{org}/groups", {"name": "Sneaky"}),
+        (f"{org}/groups/{support}/save", {"name": "Renamed", "parent_id": ""}),
+        (f"{org}/groups/{support}/member", {"member": f"user:{viewer_id}", "expires_at": ""}),
+        (f"{org}/groups/{support}/remove-member", {"member_id": viewer_id}),
+        (f"{org}/groups/{support}/bind", {"resource": f"org:{org_id}", "role": "admin"}),
+        (f"{org}/groups/{tier2}/delete", {}),
+        (f"{org}/overrides", {"effect": "allow", "permission": "org.update", "subject": f"group:{support}",
+                              "resource": f"org:{org_id}", "reason": "Let me in"}),
+    ]
+    for path, fields in posts:
+        r = post_form(client, server, path, dict(fields, csrf=csrf))
+        assert r.status_code == 403, f"a viewer's post to {path}: {r.status_code}"
+        assert r.headers.get("Content-Type", "").startswith("text/html") and "<main" in r.text, f"{path}: {r.headers.get('Content-Type')}"
+    assert api_group_state(server, token, org_id) == before, "a viewer's post changed the groups"
+    assert not problems, "\n".join(problems)
+
+
+def test_group_and_override_posts_without_the_csrf_token_are_refused(server, page):
+    owner, member = verified_account(server, "groupcsrf"), verified_account(server, "groupcsrfmember")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"Forged groups {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, member, "viewer")
+    member_id = server.me(member, PASSWORD)["id"]
+    token = api_token(server, owner)
+    group_page = make_group(page, server, org, "Finance")
+    group = group_page.rsplit("/", 1)[1]
+    r = api(server, token, "POST", f"/v1/orgs/{org_id}/overrides", {"subject": {"user_id": member_id}, "resource": f"org:{org_id}",
+                                                                     "permission": "members.read", "effect": "deny", "reason": "kept"})
+    assert r.status_code == 201, r.text
+    override = r.json()["id"]
+    before = api_group_state(server, token, org_id)
+
+    client = browser_client(page)
+    posts = [
+        (f"{org}/groups", {"name": "Forged"}),
+        (f"{group_page}/save", {"name": "Forged", "parent_id": ""}),
+        (f"{group_page}/member", {"member": f"user:{member_id}"}),
+        (f"{group_page}/bind", {"resource": f"org:{org_id}", "role": "admin"}),
+        (f"{group_page}/delete", {"id": group}),
+        (f"{org}/overrides", {"effect": "deny", "permission": "org.read", "subject": f"user:{member_id}",
+                              "resource": f"org:{org_id}", "reason": "forged"}),
+        (f"{org}/overrides/remove", {"override_id": override}),
+    ]
+    for path, fields in posts:
+        r = post_form(client, server, path, fields)
+        assert r.status_code == 403 and "This form has expired" in r.text, f"{path} without a csrf field: {r.status_code}"
+    csrf = page_csrf(page)
+    for path, fields in posts:
+        r = post_form(client, server, path, dict(fields, csrf=csrf), origin="https://evil.example")
+        assert r.status_code == 403, f"{path} from another origin: {r.status_code}"
+    assert api_group_state(server, token, org_id) == before, "a forged post changed the groups or overrides"
+
+    # The control: the same post with the page's token is taken.
+    r = post_form(client, server, f"{group_page}/member", {"member": f"user:{member_id}", "csrf": csrf})
+    assert r.status_code == 303 and r.headers["Location"] == group_page, (r.status_code, r.headers.get("Location"))
+    assert [m["id"] for m in api_group_members(server, token, org_id, group)] == [member_id]
+
+
+def test_group_and_override_pages_work_without_javascript(server, page):
+    owner, member = verified_account(server, "groupnojs"), verified_account(server, "groupnojsmember")
+    as_person(page, server, owner)
+    org = create_org(page, server, f"No script {uuid.uuid4().hex[:6]}")
+    org_id = org.rsplit("/", 1)[1]
+    add_member(page, member, "editor")
+    member_id = server.me(member, PASSWORD)["id"]
+    token = api_token(server, owner)
+    # The page's own script off (the driver's still runs): "Remove" and "Delete" post at once, unasked.
+    page.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        parent_page = make_group(page, server, org, "Platform")
+        parent = parent_page.rsplit("/", 1)[1]
+        child_page = make_group(page, server, org, "SRE", parent_id=parent)
+        child = child_page.rsplit("/", 1)[1]
+
+        # Members added and removed.
+        choose(page, "member-pick", f"user:{member_id}")
+        press(page, "Add")
+        assert notice(page) == "The member is added." and [r["Member"] for r in table_rows(page)] == [member]
+        submit(page, row_form(page, "Member", member))
+        assert notice(page) == "The member is removed from the group." and not table_rows(page)
+
+        # A role bound and unbound.
+        fill(page, "bind-resource", f"org:{org_id}/project:pager")
+        choose(page, "bind-role", "admin")
+        press(page, "Bind")
+        assert {"Resource": f"org:{org_id}/project:pager", "Role": "admin", "Expires": "never"} in table_rows(page)
+        submit(page, row_form(page, "Resource", f"org:{org_id}/project:pager"))
+        assert notice(page) == "The binding is removed." and not table_rows(page), main_text(page)
+        assert "No role is bound to this group yet." in main_text(page)
+
+        # Renamed and moved to the top from Settings.
+        fill(page, "group-name", "Reliability")
+        choose(page, "group-parent", "")
+        press(page, "Save")
+        assert path_of(page) == child_page and notice(page) == "The group is saved." and h1(page) == "Reliability"
+        assert api_groups(server, token, org_id)["Reliability"]["parent_id"] is None
+
+        # Deleted, both.
+        press(page, "Delete the group")
+        assert path_of(page) == f"{org}/groups" and notice(page) == "The group is deleted.", (page.current_url, notice(page))
+        assert open_page(page, server.url(parent_page)) == 200
+        press(page, "Delete the group")
+        assert single(page, "p.empty").text.strip() == "No groups yet." and api_groups(server, token, org_id) == {}
+        assert open_page(page, server.url(child_page)) == 404 and h1(page).startswith("No such group"), h1(page)
+
+        # An override set and removed.
+        assert open_page(page, server.url(f"{org}/overrides")) == 200
+        choose(page, "override-permission", "members.read")
+        choose(page, "override-subject", f"user:{member_id}")
+        fill(page, "override-resource", f"org:{org_id}")
+        fill(page, "override-reason", "No script needed")
+        press(page, "Set the override")
+        assert [r["Reason"] for r in table_rows(page)] == ["No script needed"]
+        submit(page, row_form(page, "Reason", "No script needed"))
+        assert notice(page) == "The override is removed." and api_overrides(server, token, org_id) == []
+        assert not page.find_elements(By.CSS_SELECTOR, "main table")
+        assert open_page(page, server.url(f"{org}/groups/{child}")) == 404 and open_page(page, server.url(f"{org}/groups/{parent}")) == 404
+    finally:
+        page.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})

@@ -429,7 +429,7 @@ expect("... and Backend inside it (parent_id: Engineering's id): 201.", [201], [
 expect("Any member lists the org's groups, by name", [200], [[{"name": "Backend", "top": False}, {"name": "Engineering", "top": True}]])
 expect("Linus joins Backend: 201", [201], [{"type": "user", "label": "linus@example.com", "expires_at": None}])
 expect("A binding may name a group", [201], [201])
-expect("Through Backend inside Engineering, Linus", [200], [{"allowed": True, "reason": "editor may editor (needs editor)", "role": "editor"}])
+expect("Through Backend inside Engineering, Linus", [200], [{"allowed": True, "reason": "editor is at least editor", "role": "editor"}])
 expect("Explain names the group; via holds", [200], [[
     {"kind": "membership", "role": "viewer", "group": None, "via": 0, "decisive": False},
     {"kind": "binding", "role": "editor", "group": "Engineering", "via": 2, "decisive": True}]])
@@ -473,7 +473,7 @@ expect('Then: {"allowed": false', [200], [{"allowed": False, "reason": "viewer i
 expect("The PDP metadata; no credential needed.", [200], lambda st: [{
     "policy_decision_point": st["base"], "access_evaluation_endpoint": st["base"] + "/access/v1/evaluation",
     "access_evaluations_endpoint": st["base"] + "/access/v1/evaluations"}])
-expect("One evaluation.", [200], [{"context": {"reason": "editor may editor (needs editor)", "role": "editor"}, "decision": True}])
+expect("One evaluation.", [200], [{"context": {"reason": "editor is at least editor", "role": "editor"}, "decision": True}])
 expect("Several. Top-level subject, resource and action are defaults", [200], [[True, False, True]])
 expect("Search: which projects may Linus edit?", [200], lambda st: [{
     "results": [{"type": "project", "id": f"org:{st['ORG']}/project:p1"}], "page": {"next_token": ""}}])

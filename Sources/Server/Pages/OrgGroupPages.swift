@@ -48,7 +48,7 @@ struct OrgGroupPages: Sendable {
              "prefix": String(repeating: "— ", count: depth), "parent": g.parentID.flatMap { p in all.first { $0.id == p }?.name } ?? ""]
         }
         values["may_write"] = visit.abilities.may(Permission.membersWrite)
-        values["parents"] = Self.parentOptions(all, selected: nil)
+        values["parents"] = Self.parentOptions(all, selected: Self.optionalID(PageFormat.typed(extra, "parent_id")))
         return frame.render(request, visit, "org-groups", title: "Groups", tab: "groups", status: status, values)
     }
 
@@ -101,8 +101,14 @@ struct OrgGroupPages: Sendable {
         values["member_total"] = String(total)
         values["may_write"] = mayWrite
         values["may_bind"] = mayBind
-        values["candidates"] = names.sorted { $0.value < $1.value }.map { ["value": OrgFrame.principalValue($0.key, names), "label": $0.value] }
-        values["parents"] = Self.parentOptions(all, selected: group.parentID, excluding: id)
+        let member = PageFormat.typed(extra, "member")
+        values["candidates"] = names.sorted { $0.value < $1.value }.map { key, label -> [String: Any] in
+            let value = OrgFrame.principalValue(key, names)
+            return ["value": value, "label": label, "selected": value == member]
+        }
+        // After a refused form, the choices as they were sent; else as stored.
+        let typedParent = PageFormat.typed(extra, "parent_id")
+        values["parents"] = Self.parentOptions(all, selected: typedParent.map { Self.optionalID($0) } ?? group.parentID, excluding: id)
         if mayBind {
             let (bound, _) = try await bindings.list(actor: visit.who.actor, orgID: visit.org.id, limit: 100, offset: 0)
             values["bindings"] = bound.filter { $0.principal == .group(id) }.map { b -> [String: Any] in
@@ -189,9 +195,12 @@ struct OrgGroupPages: Sendable {
              "effect": o.effect.rawValue, "deny": o.effect == .deny, "reason": o.reason,
              "expires_at": o.expiresAt.map { PageFormat.date($0) } ?? "never"]
         }
-        values["subjects"] = names.sorted { $0.value < $1.value }.map { ["value": OrgFrame.principalValue($0.key, names), "label": $0.value] }
-            + Self.ordered(all).map { g, _ in ["value": "group:\(g.id.lowercasedString)", "label": "group \(g.name)"] }
-        values["permissions"] = overrides.tenancy.permissions.leastRole.keys.sorted().map { ["value": $0] }
+        let subject = PageFormat.typed(extra, "subject"), permission = PageFormat.typed(extra, "permission")
+        let people = names.sorted { $0.value < $1.value }.map { (OrgFrame.principalValue($0.key, names), $0.value) }
+        let teams = Self.ordered(all).map { g, _ in ("group:\(g.id.lowercasedString)", "group \(g.name)") }
+        values["subjects"] = (people + teams).map { ["value": $0.0, "label": $0.1, "selected": $0.0 == subject] }
+        values["permissions"] = overrides.tenancy.permissions.leastRole.keys.sorted().map { ["value": $0, "selected": $0 == permission] }
+        values["allow_checked"] = PageFormat.typed(extra, "effect") == "allow"
         values["resource_example"] = "org:\(visit.org.id.lowercasedString)/project:apollo"
         values["pager"] = PageFormat.pager(path: visit.orgPath + "/overrides", page: page, total: total)
         return frame.render(request, visit, "org-overrides", title: "Overrides", tab: "overrides", status: status, values)
