@@ -120,19 +120,45 @@ public struct SQLGroupStore: SQLStore, GroupStore {
         }
         grants.setGroups(names: names, parents: parents, edges: edges)
         let holders: Set<UUID>? = principal == nil ? nil : Set(grants.groupReach.values.flatMap { $0.map(\.group) })
-        for r in try await tx.query(
-            "SELECT id, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1 AND subject_type = 'group'", orgID) {
-            let g = try r.uuid("subject_id")
-            guard holders?.contains(g) ?? true else { continue }
-            grants.addBinding(BindingGrant(
-                id: try r.uuid("id"), path: try r.string("resource_path"), role: try SQLTenancyStore.decodeRole(r),
-                expiresAt: try r.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try r.optionalUUID("audit_event_id")), for: .group(g))
+        // A whole org's load read every binding already, groups' included; one principal's read only its own.
+        if let holders {
+            for r in try await tx.query(
+                "SELECT id, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1 AND subject_type = 'group'", orgID) {
+                let g = try r.uuid("subject_id")
+                guard holders.contains(g) else { continue }
+                grants.addBinding(BindingGrant(
+                    id: try r.uuid("id"), path: try r.string("resource_path"), role: try SQLTenancyStore.decodeRole(r),
+                    expiresAt: try r.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try r.optionalUUID("audit_event_id")), for: .group(g))
+            }
         }
         for r in try await tx.query(
             "SELECT id, subject_id, resource_path, permission, effect, expires_at, reason, audit_event_id FROM overrides WHERE org_id = $1 AND subject_type = 'group'", orgID) {
             let g = try r.uuid("subject_id")
             guard holders?.contains(g) ?? true else { continue }
             grants.addOverride(try overrideGrant(r), for: .group(g))
+        }
+    }
+
+    /// Every org's groups, group memberships and overrides, one query per table (warming a cache:
+    /// a query per org would cost a round trip per org). Group bindings came with the bindings.
+    static func loadAllGroups(_ tx: any SQLExecutor, into all: inout [UUID: OrgGrants]) async throws {
+        var names: [UUID: [UUID: String]] = [:], parents: [UUID: [UUID: UUID]] = [:], edges: [UUID: [(Principal, GroupEdge)]] = [:]
+        for r in try await tx.query("SELECT id, org_id, name, parent_id FROM groups") {
+            let org = try r.uuid("org_id"), id = try r.uuid("id")
+            names[org, default: [:]][id] = try r.string("name")
+            if let p = try r.optionalUUID("parent_id") { parents[org, default: [:]][id] = p }
+        }
+        for r in try await tx.query("SELECT org_id, group_id, member_type, member_id, expires_at, audit_event_id FROM group_members") {
+            edges[try r.uuid("org_id"), default: []].append((try member(r), GroupEdge(
+                group: try r.uuid("group_id"), expiresAt: try r.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try r.optionalUUID("audit_event_id"))))
+        }
+        for (org, orgNames) in names where all[org] != nil {
+            all[org]!.setGroups(names: orgNames, parents: parents[org] ?? [:], edges: edges[org] ?? [])
+        }
+        for r in try await tx.query("SELECT \(overrideColumns) FROM overrides") {
+            let org = try r.uuid("org_id")
+            guard all[org] != nil else { continue }
+            all[org]!.addOverride(try overrideGrant(r), for: try SQLPolicyStore.principal(r))
         }
     }
 

@@ -99,14 +99,7 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
                 for: try Self.principal(row))
         }
-        // Groups and overrides org by org, for the orgs that have any.
-        for row in try await db.query("SELECT DISTINCT org_id FROM groups UNION SELECT DISTINCT org_id FROM overrides") {
-            let org = try row.uuid("org_id")
-            guard var grants = all[org] else { continue }
-            try await SQLGroupStore.loadGroups(db, orgID: org, into: &grants)
-            try await SQLGroupStore.loadOverrides(db, orgID: org, into: &grants)
-            all[org] = grants
-        }
+        try await SQLGroupStore.loadAllGroups(db, into: &all)
         return all
     }
 
