@@ -140,7 +140,7 @@ def report(d: Path) -> str:
 
         grp = engine.get("groups")
         if grp:
-            d, g = grp["direct_binding_check"], grp["group_binding_check"]
+            direct, via_group = grp["direct_binding_check"], grp["group_binding_check"]
             w = grp["parsed_engine_with_groups"]
             out += ["#### Groups and overrides", "",
                     f"The same orgs with {grp['groups']:,} groups (10 per org: four at the top, six nested under them), "
@@ -148,8 +148,8 @@ def report(d: Path) -> str:
                     f"and {grp['overrides']:,} overrides (a deny and an allow per org).", "",
                     "| checks | decisions/s (wall) | ns per decision | per CPU second (share of a core) |", "|---|---|---|---|",
                     f"| the base checks, groups and overrides in every org | {f_rate(w['per_second'])} | {w['nanoseconds_per_decision']:.0f} | {cpu(w)} |",
-                    f"| allowed by the subject's own binding on an ancestor | {f_rate(d['per_second'])} | {d['nanoseconds_per_decision']:.0f} | {cpu(d)} |",
-                    f"| allowed by the binding of the parent of the subject's group, on an ancestor | {f_rate(g['per_second'])} | {g['nanoseconds_per_decision']:.0f} | {cpu(g)} |",
+                    f"| allowed by the subject's own binding on an ancestor | {f_rate(direct['per_second'])} | {direct['nanoseconds_per_decision']:.0f} | {cpu(direct)} |",
+                    f"| allowed by the binding of the parent of the subject's group, on an ancestor | {f_rate(via_group['per_second'])} | {via_group['nanoseconds_per_decision']:.0f} | {cpu(via_group)} |",
                     "",
                     f"A check through a nested group costs **{grp['group_over_direct']:.2f}×** a direct check (target ≤ 2×: "
                     f"{verdict(grp['group_over_direct'] <= 2)}).", ""]
