@@ -102,6 +102,8 @@ struct OrgFrame: Sendable {
         var values = values
         values["wide"] = true
         values["section"] = visit.org.name
+        // The window's title names the org; a message page's heading is the title alone.
+        values["heading"] = title
         values["org"] = ["id": visit.org.id.lowercasedString, "name": visit.org.name, "path": path, "role": visit.abilities.role?.rawValue ?? "platform admin"]
         values["tabs"] = tabs.map { ["href": "\(path)/\($0.0)", "label": $0.1, "current": $0.0 == tab] }
         return kit.page(request, visit.who, template, title: "\(title) · \(visit.org.name)", status: status, values)
