@@ -228,7 +228,8 @@ public struct OrgGrants: Sendable, Equatable {
             }
         }
         // A group counts only while its member is one of the org's (a lapsed membership lapses its groups).
-        guard member != nil, let reach = groupReach[principal] else { return best }
+        // An org without groups pays one count check, not a hash probe.
+        guard member != nil, !groupReach.isEmpty, let reach = groupReach[principal] else { return best }
         for r in reach where r.expiresAt > now {
             guard let ceiling = bindingCeiling[.group(r.group)], best == nil || ceiling > best! else { continue }
             forEachBinding(of: .group(r.group), onPathTo: path, probes: &probes) { b in

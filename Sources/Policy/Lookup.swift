@@ -168,15 +168,13 @@ extension Authorizer {
         var items: [String: LookupItem] = [:]
         for object in objects {
             try await pacer.step()
-            let d: Decision
             if let g = flattened[object.orgID] {
-                d = DecisionEngine.decide(g, subject: subject, object: object, required: required, now: now)
+                let d = DecisionEngine.decide(g, subject: subject, object: object, required: required, now: now)
+                if d.allowed { items[object.string] = LookupItem(object: object, role: d.role) }
             } else if let held = candidateRoles[object], let role = held, role >= required.role {
-                d = Decision(allowed: true, role: role, why: .noGrant)
-            } else {
-                continue
+                // An org without overrides: the role Lookup.run found is the answer.
+                items[object.string] = LookupItem(object: object, role: role)
             }
-            if d.allowed { items[object.string] = LookupItem(object: object, role: d.role) }
         }
         return items.sorted { $0.key < $1.key }.map(\.value)
     }
