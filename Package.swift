@@ -61,6 +61,13 @@ let package = Package(
                 "Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings),
+        // Federated sign-in (SPEC §15): upstream providers (GitHub, Google, any OpenID provider), linking, ID-token checks.
+        .target(
+            name: "Federation",
+            dependencies: [
+                "Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "Identity",
             dependencies: [
@@ -91,7 +98,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Migrations", "Wire",
+                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "Migrations", "Wire",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -104,7 +111,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "APIDocs", "CCurlSMTP", "Wire",
+                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "APIDocs", "CCurlSMTP", "Wire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -145,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "PortcullisTests",
             dependencies: [
-                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire", "Webhooks",
+                "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire", "Webhooks", "Federation",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -14,6 +14,8 @@ public final class AccountMailQueue: Sendable {
     public enum Request: Sendable, Equatable {
         case passwordReset(email: String)
         case verification(email: String)
+        /// A sign-in code, mailed only when a verified account has the address.
+        case signInCode(email: String, code: String)
     }
 
     public static let capacity = 10_000

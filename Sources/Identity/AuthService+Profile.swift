@@ -17,6 +17,11 @@ extension AuthService {
     public func changePassword(userID: UUID, currentSessionID: UUID, current: String, new: String) async throws -> Revision {
         try PasswordPolicy.validate(new)
         guard let account = try await users.credentials(id: userID) else { throw IdentityError.notFound }
+        // An account made through an upstream sets its first password with a mailed reset link,
+        // which proves the address; a session alone does not.
+        guard !account.passwordHash.isEmpty else {
+            throw IdentityError.forbidden("this account has no password yet; set one with a reset link (forgot password)")
+        }
         guard current.count <= PasswordPolicy.maxLength, await hasher.verify(current, against: account.passwordHash) else {
             throw IdentityError.forbidden("current password is wrong")
         }

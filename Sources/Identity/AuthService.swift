@@ -137,6 +137,8 @@ public struct AuthService: Sendable {
                     "name": account.user.name, "email": email, "link": links.resetPassword(token),
                     "expires_at": at.addingTimeInterval(Self.resetLifetime).ISO8601Format(),
                 ])), now: at)
+        case .signInCode(let email, let code):
+            try await users.mailSignInCode(email: email, signInCodeMail(email: email, code: code), now: at)
         case .verification(let email):
             let links = links
             try await users.createVerificationToken(email: email, { user in
@@ -187,8 +189,11 @@ public struct AuthService: Sendable {
         } else {
             account = nil
         }
-        let matches = await hasher.verify(password, against: account?.passwordHash ?? hasher.decoyHash)
-        guard let account, matches else { throw IdentityError.invalidCredentials }
+        // An account made through an upstream may have no password: it is checked against the
+        // decoy too, so it costs what a wrong password costs and never matches.
+        let stored = account?.passwordHash ?? ""
+        let matches = await hasher.verify(password, against: stored.isEmpty ? hasher.decoyHash : stored)
+        guard let account, !stored.isEmpty, matches else { throw IdentityError.invalidCredentials }
         return try await openSession(for: account.user, client: client)
     }
 

@@ -13,4 +13,7 @@ public enum IdentityError: Error, Sendable, Equatable {
     case notFound
     /// A mailed token that is unknown, spent, expired or meant for something else.
     case invalidToken
+    /// An e-mail sign-in code that is wrong, used, expired, out of tries, or asked for by another
+    /// flow or for another address: deliberately one case.
+    case invalidCode
 }

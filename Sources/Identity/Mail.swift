@@ -20,7 +20,8 @@ public enum MailTemplate {
     public static let platformInvite = "platform_invite"
     public static let passwordReset = "password_reset"
     public static let verifyEmail = "verify_email"
-    public static let all = [invite, platformInvite, passwordReset, verifyEmail]
+    public static let signInCode = "sign_in_code"
+    public static let all = [invite, platformInvite, passwordReset, verifyEmail, signInCode]
 }
 
 /// A single-use token about to be stored (as its hash) with the mail that carries it.

@@ -28,6 +28,14 @@ public protocol UserStore: Sendable {
     /// in one transaction. Returns the revision and the sessions revoked.
     func setPassword(userID: UUID, hash: String, keepSession keep: UUID?, reason: RevokeReason, now: Date) async throws -> (Revision, [UUID])
     func rootExists() async throws -> Bool
+    /// Stores an e-mail sign-in code (for any address: the request path must not differ).
+    func saveSignInCode(_ code: SignInCode) async throws
+    /// Queues the code's mail when a verified account has `email`; otherwise does nothing.
+    func mailSignInCode(email: String, _ mail: @escaping @Sendable (User) -> OutgoingMail, now: Date) async throws
+    /// Tries a code: when `codeHash` matches the flow's live code for `email` (compared in
+    /// constant time) the code is spent and the verified account's id returned; otherwise a
+    /// try is counted, and after `maxTries` misses the code is dead.
+    func spendSignInCode(flowHash: String, email: String, codeHash: String, maxTries: Int, now: Date) async throws -> UUID?
     /// Users whose address or name contains `text` (all when nil), by address, and their count.
     func users(matching text: String?, limit: Int, offset: Int) async throws -> ([User], Int)
 }

@@ -81,15 +81,7 @@ public struct SQLInviteStore: SQLStore, InviteStore {
         do {
             return try await RecordingExecutor.transaction(db, observer: observer) { tx in
                 let email = credentials.user.email
-                // A platform invite's token, or an org invite's: either proves the address.
-                if let p = try await tx.queryFirst(
-                    "SELECT id FROM platform_invites WHERE token_hash = $1 AND email = $2 AND state = 'pending' AND expires_at > $3", inviteTokenHash, email, now) {
-                    try await tx.execute("UPDATE platform_invites SET state = 'accepted' WHERE id = $1", try p.uuid("id"))
-                } else if try await tx.queryFirst(
-                    "SELECT id FROM invites WHERE token_hash = $1 AND email = $2 AND state = 'pending' AND (dormant = TRUE OR expires_at > $3)",
-                    inviteTokenHash, email, now) == nil {
-                    return nil
-                }
+                guard try await Self.spendSignupInvite(tx, tokenHash: inviteTokenHash, email: email, now: now) else { return nil }
                 try await SQLIdentityStore.insertUser(tx, credentials)
                 try await Self.wakeDormantInvites(tx, email: email, now: now, lifetime: inviteLifetime)
                 return try await ChangeLog.append(tx, .userCreated(credentials.user.id), at: now)
@@ -97,6 +89,19 @@ public struct SQLInviteStore: SQLStore, InviteStore {
         } catch StorageError.uniqueViolation {
             throw IdentityError.emailTaken
         }
+    }
+
+    /// Whether an invite token lets `email` sign up: a platform invite's token (spent here), or a
+    /// pending org invite's (accepted later, from the account). Either proves the address.
+    static func spendSignupInvite(_ tx: any SQLExecutor, tokenHash: String, email: String, now: Date) async throws -> Bool {
+        if let p = try await tx.queryFirst(
+            "SELECT id FROM platform_invites WHERE token_hash = $1 AND email = $2 AND state = 'pending' AND expires_at > $3", tokenHash, email, now) {
+            try await tx.execute("UPDATE platform_invites SET state = 'accepted' WHERE id = $1", try p.uuid("id"))
+            return true
+        }
+        return try await tx.queryFirst(
+            "SELECT id FROM invites WHERE token_hash = $1 AND email = $2 AND state = 'pending' AND (dormant = TRUE OR expires_at > $3)",
+            tokenHash, email, now) != nil
     }
 
     /// Dormant invites for a now-proven address become pending, with a fresh expiry.

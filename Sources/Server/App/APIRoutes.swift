@@ -24,6 +24,8 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     let clients = ClientRoutes(clients: services.clients)
     let watch = WatchRoutes(changeFeed: services.changeFeed, hub: services.watch)
     let webhooks = WebhookRoutes(webhooks: services.webhooks)
+    let federation = FederationRoutes(
+        federation: services.federation, auth: services.auth, limits: services.limits, secureCookies: services.config.publicURL.hasPrefix("https://"))
 
     // Platform: health, readiness, metrics, the API description, discovery, key rotation
     routes.on(.get, "/health", use: platform.health)
@@ -111,6 +113,17 @@ func registerRoutes(_ routes: RouteTable, services: AppServices, authenticator: 
     routes.on(.post, "/v1/auth/password-reset/confirm", use: invites.confirmReset)
     routes.on(.post, "/v1/auth/verify-email", use: invites.verifyEmail)
     routes.on(.post, "/v1/auth/verify-email/request", use: invites.requestVerification)
+    routes.on(.post, "/v1/auth/email-code", use: federation.requestCode)
+    routes.on(.post, "/v1/auth/email-code/verify", use: federation.verifyCode)
+
+    routes.on(.get, "/v1/auth/providers", use: federation.loginProviders)
+    routes.on(.get, "/v1/identity-providers", use: federation.list)
+    routes.on(.post, "/v1/identity-providers", use: federation.create)
+    routes.on(.get, "/v1/identity-providers/{provider_id}", use: federation.get)
+    routes.on(.patch, "/v1/identity-providers/{provider_id}", use: federation.update)
+    routes.on(.delete, "/v1/identity-providers/{provider_id}", use: federation.delete)
+    routes.on(.get, "/v1/me/identities", use: federation.identities)
+    routes.on(.delete, "/v1/me/identities/{identity_id}", use: federation.unlink)
 
     // OpenID clients
     routes.on(.post, "/v1/clients", use: clients.create)

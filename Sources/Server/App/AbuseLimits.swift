@@ -22,6 +22,8 @@ public final class AbuseLimits: Sendable {
         public var ipPerMinute = 60
         public var accountFailuresPerHour = 100
         public var resetMailsPerHour = 5
+        /// Sign-in code mails one address may be sent in an hour.
+        public var codeMailsPerHour = 5
         /// Invite mails (create and resend) an org may send in an hour.
         public var inviteMailsPerOrgPerHour = 200
         /// Invite mails one address may receive in an hour, from every org together.
@@ -183,6 +185,11 @@ public final class AbuseLimits: Sendable {
     /// A password-reset mail for the address (whether or not it has an account).
     public func spendResetMail(account rawAccount: String, now: Date) throws(Refusal) {
         try spendHourly("reset:" + rawAccount, limit: settings.resetMailsPerHour, now: now)
+    }
+
+    /// One sign-in code request for the address (whether or not it has an account).
+    public func spendCodeMail(account rawAccount: String, now: Date) throws(Refusal) {
+        try spendHourly("code:" + rawAccount, limit: settings.codeMailsPerHour, now: now)
     }
 
     /// An invite mail from `org` to `recipient` (created or resent): both have an hourly budget,

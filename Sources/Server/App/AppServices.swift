@@ -1,4 +1,5 @@
 import Foundation
+import Federation
 import Identity
 import Invites
 import Keys
@@ -41,6 +42,8 @@ public struct AppServices: Sendable {
     let webhookSecrets: SealedWebhookSecrets
     /// Verifies presented API keys from memory and coalesces their `last_used_at` writes.
     public let keyVerifier: APIKeyVerifier
+    /// Sign-in through upstream providers and linked identities (SPEC §15).
+    public let federation: FederationService
     public let invites: InviteService
     public let outbox: SQLOutbox
     public let mailSender: OutboxSender
@@ -146,6 +149,9 @@ public struct AppServices: Sendable {
             webhookQueue: webhookStore,
             webhookSecrets: webhookSecrets,
             keyVerifier: keyVerifier,
+            federation: FederationService(
+                store: SQLFederationStore(database: database, observer: apply), auth: auth, tenancy: tenancy,
+                sealer: try KeySealer(masterKey: masterKey), http: UpstreamClient(), publicURL: config.publicURL, now: now),
             invites: invites,
             outbox: SQLOutbox(database: database),
             mailSender: OutboxSender(outbox: SQLOutbox(database: database), mailer: mailer, templates: templates, logger: logger, interval: config.outboxInterval),

@@ -1,3 +1,4 @@
+import Federation
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -81,6 +82,7 @@ extension Problem {
             case .forbidden(let m): return .forbidden(m)
             case .notFound: return .notFound()
             case .invalidToken: return .badRequest("the token is invalid, used or expired", code: "invalid_token")
+            case .invalidCode: return Problem(.unauthorized, code: "invalid_code", detail: "the code is wrong, used or expired; ask for a new one")
             }
         case let e as InviteError:
             switch e {
@@ -110,6 +112,16 @@ extension Problem {
             case .notFound(let m): return .notFound(m)
             case .conflict(let code, let m): return Problem(.conflict, code: code, detail: m)
             case .quotaExceeded(let m): return Problem(.conflict, code: "quota_exceeded", detail: m)
+            }
+        case let e as FederationError:
+            switch e {
+            case .invalid(let m): return .badRequest(m)
+            case .forbidden(let m): return .forbidden(m)
+            case .notFound(let m): return .notFound(m)
+            case .conflict(let code, let m): return Problem(.conflict, code: code, detail: m)
+            case .upstream(let m): return .badRequest(m, code: "upstream_refused")
+            case .linkRequired(let email, let provider):
+                return Problem(.conflict, code: "link_required", detail: "an account already uses \(email): sign in to it first, then link \(provider) from your account page")
             }
         case let e as KeyError:
             switch e {

@@ -179,6 +179,10 @@ struct MailTemplates: Sendable {
             "Confirm your e-mail address",
             "Confirm that {{{email}}} is yours:\n{{{link}}}\n",
             "<p><a href=\"{{link}}\">Confirm that {{email}} is yours</a>.</p>"),
+        MailTemplate.signInCode: (
+            "Your sign-in code: {{{code}}}",
+            "Your code to sign in as {{{email}}} is\n\n    {{{code}}}\n\nType it on the page that asked for it. It works once, for ten minutes. If you did not ask for it, ignore this mail: nobody can use it without that page.\n",
+            "<p>Your code to sign in as {{email}} is</p><p style=\"font-size:1.6em;letter-spacing:0.2em\"><strong>{{code}}</strong></p><p>Type it on the page that asked for it. It works once, for ten minutes. If you did not ask for it, ignore this mail: nobody can use it without that page.</p>"),
     ]
 
     static func load(directory: String?) throws -> MailTemplates {

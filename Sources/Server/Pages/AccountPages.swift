@@ -34,12 +34,16 @@ struct ProfilePages: Sendable {
     let identity: IdentityRoutes
     let accountMail: InviteRoutes
     let invites: InviteService
+    let upstream: UpstreamPages
 
     func profile(_ request: Request, _ who: SignedIn, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
         var values = extra
         values["user"] = ["email": who.user.email, "name": who.user.name, "verified": who.user.emailVerified, "is_root": who.user.isRoot,
                           "created_at": PageFormat.date(who.user.createdAt)] as [String: Any]
-        return AccountTabs.render(kit, request, who, "account", title: "Profile", tab: "/account", status: status, values)
+        values.merge(try await upstream.methods(who), uniquingKeysWith: { a, _ in a })
+        var response = AccountTabs.render(kit, request, who, "account", title: "Profile", tab: "/account", status: status, values)
+        await upstream.allowLinkRedirects(&response)
+        return response
     }
 
     var updateProfile: PageHandler {

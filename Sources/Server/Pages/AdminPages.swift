@@ -20,7 +20,7 @@ struct AdminPages: Sendable {
 
     static let tabs = [
         ("/admin", "Platform invites"), ("/admin/users", "Users"), ("/admin/clients", "Apps"), ("/admin/webhooks", "Webhooks"),
-        ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup"),
+        ("/admin/providers", "Sign-in providers"), ("/admin/signing-keys", "Signing keys"), ("/admin/backup", "Backup"),
     ]
 
     /// A root page; anyone else sees the not-found page.

@@ -13,8 +13,12 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     let identity = IdentityRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
     let accountMail = InviteRoutes(auth: services.auth, invites: services.invites, limits: services.limits)
     let authorize = AuthorizePages(kit: kit, openID: services.openID, auth: services.auth, tokens: services.tokens, issuer: config.issuer)
-    let signIn = SignInPages(kit: kit, identity: identity, accountMail: accountMail, invites: services.invites, authorize: authorize)
-    let profile = ProfilePages(kit: kit, identity: identity, accountMail: accountMail, invites: services.invites)
+    let upstream = UpstreamPages(
+        kit: kit, federation: services.federation,
+        codes: FederationRoutes(federation: services.federation, auth: services.auth, limits: services.limits, secureCookies: kit.guardian.secureCookies),
+        authorize: authorize)
+    let signIn = SignInPages(kit: kit, identity: identity, accountMail: accountMail, invites: services.invites, authorize: authorize, upstream: upstream)
+    let profile = ProfilePages(kit: kit, identity: identity, accountMail: accountMail, invites: services.invites, upstream: upstream)
     let mine = OrgsAndKeysPages(kit: kit, tenancy: services.tenancy, keys: services.keys, verifier: services.keyVerifier)
     let frame = OrgFrame(kit: kit, tenancy: services.tenancy, keys: services.keys)
     let people = OrgPeoplePages(frame: frame, tenancy: services.tenancy, invites: services.invites)
@@ -41,6 +45,11 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/reset-password", use: signIn.reset)
     router.get("/verify-email", use: signIn.verifyPage)
     router.post("/verify-email", use: signIn.verify)
+    router.get("/login/upstream/{provider_id}", use: upstream.begin)
+    router.get("/login/upstream/{provider_id}/callback", use: upstream.callback)
+    router.get("/login/code", use: upstream.codePage)
+    router.post("/login/code", use: upstream.requestCode)
+    router.post("/login/code/verify", use: upstream.verifyCode)
     router.get("/invites/accept", use: signIn.invitePage)
     router.post("/invites/accept", use: signIn.acceptInvite)
 
@@ -49,6 +58,8 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/account/profile", use: profile.updateProfile)
     router.post("/account/password", use: profile.changePassword)
     router.post("/account/verification", use: profile.requestVerification)
+    router.post("/account/identities/link", use: upstream.link)
+    router.post("/account/identities/{identity_id}/unlink", use: upstream.unlink)
     router.get("/account/sessions", use: kit.page(profile.sessions))
     router.post("/account/sessions/revoke", use: profile.revokeSession)
     router.get("/account/invites", use: kit.page(profile.invitations))
@@ -134,6 +145,11 @@ func registerPages(_ router: Router<AppRequestContext>, services: AppServices, a
     router.post("/admin/webhooks", use: admin.createWebhook)
     router.get("/admin/webhooks/{webhook_id}", use: admin.page(admin.platformWebhook))
     for form in WebhookConsole.forms { router.post("/admin/webhooks/{webhook_id}/\(form)", use: admin.webhookAction(form)) }
+    let providers = ProviderPages(admin: admin, federation: services.federation)
+    router.get("/admin/providers", use: admin.page(providers.list))
+    router.post("/admin/providers", use: providers.create)
+    router.get("/admin/providers/{provider_id}", use: admin.page(providers.settings))
+    router.post("/admin/providers/{provider_id}", use: providers.update)
     router.get("/admin/signing-keys", use: admin.page(admin.keys))
     router.post("/admin/signing-keys/rotate", use: admin.rotate)
     router.get("/admin/backup", use: admin.page(admin.backupPage))

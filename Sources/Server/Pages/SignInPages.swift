@@ -14,6 +14,7 @@ struct SignInPages: Sendable {
     let accountMail: InviteRoutes
     let invites: InviteService
     let authorize: AuthorizePages
+    let upstream: UpstreamPages
 
     // MARK: Login and logout
 
@@ -24,6 +25,7 @@ struct SignInPages: Sendable {
         if let who = try await kit.signedIn(request), !reauth { return kit.redirect(back ?? Self.home(who)) }
         var values: [String: Any] = ["return_to": back ?? ""]
         if let hint = request.uri.queryParameters.get("email"), hint.utf8.count <= 254 { values["email"] = hint }
+        values.merge(await alternatives(back), uniquingKeysWith: { a, _ in a })
         var response = kit.page(request, nil, "login", title: "Sign in", values)
         if let uri = await authorize.redirectURI(after: back) { AuthorizePages.allowRedirect(&response, to: uri) }
         return response
@@ -41,7 +43,9 @@ struct SignInPages: Sendable {
             return response
         } catch {
             let (message, status) = PageKit.failure(error, context)
-            var response = kit.page(request, nil, "login", title: "Sign in", status: status, ["error": message, "email": email, "return_to": back ?? ""])
+            var values: [String: Any] = ["error": message, "email": email, "return_to": back ?? ""]
+            values.merge(await alternatives(back), uniquingKeysWith: { a, _ in a })
+            var response = kit.page(request, nil, "login", title: "Sign in", status: status, values)
             if let uri = await authorize.redirectURI(after: back) { AuthorizePages.allowRedirect(&response, to: uri) }
             return response
         }
@@ -61,11 +65,19 @@ struct SignInPages: Sendable {
 
     static func home(_ who: SignedIn) -> String { "/account" }
 
+    /// The other ways in, under the password form: the providers and the mailed code.
+    func alternatives(_ back: String?) async -> [String: Any] {
+        ["providers": await upstream.buttons(returnTo: back),
+         "code_href": "/login/code" + (back.map { "?return_to=" + PageKit.queryEscape($0) } ?? "")]
+    }
+
     // MARK: Signup
 
     @Sendable func signupPage(_ request: Request, context: AppRequestContext) async throws -> Response {
         var values: [String: Any] = [:]
-        if let token = Self.token(request, "invite_token"), !token.isEmpty { values["invite_token"] = token }
+        let token = Self.token(request, "invite_token").flatMap { $0.isEmpty ? nil : $0 }
+        if let token { values["invite_token"] = token }
+        values["providers"] = await upstream.buttons(returnTo: nil, inviteToken: token)
         return kit.page(request, try await kit.signedIn(request), "signup", title: "Create your account", values)
     }
 
