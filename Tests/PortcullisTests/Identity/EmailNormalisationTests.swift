@@ -196,7 +196,7 @@ struct EmailNormalisationTests {
         try await db.execute("DELETE FROM schema_migrations WHERE version >= 6")
         try await db.execute("ALTER TABLE api_keys DROP COLUMN before_proof")
         for column in ["client_id", "scope"] { try await db.execute("ALTER TABLE sessions DROP COLUMN \(column)") }
-        for table in ["group_members", "overrides", "groups", "webhook_deliveries", "webhook_events", "webhook_endpoints", "oauth_sessions", "oauth_consents", "oauth_codes", "oauth_clients"] {
+        for table in ["sign_in_codes", "upstream_flows", "user_identities", "identity_providers", "group_members", "overrides", "groups", "webhook_deliveries", "webhook_events", "webhook_endpoints", "oauth_sessions", "oauth_consents", "oauth_codes", "oauth_clients"] {
             try await db.execute("DROP TABLE \(table)")
         }
     }
