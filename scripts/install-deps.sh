@@ -12,10 +12,13 @@ apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pk
 # selenium drives the Chromium above for Tests/blackbox/test_pages_browser.py.
 # authlib is the OpenID relying party of Tests/blackbox/test_openid_provider.py; requests-oauth2client
 # is a second, independent one in Tests/blackbox/test_openid_tokens.py. standardwebhooks verifies every
-# webhook signature in Tests/blackbox/test_webhooks.py, as a receiver would.
-py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis openapi_python_client prometheus_client selenium authlib requests_oauth2client standardwebhooks)
-py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5 openapi-python-client==0.29.1 prometheus-client selenium Authlib requests-oauth2client standardwebhooks)
-py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd - - python3-prometheus-client python3-selenium python3-authlib - -)
+# webhook signature in Tests/blackbox/test_webhooks.py, as a receiver would. oidc-provider-mock is
+# Google's side of Tests/blackbox/test_federation.py (a real OpenID provider; Google is out of reach).
+# Authlib comes from pip too: oidc-provider-mock needs a newer one than Debian 12 packages, and pip
+# cannot replace a Debian-installed package.
+py_modules=(jwt cryptography requests pytest aiosmtpd schemathesis openapi_python_client prometheus_client selenium authlib requests_oauth2client standardwebhooks oidc_provider_mock)
+py_dists=(PyJWT cryptography requests pytest aiosmtpd schemathesis==4.32.5 openapi-python-client==0.29.1 prometheus-client selenium Authlib requests-oauth2client standardwebhooks oidc-provider-mock)
+py_debs=(python3-jwt python3-cryptography python3-requests python3-pytest python3-aiosmtpd - - python3-prometheus-client python3-selenium - - - -)
 
 err() { echo "install-deps: error: $*" >&2; }
 

@@ -111,7 +111,7 @@ public struct FederationService: Sendable {
         provider.scopes = try ProviderRules.scopes(provider.scopes, kind: provider.kind)
         if let issuer = input.issuer {
             guard provider.kind.speaksOpenID else { throw FederationError.invalid("issuer is for google and oidc providers; GitHub takes web_base_url and api_base_url") }
-            provider.issuer = try ProviderRules.baseURL(issuer, "issuer")
+            provider.issuer = try ProviderRules.baseURL(issuer, "issuer", exact: true)
         }
         for (value, field) in [(input.webBaseURL, "web_base_url"), (input.apiBaseURL, "api_base_url")] where value != nil {
             guard provider.kind == .github else { throw FederationError.invalid("\(field) is for github providers; OpenID providers take issuer") }

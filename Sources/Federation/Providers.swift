@@ -147,14 +147,17 @@ enum ProviderRules {
             throw .invalid("scopes: \"\(scope.prefix(40))\" is not a scope token")
         }
         if kind.speaksOpenID, !scopes.contains("openid") { throw .invalid("scopes must include openid for an OpenID provider") }
+        // The address comes from /user/emails, which needs one of these.
+        if kind == .github, !scopes.contains("user:email"), !scopes.contains("user") { throw .invalid("scopes must include user:email for GitHub") }
         return scopes
     }
 
-    /// An absolute http(s) URL without query or fragment, no trailing slash. Plain http is allowed
-    /// (a provider on the same host, tests); the root chooses.
-    static func baseURL(_ raw: String, _ field: String) throws(FederationError) -> String {
+    /// An absolute http(s) URL without query or fragment. Plain http is allowed (a provider on the
+    /// same host, tests); the root chooses. A base URL loses its trailing slash; an issuer keeps
+    /// it, since ID tokens and discovery name it exactly as the provider spells it.
+    static func baseURL(_ raw: String, _ field: String, exact: Bool = false) throws(FederationError) -> String {
         var text = raw.trimmingCharacters(in: .whitespaces)
-        while text.hasSuffix("/") { text.removeLast() }
+        while !exact, text.hasSuffix("/") { text.removeLast() }
         guard text.count <= 500, let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
               let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil, url.user == nil else {
             throw .invalid("\(field) must be an absolute http or https URL without query, fragment or credentials")

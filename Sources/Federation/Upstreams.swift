@@ -170,7 +170,9 @@ public final class UpstreamMetadata: Sendable {
 
     func discovery(issuer: String, http: any UpstreamHTTP) async throws -> Discovery {
         if let (hit, at) = discoveries.withLock({ $0[issuer] }), at.timeIntervalSinceNow > -Self.lifetime { return hit }
-        let answer = try await http.get(issuer + "/.well-known/openid-configuration", headers: [("Accept", "application/json")])
+        // OpenID Connect Discovery §4: the issuer without a trailing slash, then the well-known path.
+        let base = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
+        let answer = try await http.get(base + "/.well-known/openid-configuration", headers: [("Accept", "application/json")])
         guard answer.status == 200, let document = try? JSONDecoder().decode(Document.self, from: answer.body) else {
             throw FederationError.upstream("\(issuer) has no OpenID discovery document (HTTP \(answer.status))")
         }

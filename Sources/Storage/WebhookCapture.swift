@@ -134,6 +134,13 @@ enum WebhookObjects {
             return try await row(tx, "SELECT id, org_id, url, description, event_types, enabled, created_at, updated_at FROM webhook_endpoints WHERE id = $1", [id],
                                  ["id": .uuid, "org_id": .uuid, "url": .text, "description": .text, "event_types": .list, "enabled": .bool,
                                   "created_at": .date, "updated_at": .date])
+        case ("identity_provider", _):
+            // Never the sealed secret.
+            return try await row(tx, """
+                SELECT id, kind, display_name, client_id, issuer, web_base_url, api_base_url, enabled, created_at, updated_at FROM identity_providers WHERE id = $1
+                """, [key],
+                ["id": .text, "kind": .text, "display_name": .text, "client_id": .text, "issuer": .text, "web_base_url": .text, "api_base_url": .text,
+                 "enabled": .bool, "created_at": .date, "updated_at": .date])
         case ("signing_key", _):
             return try await row(tx, "SELECT kid, algorithm, created_at, retired_at FROM signing_keys WHERE kid = $1", [key],
                                  ["kid": .text, "algorithm": .text, "created_at": .date, "retired_at": .date])

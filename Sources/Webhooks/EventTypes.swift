@@ -6,7 +6,7 @@ public struct EventFilter: Sendable, Equatable {
     public let patterns: [String]
 
     /// The families of events the change log produces.
-    public static let families = ["org", "member", "invite", "binding", "group", "override", "key", "service_account", "user", "client", "signing_key", "platform_invite", "backup", "webhook"]
+    public static let families = ["org", "member", "invite", "binding", "group", "override", "key", "service_account", "user", "client", "signing_key", "platform_invite", "backup", "webhook", "identity", "identity_provider"]
     public static let maxPatterns = 50
 
     /// Checks each pattern: `*`, `<family>.*`, or `<family>.<action>` with a known family.

@@ -218,6 +218,7 @@ public struct AppConfig: Sendable {
         if let n = try count("IP_PER_MINUTE", 0...1_000_000) { c.limits.ipPerMinute = n }
         if let n = try count("ACCOUNT_FAILURES_PER_HOUR", 1...1_000_000) { c.limits.accountFailuresPerHour = n }
         if let n = try count("RESET_MAILS_PER_HOUR", 1...1_000_000) { c.limits.resetMailsPerHour = n }
+        if let n = try count("CODE_MAILS_PER_HOUR", 1...1_000_000) { c.limits.codeMailsPerHour = n }
         if let n = try count("WRITES_PER_USER_PER_MINUTE", 0...1_000_000) { c.limits.writesPerUserPerMinute = n }
         if let n = try count("MAX_ORGS_PER_USER", 1...1_000_000) { c.maxOrgsPerUser = n }
         if let n = try count("WATCH_MAX_STREAMS", 0...100_000) { c.watchMaxStreams = n }

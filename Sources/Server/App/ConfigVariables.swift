@@ -37,6 +37,7 @@ extension AppConfig {
         .init(name: "PORTCULLIS_IP_PER_MINUTE", defaultValue: "60", meaning: "how fast that allowance refills"),
         .init(name: "PORTCULLIS_ACCOUNT_FAILURES_PER_HOUR", defaultValue: "100", meaning: "failed logins per account per hour"),
         .init(name: "PORTCULLIS_RESET_MAILS_PER_HOUR", defaultValue: "5", meaning: "reset (and verification) mails per address per hour"),
+        .init(name: "PORTCULLIS_CODE_MAILS_PER_HOUR", defaultValue: "5", meaning: "sign-in code requests per address per hour"),
         .init(name: "PORTCULLIS_INVITE_MAILS_PER_ORG_PER_HOUR", defaultValue: "200", meaning: "invite mails per org per hour"),
         .init(name: "PORTCULLIS_INVITE_MAILS_PER_RECIPIENT_PER_HOUR", defaultValue: "10", meaning: "invite mails per recipient per hour"),
         .init(name: "PORTCULLIS_PASSWORD_GUESSES_PER_SESSION_PER_HOUR", defaultValue: "5", meaning: "wrong current_password answers per session per hour"),

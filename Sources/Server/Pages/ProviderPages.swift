@@ -12,6 +12,11 @@ struct ProviderPages: Sendable {
         var values = extra
         values["providers"] = try await federation.providers(actor: who.actor).map { row($0) }
         values["public_url_callback"] = federation.redirectURI("<id>")
+        // A refused form comes back with the kind that was chosen.
+        let chosen = (extra["form"] as? [String: String])?["kind"] ?? "github"
+        values["kinds"] = [("github", "GitHub (or GitHub Enterprise)"), ("google", "Google"), ("oidc", "Any OpenID provider, by its issuer URL")].map {
+            ["value": $0.0, "label": $0.1, "selected": $0.0 == chosen] as [String: Any]
+        }
         return admin.render(request, who, "admin-providers", title: "Sign-in providers", tab: "/admin/providers", status: status, values)
     }
 

@@ -35,6 +35,9 @@ public struct BackupDocument: Codable, Sendable, Equatable {
     public var groups: [Group]?
     public var groupMembers: [GroupMember]?
     public var overrides: [Override]?
+    /// Upstream sign-in providers and linked identities (absent in older backups).
+    public var identityProviders: [IdentityProvider]?
+    public var userIdentities: [UserIdentity]?
 
     // Ids are lowercase strings, as in the API (JSONEncoder would write UUIDs in upper case).
     public struct User: Codable, Sendable, Equatable {

@@ -24,6 +24,7 @@ extension SQLBackup {
         var clients: [(OpenID.OAuthClient, secretHash: String?)] = []
         var consents: [(userID: UUID, clientID: UUID, scopes: [String], grantedAt: Date)] = []
         var groups = GroupRecords()
+        var identities = IdentityRecords()
     }
 
     /// Checks what the schema cannot: the version, the sections this version cannot hold, ids,
@@ -65,7 +66,8 @@ extension SQLBackup {
             if let other = owners.updateValue(u.id, forKey: u.email) {
                 throw BackupError.invalid("users \(other) and \(u.id) have one e-mail address, \(u.email)")
             }
-            guard u.passwordHash.hasPrefix("$argon2id$") else {
+            // Empty: an account made through an upstream provider, without a password (SPEC §15).
+            guard u.passwordHash.isEmpty || u.passwordHash.hasPrefix("$argon2id$") else {
                 throw BackupError.invalid("user \(u.id) has a password hash that is not argon2id")
             }
             records.users.append((try id(u.id, "user"), u))
@@ -144,6 +146,7 @@ extension SQLBackup {
                 id: try id(k.id, "key"), prefix: k.prefix, name: k.name, owner: owner, scopes: k.scopes, createdAt: k.createdAt,
                 expiresAt: k.expiresAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt), k.secretHash))
         }
+        records.identities = try validateIdentities(d, userIDs: userIDs)
         records.groups = try validateGroups(
             d, orgIDs: orgIDs, memberships: Set(records.memberships.map { "\($0.orgID)/\($0.userID)" }), accountOrgs: accountOrgs, userIDs: userIDs)
         var boundPairs = Set<String>()

@@ -108,10 +108,12 @@ public struct SQLBackup: SQLStore {
                     scopes: try r.stringList("scopes"), grantedAt: try r.date("granted_at"))
             }
             let (groups, groupMembers, overrides) = try await Self.exportGroups(tx)
+            let (providers, identities) = try await Self.exportIdentities(tx)
             return BackupDocument(
                 version: BackupDocument.currentVersion, createdAt: now, users: users, orgs: orgs, memberships: memberships,
                 auditEvents: audit, bindings: bindings, serviceAccounts: accounts, apiKeys: keys, invites: invites, platformInvites: platformInvites,
-                oauthClients: clients, oauthConsents: consents, groups: groups, groupMembers: groupMembers, overrides: overrides)
+                oauthClients: clients, oauthConsents: consents, groups: groups, groupMembers: groupMembers, overrides: overrides,
+                identityProviders: providers, userIdentities: identities)
         }
     }
 
@@ -127,8 +129,9 @@ public struct SQLBackup: SQLStore {
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
                 let platformCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
                 let clientCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM oauth_clients")?.int("n") ?? 0
-                guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0, clientCount == 0 else {
-                    throw BackupError.conflict("restore needs an empty instance (no orgs, no audit events, no OpenID clients, no users but root administrators)")
+                let providerCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM identity_providers")?.int("n") ?? 0
+                guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0, clientCount == 0, providerCount == 0 else {
+                    throw BackupError.conflict("restore needs an empty instance (no orgs, no audit events, no OpenID clients, no sign-in providers, no users but root administrators)")
                 }
                 // The root accounts that exist are replaced; their sessions end with them.
                 let sessions = try await tx.query("SELECT id FROM sessions WHERE revoked_at IS NULL").map { try $0.uuid("id") }
@@ -148,6 +151,7 @@ public struct SQLBackup: SQLStore {
                     try await tx.execute("UPDATE api_keys SET before_proof = $2 WHERE id = $1", id, beforeProof)
                 }
                 try await Self.restoreGroups(records.groups, tx)
+                try await Self.restoreIdentities(records.identities, tx)
                 let bindingWriter = SQLPolicyStore.Writer(tx: tx)
                 for b in records.bindings { try await bindingWriter.upsertBinding(b) }
                 for p in records.platformInvites {
@@ -179,6 +183,8 @@ public struct SQLBackup: SQLStore {
                     "api_keys": .number(Double(records.apiKeys.count)), "oauth_clients": .number(Double(records.clients.count)),
                     "oauth_consents": .number(Double(records.consents.count)), "groups": .number(Double(records.groups.groups.count)),
                     "overrides": .number(Double(records.groups.overrides.count)),
+                    "identity_providers": .number(Double(records.identities.providers.count)),
+                    "user_identities": .number(Double(records.identities.identities.count)),
                     "backup_created_at": .string(RFC3339.string(document.createdAt)),
                 ]
                 try await writer.appendAudit(AuditEvent(

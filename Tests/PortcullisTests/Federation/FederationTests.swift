@@ -45,18 +45,25 @@ import Testing
         }
     }
 
-    func withRig(_ backend: Backend, signup: SignupMode = .open, person: UpstreamPeer.Person? = nil, _ body: (Rig) async throws -> Void) async throws {
+    func withRig(
+        _ backend: Backend, signup: SignupMode = .open, person: UpstreamPeer.Person? = nil, peer given: UpstreamPeer? = nil,
+        sealingKey: Data = Data(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }), restoring backup: BackupDocument? = nil,
+        _ body: (Rig) async throws -> Void
+    ) async throws {
         try await withServices(backend, configure: { $0.signup = signup }) { services in
             let (rootUser, _) = try await services.auth.signup(
                 .init(email: "root@example.com", password: "root-password-1", isRoot: true, emailVerified: true), trusted: true)
-            let peer = UpstreamPeer(person ?? .init(subject: "op-subject-1", email: "Ada@Example.com", verified: true))
-            let key = Data(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+            let peer = given ?? UpstreamPeer(person ?? .init(subject: "op-subject-1", email: "Ada@Example.com", verified: true))
             let federation = FederationService(
                 store: SQLFederationStore(database: services.database), auth: services.auth, tenancy: services.tenancy,
-                sealer: try KeySealer(masterKey: key), http: peer, publicURL: "http://portcullis.test")
+                sealer: try KeySealer(masterKey: sealingKey), http: peer, publicURL: "http://portcullis.test")
             let root = Actor.user(rootUser.id, isRoot: true)
-            _ = try await federation.createProvider(actor: root, ProviderInput(
-                id: "op", kind: "oidc", displayName: "Example OP", clientID: peer.clientID, clientSecret: peer.clientSecret, issuer: peer.issuer))
+            if let backup {
+                _ = try await services.backup.restore(backup, actor: root)
+            } else {
+                _ = try await federation.createProvider(actor: root, ProviderInput(
+                    id: "op", kind: "oidc", displayName: "Example OP", clientID: peer.clientID, clientSecret: peer.clientSecret, issuer: peer.issuer))
+            }
             try await body(Rig(services: services, federation: federation, peer: peer, root: root))
         }
     }
@@ -249,6 +256,30 @@ import Testing
             _ = try await rig.federation.deleteProvider(actor: rig.root, id: "op")
             #expect(try await rig.identityCount() == 0)
             #expect(try await rig.audits("identity_provider.deleted") == 1)
+        }
+    }
+
+    /// Accounts made upstream (no password) and their linked identities survive a backup and
+    /// a restore on the other backend; the providers come along, and sign in to the same account.
+    @Test(arguments: [(Backend.sqlite, Backend.postgres), (.postgres, .sqlite)])
+    func federatedAccountsSurviveABackup(_ from: Backend, _ to: Backend) async throws {
+        let key = Data(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+        let peer = UpstreamPeer(.init(subject: "op-subject-1", email: "ada@example.com", verified: true))
+        var document: BackupDocument?
+        var userID: UUID?
+        try await withRig(from, peer: peer, sealingKey: key) { rig in
+            guard case .signedIn(let pair, _, _, _) = try await rig.trip() else { Issue.record("not signed in"); return }
+            userID = pair.user.id
+            document = try await rig.services.backup.export(actor: rig.root)
+        }
+        let backup = try #require(document)
+        #expect(backup.identityProviders?.map(\.id) == ["op"])
+        #expect(backup.userIdentities?.count == 1)
+        #expect(backup.users.contains { $0.passwordHash.isEmpty })
+        try await withRig(to, peer: peer, sealingKey: key, restoring: backup) { rig in
+            guard case .signedIn(let pair, let created, _, _) = try await rig.trip() else { Issue.record("not signed in"); return }
+            #expect(!created)
+            #expect(pair.user.id == userID)
         }
     }
 }

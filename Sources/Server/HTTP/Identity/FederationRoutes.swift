@@ -166,8 +166,9 @@ struct FederationRoutes {
         return try JSONBody.response(IdentitiesResponse(items: items, total: items.count, hasPassword: methods.hasPassword))
     }
 
+    /// A way into the account goes only by a session's hand, like a password change (an API key cannot).
     @Sendable func unlink(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let user = try await context.caller().requireUser()
+        let (user, _) = try await context.caller().requireSession()
         guard let id = context.parameters.get("identity_id").flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such linked sign-in") }
         return JSONBody.noContent(revision: try await federation.unlink(userID: user.id, identityID: id))
     }
