@@ -180,6 +180,7 @@ COVERED = {
     "PORTCULLIS_IP_PER_MINUTE": "test_login_throttle_per_address",
     "PORTCULLIS_ACCOUNT_FAILURES_PER_HOUR": "test_failed_logins_per_account",
     "PORTCULLIS_RESET_MAILS_PER_HOUR": "test_mail_budgets",
+    "PORTCULLIS_CODE_MAILS_PER_HOUR": "test_mail_budgets",
     "PORTCULLIS_INVITE_MAILS_PER_ORG_PER_HOUR": "test_mail_budgets",
     "PORTCULLIS_INVITE_MAILS_PER_RECIPIENT_PER_HOUR": "test_mail_budgets",
     "PORTCULLIS_PASSWORD_GUESSES_PER_SESSION_PER_HOUR": "test_password_guess_budgets",
@@ -402,12 +403,14 @@ def test_failed_logins_per_account(tmp_path: Path):
 
 
 def test_mail_budgets(tmp_path: Path):
-    """Reset and verification-link requests per address, invite mails per recipient and per org."""
+    """Reset, verification-link and sign-in code requests per address, invite mails per recipient and per org."""
     resets = table_int("PORTCULLIS_RESET_MAILS_PER_HOUR")
+    codes = table_int("PORTCULLIS_CODE_MAILS_PER_HOUR")
     per_recipient = table_int("PORTCULLIS_INVITE_MAILS_PER_RECIPIENT_PER_HOUR")
     per_org = table_int("PORTCULLIS_INVITE_MAILS_PER_ORG_PER_HOUR")
     abuse = section("## Abuse limits")
     found(rf"at most {resets} password-reset requests and, separately, {resets} requests for a new\s+verification link", abuse)
+    found(rf"e-mail sign-in code are limited the same way, {codes} an hour per address", abuse)
     found(rf"an org may send {per_org} invite mails an hour \(created or resent\), and one address may\s+receive {per_recipient} an hour", abuse)
     with server(tmp_path, IP_BURST="0") as (base, log_path):
         owner = signup_and_login(base, "own@example.com")
@@ -420,6 +423,7 @@ def test_mail_budgets(tmp_path: Path):
         for email in ("own@example.com", "ghost@example.com"):
             assert [ask("/v1/auth/password-reset", email) for _ in range(resets + 1)] == [202] * resets + [429]
             assert [ask("/v1/auth/verify-email/request", email) for _ in range(resets + 1)] == [202] * resets + [429]
+            assert [ask("/v1/auth/email-code", email) for _ in range(codes + 1)] == [202] * codes + [429]
         # The account's mails: the signup's verification, then the budgeted ones.
         wait_for(lambda: len(mails_in_log(log_path)) >= 1 + 2 * resets, what="the mails")
         time.sleep(1.5)
