@@ -9,10 +9,6 @@ public struct SQLFederationStore: SQLStore, FederationStore {
     public let context: SQLStoreContext
     public init(context: SQLStoreContext) { self.context = context }
 
-    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        try await RecordingExecutor.transaction(db, observer: observer, body)
-    }
-
     // MARK: Providers
 
     static let providerColumns = "id, kind, display_name, client_id, sealed_secret, scopes, issuer, web_base_url, api_base_url, enabled, created_at, updated_at"

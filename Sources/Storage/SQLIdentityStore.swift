@@ -9,11 +9,6 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
     public let context: SQLStoreContext
     public init(context: SQLStoreContext) { self.context = context }
 
-    /// One transaction whose change-log entries reach `observer` after the commit.
-    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        try await RecordingExecutor.transaction(db, observer: observer, body)
-    }
-
     // MARK: Users
 
     static let userColumns = "id, email, name, password_hash, email_verified, is_root, created_at, updated_at"

@@ -79,7 +79,7 @@ public struct SQLInviteStore: SQLStore, InviteStore {
 
     public func signup(_ credentials: UserCredentials, inviteTokenHash: String, now: Date, inviteLifetime: TimeInterval) async throws -> Int64? {
         do {
-            return try await RecordingExecutor.transaction(db, observer: observer) { tx in
+            return try await write { tx in
                 let email = credentials.user.email
                 guard try await Self.spendSignupInvite(tx, tokenHash: inviteTokenHash, email: email, now: now) else { return nil }
                 try await SQLIdentityStore.insertUser(tx, credentials)

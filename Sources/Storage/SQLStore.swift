@@ -18,4 +18,9 @@ extension SQLStore {
 
     public var db: any SQLDatabase { context.db }
     var observer: ChangeObserver? { context.observer }
+
+    /// One transaction whose change-log entries reach `observer` after the commit.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await RecordingExecutor.transaction(db, observer: observer, body)
+    }
 }

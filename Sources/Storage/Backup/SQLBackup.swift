@@ -123,7 +123,7 @@ public struct SQLBackup: SQLStore {
     public func restore(_ document: BackupDocument, actor: Actor?, now: Date = Date()) async throws -> RestoreSummary {
         let records = try Self.validate(document)
         do {
-            return try await RecordingExecutor.transaction(db, observer: observer) { tx in
+            return try await write { tx in
                 let orgCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") ?? 0
                 let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
                 let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
