@@ -13,6 +13,7 @@ on SQLite and on PostgreSQL (a failure, not a skip, without PostgreSQL when
 PORTCULLIS_REQUIRE_POSTGRES=1)."""
 
 import contextlib
+import html
 import re
 import secrets
 import time
@@ -1022,3 +1023,79 @@ def test_zz_no_upstream_secret_in_the_server_logs(fed):
                 if secret in line:
                     leaks.append(f"{path}:{number}: {secret[:6]}… in {line[:300]}")
     assert not leaks, "upstream secrets in server logs:\n" + "\n".join(leaks[:20])
+
+
+# --- "Log in with Portcullis" after another way in ----------------------------------------------------
+
+RP_CALLBACK = "http://127.0.0.1:9/rp/callback"  # never fetched: the relying party reads the redirect
+
+
+@pytest.mark.parametrize("way", ["github", "code"])
+def test_log_in_with_portcullis_works_the_same_whichever_way_the_person_signed_in(fed, github, way):
+    """An OpenID client (Authlib as the relying party) sends a person to Portcullis; they sign in
+    through GitHub, or with a mailed code, on the login page it led to, and come back to the
+    authorization with the client's code: its ID token names the same account as the API does."""
+    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.jose import JsonWebKey, jwt
+
+    if way == "github":
+        address = fresh_email("rp-github")
+        github.sign_in_as(new_github_id(), "Rita Party", primary=address)
+        r, first = via(fed, "github")  # the account exists (first sign-in); this browser is not used again
+        assert_signed_in(fed, r, first, address)
+    else:
+        address = verified_account(fed, "rp-code", "Rita Party")
+    account_id = fed.users()[address]["id"]
+
+    client = fed.ok("POST", "/v1/clients", fed.root(), 201, json={
+        "name": "Wiki", "redirect_uris": [RP_CALLBACK], "scopes": ["openid", "profile", "email"], "first_party": True})
+    peers.remember(client["client_secret"])
+    discovery = requests.get(fed.url("/.well-known/openid-configuration"), timeout=TIMEOUT).json()
+    rp = OAuth2Session(client["client_id"], client["client_secret"], scope="openid profile email", redirect_uri=RP_CALLBACK,
+                       token_endpoint_auth_method="client_secret_basic", code_challenge_method="S256")
+    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
+    url, state = rp.create_authorization_url(discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+
+    browser = requests.Session()
+    to_login = peers.location(browser.get(url, allow_redirects=False, timeout=TIMEOUT))
+    assert urlsplit(to_login).path == "/login", to_login
+    login_page = browser.get(to_login, timeout=TIMEOUT).text
+    if way == "github":
+        links = [html.unescape(h) for h in re.findall(r'<a class="button secondary" href="([^"]+)" data-provider="github"', login_page)]
+        assert len(links) == 1 and "return_to=" in links[0], links
+        _, upstream = begin(fed, browser, "github", **dict(peers.query_of(fed.url(links[0]))))
+        back = come_back(browser, at_upstream(fed, browser, upstream))
+    else:
+        (code_link,) = [html.unescape(h) for h in re.findall(r'href="([^"]+)" id="email-code"', login_page)]
+        assert "return_to=" in code_link, code_link
+        page = browser.get(fed.url(code_link), timeout=TIMEOUT).text
+        (ask,) = peers.form_posting_to(page, "/login/code")
+        r = post_form(browser, fed, "/login/code", {**ask["fields"], "email": address})
+        assert r.status_code == 200, r.text[:1500]
+        (enter,) = peers.form_posting_to(r.text, "/login/code/verify")
+        code, _ = peers.mailed_code(fed.sink, address)
+        back = post_form(browser, fed, "/login/code/verify", {**enter["fields"], "code": code})
+    assert peers.sets_session(back), f"{back.status_code}: {back.text[:1500]}"
+    if way == "github":
+        # Back from the provider to an authorization: a page that goes on by itself (a redirect
+        # would be held to the provider's form-action), with a link for a browser that does not.
+        assert back.status_code == 200, f"{back.status_code}: {back.text[:1500]}"
+        (target,) = [html.unescape(u) for u in re.findall(r'<meta http-equiv="refresh" content="0;url=([^"]+)">', back.text)]
+        assert f'href="{html.escape(target)}"' in back.text or f'href="{target}"' in back.text, back.text[:1500]
+        authorize = fed.url(target)
+    else:
+        assert back.is_redirect, f"{back.status_code}: {back.text[:1500]}"
+        authorize = peers.location(back)
+    assert urlsplit(authorize).path == urlsplit(discovery["authorization_endpoint"]).path, authorize
+    # First-party: no consent screen; the authorization goes straight back to the client.
+    answer = peers.location(browser.get(authorize, allow_redirects=False, timeout=TIMEOUT))
+    assert answer.startswith(RP_CALLBACK + "?") and peers.query_of(answer).get("state") == state, answer
+    token = rp.fetch_token(discovery["token_endpoint"], authorization_response=answer, code_verifier=verifier)
+    keys = JsonWebKey.import_key_set(requests.get(discovery["jwks_uri"], timeout=TIMEOUT).json())
+    claims = jwt.decode(token["id_token"], keys, claims_options={
+        "iss": {"essential": True, "value": discovery["issuer"]},
+        "aud": {"essential": True, "value": client["client_id"]},
+        "nonce": {"essential": True, "value": nonce},
+    })
+    claims.validate()
+    assert (claims["sub"], claims["email"], claims["email_verified"]) == (account_id, address, True), dict(claims)

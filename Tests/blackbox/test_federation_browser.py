@@ -10,12 +10,16 @@ Tests/blackbox/screenshots/ with the accessibility checks of the console's pages
 
 Runs on SQLite, like the other browser tests; test_federation.py covers both backends."""
 
+import base64
+import hashlib
 import re
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 import requests
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 import secrets_seen
 import upstream_peers as peers
@@ -127,9 +131,10 @@ def continue_with(driver, label: str) -> int:
     return next_document(driver, links[0].click, f"clicking Continue with {label}")
 
 
-def through_upstream(driver, fedb: Setup, address: str, status: int) -> int:
+def through_upstream(driver, fedb: Setup, address: str, status: int, back: bool = True) -> int:
     """At the upstream (after a Continue or Link click): its login page and its consent page, as
-    they come (a session there and an earlier yes skip them), until the browser is back."""
+    they come (a session there and an earlier yes skip them), until the browser is back (or, with
+    `back` false, has left the upstream for wherever the flow ends)."""
     for _ in range(4):
         if on(driver, fedb.up, "/login"):
             type_into(driver, "email", address)
@@ -140,7 +145,7 @@ def through_upstream(driver, fedb: Setup, address: str, status: int) -> int:
             status = next_document(driver, allow.click, "allowing on the upstream's consent page")
         else:
             break
-    assert on(driver, fedb.down), f"not back from the upstream: at {driver.current_url}, h1 " \
+    assert on(driver, fedb.down) or not back, f"not back from the upstream: at {driver.current_url}, h1 " \
                                   f"{[e.text for e in driver.find_elements(By.TAG_NAME, 'h1')]}"
     return status
 
@@ -376,3 +381,54 @@ def test_the_root_adds_edits_and_removes_a_provider_in_the_console(fedb, page):
     sign_in(page, fedb.down, address)
     assert open_page(page, fedb.down.url("/admin/providers")) == 404
     assert not problems, "accessibility problems:\n" + "\n".join(problems)
+
+
+# --- 5. "Log in with Portcullis" through another way in, in the browser ------------------------------
+
+RP_CALLBACK = "http://127.0.0.1:9/rp"  # the discard port: nothing answers, the URL is what counts
+
+
+@pytest.mark.parametrize("way", ["acme", "code"])
+def test_an_openid_client_login_goes_through_the_upstream_or_a_code(fedb, page, way):
+    """An OpenID client's authorization request leads to the login page; the person goes through
+    the upstream Portcullis (its own login and consent forms) or a mailed code, and the browser
+    ends at the client with a code. Browsers hold a form's redirects to the form page's
+    `form-action`, so this is the check that no page on the way stops the last redirect."""
+    address = verified_account(fedb.down, f"rp-{way}", "Rita Party")
+    if way == "acme":
+        upstream_person(fedb, f"rp-{way}", address=address)
+        sign_in(page, fedb.down, address)
+        through_upstream(page, fedb, address, submit(page, form_for(page, f"Link {ACME_NAME}")))
+        page.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    r = requests.post(fedb.down.url("/v1/clients"), headers={"Authorization": f"Bearer {fedb.root()}"}, timeout=TIMEOUT, json={
+        "name": "Wiki", "type": "public", "redirect_uris": [RP_CALLBACK], "scopes": ["openid", "email"], "first_party": True})
+    assert r.status_code == 201, r.text
+    client_id = r.json()["client_id"]
+    verifier = "v" * 64
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = (f"response_type=code&client_id={client_id}&redirect_uri={RP_CALLBACK}&scope=openid%20email&state=st-{way}"
+             f"&nonce=n-{way}&code_challenge={challenge}&code_challenge_method=S256")
+    discovery = requests.get(fedb.down.url("/.well-known/openid-configuration"), timeout=TIMEOUT).json()
+    page.get(discovery["authorization_endpoint"] + "?" + query)
+    assert path_of(page) == "/login", page.current_url
+    if way == "acme":
+        through_upstream(page, fedb, address, continue_with(page, ACME_NAME), back=False)
+    else:
+        link = page.find_elements(By.XPATH, "//a[normalize-space()='E-mail me a code']")
+        next_document(page, link[0].click, "clicking E-mail me a code")
+        type_into(page, "email", address)
+        assert submit(page) == 200
+        code, _ = peers.mailed_code(fedb.down.sink, address)
+        type_into(page, "code", code)
+        page.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
+    WebDriverWait(page, TIMEOUT).until(lambda d: d.current_url.startswith(RP_CALLBACK + "?"),
+                                       f"the browser did not reach the client: at {page.current_url}")
+    answer = peers.query_of(page.current_url)
+    assert answer.get("state") == f"st-{way}" and answer.get("code"), page.current_url
+    token = requests.post(discovery["token_endpoint"], timeout=TIMEOUT, data={
+        "grant_type": "authorization_code", "code": answer["code"], "redirect_uri": RP_CALLBACK, "client_id": client_id,
+        "code_verifier": verifier})
+    assert token.status_code == 200, token.text
+    peers.remember(token.json()["access_token"])
+    claims = jwt.decode(token.json()["id_token"], options={"verify_signature": False})
+    assert claims["email"] == address and claims["nonce"] == f"n-{way}", claims

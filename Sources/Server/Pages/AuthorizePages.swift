@@ -122,6 +122,9 @@ struct AuthorizePages: Sendable {
     /// The answer to a page's form may end at the client (consent, or signing in on the way):
     /// browsers hold a form's redirects to `form-action` too, so the client's registered
     /// redirect origin is allowed on that page, and only there.
+    /// Where authorization requests are answered (the discovery document's `authorization_endpoint`).
+    static let authorizePath = "/oauth/authorize"
+
     static func allowRedirect(_ response: inout Response, to redirectURI: String) {
         guard let origin = URL(string: redirectURI).flatMap(WebOrigin.of) else { return }
         let name = HTTPField.Name("Content-Security-Policy")!
@@ -131,8 +134,8 @@ struct AuthorizePages: Sendable {
     /// When signing in is a step of an authorization request (`return_to` is one, for a known
     /// client and registered redirect URI), that redirect URI.
     func redirectURI(after back: String?) async -> String? {
-        guard let back, back.hasPrefix("/oauth/authorize?") else { return nil }
-        return try? await openID.check(FormPost.parse(String(back.dropFirst("/oauth/authorize?".count))).fields).redirectURI
+        guard let back, back.hasPrefix(Self.authorizePath + "?") else { return nil }
+        return try? await openID.check(FormPost.parse(String(back.dropFirst(Self.authorizePath.count + 1))).fields).redirectURI
     }
 
     /// The marker's text: the time, bound to this very request (client, redirect URI, state and

@@ -64,7 +64,17 @@ struct UpstreamPages: Sendable {
             switch arrival {
             case .signedIn(let pair, let created, let back, let invited):
                 let next = back ?? (invited ? "/account/invites" : "/account")
-                response = kit.redirect(next, notice: created ? "Your account is ready." : nil)
+                if next.hasPrefix(AuthorizePages.authorizePath + "?") {
+                    // Back to an OpenID client's authorization: through a page of our own, not a
+                    // redirect. The provider's sign-in form started this chain of redirects, and a
+                    // browser holds them all to that page's `form-action`, which does not name the
+                    // client this one ends at.
+                    response = kit.renderer.page("message", title: "Signed in", status: .ok, [
+                        "paragraphs": ["You are signed in. Taking you back to the app…"], "link_href": next, "link_text": "Continue", "continue_to": next,
+                    ])
+                } else {
+                    response = kit.redirect(next, notice: created ? "Your account is ready." : nil)
+                }
                 kit.startSession(pair, on: &response)
             case .linked(_, let provider, let back):
                 response = kit.redirect(back ?? "/account", notice: "\(provider.displayName) is linked: you can sign in with it from now on.")
@@ -176,6 +186,7 @@ struct UpstreamPages: Sendable {
             values["sent"] = true
             var response = kit.page(request, nil, "login-code", title: "Enter your code", values)
             codes.setCodeCookie(flow, on: &response)
+            await allowAuthorizationRedirect(&response, after: values["return_to"] as? String)
             return response
         } catch {
             let (message, status) = PageKit.failure(error, context)
@@ -195,13 +206,20 @@ struct UpstreamPages: Sendable {
             var response = kit.redirect(back ?? SignInPages.home(SignedIn(user: pair.user, sessionID: pair.sessionID)))
             kit.startSession(pair, on: &response)
             response.setCookie(Cookie(name: FederationRoutes.codeCookie, value: "", maxAge: 0, path: "/", secure: kit.guardian.secureCookies, httpOnly: true, sameSite: .strict))
-            if let uri = await authorize.redirectURI(after: back) { AuthorizePages.allowRedirect(&response, to: uri) }
             return response
         } catch {
             let (message, status) = PageKit.failure(error, context)
             var values: [String: Any] = ["email": email, "sent": true, "error": message]
             if let back { values["return_to"] = back }
-            return kit.page(request, nil, "login-code", title: "Enter your code", status: status, values)
+            var response = kit.page(request, nil, "login-code", title: "Enter your code", status: status, values)
+            await allowAuthorizationRedirect(&response, after: back)
+            return response
         }
+    }
+
+    /// The code form's post ends, when signing in is a step of an OpenID authorization, in a
+    /// redirect to the client: browsers hold a form's redirects to the page's `form-action`.
+    func allowAuthorizationRedirect(_ response: inout Response, after back: String?) async {
+        if let uri = await authorize.redirectURI(after: back) { AuthorizePages.allowRedirect(&response, to: uri) }
     }
 }
