@@ -738,6 +738,20 @@ def test_invite_only_signup_refuses_unknown_identities_but_takes_an_invite(backe
         assert_signed_in(fed, r, session, invited)
 
 
+def test_starting_sign_ins_is_budgeted_per_client(tmp_path, github, evil, google):
+    """Each start writes a flow, so starts take from the client's sign-in budget like the forms do:
+    past the burst a start is a 429 page and writes nothing (PORTCULLIS_IP_BURST)."""
+    with smtp_sink(tmp_path) as sink, federation_server("sqlite", tmp_path, sink, github, evil, google, IP_BURST="3", IP_PER_MINUTE="1") as fed:
+        session = requests.Session()
+        answers = [session.get(fed.url("/login/upstream/github"), allow_redirects=False, timeout=TIMEOUT) for _ in range(5)]
+        codes = [r.status_code for r in answers]
+        # The root's login for the setup took one; the others start until the bucket is empty.
+        assert codes[0] == 302 and codes[-1] == 429, codes
+        refused = answers[-1]
+        assert refused.headers.get("Content-Type", "").startswith("text/html"), refused.headers
+        assert peers.UPSTREAM_COOKIE not in peers.set_cookies(refused), "a refused start set a flow cookie"
+
+
 # --- 4. attacks against the OpenID flow (the evil issuer) -----------------------------------------
 
 def canary(fed: Fed, evil) -> dict:

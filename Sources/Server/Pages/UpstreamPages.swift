@@ -45,6 +45,8 @@ struct UpstreamPages: Sendable {
         let back = ReturnTo.sanitize(request.uri.queryParameters.get("return_to"))
         let invite = SignInPages.token(request, "invite_token").flatMap { $0.isEmpty ? nil : Secrets.hash($0) }
         do {
+            // Each start writes a flow: budgeted per client like the other sign-in forms.
+            try codes.limits.spend(ip: context.clientIP, now: federation.now())
             return leave(try await federation.begin(providerID: context.parameters.get("provider_id") ?? "", intent: .signIn(inviteTokenHash: invite), returnTo: back))
         } catch {
             return refusal(error, context)
