@@ -116,6 +116,8 @@ public enum FederationError: Error, Sendable, Equatable {
     case conflict(code: String, String)
     /// The upstream's answer could not be trusted or used: the sign-in ends, nothing is changed.
     case upstream(String)
+    /// The upstream did not answer (down, or unreachable from here): the sign-in ends, nothing is changed.
+    case unreachable(String)
     /// An account already uses the upstream's address: sign in to it, then link.
     case linkRequired(email: String, provider: String)
 }

@@ -173,6 +173,7 @@ public final class UpstreamMetadata: Sendable {
         // OpenID Connect Discovery §4: the issuer without a trailing slash, then the well-known path.
         let base = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
         let answer = try await http.get(base + "/.well-known/openid-configuration", headers: [("Accept", "application/json")])
+        if answer.status >= 500 { throw FederationError.unreachable("\(issuer) is not answering (HTTP \(answer.status)); try again later") }
         guard answer.status == 200, let document = try? JSONDecoder().decode(Document.self, from: answer.body) else {
             throw FederationError.upstream("\(issuer) has no OpenID discovery document (HTTP \(answer.status))")
         }

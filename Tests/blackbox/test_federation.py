@@ -738,6 +738,23 @@ def test_invite_only_signup_refuses_unknown_identities_but_takes_an_invite(backe
         assert_signed_in(fed, r, session, invited)
 
 
+def test_a_provider_that_does_not_answer_is_a_502_page_and_changes_nothing(fed):
+    """An OpenID provider whose issuer is down: the start cannot fetch its discovery document. The
+    person gets a page saying so (502, not a 500 and not a blank error), no flow cookie, no change."""
+    provider = "down-" + uuid.uuid4().hex[:6]
+    fed.ok("POST", "/v1/identity-providers", fed.root(), 201, json={
+        "id": provider, "kind": "oidc", "client_id": "c", "client_secret": "s", "issuer": "http://127.0.0.1:9"})
+    try:
+        before = fed.snapshot()
+        r = requests.get(fed.url(f"/login/upstream/{provider}"), allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 502, f"{r.status_code}: {r.text[:1500]}"
+        assert r.headers.get("Content-Type", "").startswith("text/html") and "could not be reached" in r.text, r.text[:1500]
+        assert peers.UPSTREAM_COOKIE not in peers.set_cookies(r)
+        assert not diff(before, fed.snapshot())
+    finally:
+        fed.ok("DELETE", f"/v1/identity-providers/{provider}", fed.root(), 204)
+
+
 def test_starting_sign_ins_is_budgeted_per_client(tmp_path, github, evil, google):
     """Each start writes a flow, so starts take from the client's sign-in budget like the forms do:
     past the burst a start is a 429 page and writes nothing (PORTCULLIS_IP_BURST)."""

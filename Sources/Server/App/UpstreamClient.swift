@@ -31,7 +31,7 @@ struct UpstreamClient: UpstreamHTTP {
             let body = try await response.body.collect(upTo: Self.maxBody)
             return UpstreamResponse(status: Int(response.status.code), body: Data(buffer: body))
         } catch {
-            throw FederationError.upstream("the provider could not be reached (\(request.url.prefix(200))): \(String(describing: error).prefix(120))")
+            throw FederationError.unreachable("the provider could not be reached (\(request.url.prefix(200))): \(String(describing: error).prefix(120))")
         }
     }
 }
