@@ -53,3 +53,5 @@ CREATE TABLE sign_in_codes (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX sign_in_codes_expires ON sign_in_codes (expires_at);
+-- An address's misses of the last day are summed on every try.
+CREATE INDEX sign_in_codes_email ON sign_in_codes (email, created_at);

@@ -18,6 +18,9 @@ public struct FederationService: Sendable {
     public let now: @Sendable () -> Date
     /// How long a person may spend at the upstream before coming back.
     public static let flowLifetime: TimeInterval = 600
+    /// Linking adds a way into the account: only within this long of signing in (a session
+    /// left open on a shared computer, or a stolen cookie, is not enough).
+    public static let linkWindow: TimeInterval = 600
 
     public init(
         store: any FederationStore, auth: AuthService, tenancy: TenancyService, sealer: KeySealer, http: any UpstreamHTTP,
@@ -71,6 +74,11 @@ public struct FederationService: Sendable {
             webBaseURL: kind == .github ? UpstreamDialect.GitHub.web : nil, apiBaseURL: kind == .github ? UpstreamDialect.GitHub.api : nil,
             enabled: true, createdAt: at, updatedAt: at)
         var fields = input
+        // GitHub Enterprise answers its API under the web URL; github.com's API must not get its tokens.
+        if kind == .github, let raw = input.webBaseURL, input.apiBaseURL == nil {
+            let web = try ProviderRules.baseURL(raw, "web_base_url")
+            if web != UpstreamDialect.GitHub.web { fields.apiBaseURL = web + "/api/v3" }
+        }
         if fields.displayName == nil { fields.displayName = kind == .github ? "GitHub" : kind == .google ? "Google" : id }
         try apply(fields, to: &provider)
         let revision = try await store.createProvider(provider, actor: actor.subject.principal)
@@ -85,6 +93,12 @@ public struct FederationService: Sendable {
         let before = provider
         try apply(input, to: &provider)
         guard provider != before else { return (provider, nil) }
+        // A subject is unique only at its issuer: pointing the provider elsewhere would hand the
+        // accounts linked here to whoever has the same subject there.
+        if (provider.issuer, provider.webBaseURL, provider.apiBaseURL) != (before.issuer, before.webBaseURL, before.apiBaseURL),
+           try await store.identityCount(providerID: id) > 0 {
+            throw FederationError.conflict(code: "provider_in_use", "accounts are linked through this provider, so its issuer and URLs stay; add another provider for another issuer")
+        }
         provider.updatedAt = now()
         guard let revision = try await store.updateProvider(provider, actor: actor.subject.principal) else {
             throw FederationError.notFound("no such identity provider")
@@ -132,9 +146,19 @@ public struct FederationService: Sendable {
 
     /// Starts a sign-in (or, with `.link`, a link) at `providerID`: the flow is stored, and the
     /// browser is sent to the upstream with `state`, a `nonce` (OpenID) and a PKCE challenge.
-    public func begin(providerID: String, intent: UpstreamFlow.Intent, returnTo: String?) async throws -> Departure {
+    /// A link needs an account whose address is proven (a squatter's link would outlive the
+    /// owner's password reset) and a sign-in within `linkWindow` (`signedInAt`).
+    public func begin(providerID: String, intent: UpstreamFlow.Intent, returnTo: String?, signedInAt: Date? = nil) async throws -> Departure {
         guard let provider = try await store.provider(id: providerID), provider.enabled else {
             throw FederationError.notFound("no such sign-in provider")
+        }
+        if case .link(let userID) = intent {
+            guard let user = try await auth.users.user(id: userID), user.emailVerified else {
+                throw FederationError.forbidden("confirm your e-mail address before linking another way to sign in")
+            }
+            guard let signedInAt, signedInAt >= now().addingTimeInterval(-Self.linkWindow) else {
+                throw FederationError.reauthenticate("sign in again to link another way to sign in: you signed in more than ten minutes ago")
+            }
         }
         let state = Secrets.token(), nonce = Secrets.token(), verifier = Secrets.token()
         let challenge = Secrets.base64url(SHA256.hash(data: Data(verifier.utf8)))
@@ -229,6 +253,11 @@ public struct FederationService: Sendable {
     public struct SignInMethods: Sendable {
         public var identities: [LinkedIdentity]
         public var hasPassword: Bool
+    }
+
+    /// When a session signed in (nil when it is gone).
+    public func sessionStart(_ sessionID: UUID) async throws -> Date? {
+        try await auth.session(id: sessionID)?.createdAt
     }
 
     public func methods(userID: UUID) async throws -> SignInMethods {

@@ -118,6 +118,8 @@ public enum FederationError: Error, Sendable, Equatable {
     case upstream(String)
     /// The upstream did not answer (down, or unreachable from here): the sign-in ends, nothing is changed.
     case unreachable(String)
+    /// The action needs a fresh sign-in first.
+    case reauthenticate(String)
     /// An account already uses the upstream's address: sign in to it, then link.
     case linkRequired(email: String, provider: String)
 }

@@ -54,6 +54,7 @@ public protocol FederationStore: Sendable {
 
     func identities(userID: UUID) async throws -> [LinkedIdentity]
     func identity(providerID: String, subject: String) async throws -> LinkedIdentity?
+    func identityCount(providerID: String) async throws -> Int
     /// Links, audited as `identity.linked`; `FederationError.conflict` when the identity is
     /// linked already (to anyone).
     func link(_ identity: LinkedIdentity) async throws -> Revision

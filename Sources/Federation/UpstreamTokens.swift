@@ -48,7 +48,8 @@ public enum IDTokenCheck {
         }
         guard payload.iss == issuer else { throw .upstream("the ID token was issued by \(payload.iss.prefix(200)), not \(issuer)") }
         guard payload.aud.contains(clientID) else { throw .upstream("the ID token is for another client") }
-        if payload.aud.count > 1, payload.azp != clientID { throw .upstream("the ID token is for another client") }
+        // `azp` must name this client when there are several audiences, and whenever it is present.
+        if payload.aud.count > 1 || payload.azp != nil, payload.azp != clientID { throw .upstream("the ID token is for another client") }
         guard payload.exp.addingTimeInterval(leeway) > now else { throw .upstream("the ID token has expired") }
         if let iat = payload.iat, iat > now.addingTimeInterval(leeway) { throw .upstream("the ID token was issued in the future") }
         guard let sent = payload.nonce, Secrets.constantTimeEquals(sent, nonce) else { throw .upstream("the ID token does not carry this sign-in's nonce") }

@@ -30,6 +30,9 @@ extension AuthService {
     public static let codeLifetime: TimeInterval = 600
     /// Wrong answers a code takes before it is dead.
     public static let codeTries = 5
+    /// Wrong answers an address takes in a day, over all its codes: new codes do not buy new
+    /// guesses without end (the mail budget alone would allow about 120 a day).
+    public static let codeMissesPerDay = 10
 
     /// Starts an e-mail code sign-in. The request path does the same for every address (a row
     /// for the flow, an in-memory job); whether a mail goes out is decided after the answer, by
@@ -52,7 +55,8 @@ extension AuthService {
         guard let email = Email.canonical(raw), code.count == 6, code.allSatisfy({ $0.isASCII && $0.isNumber }),
               flow.utf8.count >= 43, flow.utf8.count <= 128 else { throw IdentityError.invalidCode }
         guard let userID = try await users.spendSignInCode(
-            flowHash: Secrets.hash(flow), email: email, codeHash: Self.codeHash(flow: flow, code: code), maxTries: Self.codeTries, now: now())
+            flowHash: Secrets.hash(flow), email: email, codeHash: Self.codeHash(flow: flow, code: code), maxTries: Self.codeTries,
+            maxMissesPerDay: Self.codeMissesPerDay, now: now())
         else { throw IdentityError.invalidCode }
         return try await openSession(userID: userID, client: client)
     }

@@ -34,8 +34,9 @@ public protocol UserStore: Sendable {
     func mailSignInCode(email: String, _ mail: @escaping @Sendable (User) -> OutgoingMail, now: Date) async throws
     /// Tries a code: when `codeHash` matches the flow's live code for `email` (compared in
     /// constant time) the code is spent and the verified account's id returned; otherwise a
-    /// try is counted, and after `maxTries` misses the code is dead.
-    func spendSignInCode(flowHash: String, email: String, codeHash: String, maxTries: Int, now: Date) async throws -> UUID?
+    /// try is counted, and after `maxTries` misses the code is dead; after `maxMissesPerDay`
+    /// misses over all of the address's codes of the last day, every code for it is.
+    func spendSignInCode(flowHash: String, email: String, codeHash: String, maxTries: Int, maxMissesPerDay: Int, now: Date) async throws -> UUID?
     /// Users whose address or name contains `text` (all when nil), by address, and their count.
     func users(matching text: String?, limit: Int, offset: Int) async throws -> ([User], Int)
 }

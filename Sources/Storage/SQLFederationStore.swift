@@ -99,6 +99,10 @@ public struct SQLFederationStore: SQLStore, FederationStore {
             .map(Self.decodeIdentity)
     }
 
+    public func identityCount(providerID: String) async throws -> Int {
+        Int(try await db.queryFirst("SELECT COUNT(*) AS n FROM user_identities WHERE provider_id = $1", providerID)?.int("n") ?? 0)
+    }
+
     static func identityDetails(_ i: LinkedIdentity) -> [String: JSONValue] {
         ["identity_id": .string(i.id.lowercasedString), "provider_id": .string(i.providerID), "subject": .string(i.subject), "email": .string(i.email)]
     }

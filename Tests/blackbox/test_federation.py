@@ -596,6 +596,27 @@ def test_link_github_to_a_password_account_sign_in_with_it_then_unlink(fed, gith
     assert identities(fed, token)["items"] == []
 
 
+def test_an_account_with_an_unproven_address_cannot_link(fed, github):
+    """A squatter (an account made with someone else's address, never confirmed) must not add a
+    way in that would outlive the owner's password reset: the link is refused before the upstream."""
+    address = fresh_email("squatter")
+    r = requests.post(fed.url("/v1/users"), json={"email": address, "password": PASSWORD}, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    session = password_session(fed, address)
+    page = session.get(fed.url("/account"), timeout=TIMEOUT).text
+    assert not peers.form_posting_to(page, "/account/identities/link"), "an unproven account is offered links"
+    assert "confirm your e-mail address to link" in page.lower(), page[:3000]
+    # The post made anyway, with the page's form token: refused before the upstream.
+    tokens = {f["fields"].get("csrf") for f in peers.forms(page) if f["fields"].get("csrf")}
+    before = fed.snapshot()
+    r = post_form(session, fed, "/account/identities/link", {"csrf": tokens.pop(), "provider": "github"})
+    assert r.is_redirect and urlsplit(peers.location(r)).path == "/account", f"{r.status_code} {r.headers.get('Location')}"
+    assert peers.UPSTREAM_COOKIE not in peers.set_cookies(r), "a refused link started a flow"
+    page = session.get(fed.url("/account"), timeout=TIMEOUT).text
+    assert "confirm your e-mail address before linking" in page.lower(), page[:3000]
+    assert not diff(before, fed.snapshot())
+
+
 def test_an_identity_linked_to_one_account_cannot_be_linked_to_another(fed, github):
     first = fresh_email("first")
     gh_id = new_github_id()

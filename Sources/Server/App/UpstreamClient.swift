@@ -4,12 +4,14 @@ import Foundation
 import NIOCore
 
 /// Outbound HTTP to upstream identity providers (their discovery, keys, token and user
-/// endpoints) on the process-wide client (it needs no shutdown): ten seconds in all, answers up
+/// endpoints) on the process-wide client (it needs no shutdown): five seconds in all, answers up
 /// to 1 MiB. The providers are the root's choice, so private addresses are allowed (a provider on
 /// the same network).
 struct UpstreamClient: UpstreamHTTP {
     var client: HTTPClient = .shared
-    static let timeout: TimeAmount = .seconds(10)
+    /// The whole call, connecting included: the client retries a refused connection until this
+    /// deadline, and a person waits on the page meanwhile.
+    static let timeout: TimeAmount = .seconds(5)
     static let maxBody = 1 << 20
 
     func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse {
@@ -31,7 +33,8 @@ struct UpstreamClient: UpstreamHTTP {
             let body = try await response.body.collect(upTo: Self.maxBody)
             return UpstreamResponse(status: Int(response.status.code), body: Data(buffer: body))
         } catch {
-            throw FederationError.unreachable("the provider could not be reached (\(request.url.prefix(200))): \(String(describing: error).prefix(120))")
+            // The host only: the person reading the page needs no more (and no internal paths).
+            throw FederationError.unreachable("the provider could not be reached (\(URL(string: request.url)?.host ?? "its host")); try again later")
         }
     }
 }

@@ -121,6 +121,7 @@ extension Problem {
             case .conflict(let code, let m): return Problem(.conflict, code: code, detail: m)
             case .upstream(let m): return .badRequest(m, code: "upstream_refused")
             case .unreachable(let m): return Problem(.badGateway, code: "upstream_unavailable", detail: m)
+            case .reauthenticate(let m): return Problem(.forbidden, code: "reauthentication_required", detail: m)
             case .linkRequired(let email, let provider):
                 return Problem(.conflict, code: "link_required", detail: "an account already uses \(email): sign in to it first, then link \(provider) from your account page")
             }

@@ -108,7 +108,14 @@ struct UpstreamPages: Sendable {
         { request, context in
             try await kit.action(request) { who, form in
                 do {
-                    return leave(try await federation.begin(providerID: form["provider"] ?? "", intent: .link(userID: who.user.id), returnTo: "/account"))
+                    let session = try await federation.sessionStart(who.sessionID)
+                    return leave(try await federation.begin(
+                        providerID: form["provider"] ?? "", intent: .link(userID: who.user.id), returnTo: "/account", signedInAt: session))
+                } catch FederationError.reauthenticate(let why) {
+                    return kit.page(request, who, "message", title: "Sign in again", status: .forbidden, [
+                        "paragraphs": [Problem.from(FederationError.reauthenticate(why))!.sentence],
+                        "link_href": "/login?reauth=1&return_to=" + PageKit.queryEscape("/account"), "link_text": "Sign in again",
+                    ])
                 } catch {
                     let (message, status) = PageKit.failure(error, context)
                     return kit.redirect("/account", notice: status == .notFound ? "That sign-in provider is not available." : message)
@@ -153,8 +160,10 @@ struct UpstreamPages: Sendable {
                 if let used = i.lastUsedAt { row["last_used_at"] = PageFormat.date(used) }
                 return row
             },
-            "linkable": providers.filter { $0.enabled && !linkedIDs.contains($0.id) }.map { ["id": $0.id, "name": $0.displayName] },
+            // Linking needs a proven address (`FederationService.begin`): none offered before.
+            "linkable": who.user.emailVerified ? providers.filter { $0.enabled && !linkedIDs.contains($0.id) }.map { ["id": $0.id, "name": $0.displayName] } : [],
         ]
+        if !who.user.emailVerified, providers.contains(where: \.enabled) { values["link_needs_proof"] = true }
         if methods.identities.isEmpty { values.removeValue(forKey: "identities") }
         return values
     }

@@ -22,7 +22,7 @@ import Testing
 
         /// One trip out and back, as a browser makes it (the cookie holds the state).
         func trip(intent: UpstreamFlow.Intent = .signIn(inviteTokenHash: nil), signedIn: UUID? = nil, returnTo: String? = nil) async throws -> FederationService.Arrival {
-            let departure = try await federation.begin(providerID: "op", intent: intent, returnTo: returnTo)
+            let departure = try await federation.begin(providerID: "op", intent: intent, returnTo: returnTo, signedInAt: Date())
             let (code, state) = try peer.authorize(departure.location)
             return try await federation.complete(
                 providerID: "op", code: code, state: state, cookieState: departure.state, upstreamError: nil, signedIn: signedIn, client: client)
@@ -280,6 +280,48 @@ import Testing
             guard case .signedIn(let pair, let created, _, _) = try await rig.trip() else { Issue.record("not signed in"); return }
             #expect(!created)
             #expect(pair.user.id == userID)
+        }
+    }
+
+    /// Linking adds a way in: not for an account whose address is unproven (a squatter's link
+    /// would outlive the owner's reset), and only soon after signing in.
+    @Test(arguments: Backend.allCases)
+    func linkingNeedsAProvenAddressAndAFreshSignIn(_ backend: Backend) async throws {
+        try await withRig(backend) { rig in
+            let squatter = try await rig.services.auth.signup(.init(email: "ada@example.com", password: "a-long-password-1"), trusted: true).0
+            await #expect(throws: FederationError.forbidden("confirm your e-mail address before linking another way to sign in")) {
+                _ = try await rig.federation.begin(providerID: "op", intent: .link(userID: squatter.id), returnTo: nil, signedInAt: Date())
+            }
+            let owner = try await rig.passwordUser("bob@example.com")
+            for stale in [nil, Date().addingTimeInterval(-FederationService.linkWindow - 5)] {
+                await #expect(throws: FederationError.self) {
+                    _ = try await rig.federation.begin(providerID: "op", intent: .link(userID: owner.id), returnTo: nil, signedInAt: stale)
+                }
+            }
+            #expect(try await rig.services.database.queryFirst("SELECT COUNT(*) AS n FROM upstream_flows")?.int("n") == 0)
+            _ = try await rig.federation.begin(providerID: "op", intent: .link(userID: owner.id), returnTo: nil, signedInAt: Date().addingTimeInterval(-60))
+        }
+    }
+
+    /// A subject is unique only at its issuer: while accounts are linked through a provider, it
+    /// cannot be pointed at another one. GitHub Enterprise's API is found under its web URL.
+    @Test(arguments: Backend.allCases)
+    func aProviderInUseKeepsItsIssuer(_ backend: Backend) async throws {
+        try await withRig(backend) { rig in
+            _ = try await rig.federation.updateProvider(actor: rig.root, id: "op", ProviderInput(issuer: "https://other.example.test"))
+            _ = try await rig.federation.updateProvider(actor: rig.root, id: "op", ProviderInput(issuer: rig.peer.issuer))
+            _ = try await rig.trip()
+            await #expect(throws: FederationError.self) {
+                _ = try await rig.federation.updateProvider(actor: rig.root, id: "op", ProviderInput(issuer: "https://other.example.test"))
+            }
+            #expect(try await rig.federation.provider(actor: rig.root, id: "op").issuer == rig.peer.issuer)
+            // Other fields still change.
+            _ = try await rig.federation.updateProvider(actor: rig.root, id: "op", ProviderInput(displayName: "Renamed"))
+            let (ghe, _) = try await rig.federation.createProvider(actor: rig.root, ProviderInput(
+                id: "ghe", kind: "github", clientID: "c", clientSecret: "s", webBaseURL: "https://git.example.test/"))
+            #expect(ghe.webBaseURL == "https://git.example.test" && ghe.apiBaseURL == "https://git.example.test/api/v3")
+            let (gh, _) = try await rig.federation.createProvider(actor: rig.root, ProviderInput(id: "gh", kind: "github", clientID: "c", clientSecret: "s"))
+            #expect(gh.apiBaseURL == "https://api.github.com")
         }
     }
 }

@@ -100,6 +100,30 @@ import Testing
         }
     }
 
+    /// New codes do not buy new guesses without end: after `codeMissesPerDay` misses over an
+    /// address's codes of the day, even the right code of a fresh flow is refused.
+    @Test(arguments: Backend.allCases)
+    func anAddressTakesTenMissesADay(_ backend: Backend) async throws {
+        try await withServices(backend) { services in
+            _ = try await verified(services, "ada@example.com")
+            for _ in 0..<(AuthService.codeMissesPerDay / AuthService.codeTries) {
+                let flow = try await services.auth.requestSignInCode(email: "ada@example.com")
+                let code = try #require(try await mailedCode(services, to: "ada@example.com"))
+                for _ in 0..<AuthService.codeTries {
+                    await #expect(throws: IdentityError.invalidCode) { _ = try await services.auth.signIn(email: "ada@example.com", code: wrong(code), flow: flow.flow, client: client) }
+                }
+            }
+            let flow = try await services.auth.requestSignInCode(email: "ada@example.com")
+            let code = try #require(try await mailedCode(services, to: "ada@example.com"))
+            await #expect(throws: IdentityError.invalidCode) { _ = try await services.auth.signIn(email: "ada@example.com", code: code, flow: flow.flow, client: client) }
+            // Another address is not affected.
+            _ = try await verified(services, "bob@example.com")
+            let other = try await services.auth.requestSignInCode(email: "bob@example.com")
+            let bobs = try #require(try await mailedCode(services, to: "bob@example.com"))
+            _ = try await services.auth.signIn(email: "bob@example.com", code: bobs, flow: other.flow, client: client)
+        }
+    }
+
     /// `none` and HMAC are refused before any key is looked at; a token signed with an HMAC whose
     /// key is the provider's published key would otherwise be a forgery anyone can make.
     @Test func algorithmsThatProveNothingAreRefused() async throws {
