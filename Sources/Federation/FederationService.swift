@@ -35,7 +35,10 @@ public struct FederationService: Sendable {
         self.now = now
     }
 
-    public func redirectURI(_ providerID: String) -> String { "\(publicURL)/login/upstream/\(providerID)/callback" }
+    public func redirectURI(_ providerID: String) -> String { "\(publicURL)\(Self.startPath(providerID))/callback" }
+
+    /// Where a browser starts a sign-in at the provider (the login page's button).
+    public static func startPath(_ providerID: String) -> String { "/login/upstream/\(providerID)" }
 
     // MARK: The root's providers
 
@@ -192,7 +195,7 @@ public struct FederationService: Sendable {
         guard let provider = try await store.provider(id: providerID), provider.enabled else { throw FederationError.notFound("no such sign-in provider") }
         let secret = String(decoding: try sealer.open(provider.sealedSecret), as: UTF8.self)
         let person = try await dialect.person(
-            provider, secret: .init(clientSecret: secret), code: code, redirectURI: redirectURI(providerID), verifier: flow.codeVerifier,
+            provider, clientSecret: secret, code: code, redirectURI: redirectURI(providerID), verifier: flow.codeVerifier,
             nonce: flow.nonce, now: now())
         switch flow.intent {
         case .link(let userID):
@@ -250,20 +253,31 @@ public struct FederationService: Sendable {
 
     // MARK: Linked identities
 
+    /// An account's ways in: its linked identities (with their providers' names), whether it has
+    /// a password, and the enabled providers it could link now (none before its address is proven,
+    /// as `begin` requires).
     public struct SignInMethods: Sendable {
         public var identities: [LinkedIdentity]
         public var hasPassword: Bool
-    }
+        public var providerNames: [String: String]
+        public var linkable: [UpstreamProvider]
+        /// Providers would be offered once the address is confirmed.
+        public var linkNeedsProof: Bool
 
-    /// When a session signed in (nil when it is gone).
-    public func sessionStart(_ sessionID: UUID) async throws -> Date? {
-        try await auth.session(id: sessionID)?.createdAt
+        public func providerName(_ identity: LinkedIdentity) -> String { providerNames[identity.providerID] ?? identity.providerID }
     }
 
     public func methods(userID: UUID) async throws -> SignInMethods {
         let identities = try await store.identities(userID: userID)
-        let hasPassword = try await auth.users.credentials(id: userID).map { !$0.passwordHash.isEmpty } ?? false
-        return SignInMethods(identities: identities, hasPassword: hasPassword)
+        let account = try await auth.users.credentials(id: userID)
+        let providers = try await store.providers()
+        let linked = Set(identities.map(\.providerID))
+        let open = providers.filter { $0.enabled && !linked.contains($0.id) }
+        let proven = account?.user.emailVerified ?? false
+        return SignInMethods(
+            identities: identities, hasPassword: account.map { !$0.passwordHash.isEmpty } ?? false,
+            providerNames: Dictionary(providers.map { ($0.id, $0.displayName) }, uniquingKeysWith: { a, _ in a }),
+            linkable: proven ? open : [], linkNeedsProof: !proven && !open.isEmpty)
     }
 
     public func unlink(userID: UUID, identityID: UUID) async throws -> Revision {

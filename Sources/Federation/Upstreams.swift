@@ -18,10 +18,6 @@ struct UpstreamDialect: Sendable {
     let http: any UpstreamHTTP
     let metadata: UpstreamMetadata
 
-    struct Secret: Sendable {
-        let clientSecret: String
-    }
-
     func authorizeURL(_ provider: UpstreamProvider, redirectURI: String, state: String, nonce: String, challenge: String) async throws -> String {
         var query: [(String, String)] = [
             ("response_type", "code"), ("client_id", provider.clientID), ("redirect_uri", redirectURI),
@@ -39,26 +35,26 @@ struct UpstreamDialect: Sendable {
         return endpoint + (endpoint.contains("?") ? "&" : "?") + FormEncoding.encode(query)
     }
 
-    func person(_ provider: UpstreamProvider, secret: Secret, code: String, redirectURI: String, verifier: String, nonce: String, now: Date) async throws -> UpstreamPerson {
+    func person(_ provider: UpstreamProvider, clientSecret: String, code: String, redirectURI: String, verifier: String, nonce: String, now: Date) async throws -> UpstreamPerson {
         switch provider.kind {
-        case .github: return try await github(provider, secret: secret, code: code, redirectURI: redirectURI, verifier: verifier)
-        case .google, .oidc: return try await openID(provider, secret: secret, code: code, redirectURI: redirectURI, verifier: verifier, nonce: nonce, now: now)
+        case .github: return try await github(provider, clientSecret: clientSecret, code: code, redirectURI: redirectURI, verifier: verifier)
+        case .google, .oidc: return try await openID(provider, clientSecret: clientSecret, code: code, redirectURI: redirectURI, verifier: verifier, nonce: nonce, now: now)
         }
     }
 
     // MARK: OpenID Connect
 
-    func openID(_ provider: UpstreamProvider, secret: Secret, code: String, redirectURI: String, verifier: String, nonce: String, now: Date) async throws -> UpstreamPerson {
+    func openID(_ provider: UpstreamProvider, clientSecret: String, code: String, redirectURI: String, verifier: String, nonce: String, now: Date) async throws -> UpstreamPerson {
         let issuer = provider.resolvedIssuer
         let discovery = try await metadata.discovery(issuer: issuer, http: http)
         var fields = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI), ("code_verifier", verifier)]
         var headers = [("Accept", "application/json")]
         // client_secret_basic is the default (OpenID Connect Core §9); post only when that is all it takes.
         if discovery.authMethods.contains("client_secret_basic") || discovery.authMethods.isEmpty {
-            let pair = FormEncoding.component(provider.clientID) + ":" + FormEncoding.component(secret.clientSecret)
+            let pair = FormEncoding.component(provider.clientID) + ":" + FormEncoding.component(clientSecret)
             headers.append(("Authorization", "Basic " + Data(pair.utf8).base64EncodedString()))
         } else {
-            fields += [("client_id", provider.clientID), ("client_secret", secret.clientSecret)]
+            fields += [("client_id", provider.clientID), ("client_secret", clientSecret)]
         }
         let answer = try await http.postForm(discovery.tokenEndpoint, fields: fields, headers: headers)
         guard answer.status == 200, let token = try? JSONDecoder().decode(TokenAnswer.self, from: answer.body), let idToken = token.idToken else {
@@ -108,10 +104,10 @@ struct UpstreamDialect: Sendable {
 
     /// GitHub's web flow: the profile's e-mail may be empty or unverified, so the address is
     /// the primary one of `/user/emails`, and only when GitHub says it is verified.
-    func github(_ provider: UpstreamProvider, secret: Secret, code: String, redirectURI: String, verifier: String) async throws -> UpstreamPerson {
+    func github(_ provider: UpstreamProvider, clientSecret: String, code: String, redirectURI: String, verifier: String) async throws -> UpstreamPerson {
         let answer = try await http.postForm(
             (provider.webBaseURL ?? GitHub.web) + "/login/oauth/access_token",
-            fields: [("client_id", provider.clientID), ("client_secret", secret.clientSecret), ("code", code), ("redirect_uri", redirectURI), ("code_verifier", verifier)],
+            fields: [("client_id", provider.clientID), ("client_secret", clientSecret), ("code", code), ("redirect_uri", redirectURI), ("code_verifier", verifier)],
             headers: [("Accept", "application/json")])
         // GitHub answers a refused code with 200 and an `error` field.
         guard answer.status == 200, let token = try? JSONDecoder().decode(TokenAnswer.self, from: answer.body), let access = token.accessToken, token.error == nil else {
@@ -138,6 +134,10 @@ extension UpstreamProvider {
     static let googleIssuer = "https://accounts.google.com"
 
     var resolvedIssuer: String { issuer ?? Self.googleIssuer }
+
+    /// Where the person signs in at the provider: GitHub's web URL, or an OpenID issuer (whose
+    /// authorization endpoint is on its own origin for every provider known here).
+    public var signInBase: String { kind == .github ? webBaseURL ?? UpstreamDialect.GitHub.web : resolvedIssuer }
 }
 
 /// Discovery documents and key sets of OpenID upstreams, kept five minutes in this node's memory

@@ -40,9 +40,10 @@ struct ProfilePages: Sendable {
         var values = extra
         values["user"] = ["email": who.user.email, "name": who.user.name, "verified": who.user.emailVerified, "is_root": who.user.isRoot,
                           "created_at": PageFormat.date(who.user.createdAt)] as [String: Any]
-        values.merge(try await upstream.methods(who), uniquingKeysWith: { a, _ in a })
+        let methods = try await upstream.methods(who)
+        values.merge(methods.values, uniquingKeysWith: { a, _ in a })
         var response = AccountTabs.render(kit, request, who, "account", title: "Profile", tab: "/account", status: status, values)
-        await upstream.allowLinkRedirects(&response)
+        UpstreamPages.allowLinkRedirects(&response, to: methods.linkable)
         return response
     }
 

@@ -21,7 +21,7 @@ struct UpstreamPages: Sendable {
             if let returnTo { query.append("return_to=" + PageKit.queryEscape(returnTo)) }
             if let inviteToken { query.append("invite_token=" + PageKit.queryEscape(inviteToken)) }
             return ["id": p.id, "name": p.displayName, "kind": p.kind.rawValue,
-                    "href": "/login/upstream/\(p.id)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))]
+                    "href": FederationService.startPath(p.id) + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))]
         }
     }
 
@@ -108,16 +108,16 @@ struct UpstreamPages: Sendable {
         { request, context in
             try await kit.action(request) { who, form in
                 do {
-                    let session = try await federation.sessionStart(who.sessionID)
+                    let signedInAt = try await kit.auth.session(id: who.sessionID)?.createdAt
                     return leave(try await federation.begin(
-                        providerID: form["provider"] ?? "", intent: .link(userID: who.user.id), returnTo: "/account", signedInAt: session))
-                } catch FederationError.reauthenticate(let why) {
-                    return kit.page(request, who, "message", title: "Sign in again", status: .forbidden, [
-                        "paragraphs": [Problem.from(FederationError.reauthenticate(why))!.sentence],
-                        "link_href": "/login?reauth=1&return_to=" + PageKit.queryEscape("/account"), "link_text": "Sign in again",
-                    ])
+                        providerID: form["provider"] ?? "", intent: .link(userID: who.user.id), returnTo: "/account", signedInAt: signedInAt))
                 } catch {
                     let (message, status) = PageKit.failure(error, context)
+                    if case FederationError.reauthenticate = error {
+                        return kit.page(request, who, "message", title: "Sign in again", status: status, [
+                            "paragraphs": [message], "link_href": "/login?reauth=1&return_to=" + PageKit.queryEscape("/account"), "link_text": "Sign in again",
+                        ])
+                    }
                     return kit.redirect("/account", notice: status == .notFound ? "That sign-in provider is not available." : message)
                 }
             }
@@ -144,38 +144,31 @@ struct UpstreamPages: Sendable {
         }
     }
 
-    /// The account page's "Sign-in methods": the password, the linked providers with their
-    /// unlink buttons, and the providers that can still be linked.
-    func methods(_ who: SignedIn) async throws -> [String: Any] {
+    /// The account page's "Ways to sign in": the password, the linked providers with their
+    /// unlink buttons, and the providers that can be linked now (`FederationService.methods`).
+    func methods(_ who: SignedIn) async throws -> (values: [String: Any], linkable: [UpstreamProvider]) {
         let methods = try await federation.methods(userID: who.user.id)
-        let providers = try await federation.store.providers()
-        let names = Dictionary(providers.map { ($0.id, $0.displayName) }, uniquingKeysWith: { a, _ in a })
         let last = !methods.hasPassword && methods.identities.count == 1
-        let linkedIDs = Set(methods.identities.map(\.providerID))
         var values: [String: Any] = [
             "has_password": methods.hasPassword,
-            "identities": methods.identities.map { i -> [String: Any] in
-                var row: [String: Any] = ["id": i.id.lowercasedString, "provider": names[i.providerID] ?? i.providerID, "email": i.email,
+            "linkable": methods.linkable.map { ["id": $0.id, "name": $0.displayName] },
+        ]
+        if !methods.identities.isEmpty {
+            values["identities"] = methods.identities.map { i -> [String: Any] in
+                var row: [String: Any] = ["id": i.id.lowercasedString, "provider": methods.providerName(i), "email": i.email,
                                           "linked_at": PageFormat.date(i.createdAt), "last": last]
                 if let used = i.lastUsedAt { row["last_used_at"] = PageFormat.date(used) }
                 return row
-            },
-            // Linking needs a proven address (`FederationService.begin`): none offered before.
-            "linkable": who.user.emailVerified ? providers.filter { $0.enabled && !linkedIDs.contains($0.id) }.map { ["id": $0.id, "name": $0.displayName] } : [],
-        ]
-        if !who.user.emailVerified, providers.contains(where: \.enabled) { values["link_needs_proof"] = true }
-        if methods.identities.isEmpty { values.removeValue(forKey: "identities") }
-        return values
-    }
-
-    /// The account page's form posts to the providers' sign-in pages (via our redirect):
-    /// browsers hold a form's redirects to `form-action`, so their origins are allowed there.
-    func allowLinkRedirects(_ response: inout Response) async {
-        for provider in (try? await federation.enabledProviders()) ?? [] {
-            if let url = provider.kind == .github ? provider.webBaseURL : provider.issuer ?? "https://accounts.google.com" {
-                AuthorizePages.allowRedirect(&response, to: url)
             }
         }
+        if methods.linkNeedsProof { values["link_needs_proof"] = true }
+        return (values, methods.linkable)
+    }
+
+    /// The account page's link form posts, through our redirect, to the providers' sign-in pages:
+    /// browsers hold a form's redirects to `form-action`, so their origins are allowed there.
+    static func allowLinkRedirects(_ response: inout Response, to providers: [UpstreamProvider]) {
+        for provider in providers { AuthorizePages.allowRedirect(&response, to: provider.signInBase) }
     }
 
     // MARK: E-mail codes

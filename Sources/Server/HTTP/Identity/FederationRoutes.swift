@@ -147,7 +147,7 @@ struct FederationRoutes {
     /// Public: the enabled providers, for a login page of one's own.
     @Sendable func loginProviders(_ request: Request, context: AppRequestContext) async throws -> Response {
         let items = try await federation.enabledProviders().map {
-            LoginProviderResponse(id: $0.id, displayName: $0.displayName, kind: $0.kind.rawValue, loginUrl: "/login/upstream/\($0.id)")
+            LoginProviderResponse(id: $0.id, displayName: $0.displayName, kind: $0.kind.rawValue, loginUrl: FederationService.startPath($0.id))
         }
         return try JSONBody.response(["items": items])
     }
@@ -157,10 +157,9 @@ struct FederationRoutes {
     @Sendable func identities(_ request: Request, context: AppRequestContext) async throws -> Response {
         let user = try await context.caller().requireUser()
         let methods = try await federation.methods(userID: user.id)
-        let names = Dictionary(try await federation.store.providers().map { ($0.id, $0.displayName) }, uniquingKeysWith: { a, _ in a })
         let items = methods.identities.map {
             IdentityResponse(
-                id: $0.id.lowercasedString, providerId: $0.providerID, providerName: names[$0.providerID] ?? $0.providerID, subject: $0.subject,
+                id: $0.id.lowercasedString, providerId: $0.providerID, providerName: methods.providerName($0), subject: $0.subject,
                 email: $0.email, createdAt: $0.createdAt, lastUsedAt: OrNull($0.lastUsedAt))
         }
         return try JSONBody.response(IdentitiesResponse(items: items, total: items.count, hasPassword: methods.hasPassword))
