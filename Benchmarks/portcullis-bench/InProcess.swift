@@ -52,8 +52,7 @@ enum InProcess {
         var allowed = 0
         for i in 0..<n {
             let object = x.objects[i]
-            let grants = cache.cached(object.orgID) ?? nil
-            if DecisionEngine.decide(grants, subject: x.subjects[i], object: object, required: x.requirements[i], now: now).allowed {
+            if DecisionEngine.decide(cache.cached(object.orgID)?.grants, subject: x.subjects[i], object: object, required: x.requirements[i], now: now).allowed {
                 allowed &+= 1
             }
         }
@@ -78,8 +77,7 @@ enum InProcess {
             do {
                 let object = try ObjectRef.parse(x.objectStrings[i])
                 let required = try table.requirement(for: x.actionStrings[i])
-                let grants = cache.cached(object.orgID) ?? nil
-                if DecisionEngine.decide(grants, subject: x.subjects[i], object: object, required: required, now: now).allowed {
+                if DecisionEngine.decide(cache.cached(object.orgID)?.grants, subject: x.subjects[i], object: object, required: required, now: now).allowed {
                     allowed &+= 1
                 }
             } catch {
@@ -107,7 +105,7 @@ enum InProcess {
         var allowed = 0
         for i in 0..<x.objects.count {
             let object = x.objects[i]
-            if let grants = cache.cached(object.orgID) ?? nil,
+            if let snapshot = cache.cached(object.orgID), let grants = snapshot.grants,
                let role = grants.role(of: x.subjects[i].principal, on: object.path, at: now),
                role >= x.requirements[i].role {
                 allowed &+= 1

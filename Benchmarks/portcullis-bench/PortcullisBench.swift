@@ -59,9 +59,9 @@ struct PortcullisBench {
             layout: Layout(
                 principalStride: MemoryLayout<Principal>.stride, memberGrantStride: MemoryLayout<MemberGrant>.stride,
                 bindingGrantStride: MemoryLayout<BindingGrant>.stride, orgGrantsStride: MemoryLayout<OrgGrants>.stride,
-                membersCapacityPerOrg: (cache.cached(dataset.orgs[0]) ?? nil)?.members.capacity ?? 0))
+                membersCapacityPerOrg: cache.cached(dataset.orgs[0])?.grants?.members.capacity ?? 0))
         let l = report.memory!.layout
-        say("layout: Principal \(l.principalStride) B, MemberGrant \(l.memberGrantStride) B, BindingGrant \(l.bindingGrantStride) B (strides); members dictionary of a 100-member org holds \(l.membersCapacityPerOrg) before growing")
+        say("layout: Principal \(l.principalStride) B, member slot \(MemberTable.slotStride) B, BindingGrant \(l.bindingGrantStride) B (strides); members table of a 100-member org holds \(l.membersCapacityPerOrg) before growing")
         say(String(format: "RSS per cached membership: %.1f B (memberships and bindings: %.0f MiB for %d memberships + %d bindings); memberships alone: %.1f B",
                    report.memory!.bytesPerMembership, Double(rss1 - rss0) / 1_048_576, dataset.membershipCount, dataset.bindingCount,
                    report.memory!.bytesPerMembershipWithoutBindings))

@@ -77,5 +77,5 @@ public struct Subject: Sendable, Equatable {
 
 extension UUID {
     /// The lowercase text form used in paths, object strings and the change log.
-    public var lowercasedString: String { uuidString.lowercased() }
+    public var lowercasedString: String { UUIDText.lowercased(self) }
 }

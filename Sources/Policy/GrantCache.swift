@@ -30,8 +30,17 @@ extension OrgGrants {
             for o in list { g.addOverride(o, for: key.principal) }
         }
         g.setGroups(names: groupNames, parents: groupParent, edges: (groupEdges[principal] ?? []).map { (principal, $0) })
+        g.seal()
         return g
     }
+}
+
+/// One org's grants as the cache holds them, immutable and shared by every reader; nil grants
+/// remember an org that does not exist.
+public final class GrantSnapshot: Sendable {
+    public let grants: OrgGrants?
+
+    init(_ grants: OrgGrants?) { self.grants = grants }
 }
 
 /// Every org's grants, held in memory so that decisions never wait on the database.
@@ -41,13 +50,8 @@ extension OrgGrants {
 /// number per shard keeps a load that raced with an invalidation from installing stale grants.
 /// Lookups take one uncontended lock of one of 64 shards.
 public final class GrantCache: Sendable {
-    enum Entry: Sendable {
-        case present(OrgGrants)
-        case absent
-    }
-
     struct Shard: Sendable {
-        var entries: [UUID: Entry] = [:]
+        var entries: [UUID: GrantSnapshot] = [:]
         var absentCount = 0
         /// Bumped by every invalidation in the shard; a load started before it must not install.
         var generation: UInt64 = 0
@@ -80,40 +84,38 @@ public final class GrantCache: Sendable {
         shards[Int(org.uuid.15) & (Self.shardCount - 1)]
     }
 
-    /// The cached grants when present, without loading: the hot path's first try.
+    /// The cached grants when present, without loading: the hot path's first try. The snapshot
+    /// is shared, not copied: reading it costs one reference count, not one per table.
     @inline(__always)
-    public func cached(_ org: UUID) -> OrgGrants?? {
-        let entry = shard(org).withLock { s in
+    public func cached(_ org: UUID) -> GrantSnapshot? {
+        shard(org).withLock { s in
             let e = s.entries[org]
             if e != nil { s.hits &+= 1 }
             return e
-        }
-        switch entry {
-        case .present(let g): return .some(g)
-        case .absent: return .some(nil)
-        case nil: return nil
         }
     }
 
     /// The org's grants, loading them on a miss; nil when the org does not exist.
     public func grants(_ org: UUID) async throws -> OrgGrants? {
-        if let hit = cached(org) { return hit }
+        if let hit = cached(org) { return hit.grants }
         let shard = shard(org)
         let generation = shard.withLock { s in
             s.misses &+= 1
             return s.generation
         }
-        let loaded = try await loader.grants(orgID: org)
+        var loaded = try await loader.grants(orgID: org)
+        loaded?.seal()
+        let snapshot = GrantSnapshot(loaded)
         shard.withLock { s in
             guard s.generation == generation else { return }
-            if let loaded {
-                s.entries[org] = .present(loaded)
+            if loaded != nil {
+                s.entries[org] = snapshot
             } else {
                 if s.absentCount >= Self.absentLimit {
-                    s.entries = s.entries.filter { if case .absent = $0.value { return false } else { return true } }
+                    s.entries = s.entries.filter { $0.value.grants != nil }
                     s.absentCount = 0
                 }
-                s.entries[org] = .absent
+                s.entries[org] = snapshot
                 s.absentCount += 1
             }
         }
@@ -122,7 +124,10 @@ public final class GrantCache: Sendable {
 
     /// Installs grants directly (preloading, benchmarks).
     public func install(_ org: UUID, _ grants: OrgGrants) {
-        shard(org).withLock { $0.entries[org] = .present(grants) }
+        var sealed = grants
+        sealed.seal()
+        let snapshot = GrantSnapshot(sealed)
+        shard(org).withLock { $0.entries[org] = snapshot }
     }
 
     /// Forgets an org: the next decision about it reloads from the database.
@@ -141,7 +146,7 @@ public final class GrantCache: Sendable {
 
     public func invalidate(_ org: UUID) {
         shard(org).withLock { s in
-            if case .absent? = s.entries.removeValue(forKey: org) { s.absentCount -= 1 }
+            if let removed = s.entries.removeValue(forKey: org), removed.grants == nil { s.absentCount -= 1 }
             s.generation &+= 1
         }
     }

@@ -79,7 +79,7 @@ public struct PolicyService: Sendable {
 
     public func decide(_ subject: Subject, _ object: ObjectRef, _ required: Requirement, consistency: Consistency, reads: inout ReadThrough) async throws -> Decision {
         if consistency == .cached, let hit = cache.cached(object.orgID) {
-            return DecisionEngine.decide(hit, subject: subject, object: object, required: required, now: now().instant)
+            return DecisionEngine.decide(hit.grants, subject: subject, object: object, required: required, now: now().instant)
         }
         let grants = try await grants(object.orgID, for: subject.principal, consistency, &reads)
         return DecisionEngine.decide(grants, subject: subject, object: object, required: required, now: now().instant)
@@ -132,9 +132,10 @@ public struct PolicyService: Sendable {
         return results
     }
 
+    /// The subject's grants come from the database at either consistency: the cache keeps what
+    /// decisions need, not where each membership came from (its audit event), which explain shows.
     public func explain(_ subject: Subject, _ object: ObjectRef, _ required: Requirement, consistency: Consistency = .cached) async throws -> Explanation {
-        var reads = ReadThrough()
-        let grants = try await grants(object.orgID, for: subject.principal, consistency, &reads)
+        let grants = try await cache.loader.grants(orgID: object.orgID, of: subject.principal)
         return DecisionEngine.explain(grants, subject: subject, object: object, required: required, now: now().instant)
     }
 

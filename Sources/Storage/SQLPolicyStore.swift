@@ -31,10 +31,10 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
     public func grants(orgID: UUID) async throws -> OrgGrants? {
         guard try await db.queryFirst("SELECT id FROM orgs WHERE id = $1", orgID) != nil else { return nil }
         var grants = OrgGrants()
-        for row in try await db.query("SELECT user_id, role, expires_at, audit_event_id FROM memberships WHERE org_id = $1", orgID) {
+        // Without the memberships' audit events: the cache does not keep them (`explain` reads them with the narrow load below).
+        for row in try await db.query("SELECT user_id, role, expires_at FROM memberships WHERE org_id = $1", orgID) {
             grants.members[.user(try row.uuid("user_id"))] = MemberGrant(
-                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
-                auditEventID: try row.optionalUUID("audit_event_id"))
+                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)
         }
         for row in try await db.query("SELECT id, role FROM service_accounts WHERE org_id = $1", orgID) {
             grants.members[.serviceAccount(try row.uuid("id"))] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
@@ -48,6 +48,7 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
         }
         try await SQLGroupStore.loadGroups(db, orgID: orgID, into: &grants)
         try await SQLGroupStore.loadOverrides(db, orgID: orgID, into: &grants)
+        grants.seal()
         return grants
     }
 
@@ -78,6 +79,7 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
         }
         try await SQLGroupStore.loadGroups(db, orgID: orgID, only: principal, into: &grants)
         try await SQLGroupStore.loadOverrides(db, orgID: orgID, only: principal, into: &grants)
+        grants.seal()
         return grants
     }
 
@@ -85,10 +87,9 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
     public func allGrants() async throws -> [UUID: OrgGrants] {
         var all: [UUID: OrgGrants] = [:]
         for row in try await db.query("SELECT id FROM orgs") { all[try row.uuid("id")] = OrgGrants() }
-        for row in try await db.query("SELECT org_id, user_id, role, expires_at, audit_event_id FROM memberships") {
+        for row in try await db.query("SELECT org_id, user_id, role, expires_at FROM memberships") {
             all[try row.uuid("org_id"), default: OrgGrants()].members[.user(try row.uuid("user_id"))] = MemberGrant(
-                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
-                auditEventID: try row.optionalUUID("audit_event_id"))
+                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)
         }
         for row in try await db.query("SELECT id, org_id, role FROM service_accounts") {
             all[try row.uuid("org_id"), default: OrgGrants()].members[.serviceAccount(try row.uuid("id"))] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
@@ -100,6 +101,7 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 for: try Self.principal(row))
         }
         try await SQLGroupStore.loadAllGroups(db, into: &all)
+        for org in all.keys { all[org]?.seal() }
         return all
     }
 

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Wire
 
@@ -61,7 +62,7 @@ public struct SQLRow: Sendable {
     public func string(_ column: String) throws -> String {
         switch self[column] {
         case .text(let s): return s
-        case .uuid(let u): return u.uuidString.lowercased()
+        case .uuid(let u): return u.lowercasedString
         case .int(let i): return String(i)
         default: throw StorageError.decoding(column: column)
         }
@@ -97,7 +98,7 @@ public struct SQLRow: Sendable {
     public func uuid(_ column: String) throws -> UUID {
         switch self[column] {
         case .uuid(let u): return u
-        case .text(let s): if let u = UUID(uuidString: s) { return u }
+        case .text(let s): if let u = UUIDText.parse(s) { return u }
         default: break
         }
         throw StorageError.decoding(column: column)

@@ -1,0 +1,256 @@
+import Authority
+import Foundation
+
+/// A map from principals to small values, laid out for the decision path (issue 18).
+///
+/// One flat array of slots (the principal's two id words, its kind and the value) sorted by a
+/// 64-bit hash of the principal. A lookup estimates the position from the hash, since hashes
+/// are uniform the estimate is a few slots off, then closes in by galloping: usually one or two
+/// cache lines, no per-probe SipHash, and no empty buckets (a Swift `Dictionary` keeps up to a
+/// quarter of its buckets empty and rounds up to a power of two).
+///
+/// Writes that arrive out of hash order (loading rows from a database) append and leave the map
+/// unsorted until `seal()`; an unsorted map still answers exactly, by a scan, so forgetting to
+/// seal costs speed, never correctness. Of two writes of one key, the later wins.
+public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
+    @usableFromInline
+    struct Slot: Sendable {
+        var high: UInt64
+        var low: UInt64
+        var value: Value
+        var kind: UInt8
+
+        @inline(__always)
+        init(_ principal: Principal, _ value: Value) {
+            (high, low) = principal.id.words
+            kind = PrincipalMap.kind(of: principal)
+            self.value = value
+        }
+
+        @inline(__always)
+        func holds(_ high: UInt64, _ low: UInt64, _ kind: UInt8) -> Bool {
+            self.high == high && self.low == low && self.kind == kind
+        }
+
+        var hash: UInt64 { PrincipalMap.hash(high, low, kind) }
+
+        var principal: Principal {
+            let id = UUID(high: high, low: low)
+            switch kind {
+            case 0: return .user(id)
+            case 1: return .serviceAccount(id)
+            default: return .group(id)
+            }
+        }
+    }
+
+    @usableFromInline var slots: [Slot] = []
+    /// Whether `slots` is in (hash, key) order with no key twice.
+    @usableFromInline var sorted = true
+
+    public init() {}
+
+    public var count: Int { sealed().slots.count }
+    public var isEmpty: Bool { slots.isEmpty }
+
+    @inline(__always)
+    static func kind(of principal: Principal) -> UInt8 {
+        switch principal {
+        case .user: return 0
+        case .serviceAccount: return 1
+        case .group: return 2
+        }
+    }
+
+    /// A 64-bit mix of the id and kind (murmur3's finaliser twice): uniform even for ids that are not random.
+    @inline(__always)
+    static func hash(_ high: UInt64, _ low: UInt64, _ kind: UInt8) -> UInt64 {
+        @inline(__always) func mix(_ x: UInt64) -> UInt64 {
+            var x = x
+            x ^= x >> 33
+            x &*= 0xFF51_AFD7_ED55_8CCD
+            x ^= x >> 33
+            x &*= 0xC4CE_B9FE_1A85_EC53
+            x ^= x >> 33
+            return x
+        }
+        return mix(high &+ mix(low ^ UInt64(kind)))
+    }
+
+    @inline(__always)
+    static func precedes(_ a: Slot, _ ha: UInt64, _ b: Slot, _ hb: UInt64) -> Bool {
+        if ha != hb { return ha < hb }
+        if a.high != b.high { return a.high < b.high }
+        if a.low != b.low { return a.low < b.low }
+        return a.kind < b.kind
+    }
+
+    /// The slot holding `principal`, if any.
+    @inline(__always)
+    func index(of principal: Principal) -> Int? {
+        let (high, low) = principal.id.words
+        let kind = Self.kind(of: principal)
+        let n = slots.count
+        guard n > 0 else { return nil }
+        return slots.withUnsafeBufferPointer { s -> Int? in
+            guard sorted else {
+                var i = n - 1
+                while i >= 0 {
+                    if s[i].holds(high, low, kind) { return i }
+                    i -= 1
+                }
+                return nil
+            }
+            let h = Self.hash(high, low, kind)
+            // Invariant: every slot below `lo` hashes below h, every slot from `hi` on at or above it.
+            var lo = 0, hi = n
+            let guess = Int(truncatingIfNeeded: h.multipliedFullWidth(by: UInt64(n)).high)
+            if s[guess].hash < h {
+                lo = guess + 1
+                var step = 1
+                while lo + step <= n {
+                    let j = lo + step - 1
+                    if s[j].hash < h { lo = j + 1; step <<= 1 } else { hi = j; break }
+                }
+            } else {
+                hi = guess
+                var step = 1
+                while hi - step >= 0 {
+                    let j = hi - step
+                    if s[j].hash >= h { hi = j; step <<= 1 } else { lo = j + 1; break }
+                }
+            }
+            while lo < hi {
+                let mid = (lo + hi) >> 1
+                if s[mid].hash < h { lo = mid + 1 } else { hi = mid }
+            }
+            var i = lo
+            while i < n, s[i].hash == h {
+                if s[i].holds(high, low, kind) { return i }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    public subscript(principal: Principal) -> Value? {
+        @inline(__always) get { index(of: principal).map { slots[$0].value } }
+        set {
+            if let i = index(of: principal) {
+                if let newValue { slots[i].value = newValue } else { slots.remove(at: i) }
+                return
+            }
+            guard let newValue else { return }
+            let slot = Slot(principal, newValue)
+            if sorted, let last = slots.last, !Self.precedes(last, last.hash, slot, slot.hash) { sorted = false }
+            slots.append(slot)
+        }
+    }
+
+    /// Puts the slots in hash order (the later of two writes of a key wins): call when a load is done.
+    public mutating func seal() {
+        guard !sorted else { return }
+        let order = slots.indices.map { ($0, slots[$0].hash) }.sorted { a, b in
+            if Self.precedes(slots[a.0], a.1, slots[b.0], b.1) { return true }
+            if Self.precedes(slots[b.0], b.1, slots[a.0], a.1) { return false }
+            return a.0 < b.0
+        }
+        var kept: [Slot] = []
+        kept.reserveCapacity(order.count)
+        for (i, _) in order {
+            let slot = slots[i]
+            if let last = kept.last, last.holds(slot.high, slot.low, slot.kind) {
+                kept[kept.count - 1] = slot
+            } else {
+                kept.append(slot)
+            }
+        }
+        slots = kept
+        sorted = true
+    }
+
+    /// A sealed copy (itself when sealed already).
+    public func sealed() -> PrincipalMap {
+        var copy = self
+        copy.seal()
+        return copy
+    }
+
+    /// Every principal, in no particular order.
+    public var keys: [Principal] { sealed().slots.map(\.principal) }
+
+    /// Every entry, in no particular order.
+    public var entries: [(key: Principal, value: Value)] { sealed().slots.map { ($0.principal, $0.value) } }
+
+    public mutating func reserveCapacity(_ n: Int) { slots.reserveCapacity(n) }
+
+    /// Room for this many entries before the array grows, and the bytes one takes.
+    public var capacity: Int { slots.capacity }
+    public static var slotStride: Int { MemoryLayout<Slot>.stride }
+}
+
+extension PrincipalMap: Equatable {
+    public static func == (a: PrincipalMap, b: PrincipalMap) -> Bool {
+        let a = a.sealed().slots, b = b.sealed().slots
+        return a.count == b.count && zip(a, b).allSatisfy { $0.holds($1.high, $1.low, $1.kind) && $0.value == $1.value }
+    }
+}
+
+extension PrincipalMap {
+    public init(_ entries: [Principal: Value]) {
+        slots = entries.map { Slot($0.key, $0.value) }
+        sorted = slots.count < 2
+        seal()
+    }
+}
+
+/// An org's memberships: role and expiry in the hot table, 32 bytes a member. Where a membership
+/// came from (its audit event) is kept aside and only by the narrow loads that `explain` reads;
+/// the cache's full loads leave it out, so it costs the decision path nothing.
+public struct MemberTable: Sendable, Equatable {
+    @usableFromInline
+    struct Held: Sendable, Equatable {
+        var expiresAt: Instant
+        var role: Role
+    }
+
+    @usableFromInline var held = PrincipalMap<Held>()
+    var audits: [Principal: UUID] = [:]
+
+    public init() {}
+
+    public init(_ entries: [Principal: MemberGrant]) {
+        held = PrincipalMap(entries.mapValues { Held(expiresAt: $0.expiresAt, role: $0.role) })
+        for (p, m) in entries { audits[p] = m.auditEventID }
+    }
+
+    public subscript(principal: Principal) -> MemberGrant? {
+        @inline(__always) get {
+            guard let h = held[principal] else { return nil }
+            return MemberGrant(role: h.role, expiresAt: h.expiresAt, auditEventID: audits.isEmpty ? nil : audits[principal])
+        }
+        set {
+            held[principal] = newValue.map { Held(expiresAt: $0.expiresAt, role: $0.role) }
+            if newValue?.auditEventID != nil || !audits.isEmpty { audits[principal] = newValue?.auditEventID }
+        }
+    }
+
+    /// The role and expiry alone: the decision path's read.
+    @inline(__always)
+    func current(_ principal: Principal, at now: Instant) -> Role? {
+        guard let h = held[principal], h.expiresAt > now else { return nil }
+        return h.role
+    }
+
+    @inline(__always)
+    func contains(_ principal: Principal) -> Bool { held.index(of: principal) != nil }
+
+    public var count: Int { held.count }
+    public var isEmpty: Bool { held.isEmpty }
+    public var keys: [Principal] { held.keys }
+    public mutating func seal() { held.seal() }
+    public mutating func reserveCapacity(_ n: Int) { held.reserveCapacity(n) }
+    public var capacity: Int { held.capacity }
+    /// The bytes one member's slot takes.
+    public static var slotStride: Int { PrincipalMap<Held>.slotStride }
+}
