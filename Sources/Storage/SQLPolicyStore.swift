@@ -83,18 +83,22 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
         return grants
     }
 
-    /// Every org's grants at once (warming a cache, and the cold-load benchmark).
+    /// Every org's grants at once (warming a cache, and the cold-load benchmark). The two big
+    /// tables are streamed straight into each org's tables, row by row, never held as rows.
     public func allGrants() async throws -> [UUID: OrgGrants] {
-        var all: [UUID: OrgGrants] = [:]
-        for row in try await db.query("SELECT id FROM orgs") { all[try row.uuid("id")] = OrgGrants() }
-        for row in try await db.query("SELECT org_id, user_id, role, expires_at FROM memberships") {
+        var all = try await db.scan("SELECT id FROM orgs", [], into: [UUID: OrgGrants]()) { all, row in
+            all[try row.uuid("id")] = OrgGrants()
+        }
+        all = try await db.scan("SELECT org_id, user_id, role, expires_at FROM memberships", [], into: all) { all, row in
             all[try row.uuid("org_id"), default: OrgGrants()].members[.user(try row.uuid("user_id"))] = MemberGrant(
                 role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity)
         }
-        for row in try await db.query("SELECT id, org_id, role FROM service_accounts") {
+        all = try await db.scan("SELECT id, org_id, role FROM service_accounts", [], into: all) { all, row in
             all[try row.uuid("org_id"), default: OrgGrants()].members[.serviceAccount(try row.uuid("id"))] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
         }
-        for row in try await db.query("SELECT id, org_id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings") {
+        all = try await db.scan(
+            "SELECT id, org_id, subject_type, subject_id, resource_path, role, expires_at, audit_event_id FROM bindings", [], into: all
+        ) { all, row in
             all[try row.uuid("org_id"), default: OrgGrants()].addBinding(BindingGrant(
                 id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),

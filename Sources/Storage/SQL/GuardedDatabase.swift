@@ -47,6 +47,12 @@ public final class GuardedDatabase: SQLDatabase {
         try await guarded(timeout) { [base] in try await base.transaction(body) }
     }
 
+    public func scan<State: Sendable>(
+        _ sql: String, _ binds: [SQLValue], into state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void
+    ) async throws -> State {
+        try await guarded(timeout) { [base] in try await base.scan(sql, binds, into: state, body) }
+    }
+
     /// Readiness answers within a second whatever the configured deadline; at once while the breaker is open.
     public func ping() async throws {
         if breaker, state.withLock({ $0.openUntil > Date() }) {

@@ -149,15 +149,31 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     static func collect(_ rows: PostgresRowSequence) async throws -> [SQLRow] {
-        var result: [SQLRow] = []
+        try await each(rows, into: [SQLRow]()) { result, row in result.append(row) }
+    }
+
+    /// Decodes rows into cells as they arrive; the column names are read once, from the first.
+    static func each<State>(_ rows: PostgresRowSequence, into state: State, _ body: (inout State, SQLRow) throws -> Void) async throws -> State {
+        var state = state
+        var columns: SQLColumns?
         for try await row in rows {
-            var values: [String: SQLValue] = [:]
-            for cell in row {
-                values[cell.columnName] = try decode(cell)
-            }
-            result.append(SQLRow(values: values))
+            let names = columns ?? SQLColumns(row.map(\.columnName))
+            columns = names
+            var cells: [SQLValue] = []
+            cells.reserveCapacity(names.names.count)
+            for cell in row { cells.append(try decode(cell)) }
+            try body(&state, SQLRow(columns: names, cells: cells))
         }
-        return result
+        return state
+    }
+
+    public func scan<State: Sendable>(
+        _ sql: String, _ binds: [SQLValue], into state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void
+    ) async throws -> State {
+        try await Self.mapErrors {
+            let rows = try await client.query(Self.makeQuery(sql, binds), logger: logger)
+            return try await Self.each(rows, into: state, body)
+        }
     }
 
     static func decode(_ cell: PostgresCell) throws -> SQLValue {

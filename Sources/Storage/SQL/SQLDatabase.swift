@@ -5,6 +5,22 @@ public protocol SQLExecutor: Sendable {
     var dialect: SQLDialect { get }
     /// Runs one statement and returns its rows (use `RETURNING` to learn what a write touched).
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+    /// Hands a read's rows to `body` one at a time as the driver decodes them, never holding
+    /// them all: for whole-table scans (warming the grant cache from a million rows).
+    func scan<State: Sendable>(
+        _ sql: String, _ binds: [SQLValue], into state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void
+    ) async throws -> State
+}
+
+extension SQLExecutor {
+    /// Executors without a streaming read collect the rows first.
+    public func scan<State: Sendable>(
+        _ sql: String, _ binds: [SQLValue], into state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void
+    ) async throws -> State {
+        var state = state
+        for row in try await query(sql, binds) { try body(&state, row) }
+        return state
+    }
 }
 
 extension SQLExecutor {

@@ -48,14 +48,42 @@ extension Optional: SQLBindable where Wrapped: SQLBindable {
     public var sqlValue: SQLValue { self?.sqlValue ?? .null }
 }
 
-/// One result row, keyed by column name. Getters convert the driver's storage class
+/// The column names of one result, shared by all its rows: a row is then its cells alone, not a
+/// dictionary of its own (scans decode millions of rows; issue 18).
+public final class SQLColumns: Sendable {
+    public let names: [String]
+    let positions: [String: Int]
+
+    public init(_ names: [String]) {
+        self.names = names
+        var positions: [String: Int] = [:]
+        // The first of two equal names wins, as a lookup by name in a driver's row does.
+        for (i, name) in names.enumerated() where positions[name] == nil { positions[name] = i }
+        self.positions = positions
+    }
+}
+
+/// One result row, read by column name. Getters convert the driver's storage class
 /// (SQLite keeps UUIDs as text, dates as integer microseconds, booleans as integers).
 public struct SQLRow: Sendable {
-    public let values: [String: SQLValue]
+    public let columns: SQLColumns
+    public let cells: [SQLValue]
 
-    public init(values: [String: SQLValue]) { self.values = values }
+    public init(columns: SQLColumns, cells: [SQLValue]) {
+        self.columns = columns
+        self.cells = cells
+    }
 
-    public subscript(_ column: String) -> SQLValue { values[column] ?? .null }
+    public init(values: [String: SQLValue]) {
+        self.init(columns: SQLColumns(Array(values.keys)), cells: Array(values.values))
+    }
+
+    /// Every column with its value.
+    public var values: [String: SQLValue] {
+        Dictionary(zip(columns.names, cells), uniquingKeysWith: { first, _ in first })
+    }
+
+    public subscript(_ column: String) -> SQLValue { columns.positions[column].map { cells[$0] } ?? .null }
 
     public func isNull(_ column: String) -> Bool { self[column] == .null }
 

@@ -153,20 +153,42 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     static func run(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws -> [SQLRow] {
-        let rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
-        return rows.map { row in
-            var values: [String: SQLValue] = [:]
-            values.reserveCapacity(row.count)
-            for (column, dbValue) in row {
+        try each(db, sql, arguments, into: [SQLRow]()) { rows, row in rows.append(row) }
+    }
+
+    /// Steps through a statement's rows with a cursor, decoding each into cells as it comes.
+    static func each<State>(_ db: Database, _ sql: String, _ arguments: StatementArguments, into state: State,
+                            _ body: (inout State, SQLRow) throws -> Void) throws -> State {
+        var state = state
+        let statement = try db.makeStatement(sql: sql)
+        statement.arguments = arguments
+        let columns = SQLColumns(statement.columnNames)
+        let cursor = try Row.fetchCursor(statement)
+        while let row = try cursor.next() {
+            var cells: [SQLValue] = []
+            cells.reserveCapacity(row.count)
+            for (_, dbValue) in row {
                 switch dbValue.storage {
-                case .null: values[column] = .null
-                case .int64(let i): values[column] = .int(i)
-                case .double(let d): values[column] = .double(d)
-                case .string(let s): values[column] = .text(s)
-                case .blob(let data): values[column] = .blob(Array(data))
+                case .null: cells.append(.null)
+                case .int64(let i): cells.append(.int(i))
+                case .double(let d): cells.append(.double(d))
+                case .string(let s): cells.append(.text(s))
+                case .blob(let data): cells.append(.blob(Array(data)))
                 }
             }
-            return SQLRow(values: values)
+            try body(&state, SQLRow(columns: columns, cells: cells))
+        }
+        return state
+    }
+
+    public func scan<State: Sendable>(
+        _ sql: String, _ binds: [SQLValue], into state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void
+    ) async throws -> State {
+        let statement = Self.translate(sql)
+        let arguments = Self.arguments(try binds.rejectingNUL())
+        guard Self.isReadOnly(statement) else { throw StorageError.invalidText("a scan is a read") }
+        return try await Self.mapErrors {
+            try await pool.read { db in try Self.each(db, statement, arguments, into: state, body) }
         }
     }
 
