@@ -118,6 +118,15 @@ enum InProcess {
     static func uuidOnly(_ strings: [String]) -> Int {
         var n = 0
         for s in strings {
+            if let u = UUIDText.parse(s) { n &+= Int(u.uuid.15) }
+        }
+        return n
+    }
+
+    @inline(never)
+    static func foundationUUIDOnly(_ strings: [String]) -> Int {
+        var n = 0
+        for s in strings {
             if let u = UUID(uuidString: s) { n &+= Int(u.uuid.15) }
         }
         return n
@@ -195,14 +204,18 @@ enum InProcess {
         }
         let uuidStrings = x.objects.map { $0.orgID.uuidString.lowercased() }
         _ = uuidOnly(uuidStrings)
-        let uuidRate = await measure("diagnostic: Foundation UUID(uuidString:) alone", rounds: options.rounds, count: n, expect: nil) {
+        let uuidRate = await measure("diagnostic: UUIDText.parse alone", rounds: options.rounds, count: n, expect: nil) {
             uuidOnly(uuidStrings)
+        }
+        _ = foundationUUIDOnly(uuidStrings)
+        let foundationRate = await measure("diagnostic: Foundation UUID(uuidString:) alone", rounds: options.rounds, count: n, expect: nil) {
+            foundationUUIDOnly(uuidStrings)
         }
         return DecisionsInfo(
             checks: n, rounds: options.rounds, allowedFraction: Double(allowed) / Double(n), allowedInFirst5000: first5000,
             parsedEngine: parsedEngineRate, parsedPolicyService: parsedPolicyRate,
             stringsEngine: stringsEngineRate, stringsPolicyService: stringsPolicyRate,
-            parsedRoleOnly: roleOnlyRate, parsedHot16Orgs: hotRate, parseOnly: parseRate, uuidParseOnly: uuidRate,
+            parsedRoleOnly: roleOnlyRate, parsedHot16Orgs: hotRate, parseOnly: parseRate, uuidParseOnly: uuidRate, foundationUUIDParseOnly: foundationRate,
             targets: ["parsed": ">= 5M decisions/s", "strings": ">= 2M decisions/s"])
     }
 }

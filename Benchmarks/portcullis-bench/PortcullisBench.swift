@@ -55,13 +55,14 @@ struct PortcullisBench {
             rssBeforeBytes: rss0, rssAfterBytes: rss1,
             bytesPerMembership: Double(rss1 - rss0) / Double(dataset.membershipCount),
             bytesPerMembershipWithoutBindings: Double(membersOnlyDelta) / Double(dataset.membershipCount),
-            target: "<= 100 B per cached membership",
+            target: "<= 64 B per cached membership",
             layout: Layout(
                 principalStride: MemoryLayout<Principal>.stride, memberGrantStride: MemoryLayout<MemberGrant>.stride,
                 bindingGrantStride: MemoryLayout<BindingGrant>.stride, orgGrantsStride: MemoryLayout<OrgGrants>.stride,
+                memberSlotStride: MemberTable.slotStride,
                 membersCapacityPerOrg: cache.cached(dataset.orgs[0])?.grants?.members.capacity ?? 0))
         let l = report.memory!.layout
-        say("layout: Principal \(l.principalStride) B, member slot \(MemberTable.slotStride) B, BindingGrant \(l.bindingGrantStride) B (strides); members table of a 100-member org holds \(l.membersCapacityPerOrg) before growing")
+        say("layout: Principal \(l.principalStride) B, member slot \(l.memberSlotStride) B, BindingGrant \(l.bindingGrantStride) B (strides); members table of a 100-member org holds \(l.membersCapacityPerOrg) before growing")
         say(String(format: "RSS per cached membership: %.1f B (memberships and bindings: %.0f MiB for %d memberships + %d bindings); memberships alone: %.1f B",
                    report.memory!.bytesPerMembership, Double(rss1 - rss0) / 1_048_576, dataset.membershipCount, dataset.bindingCount,
                    report.memory!.bytesPerMembershipWithoutBindings))
@@ -229,7 +230,9 @@ struct Layout: Encodable {
     var memberGrantStride: Int
     var bindingGrantStride: Int
     var orgGrantsStride: Int
-    /// `members.capacity` (entries before it grows) of one org's 100-member dictionary.
+    /// One member's slot in `MemberTable`.
+    var memberSlotStride: Int
+    /// Slots allocated for one org's 100 members.
     var membersCapacityPerOrg: Int
 }
 
@@ -271,6 +274,7 @@ struct DecisionsInfo: Encodable {
     var parsedHot16Orgs: Rate
     var parseOnly: Rate
     var uuidParseOnly: Rate
+    var foundationUUIDParseOnly: Rate
     var targets: [String: String]
 }
 
@@ -285,5 +289,7 @@ struct ColdLoadInfo: Encodable, Sendable {
     var memberships: Int
     var bindings: Int
     var rssGrowthBytes: Int
+    var lazyOrgP50Seconds: Double
+    var lazyOrgP99Seconds: Double
     var target: String
 }
