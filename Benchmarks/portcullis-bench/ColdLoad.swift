@@ -82,7 +82,7 @@ enum ColdLoad {
         let total = seconds(since: start)
         let rss1 = Memory.residentBytes()
         let memberships = all.values.reduce(0) { $0 + $1.members.count }
-        let bindings = all.values.reduce(0) { $0 + $1.bindingIndex.count }
+        let bindings = all.values.reduce(0) { $0 + $1.bindings.count }
         let edges = all.values.reduce(0) { $0 + $1.groupEdges.values.reduce(0) { $0 + $1.count } }
         let overrides = all.values.reduce(0) { $0 + $1.overrideIndex.values.reduce(0) { $0 + $1.count } }
         precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount + groups.groupCount && cache.count == dataset.orgCount

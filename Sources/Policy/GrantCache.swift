@@ -25,7 +25,7 @@ extension OrgGrants {
     public func only(_ principal: Principal) -> OrgGrants {
         var g = OrgGrants(members: members[principal].map { [principal: $0] } ?? [:])
         let holders = Set([principal] + (groupReach[principal] ?? []).map { Principal.group($0.group) })
-        for (key, b) in bindingIndex where holders.contains(key.principal) { g.addBinding(b, for: key.principal) }
+        for (holder, b) in bindings.entries where holders.contains(holder) { g.addBinding(b, for: holder) }
         for (key, list) in overrideIndex where holders.contains(key.principal) {
             for o in list { g.addOverride(o, for: key.principal) }
         }

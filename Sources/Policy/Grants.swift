@@ -107,7 +107,11 @@ public struct OrgGrants: Sendable, Equatable {
     public var members: MemberTable
     /// One flat table for the org rather than a table per principal: most principals hold no
     /// binding or one, and a dictionary each would cost the cache more memory than the grants.
-    public private(set) var bindingIndex: [BindingKey: BindingGrant]
+    public private(set) var bindings: BindingTable
+    /// Every binding by holder and path (explain's and lookup's reads; checks use `bindings`).
+    public var bindingIndex: [BindingKey: BindingGrant] {
+        Dictionary(bindings.entries.map { (BindingKey($0.principal, $0.grant.path), $0.grant) }, uniquingKeysWith: { _, later in later })
+    }
     /// The highest role among each principal's bindings (expired or not): a principal without an
     /// entry has no binding, and a current membership at or above it needs no path walk at all.
     public private(set) var bindingCeiling: PrincipalMap<Role>
@@ -124,7 +128,7 @@ public struct OrgGrants: Sendable, Equatable {
 
     public init(members: [Principal: MemberGrant] = [:], bindings: [Principal: [BindingGrant]] = [:]) {
         self.members = MemberTable(members)
-        bindingIndex = [:]
+        self.bindings = BindingTable()
         bindingCeiling = PrincipalMap()
         for (principal, list) in bindings {
             for b in list { addBinding(b, for: principal) }
@@ -136,12 +140,13 @@ public struct OrgGrants: Sendable, Equatable {
     /// and an unsealed table answers by a scan.
     public mutating func seal() {
         members.seal()
+        bindings.seal()
         bindingCeiling.seal()
     }
 
     /// Adds (or replaces) the binding of `principal` on `grant.path`.
     public mutating func addBinding(_ grant: BindingGrant, for principal: Principal) {
-        bindingIndex[BindingKey(principal, grant.path)] = grant
+        bindings.insert(grant, for: principal)
         bindingCeiling[principal] = max(bindingCeiling[principal] ?? grant.role, grant.role)
     }
 
@@ -209,12 +214,26 @@ public struct OrgGrants: Sendable, Equatable {
     @inline(__always)
     public func forEachBinding(of principal: Principal, onPathTo path: String, probes: inout Int, _ body: (BindingGrant) -> Void) {
         guard bindingCeiling[principal] != nil else { return }
+        let (high, low) = principal.id.words
+        let kind = HashMix.kind(of: principal)
+        let principalHash = HashMix.principal(high, low, kind)
         var count = 0
-        Self.forEachLevel(of: path) { level in
+        PathHash.forEachLevel(of: path) { pathHash, level in
             count &+= 1
-            if let b = bindingIndex[BindingKey(principal, level)] { body(b) }
+            if let b = bindings.find(high, low, kind, principalHash: principalHash, pathHash: pathHash, path: level) { body(b) }
         }
         probes &+= count
+    }
+
+    /// The binding of `principal` on exactly `path`, if any.
+    public func binding(of principal: Principal, on path: String) -> BindingGrant? {
+        let (high, low) = principal.id.words
+        let kind = HashMix.kind(of: principal)
+        var path = path
+        let hash = PathHash.of(path)
+        return path.withUTF8 { bytes in
+            bindings.find(high, low, kind, principalHash: HashMix.principal(high, low, kind), pathHash: hash, path: bytes)
+        }
     }
 
     /// The highest current role of `principal` on `path`: its membership, or any binding on the

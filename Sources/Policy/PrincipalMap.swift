@@ -4,9 +4,8 @@ import Foundation
 /// A map from principals to small values, laid out for the decision path (issue 18).
 ///
 /// One flat array of slots (the principal's two id words, its kind and the value) sorted by a
-/// 64-bit hash of the principal. A lookup estimates the position from the hash, since hashes
-/// are uniform the estimate is a few slots off, then closes in by galloping: usually one or two
-/// cache lines, no per-probe SipHash, and no empty buckets (a Swift `Dictionary` keeps up to a
+/// 64-bit hash of the principal, searched with `HashMix.lowerBound`: usually one or two cache
+/// lines, no per-probe SipHash, and no empty buckets (a Swift `Dictionary` keeps up to a
 /// quarter of its buckets empty and rounds up to a power of two).
 ///
 /// Writes that arrive out of hash order (loading rows from a database) append and leave the map
@@ -34,14 +33,7 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
 
         var hash: UInt64 { PrincipalMap.hash(high, low, kind) }
 
-        var principal: Principal {
-            let id = UUID(high: high, low: low)
-            switch kind {
-            case 0: return .user(id)
-            case 1: return .serviceAccount(id)
-            default: return .group(id)
-            }
-        }
+        var principal: Principal { HashMix.principal(high, low, kind: kind) }
     }
 
     @usableFromInline var slots: [Slot] = []
@@ -54,28 +46,10 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
     public var isEmpty: Bool { slots.isEmpty }
 
     @inline(__always)
-    static func kind(of principal: Principal) -> UInt8 {
-        switch principal {
-        case .user: return 0
-        case .serviceAccount: return 1
-        case .group: return 2
-        }
-    }
+    static func kind(of principal: Principal) -> UInt8 { HashMix.kind(of: principal) }
 
-    /// A 64-bit mix of the id and kind (murmur3's finaliser twice): uniform even for ids that are not random.
     @inline(__always)
-    static func hash(_ high: UInt64, _ low: UInt64, _ kind: UInt8) -> UInt64 {
-        @inline(__always) func mix(_ x: UInt64) -> UInt64 {
-            var x = x
-            x ^= x >> 33
-            x &*= 0xFF51_AFD7_ED55_8CCD
-            x ^= x >> 33
-            x &*= 0xC4CE_B9FE_1A85_EC53
-            x ^= x >> 33
-            return x
-        }
-        return mix(high &+ mix(low ^ UInt64(kind)))
-    }
+    static func hash(_ high: UInt64, _ low: UInt64, _ kind: UInt8) -> UInt64 { HashMix.principal(high, low, kind) }
 
     @inline(__always)
     static func precedes(_ a: Slot, _ ha: UInt64, _ b: Slot, _ hb: UInt64) -> Bool {
@@ -102,28 +76,7 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
                 return nil
             }
             let h = Self.hash(high, low, kind)
-            // Invariant: every slot below `lo` hashes below h, every slot from `hi` on at or above it.
-            var lo = 0, hi = n
-            let guess = Int(truncatingIfNeeded: h.multipliedFullWidth(by: UInt64(n)).high)
-            if s[guess].hash < h {
-                lo = guess + 1
-                var step = 1
-                while lo + step <= n {
-                    let j = lo + step - 1
-                    if s[j].hash < h { lo = j + 1; step <<= 1 } else { hi = j; break }
-                }
-            } else {
-                hi = guess
-                var step = 1
-                while hi - step >= 0 {
-                    let j = hi - step
-                    if s[j].hash >= h { hi = j; step <<= 1 } else { lo = j + 1; break }
-                }
-            }
-            while lo < hi {
-                let mid = (lo + hi) >> 1
-                if s[mid].hash < h { lo = mid + 1 } else { hi = mid }
-            }
+            let lo = HashMix.lowerBound(h, count: n) { s[$0].hash }
             var i = lo
             while i < n, s[i].hash == h {
                 if s[i].holds(high, low, kind) { return i }

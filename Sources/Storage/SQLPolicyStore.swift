@@ -145,8 +145,8 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
             var grants = OrgGrants()
             try await SQLGroupStore.loadGroups(db, orgID: org, only: principal, into: &grants)
             let until = Dictionary((grants.groupReach[principal] ?? []).map { ($0.group, $0.expiresAt) }, uniquingKeysWith: max)
-            for (key, b) in grants.bindingIndex {
-                guard case .group(let g) = key.principal, let edge = until[g] else { continue }
+            for (holder, b) in grants.bindings.entries {
+                guard case .group(let g) = holder, let edge = until[g] else { continue }
                 var grant = b
                 grant.expiresAt = min(b.expiresAt, edge)
                 h.groupBindings.append((org, grant))

@@ -116,7 +116,7 @@ struct DecisionBoundsTests {
             // Nested and sibling paths, including ids that sort between a parent and its children.
             let path = i % 7 == 0 ? "/doc:d\(i % 50)" : i % 7 == 1 ? "/doc:d\(i % 50)+x/doc:e\(i)" : "/doc:d\(i % 50)/doc:p\(i)" + (i % 3 == 0 ? "/page:q\(i)" : "")
             let b = BindingGrant(id: UUID(), path: path, role: roles[i % 3], expiresAt: i % 11 == 0 ? 1 : .infinity)
-            if all[org]?.bindingIndex[BindingKey(user, path)] != nil { continue }
+            if all[org]?.binding(of: user, on: path) != nil { continue }
             bindings.append((org, b))
             all[org, default: OrgGrants()].addBinding(b, for: user)
         }

@@ -166,6 +166,36 @@ struct FastPathTests {
         }
     }
 
+    @Test("BindingTable answers as a Dictionary keyed by holder and path, sealed or not, and walks exactly the ancestors")
+    func bindingTable() {
+        var rng = SplitMix(state: 0xB1D)
+        let paths = ["", "/project:p1", "/project:p1/doc:d1", "/project:p1/doc:d10", "/project:p10", "/project:p1/doc:d1/page:x", "/doc:a:b"]
+        for _ in 0..<100 {
+            let people = (0..<20).map { _ in Principal.user(UUID(high: rng.next(), low: rng.next())) } + [.group(UUID())]
+            var grants = OrgGrants()
+            var dict: [BindingKey: BindingGrant] = [:]
+            for step in 0..<Int.random(in: 1..<120, using: &rng) {
+                let p = people.randomElement(using: &rng)!, path = paths.randomElement(using: &rng)!
+                let b = BindingGrant(id: UUID(), path: path, role: Role.ranked.randomElement(using: &rng)!, expiresAt: Double(step))
+                grants.addBinding(b, for: p)
+                dict[BindingKey(p, path)] = b
+                if Int.random(in: 0..<20, using: &rng) == 0 { grants.seal() }
+            }
+            for _ in 0..<2 {
+                for p in people {
+                    for path in paths { #expect(grants.binding(of: p, on: path) == dict[BindingKey(p, path)]) }
+                    // The walk visits the org, each ancestor and the object, and finds what the dictionary holds there.
+                    var probes = 0, seen: [String] = []
+                    grants.forEachBinding(of: p, onPathTo: "/project:p1/doc:d1/page:x", probes: &probes) { seen.append($0.path) }
+                    let expected = ["", "/project:p1", "/project:p1/doc:d1", "/project:p1/doc:d1/page:x"].filter { dict[BindingKey(p, $0)] != nil }
+                    #expect(seen == expected)
+                }
+                #expect(grants.bindingIndex == dict)
+                grants.seal()
+            }
+        }
+    }
+
     @Test("grants loaded row by row, out of order and never sealed, decide as the sealed ones")
     func unsealedGrants() {
         var rng = SplitMix(state: 0x5EA1)
