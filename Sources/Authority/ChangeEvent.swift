@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 
 /// A committed write, as the change log records it and every node applies it. The log (and
@@ -80,7 +81,7 @@ public enum ChangeEvent: Sendable, Hashable {
 
     /// The event a log row records; rows this node cannot read are `.other`.
     public init(kind: String, subject: String) {
-        let id = UUID(uuidString: subject)
+        let id = UUIDText.parse(subject)
         let pair = Self.pair(subject)
         switch (kind, id, pair) {
         case ("user.created", let id?, _): self = .userCreated(id)
@@ -89,7 +90,7 @@ public enum ChangeEvent: Sendable, Hashable {
         case ("session.refreshed", let id?, _): self = .sessionRefreshed(id)
         case ("session.revoked", let id?, _): self = .sessionRevoked(id)
         case ("session.revoked", nil, _) where subject.hasPrefix("user:"):
-            if let user = UUID(uuidString: String(subject.dropFirst(5))) { self = .sessionsRevoked(user: user) } else { self = .other(kind: kind, subject: subject) }
+            if let user = UUIDText.parse(String(subject.dropFirst(5))) { self = .sessionsRevoked(user: user) } else { self = .other(kind: kind, subject: subject) }
         case ("signing_keys.changed", _, _): self = .signingKeysChanged(kid: subject)
         case ("org.created", let id?, _): self = .orgCreated(id)
         case ("org.updated", let id?, _): self = .orgUpdated(id)
@@ -112,7 +113,7 @@ public enum ChangeEvent: Sendable, Hashable {
     /// `<uuid>/<uuid>`.
     static func pair(_ subject: String) -> (UUID, UUID)? {
         let parts = subject.split(separator: "/")
-        guard parts.count == 2, let a = UUID(uuidString: String(parts[0])), let b = UUID(uuidString: String(parts[1])) else { return nil }
+        guard parts.count == 2, let a = UUIDText.parse(String(parts[0])), let b = UUIDText.parse(String(parts[1])) else { return nil }
         return (a, b)
     }
 }

@@ -204,15 +204,15 @@ public final class TokenService: Sendable {
         guard claims.aud.value.contains(settings.audience) else { throw IdentityError.unauthenticated("wrong audience") }
         guard claims.exp.value.timeIntervalSince(now) > -leeway else { throw IdentityError.unauthenticated("token expired") }
         guard claims.nbf.value.timeIntervalSince(now) <= leeway else { throw IdentityError.unauthenticated("token not yet valid") }
-        guard let subject = UUID(uuidString: claims.sub.value) else { throw IdentityError.unauthenticated("malformed token subject") }
+        guard let subject = UUIDText.parse(claims.sub.value) else { throw IdentityError.unauthenticated("malformed token subject") }
         if let org = claims.orgID {
-            guard claims.sid == nil, claims.clientID != Self.ownClientID, let orgID = UUID(uuidString: org) else {
+            guard claims.sid == nil, claims.clientID != Self.ownClientID, let orgID = UUIDText.parse(org) else {
                 throw IdentityError.unauthenticated("malformed token subject")
             }
             return .serviceAccount(VerifiedServiceAccountToken(
                 accountID: subject, orgID: orgID, clientID: claims.clientID, secretGeneration: claims.secretGeneration ?? 0, expiresAt: claims.exp.value))
         }
-        guard let sid = claims.sid, let sessionID = UUID(uuidString: sid) else { throw IdentityError.unauthenticated("malformed token subject") }
+        guard let sid = claims.sid, let sessionID = UUIDText.parse(sid) else { throw IdentityError.unauthenticated("malformed token subject") }
         return .session(VerifiedAccessToken(
             userID: subject, sessionID: sessionID, expiresAt: claims.exp.value, tokenID: claims.jti.value, clientID: claims.clientID, scope: claims.scope))
     }

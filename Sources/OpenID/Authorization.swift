@@ -1,3 +1,4 @@
+import Authority
 import Crypto
 import Foundation
 import Identity
@@ -31,7 +32,7 @@ public enum AuthorizationError: Error, Sendable, Equatable {
 extension AuthorizationRequest {
     /// Checks `query` (first value of each name) against the registered client.
     public static func check(_ query: [String: String], client find: (UUID) async throws -> OAuthClient?) async throws -> AuthorizationRequest {
-        guard let text = query["client_id"], let id = UUID(uuidString: text), let client = try await find(id) else {
+        guard let text = query["client_id"], let id = UUIDText.parse(text), let client = try await find(id) else {
             throw AuthorizationError.untrusted("The application that sent you here is not registered with this server.")
         }
         guard let redirectURI = query["redirect_uri"], client.redirectURIs.contains(redirectURI) else {
@@ -73,7 +74,7 @@ extension AuthorizationRequest {
         if let state, state.utf8.count > 2000 { throw refuse("invalid_request", "state is too long") }
         var organization: UUID?
         if let text = query["organization"] {
-            guard let id = UUID(uuidString: text) else { throw refuse("invalid_request", "organization must be an org id") }
+            guard let id = UUIDText.parse(text) else { throw refuse("invalid_request", "organization must be an org id") }
             organization = id
         }
         return AuthorizationRequest(

@@ -205,7 +205,7 @@ public struct OpenIDService: Sendable {
     /// Whether a client_credentials token still stands: its client exists and still acts as
     /// that service account (deleting the client or unbinding the account ends its tokens).
     public func isLive(_ token: VerifiedServiceAccountToken) async throws -> Bool {
-        guard let id = UUID(uuidString: token.clientID), let (client, _) = try await clients.store.client(id: id) else { return false }
+        guard let id = UUIDText.parse(token.clientID), let (client, _) = try await clients.store.client(id: id) else { return false }
         // A new secret voids the tokens of the old one.
         return client.serviceAccountID == token.accountID && client.orgID == token.orgID && client.secretGeneration == token.secretGeneration
     }
@@ -224,7 +224,7 @@ public struct OpenIDService: Sendable {
     /// The client presenting a code: a confidential one by its secret, a public one by id alone
     /// (and then PKCE is what proves it). A public client presenting a secret is refused.
     public func authenticate(clientID: String?, secret: String?) async throws -> OAuthClient {
-        guard let text = clientID, let id = UUID(uuidString: text), let (client, hash) = try await clients.store.client(id: id) else {
+        guard let text = clientID, let id = UUIDText.parse(text), let (client, hash) = try await clients.store.client(id: id) else {
             throw TokenError("invalid_client", "unknown client")
         }
         switch client.kind {

@@ -11,7 +11,7 @@ extension KeyScopes {
         for scope in scopes {
             if scope == "authz:check" {
                 check = true
-            } else if scope.hasPrefix("org:"), let id = UUID(uuidString: String(scope.dropFirst(4))) {
+            } else if scope.hasPrefix("org:"), let id = UUIDText.parse(String(scope.dropFirst(4))) {
                 orgs = (orgs ?? []).union([id])
             } else if scope.hasPrefix("role:"), let role = Role(rawValue: String(scope.dropFirst(5))) {
                 cap = min(cap ?? role, role)

@@ -73,7 +73,7 @@ enum WebhookObjects {
         let parts = audit.target.split(separator: ":", maxSplits: 1).map(String.init)
         guard parts.count == 2 else { return nil }
         let (kind, key) = (parts[0], parts[1])
-        let id = UUID(uuidString: key)
+        let id = UUIDText.parse(key)
         switch (kind, id) {
         case ("org", let id?):
             return try await row(tx, "SELECT id, name, description, metadata, max_key_ttl, created_at, updated_at FROM orgs WHERE id = $1", [id],
@@ -151,7 +151,7 @@ enum WebhookObjects {
 
     /// As the API shows a binding or override: the subject by kind, the resource as a whole object reference.
     static func apiShape(_ object: inout [String: JSONValue]) {
-        if case .string(let path)? = object.removeValue(forKey: "resource_path"), case .string(let org)? = object["org_id"], let orgID = UUID(uuidString: org) {
+        if case .string(let path)? = object.removeValue(forKey: "resource_path"), case .string(let org)? = object["org_id"], let orgID = UUIDText.parse(org) {
             object["resource"] = .string(ObjectRef(orgID: orgID, path: path).string)
         }
         if case .string(let kind)? = object.removeValue(forKey: "subject_type"), let subject = object.removeValue(forKey: "subject_id") {

@@ -85,7 +85,7 @@ struct ProfilePages: Sendable {
 
     var revokeSession: PageHandler {
         kit.act(back: "/account/sessions", redisplay: sessions) { who, form, _ in
-            guard let id = form["session_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such session") }
+            guard let id = form["session_id"].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such session") }
             _ = try await identity.auth.revokeSession(userID: who.user.id, sessionID: id)
             return .done(id == who.sessionID ? "This session has ended." : "The session has ended.")
         }
@@ -108,7 +108,7 @@ struct ProfilePages: Sendable {
     var respondToInvite: PageHandler {
         kit.act(back: "/account/invites", redisplay: invitations) { who, form, _ in
             let accept = form["accept"] == "1"
-            guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
+            guard let id = form["invite_id"].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such invite") }
             let (invite, _) = try await invites.respond(by: InviteService.Invitee(actor: who.actor, email: who.user.email), id: id, accept: accept)
             return accept
                 ? .goTo("/orgs/\(invite.orgID.lowercasedString)", notice: "You joined \(invite.orgName) as \(invite.role.rawValue).")
@@ -172,7 +172,7 @@ struct OrgsAndKeysPages: Sendable {
 
     var revokeKey: PageHandler {
         kit.act(back: "/account/keys", redisplay: apiKeys) { who, form, _ in
-            guard let id = form["key_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such key") }
+            guard let id = form["key_id"].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such key") }
             _ = try await keys.revokeUserKey(actor: who.actor, id: id)
             return .done("The key is revoked.")
         }
@@ -238,7 +238,7 @@ struct AppsPages: Sendable {
 
     var revoke: PageHandler {
         kit.act(back: "/account/apps", redisplay: apps) { who, form, _ in
-            guard let id = form["client_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such app") }
+            guard let id = form["client_id"].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such app") }
             try await openID.revokeConsent(userID: who.user.id, clientID: id) { session in
                 _ = try? await auth.revokeSession(userID: who.user.id, sessionID: session)
             }

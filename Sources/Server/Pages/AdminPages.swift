@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Hummingbird
 import Identity
@@ -77,7 +78,7 @@ struct AdminPages: Sendable {
 
     var revokeInvite: PageHandler {
         act(back: "/admin", redisplay: platformInvites) { who, form in
-            guard let id = form["invite_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such invite") }
+            guard let id = form["invite_id"].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such invite") }
             _ = try await invites.revokePlatformInvite(by: who.actor, id: id)
             return .done("The invitation is revoked.")
         }
@@ -126,7 +127,7 @@ struct AdminPages: Sendable {
 
     var updateClient: PageHandler {
         act(back: "/admin/clients", redisplay: clientSettings) { who, form in
-            guard let id = form["client_id"].flatMap(UUID.init(uuidString:)), try await clients.client(actor: who.actor, id: id).orgID == nil else {
+            guard let id = form["client_id"].flatMap({ UUIDText.parse($0) }), try await clients.client(actor: who.actor, id: id).orgID == nil else {
                 throw Problem.notFound("no such client")
             }
             let (client, _) = try await clients.update(actor: who.actor, id: id, fields: try ClientForms.settings(form))

@@ -100,11 +100,11 @@ enum ClientForms {
 
     /// The client id at the end of a settings page's path.
     static func pathID(_ request: Request) -> UUID? {
-        request.uri.path.split(separator: "/").last.flatMap { UUID(uuidString: String($0)) }
+        request.uri.path.split(separator: "/").last.flatMap { UUIDText.parse(String($0)) }
     }
 
     static func id(_ form: FormPost) throws -> UUID {
-        guard let id = form["client_id"].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such client") }
+        guard let id = form["client_id"].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such client") }
         return id
     }
 }

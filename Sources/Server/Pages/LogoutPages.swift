@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Hummingbird
 import Identity
@@ -22,7 +23,7 @@ struct LogoutPages: Sendable {
             guard let audience = claims.aud.value.first, clientID == nil || clientID == audience else { return nil }
             clientID = audience
         }
-        guard let text = clientID, let id = UUID(uuidString: text), let (client, _) = try? await openID.clients.store.client(id: id),
+        guard let text = clientID, let id = UUIDText.parse(text), let (client, _) = try? await openID.clients.store.client(id: id),
               client.redirectURIs.contains(uri) else { return nil }
         return uri
     }

@@ -68,7 +68,7 @@ struct OrgFrame: Sendable {
     }
 
     func enter(_ request: Request, _ context: AppRequestContext, _ who: SignedIn, _ body: (Visit) async throws -> Response) async throws -> Response {
-        guard let id = context.parameters.get("org_id").flatMap(UUID.init(uuidString:)) else { return notFound(request, who) }
+        guard let id = context.parameters.get("org_id").flatMap({ UUIDText.parse($0) }) else { return notFound(request, who) }
         let abilities: OrgAbilities
         do {
             abilities = try await tenancy.abilities(actor: who.actor, orgID: id)
@@ -110,7 +110,7 @@ struct OrgFrame: Sendable {
     }
 
     static func uuid(_ form: FormPost, _ name: String, _ what: String) throws -> UUID {
-        guard let id = form[name].flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such \(what)") }
+        guard let id = form[name].flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such \(what)") }
         return id
     }
 

@@ -62,14 +62,14 @@ struct OrgGroupPages: Sendable {
 
     static func optionalID(_ text: String?) -> UUID? {
         guard let text, !text.isEmpty else { return nil }
-        return UUID(uuidString: text)
+        return UUIDText.parse(text)
     }
 
     /// The group id after `groups/` in a page's path.
     static func pathID(_ request: Request) -> UUID? {
         let parts = request.uri.path.split(separator: "/")
         guard let at = parts.firstIndex(of: "groups"), at + 1 < parts.count else { return nil }
-        return UUID(uuidString: String(parts[at + 1]))
+        return UUIDText.parse(String(parts[at + 1]))
     }
 
     func group(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
@@ -157,7 +157,7 @@ struct OrgGroupPages: Sendable {
     /// `user:<id>`, `service_account:<id>` or `group:<id>` from a picker.
     static func principal(_ value: String?) throws -> Principal {
         let parts = (value ?? "").split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let id = UUID(uuidString: parts[1]), let p = Principal(typeName: parts[0], id: id) else {
+        guard parts.count == 2, let id = UUIDText.parse(parts[1]), let p = Principal(typeName: parts[0], id: id) else {
             throw Problem.badRequest("choose a member")
         }
         return p

@@ -20,7 +20,7 @@ struct OrgRecordsPages: Sendable {
         var filter = AuditFilter(action: action.isEmpty ? nil : String(action.prefix(100)))
         var values: [String: Any] = ["action": action, "actor_id": actorText, "filtered": !action.isEmpty || !actorText.isEmpty]
         if !actorText.isEmpty {
-            if let id = UUID(uuidString: actorText) { filter.actorID = id } else { values["error"] = "Actor must be an id (a UUID)." }
+            if let id = UUIDText.parse(actorText) { filter.actorID = id } else { values["error"] = "Actor must be an id (a UUID)." }
         }
         let (events, total) = try await tenancy.audit(actor: visit.who.actor, orgID: visit.org.id, filter: filter, limit: page.limit, offset: page.offset)
         let names = try await frame.principalNames(visit)
@@ -139,7 +139,7 @@ struct OrgRecordsPages: Sendable {
 
     func explain(_ visit: OrgFrame.Visit, subject: String, action: String, object: String) async throws -> [String: Any] {
         let parts = subject.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let id = UUID(uuidString: parts[1]) else { throw Problem.badRequest("choose who is asking") }
+        guard parts.count == 2, let id = UUIDText.parse(parts[1]) else { throw Problem.badRequest("choose who is asking") }
         let ref: SubjectRef = parts[0] == "service_account" ? .serviceAccount(id) : .user(id)
         let fields = DecisionFields(policy: authorizer.policy)
         let question = Question(subject: ref, object: try DecisionFields.object(object), requirement: try fields.requirement(action))

@@ -46,7 +46,7 @@ struct OrgServiceAccountPages: Sendable {
     // MARK: One service account's keys
 
     func account(_ request: Request, _ visit: OrgFrame.Visit, _ extra: [String: Any], _ status: HTTPResponse.Status) async throws -> Response {
-        let id = request.uri.path.split(separator: "/").dropFirst(3).first.flatMap { UUID(uuidString: String($0)) }
+        let id = request.uri.path.split(separator: "/").dropFirst(3).first.flatMap { UUIDText.parse(String($0)) }
         guard let id, let (all, _) = try? await keys.serviceAccounts(actor: visit.who.actor, orgID: visit.org.id, limit: 100, offset: 0),
               let found = all.first(where: { $0.id == id }) else {
             return frame.render(request, visit, "message", title: "No such service account", tab: "service-accounts", status: .notFound, [
@@ -69,7 +69,7 @@ struct OrgServiceAccountPages: Sendable {
     }
 
     static func accountID(_ context: AppRequestContext) throws -> UUID {
-        guard let id = context.parameters.get("account_id").flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such service account") }
+        guard let id = context.parameters.get("account_id").flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such service account") }
         return id
     }
 

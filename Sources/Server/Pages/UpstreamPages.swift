@@ -1,3 +1,4 @@
+import Authority
 import Federation
 import Foundation
 import Hummingbird
@@ -128,7 +129,7 @@ struct UpstreamPages: Sendable {
     var unlink: PageHandler {
         { request, context in
             try await kit.action(request) { who, _ in
-                guard let id = context.parameters.get("identity_id").flatMap(UUID.init(uuidString:)) else {
+                guard let id = context.parameters.get("identity_id").flatMap({ UUIDText.parse($0) }) else {
                     return kit.redirect("/account", notice: "No such linked sign-in.")
                 }
                 do {

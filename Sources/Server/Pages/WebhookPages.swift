@@ -102,7 +102,7 @@ enum WebhookForms {
     static func pathID(_ request: Request) -> UUID? {
         let parts = request.uri.path.split(separator: "/")
         guard let at = parts.firstIndex(of: "webhooks"), at + 1 < parts.count else { return nil }
-        return UUID(uuidString: String(parts[at + 1]))
+        return UUIDText.parse(String(parts[at + 1]))
     }
 
     /// The overlap a rotation form asks for, in hours (empty: the default day).

@@ -57,7 +57,7 @@ extension SQLBackup {
         _ d: BackupDocument, orgIDs: Set<UUID>, memberships: Set<String>, accountOrgs: [UUID: UUID], userIDs: Set<UUID>
     ) throws -> GroupRecords {
         func id(_ text: String, _ what: String) throws -> UUID {
-            guard let id = UUID(uuidString: text) else { throw BackupError.invalid("\(what) id \(text.prefix(40)) is not a UUID") }
+            guard let id = UUIDText.parse(text) else { throw BackupError.invalid("\(what) id \(text.prefix(40)) is not a UUID") }
             return id
         }
         var r = GroupRecords()

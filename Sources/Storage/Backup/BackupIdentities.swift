@@ -1,3 +1,4 @@
+import Authority
 import Federation
 import Foundation
 
@@ -53,7 +54,7 @@ extension SQLBackup {
         }
         var seen = Set<String>()
         for i in d.userIdentities ?? [] {
-            guard let id = UUID(uuidString: i.id), let user = UUID(uuidString: i.userId) else { throw BackupError.invalid("user identity \(i.id.prefix(40)) has an id that is not a UUID") }
+            guard let id = UUIDText.parse(i.id), let user = UUIDText.parse(i.userId) else { throw BackupError.invalid("user identity \(i.id.prefix(40)) has an id that is not a UUID") }
             guard userIDs.contains(user) else { throw BackupError.invalid("user identity \(i.id) refers to a user that is not in the backup") }
             guard providerIDs.contains(i.providerId) else { throw BackupError.invalid("user identity \(i.id) refers to a provider that is not in the backup") }
             guard !i.subject.isEmpty, i.subject.utf8.count <= 255, seen.insert("\(i.providerId)/\(i.subject)").inserted else {

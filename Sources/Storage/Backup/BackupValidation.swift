@@ -56,7 +56,7 @@ extension SQLBackup {
             records.platformInvites.append(p)
         }
         func id(_ text: String, _ what: String) throws -> UUID {
-            guard let id = UUID(uuidString: text) else { throw BackupError.invalid("\(what) id \(text) is not a UUID") }
+            guard let id = UUIDText.parse(text) else { throw BackupError.invalid("\(what) id \(text) is not a UUID") }
             return id
         }
         // Canonical addresses are NFC, so the dictionary's canonical-equivalence compare is a byte compare.
@@ -200,9 +200,9 @@ extension SQLBackup {
         var seen = Set<UUID>()
         return try list.map { c in
             func invalid(_ why: String) -> BackupError { BackupError.invalid("client \(c.id.prefix(40)) \(why)") }
-            guard let id = UUID(uuidString: c.id), seen.insert(id).inserted else { throw invalid("has a malformed or repeated id") }
+            guard let id = UUIDText.parse(c.id), seen.insert(id).inserted else { throw invalid("has a malformed or repeated id") }
             let org = try c.orgId.map { text -> UUID in
-                guard let org = UUID(uuidString: text), orgIDs.contains(org) else { throw invalid("refers to an org that is not in the backup") }
+                guard let org = UUIDText.parse(text), orgIDs.contains(org) else { throw invalid("refers to an org that is not in the backup") }
                 return org
             }
             guard let kind = OpenID.OAuthClient.Kind(rawValue: c.kind) else { throw invalid("has an unknown type") }
@@ -220,7 +220,7 @@ extension SQLBackup {
                     return algorithm
                 } ?? .es256
                 let account = try c.serviceAccountId.map { text -> UUID in
-                    guard let account = UUID(uuidString: text), accountOrgs[account] == org else {
+                    guard let account = UUIDText.parse(text), accountOrgs[account] == org else {
                         throw invalid("names a service account that is not its org's in the backup")
                     }
                     return account
@@ -249,7 +249,7 @@ extension SQLBackup {
         let clientIDs = Set(clients.map(\.id))
         var seen = Set<String>()
         return try list.map { c in
-            guard let user = UUID(uuidString: c.userId), userIDs.contains(user), let client = UUID(uuidString: c.clientId), clientIDs.contains(client) else {
+            guard let user = UUIDText.parse(c.userId), userIDs.contains(user), let client = UUIDText.parse(c.clientId), clientIDs.contains(client) else {
                 throw BackupError.invalid("a consent refers to a user or client that is not in the backup")
             }
             guard seen.insert("\(user) \(client)").inserted else { throw BackupError.invalid("a consent is repeated") }

@@ -157,7 +157,7 @@ public struct SQLBackup: SQLStore {
                 for p in records.platformInvites {
                     try await tx.execute(
                         "INSERT INTO platform_invites (id, email, state, token_hash, inviter_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        UUID(uuidString: p.id)!, p.email, p.state, p.tokenHash, p.inviterId.flatMap(UUID.init(uuidString:)), p.createdAt, p.expiresAt)
+                        UUIDText.parse(p.id)!, p.email, p.state, p.tokenHash, p.inviterId.flatMap({ UUIDText.parse($0) }), p.createdAt, p.expiresAt)
                 }
                 for i in records.invites {
                     try await tx.execute(
@@ -165,8 +165,8 @@ public struct SQLBackup: SQLStore {
                         INSERT INTO invites (id, org_id, email, role, state, dormant, token_hash, inviter_id, platform_invite_id, created_at, expires_at)
                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                         """,
-                        UUID(uuidString: i.id)!, UUID(uuidString: i.orgId)!, i.email, i.role.rawValue, i.state, i.dormant, i.tokenHash,
-                        i.inviterId.flatMap(UUID.init(uuidString:)), i.platformInviteId.flatMap(UUID.init(uuidString:)), i.createdAt, i.expiresAt)
+                        UUIDText.parse(i.id)!, UUIDText.parse(i.orgId)!, i.email, i.role.rawValue, i.state, i.dormant, i.tokenHash,
+                        i.inviterId.flatMap({ UUIDText.parse($0) }), i.platformInviteId.flatMap({ UUIDText.parse($0) }), i.createdAt, i.expiresAt)
                 }
                 let clientWriter = SQLClientStore.Writer(tx: tx)
                 for (c, hash) in records.clients { try await clientWriter.insert(c, secretHash: hash) }

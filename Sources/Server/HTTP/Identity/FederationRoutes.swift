@@ -1,3 +1,4 @@
+import Authority
 import Federation
 import Foundation
 import HTTPTypes
@@ -168,7 +169,7 @@ struct FederationRoutes {
     /// A way into the account goes only by a session's hand, like a password change (an API key cannot).
     @Sendable func unlink(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (user, _) = try await context.caller().requireSession()
-        guard let id = context.parameters.get("identity_id").flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such linked sign-in") }
+        guard let id = context.parameters.get("identity_id").flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such linked sign-in") }
         return JSONBody.noContent(revision: try await federation.unlink(userID: user.id, identityID: id))
     }
 

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Hummingbird
 import Identity
@@ -120,7 +121,7 @@ struct IdentityRoutes {
 
     @Sendable func deleteSession(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (user, _) = try await context.caller().requireSession()
-        guard let id = context.parameters.get("session_id").flatMap(UUID.init(uuidString:)) else {
+        guard let id = context.parameters.get("session_id").flatMap({ UUIDText.parse($0) }) else {
             throw Problem.notFound("no such session")
         }
         let revision = try await auth.revokeSession(userID: user.id, sessionID: id)

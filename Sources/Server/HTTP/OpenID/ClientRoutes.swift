@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Hummingbird
 import Identity
@@ -44,7 +45,7 @@ struct ClientTokenSettings {
         case .none: serviceAccountID = nil
         case .some(.none): serviceAccountID = .some(nil)
         case .some(.some(let text)):
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("service_account_id must be a UUID") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("service_account_id must be a UUID") }
             serviceAccountID = .some(id)
         }
     }
@@ -161,7 +162,7 @@ struct ClientRoutes {
         let actor = try await context.actor()
         let body = try unchecked.fields()
         let org = try body.orgId.map { text -> UUID in
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("org_id must be a UUID") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("org_id must be a UUID") }
             return id
         }
         let settings = try ClientTokenSettings(
@@ -177,7 +178,7 @@ struct ClientRoutes {
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let actor = try await context.actor()
         let org = try request.singleQuery("org_id").map { text -> UUID in
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("org_id must be a UUID") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("org_id must be a UUID") }
             return id
         }
         return try await ListResponse.page(request, { ClientResponse($0) }) {

@@ -78,13 +78,13 @@ enum GroupSubject {
         let prefix = field.isEmpty ? "" : field + "."
         switch (userId, serviceAccountId, groupId) {
         case (let id?, nil, nil):
-            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("\(prefix)user_id must be a UUID") }
+            guard let uuid = UUIDText.parse(id) else { throw Problem.badRequest("\(prefix)user_id must be a UUID") }
             return .user(uuid)
         case (nil, let id?, nil):
-            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("\(prefix)service_account_id must be a UUID") }
+            guard let uuid = UUIDText.parse(id) else { throw Problem.badRequest("\(prefix)service_account_id must be a UUID") }
             return .serviceAccount(uuid)
         case (nil, nil, let id?):
-            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("\(prefix)group_id must be a UUID") }
+            guard let uuid = UUIDText.parse(id) else { throw Problem.badRequest("\(prefix)group_id must be a UUID") }
             return .group(uuid)
         default:
             throw Problem.badRequest("\(field.isEmpty ? "the body" : field) must have exactly one of user_id, service_account_id or group_id")
@@ -128,7 +128,7 @@ struct GroupBody: Decodable, Sendable {
                 f.parentID = .some(nil)
                 return f
             }
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("parent_id must be a UUID or null") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("parent_id must be a UUID or null") }
             f.parentID = .some(id)
         }
         return f

@@ -183,7 +183,7 @@ struct InviteRoutes {
         let body = try unchecked.fields()
         var orgInvites: [InviteService.OrgInviteRequest] = []
         for (i, o) in (body.orgInvites ?? []).enumerated() {
-            guard let org = UUID(uuidString: o.orgId) else { throw Problem.badRequest("org_invites[\(i)].org_id must be a UUID") }
+            guard let org = UUIDText.parse(o.orgId) else { throw Problem.badRequest("org_invites[\(i)].org_id must be a UUID") }
             orgInvites.append(.init(orgID: org, role: try parseRole(o.role, field: "org_invites[\(i)].role")))
         }
         guard caller.isRoot else { throw Problem.forbidden("only the platform administrator may do this") }

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Hummingbird
 import Identity
@@ -11,7 +12,7 @@ struct TenancyRoutes {
 
     /// Ids in paths are UUIDs; anything else is simply not found (SPEC §11).
     static func pathID(_ context: AppRequestContext, _ name: String, _ what: String) throws -> UUID {
-        guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else { throw Problem.notFound("no such \(what)") }
+        guard let id = context.parameters.get(name).flatMap({ UUIDText.parse($0) }) else { throw Problem.notFound("no such \(what)") }
         return id
     }
 
@@ -76,7 +77,7 @@ struct TenancyRoutes {
         let target: MemberTarget
         switch (body.userId, body.email) {
         case (.some(let id?), nil):
-            guard let uuid = UUID(uuidString: id) else { throw Problem.badRequest("user_id must be a UUID") }
+            guard let uuid = UUIDText.parse(id) else { throw Problem.badRequest("user_id must be a UUID") }
             target = .id(uuid)
         case (nil, .some(let email?)):
             guard let canonical = Email.canonical(email) else { throw Problem.badRequest("email is not a valid e-mail address") }
@@ -150,7 +151,7 @@ struct TenancyRoutes {
             filter.action = action
         }
         if let text = try request.singleQuery("actor_id") {
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("actor_id must be a UUID") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("actor_id must be a UUID") }
             filter.actorID = id
         }
         return filter
