@@ -102,7 +102,9 @@ struct JSONReader {
 
         private func equals(_ name: StaticString) -> Bool {
             guard name.utf8CodeUnitCount == bytes.count else { return false }
-            return name.withUTF8Buffer { $0.elementsEqual(bytes) }
+            let start = name.utf8Start
+            for k in 0..<bytes.count where start[k] != bytes[k] { return false }
+            return true
         }
 
         /// A key none of `names` claimed is ignored, like JSONDecoder ignores unknown keys —
@@ -223,6 +225,7 @@ struct JSONReader {
 
         init() {}
 
+        @inline(__always)
         mutating func read(_ reader: inout JSONReader, _ read: (inout JSONReader) throws(Unsure) -> Value) throws(Unsure) {
             if value == nil { value = try read(&reader) } else { try reader.skipValue() }
         }
@@ -295,6 +298,11 @@ struct JSONReader {
         var plain = true
         while i < bytes.count {
             let b = bytes[i]
+            // Most bytes are plain ASCII: past them without the cases below.
+            if b >= 0x20, b < 0x80, b != UInt8(ascii: "\""), b != UInt8(ascii: "\\") {
+                i += 1
+                continue
+            }
             switch b {
             case UInt8(ascii: "\""):
                 i += 1
@@ -313,10 +321,10 @@ struct JSONReader {
                 default:
                     throw Unsure()
                 }
-            case 0..<0x20:
+            case _ where b < 0x20:
                 throw Unsure()
             default:
-                if b >= 0x80 { plain = false }
+                plain = false  // non-ASCII
                 i += 1
             }
         }
