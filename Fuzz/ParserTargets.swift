@@ -1,6 +1,6 @@
 // libFuzzer targets for the parsers that read attacker-controlled text before anything else:
-// object strings (every decision), e-mail canonicalisation (every login, signup and reset), and
-// IP addresses (X-Forwarded-For). Built by scripts/fuzz-native.sh with `swiftc -sanitize=fuzzer`
+// object strings (every decision), e-mail canonicalisation (every login, signup and reset),
+// IP addresses (X-Forwarded-For), and the quick reader of decision bodies (every decision). Built by scripts/fuzz-native.sh with `swiftc -sanitize=fuzzer`
 // straight from the sources below, so the harness checks the shipped code, not a copy.
 // Beyond "no crash", each target checks a property that would catch a wrong parse.
 import Foundation
@@ -8,12 +8,15 @@ import Foundation
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
-    let selector = data[0] % 3
-    let text = String(decoding: UnsafeBufferPointer(start: data + 1, count: size - 1), as: UTF8.self)
+    let selector = data[0] % 5
+    let bytes = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
+    let text = String(decoding: bytes, as: UTF8.self)
     switch selector {
     case 0: checkObject(text)
     case 1: checkEmail(text)
-    default: checkAddress(text)
+    case 2: checkAddress(text)
+    case 3: checkQuickRead(CheckBody.self, bytes)
+    default: checkQuickRead(BatchBody.self, bytes)
     }
     return 0
 }
@@ -59,4 +62,15 @@ func checkAddress(_ text: String) {
     let proxies = ClientAddress(trustedProxies: [range])
     let resolved = proxies.resolve(peer: base, forwardedFor: [text, "198.51.100.1"])
     require(!resolved.isEmpty, "empty client address")
+}
+
+/// Whatever the quick reader of a decision body reads, JSONDecoder reads the same from the same
+/// bytes (the reader only ever stands in for it; where unsure it returns nil and JSONDecoder
+/// answers). The decoder is set up as JSONBody's: snake_case keys (no dates in these bodies).
+func checkQuickRead<T: QuickJSONReadable & Equatable>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer) {
+    guard let quick = T.quickRead(bytes) else { return }
+    let decoder = JSONDecoder()
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    let decoded = try? decoder.decode(T.self, from: Data(bytes))
+    require(decoded == quick, "quick read \(quick) but JSONDecoder \(String(describing: decoded)) for \(String(decoding: bytes, as: UTF8.self).debugDescription)")
 }

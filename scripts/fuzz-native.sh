@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer over the parsers that read attacker text first: object strings, e-mail addresses,
-# IP addresses and CIDR ranges (Fuzz/ParserTargets.swift, compiled with the shipped sources by
+# IP addresses and CIDR ranges, the quick reader of decision bodies against JSONDecoder
+# (Fuzz/ParserTargets.swift, compiled with the shipped sources by
 # swiftc -sanitize=fuzzer,address). A crash, a sanitizer report or a broken property fails the run.
 #   FUZZ_NATIVE_RUNS   inputs to try (default 1000000; make test uses 100000)
 #   FUZZ_NATIVE_SEED   libFuzzer's seed (default 1, so runs repeat)
@@ -13,6 +14,7 @@ out=.build-fuzz
 mkdir -p "$out"
 swiftc -sanitize=fuzzer,address -parse-as-library -module-name FuzzTargets \
     Sources/Policy/ObjectRef.swift Sources/Identity/Email.swift Sources/Server/Middleware/ClientAddress.swift \
+    Sources/Server/HTTP/JSONReader.swift Sources/Server/HTTP/Decisions/DecisionBodies.swift \
     Fuzz/ParserTargets.swift -o "$out/parser-targets" 2>"$out/build.log" || { cat "$out/build.log" >&2; exit 1; }
 # The checked-in seeds stay as they are; libFuzzer grows a copy.
 corpus=$(mktemp -d)

@@ -50,6 +50,14 @@ public enum JSONBody {
         return try check(type, from: buffer)
     }
 
+    /// `read` for a body with a hand-written reader for its usual shape (the decision bodies):
+    /// the same checks in the same order, the reader first, JSONDecoder whenever it is unsure.
+    static func read<T: QuickJSONReadable>(_ type: T.Type, from request: Request, limit: Int = defaultLimit) async throws -> CheckedBody<T> {
+        try requireJSON(request)
+        let buffer = try await collect(request, limit: limit)
+        return try check(type, from: buffer, quick: T.quickRead)
+    }
+
     /// `read` for endpoints whose body is optional (`{}` or nothing).
     public static func readOptional<T: Decodable>(_ type: T.Type, from request: Request, default value: T) async throws -> CheckedBody<T> {
         let buffer: ByteBuffer
@@ -93,12 +101,16 @@ public enum JSONBody {
     /// The checks before authentication: something to parse, not too deep, well-formed JSON.
     /// Decoding into `T` happens here too (one pass over the bytes on the usual path); only
     /// its verdict on the fields waits in the `CheckedBody`.
-    static func check<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> CheckedBody<T> {
-        let data = Data(buffer: buffer)
-        guard !data.isEmpty else { throw Problem.badRequest("request body is empty; send a JSON object") }
+    /// `quick` may read the body first; where it returns nil, JSONDecoder reads it as ever.
+    static func check<T: Decodable>(
+        _ type: T.Type, from buffer: ByteBuffer, quick: ((UnsafeRawBufferPointer) -> T?)? = nil
+    ) throws -> CheckedBody<T> {
+        guard buffer.readableBytes > 0 else { throw Problem.badRequest("request body is empty; send a JSON object") }
         guard nestingDepth(buffer) <= maxDepth else {
             throw Problem.badRequest("request body nests deeper than \(maxDepth) levels")
         }
+        if let quick, let body = buffer.withUnsafeReadableBytes(quick) { return CheckedBody(.success(body)) }
+        let data = Data(buffer: buffer)
         do {
             return CheckedBody(.success(try decoder.decode(T.self, from: data)))
         } catch {
@@ -172,9 +184,14 @@ public enum JSONBody {
     /// A JSON response with the project's conventions (snake_case, RFC 3339 UTC).
     public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, revision: Int64? = nil) throws -> Response {
         let data = try encoder.encode(value)
+        return response(json: ByteBuffer(bytes: data), status: status, revision: revision)
+    }
+
+    /// A response whose JSON is written already (JSONWriter), with `response`'s headers.
+    static func response(json: ByteBuffer, status: HTTPResponse.Status = .ok, revision: Int64? = nil) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let revision { headers[.portcullisRevision] = String(revision) }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: json))
     }
 
     public static func noContent(revision: Int64? = nil) -> Response {

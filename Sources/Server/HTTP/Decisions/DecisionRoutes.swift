@@ -28,10 +28,8 @@ struct DecisionRoutes {
 
     @Sendable func authorize(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (caller, question, atLeast) = try await question(request, context)
-        return try JSONBody.response(DecisionResponse(try await authorizer.check(question, atLeast: atLeast, by: caller.asker)))
+        return JSONBody.response(json: DecisionResponse.json(try await authorizer.check(question, atLeast: atLeast, by: caller.asker)))
     }
-
-    struct BatchResponse: Encodable { let results: [DecisionResponse] }
 
     @Sendable func batch(_ request: Request, context: AppRequestContext) async throws -> Response {
         let unchecked = try await JSONBody.read(BatchBody.self, from: request, limit: DecisionFields.batchBodyLimit)
@@ -53,7 +51,7 @@ struct DecisionRoutes {
             questions.append(Question(subject: try DecisionFields.subject(c.subject), object: object, requirement: required, consistency: own))
         }
         let decisions = try await authorizer.batch(questions, atLeast: atLeast, by: caller.asker)
-        return try JSONBody.response(BatchResponse(results: decisions.map(DecisionResponse.init)))
+        return JSONBody.response(json: DecisionResponse.json(results: decisions))
     }
 
     struct GrantResponse: Encodable {

@@ -3,28 +3,6 @@ import Foundation
 import Policy
 import Tenancy
 
-struct SubjectBody: Decodable, Sendable {
-    let userId: String?
-    let token: String?
-    let serviceAccountId: String?
-    /// Bindings only: a group is never the subject of a decision.
-    let groupId: String?
-}
-
-struct CheckBody: Decodable, Sendable {
-    let subject: SubjectBody?
-    let object: String
-    let action: String
-    let consistency: String?
-    let atLeast: Int64?
-}
-
-struct BatchBody: Decodable, Sendable {
-    let checks: [CheckBody]
-    let consistency: String?
-    let atLeast: Int64?
-}
-
 struct CapabilitiesBody: Decodable, Sendable {
     let subject: SubjectBody?
     let objects: [String]

@@ -1,0 +1,34 @@
+import NIOCore
+import Policy
+
+/// Decisions as JSON, written by hand (JSONWriter): the exact bytes `JSONBody.response` gives
+/// for a `DecisionResponse` and for `{"results": [...]}`, without JSONEncoder's cost per key.
+extension DecisionResponse {
+    /// `{"allowed":…,"reason":…,"role":…}`, keys sorted as the encoder sorts them.
+    func write(to json: inout JSONWriter) {
+        json.raw(allowed ? #"{"allowed":true,"reason":"# : #"{"allowed":false,"reason":"#)
+        json.string(reason)
+        json.raw(#","role":"#)
+        if let role = role.value { json.string(role) } else { json.raw("null") }
+        json.raw("}")
+    }
+
+    /// One decision's response body.
+    static func json(_ decision: Decision) -> ByteBuffer {
+        var json = JSONWriter(capacity: 96)
+        DecisionResponse(decision).write(to: &json)
+        return json.buffer
+    }
+
+    /// A batch's response body: `{"results":[…]}`, in the order of the checks.
+    static func json(results decisions: [Decision]) -> ByteBuffer {
+        var json = JSONWriter(capacity: 16 + decisions.count * 80)
+        json.raw(#"{"results":["#)
+        for (n, decision) in decisions.enumerated() {
+            if n > 0 { json.raw(",") }
+            DecisionResponse(decision).write(to: &json)
+        }
+        json.raw("]}")
+        return json.buffer
+    }
+}
