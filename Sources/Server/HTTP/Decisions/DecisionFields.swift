@@ -20,11 +20,11 @@ struct DecisionFields: Sendable {
         let given = [body.userId != nil, body.token != nil, body.serviceAccountId != nil].filter { $0 }.count
         guard given == 1 else { throw Problem.badRequest("subject must have exactly one of user_id, token, service_account_id") }
         if let text = body.userId {
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("subject.user_id must be a UUID") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("subject.user_id must be a UUID") }
             return .user(id)
         }
         if let text = body.serviceAccountId {
-            guard let id = UUID(uuidString: text) else { throw Problem.badRequest("subject.service_account_id must be a UUID") }
+            guard let id = UUIDText.parse(text) else { throw Problem.badRequest("subject.service_account_id must be a UUID") }
             return .serviceAccount(id)
         }
         let token = body.token ?? ""
