@@ -60,7 +60,7 @@ struct ChangeFeedTests {
         }
     }
 
-    @Test("a follower whose listening connection is cut still polls, and listens again", .timeLimit(.minutes(1)))
+    @Test("a follower whose listening connection is cut still polls, and listens again")
     func listenReestablished() async throws {
         try await withDatabase(.postgres) { db, _ in
             try await Migrator(dialect: db.dialect).migrate(db)
@@ -75,7 +75,7 @@ struct ChangeFeedTests {
                 let during = try await store.createUser(user("during@example.com"), verification: nil)
                 // The poll timer (ten seconds here) or the listen coming back picks it up.
                 let start = ContinuousClock.now
-                while !seen().contains(during), ContinuousClock.now - start < .seconds(15) {
+                while !seen().contains(during), ContinuousClock.now - start < .seconds(30) {
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 #expect(seen().contains(during))
