@@ -88,6 +88,9 @@ public typealias ChangeObserver = @Sendable ([Change]) async -> Void
 enum ChangeLog {
     static let orderLockKey: Int64 = 0x5043_4C43_4847 // "PCLCHG"
 
+    /// The PostgreSQL channel each change-log insert notifies, with its revision as the payload.
+    static let channel = "portcullis_changes"
+
     /// Appends a change inside the caller's transaction and returns its revision.
     ///
     /// On PostgreSQL an identity value is taken at insert but becomes visible at commit, so two
@@ -95,14 +98,25 @@ enum ChangeLog {
     /// `revision > cursor` would skip the late one for ever. A transaction-scoped advisory lock
     /// taken before the insert makes revision order and commit order the same. (SQLite
     /// transactions are serialized already.)
+    ///
+    /// On PostgreSQL the same statement queues a `NOTIFY` on `channel`: it is delivered at the
+    /// commit (never for a rollback), and wakes the other nodes' followers at once.
     static func append(_ tx: any SQLExecutor, _ event: ChangeEvent, at: Date) async throws -> Int64 {
         let (kind, subject) = (event.kind, event.subject)
+        let insert = "INSERT INTO changes (at, kind, subject) VALUES ($1, $2, $3) RETURNING revision"
+        let row: SQLRow?
         if tx.dialect == .postgres {
             try await tx.execute("SELECT pg_advisory_xact_lock($1)", orderLockKey)
+            // One round trip: the notification rides on the insert (pg_notify's void result is
+            // joined away, so only the revision comes back).
+            row = try await tx.queryFirst("""
+                WITH c AS (\(insert)), n AS (SELECT pg_notify($4, revision::text) FROM c)
+                SELECT revision FROM c, n
+                """, at, kind, subject, channel)
+        } else {
+            row = try await tx.queryFirst(insert, at, kind, subject)
         }
-        guard let row = try await tx.queryFirst(
-            "INSERT INTO changes (at, kind, subject) VALUES ($1, $2, $3) RETURNING revision", at, kind, subject)
-        else { throw StorageError.other("change log insert returned nothing") }
+        guard let row else { throw StorageError.other("change log insert returned nothing") }
         let revision = try row.int("revision")
         // Inside `RecordingExecutor.transaction` the change also reaches the store's observer.
         (tx as? RecordingExecutor)?.collector.add(Change(revision: revision, at: at, event))
@@ -123,17 +137,23 @@ enum ChangeLog {
     }
 }
 
-/// Follows the change log by polling, handing each new change to `handle` in order.
-/// Works the same on SQLite (several processes on one file) and PostgreSQL. Give it a database
-/// of its own (`SQLDatabase.dedicated()`): it must never wait behind request traffic or an
-/// open breaker, since the node's freshness is measured by it.
+/// Reads the change log, and says when to: by polling every `interval` (SQLite, several
+/// processes on one file) and, on PostgreSQL, also whenever a commit notifies (`notifications`).
+/// Give it a database of its own (`SQLDatabase.dedicated()`): it must never wait behind request
+/// traffic or an open breaker, since the node's freshness is measured by it.
 public struct ChangeFeed: Sendable {
     public let database: any SQLDatabase
     public let interval: Duration
+    /// Commits announced as they happen, where the database can (PostgreSQL).
+    public let notifications: (any SQLNotifications)?
+    /// How long to wait before listening again after the listening connection failed; the
+    /// poll covers the gap.
+    static let relisten: Duration = .seconds(1)
 
     public init(database: any SQLDatabase, interval: Duration = .milliseconds(50)) {
         self.database = database
         self.interval = interval
+        notifications = database as? any SQLNotifications
     }
 
     public func latestRevision() async throws -> Int64 {
@@ -148,8 +168,9 @@ public struct ChangeFeed: Sendable {
 
 /// Applies the change log to this node's in-memory state, in order, exactly once per change.
 ///
-/// `run` polls on the feed's interval; `reach(n)` reads through at once when a request asks
-/// for revision n (`at_least`), so read-your-writes never waits for the next poll.
+/// `run` reads when a commit is announced and polls on the feed's interval; `reach(n)` reads
+/// through at once when a request asks for revision n (`at_least`), so read-your-writes never
+/// waits for either.
 public final class ChangeApplier: Sendable {
     public let feed: ChangeFeed
     let handle: @Sendable ([Change]) async -> Void
@@ -210,12 +231,43 @@ public final class ChangeApplier: Sendable {
         return applied >= revision
     }
 
-    /// Polls until the task is cancelled. Transient database errors are retried.
+    /// Reads the log whenever woken, until the task is cancelled: by each interval's tick and by
+    /// each announced commit. A wake-up carries nothing but "read now" (the read goes by revision
+    /// as always), so a lost one costs at most an interval. Transient database errors are retried.
     public func run() async {
-        while !Task.isCancelled {
-            try? await catchUp()
-            try? await Task.sleep(for: feed.interval)
+        // Wake-ups coalesce: however many arrive during a read, one more read follows it.
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        await withDiscardingTaskGroup { group in
+            group.addTask { [feed] in
+                while !Task.isCancelled {
+                    wake.yield()
+                    try? await Task.sleep(for: feed.interval)
+                }
+            }
+            if let notifications = feed.notifications {
+                group.addTask { await self.listen(notifications, wake: wake) }
+            }
+            for await _ in wakes { try? await catchUp() }
+            group.cancelAll()
         }
+    }
+
+    /// Keeps a listen for announced commits in place, again after every loss.
+    private func listen(_ notifications: any SQLNotifications, wake: AsyncStream<Void>.Continuation) async {
+        while !Task.isCancelled {
+            try? await notifications.listen(
+                on: ChangeLog.channel, listening: { wake.yield() },
+                heard: { [self] payload in if unread(payload) { wake.yield() } })
+            try? await Task.sleep(for: ChangeFeed.relisten)
+        }
+    }
+
+    /// False for a revision already applied here, or written here (applied at its commit): no
+    /// read needed. The channel is shared by every schema in the database, so a payload may
+    /// be another deployment's number; it then costs one needless read at most.
+    private func unread(_ payload: String) -> Bool {
+        guard let revision = Int64(payload) else { return true }
+        return revision > applied && !local.contains(revision)
     }
 }
 
@@ -248,6 +300,10 @@ public final class LocalChanges: Sendable {
             if set.count > 100_000 { set.removeAll() }
             for c in changes { set.insert(c.revision) }
         }
+    }
+
+    func contains(_ revision: Int64) -> Bool {
+        revisions.withLock { $0.contains(revision) }
     }
 
     func take(_ revision: Int64) -> Bool {

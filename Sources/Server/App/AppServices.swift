@@ -117,7 +117,8 @@ public struct AppServices: Sendable {
         }
         relay.connect(apply)
         // The follower reads on a connection of its own, past the deadline and breaker: it is
-        // how this node knows it is current (SPEC §18).
+        // how this node knows it is current (SPEC §18). On PostgreSQL it also listens, on one
+        // more, for the commits that wake it.
         let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval)
         let watch = WatchHub(capacity: config.watchMaxStreams)
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)

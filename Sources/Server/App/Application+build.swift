@@ -75,7 +75,8 @@ struct ShutdownAnnouncer: Service, CustomStringConvertible {
     }
 }
 
-/// Follows the change log so that writes made on other nodes apply here within the poll interval.
+/// Follows the change log so that writes made on other nodes apply here: at their commit on
+/// PostgreSQL (NOTIFY), within the poll interval otherwise.
 struct ChangeFollower: Service, CustomStringConvertible {
     var description: String { "ChangeFollower" }
     let services: AppServices

@@ -7,11 +7,13 @@ import PostgresNIO
 import Synchronization
 
 /// PostgreSQL through a pooled `PostgresClient`.
-public final class PostgresDatabase: SQLDatabase {
+public final class PostgresDatabase: SQLDatabase, SQLNotifications {
     public let dialect = SQLDialect.postgres
     private let client: PostgresClient
     private let logger: Logger
     private let url: String
+    /// For connections outside the pool: the start-up probe and `listen`'s.
+    private let connectionConfig: PostgresConnection.Configuration
     /// One connection of its own for `dedicated()`, made on first use.
     private let lane = Mutex<PostgresDatabase?>(nil)
     private let laneMaking = AsyncLock()
@@ -30,6 +32,7 @@ public final class PostgresDatabase: SQLDatabase {
             password: settings.password, database: settings.database, tls: settings.connectionTLS)
         connectionConfig.options.connectTimeout = .seconds(5)
         connectionConfig.options.additionalStartupParameters = settings.startupParameters
+        self.connectionConfig = connectionConfig
         do {
             let probe = try await PostgresConnection.connect(configuration: connectionConfig, id: 0, logger: logger)
             try await probe.close()
@@ -112,6 +115,26 @@ public final class PostgresDatabase: SQLDatabase {
             newLane.yield(made)
             return made
         }
+    }
+
+    /// A connection of its own, not the pool's: it is held for as long as the listen lasts.
+    public func listen(on channel: String, listening: @Sendable () -> Void, heard: @Sendable (String) -> Void) async throws {
+        let connection = try await Self.mapErrors {
+            try await PostgresConnection.connect(configuration: connectionConfig, id: 0, logger: logger)
+        }
+        do {
+            try await Self.mapErrors {
+                try await connection.listen(on: channel) { notifications in
+                    listening()
+                    // Ends when the task is cancelled; throws when the connection is lost.
+                    for try await notification in notifications { heard(notification.payload) }
+                }
+            }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
     }
 
     private struct ConnectionExecutor: SQLExecutor {

@@ -54,3 +54,13 @@ public protocol SQLDatabase: SQLExecutor {
     /// the change follower, whose progress is how a node knows it is current. Closed with this one.
     func dedicated() async throws -> any SQLDatabase
 }
+
+/// A database that announces commits (PostgreSQL's `LISTEN`/`NOTIFY`): how the change follower
+/// wakes at a write's commit instead of at its next poll. SQLite has nothing of the kind.
+public protocol SQLNotifications: Sendable {
+    /// Listens on `channel` on a connection of its own until the task is cancelled, calling
+    /// `heard` with each notification's payload (sent when the notifying transaction commits).
+    /// Calls `listening` once the listen is in place: what committed before it was not announced.
+    /// Throws when the connection cannot be made or is lost.
+    func listen(on channel: String, listening: @Sendable () -> Void, heard: @Sendable (String) -> Void) async throws
+}
