@@ -103,83 +103,152 @@ public struct OverrideGrant: Sendable, Equatable {
 /// Groups add at most one such walk per group the principal is in (their closure is computed
 /// once, when the grants load), and overrides one more walk, only for principals that hold any.
 public struct OrgGrants: Sendable, Equatable {
-    /// Role and expiry per member in one sorted flat table (issue 18: a third of a dictionary's bytes).
-    public var members: MemberTable
-    /// One flat table for the org rather than a table per principal: most principals hold no
-    /// binding or one, and a dictionary each would cost the cache more memory than the grants.
-    public private(set) var bindings: BindingTable
-    /// Every binding by holder and path (explain's and lookup's reads; checks use `bindings`).
-    public var bindingIndex: [BindingKey: BindingGrant] {
-        Dictionary(bindings.entries.map { (BindingKey($0.principal, $0.grant.path), $0.grant) }, uniquingKeysWith: { _, later in later })
+    /// The tables themselves. They sit in one box so that a copy of `OrgGrants` (every read
+    /// from the cache) costs one reference count, not one per table: each count is a write to
+    /// another object's header, a cache miss apiece on a cold org (issue 18's profile).
+    struct Tables: Sendable, Equatable {
+        /// Role and expiry per member in one sorted flat table (issue 18: a third of a dictionary's bytes).
+        var members: MemberTable
+        /// One flat table for the org rather than a table per principal: most principals hold no
+        /// binding or one, and a dictionary each would cost the cache more memory than the grants.
+        var bindings: BindingTable
+        /// The highest role among each principal's bindings (expired or not): a principal without an
+        /// entry has no binding, and a current membership at or above it needs no path walk at all.
+        var bindingCeiling: PrincipalMap<Role>
+        /// Each group's parent (groups at the top have none) and name (for `explain`).
+        var groupParent: [UUID: UUID] = [:]
+        var groupNames: [UUID: String] = [:]
+        /// Each user's or service account's direct group memberships.
+        var groupEdges: [Principal: [GroupEdge]] = [:]
+        /// The closure of `groupEdges` up the tree: every group each principal is in.
+        var groupReach: [Principal: [GroupReach]] = [:]
+        var overrideIndex: [BindingKey: [OverrideGrant]] = [:]
+        /// Principals and groups holding at least one override: everyone else skips the override walk.
+        var overrideHolders: Set<Principal> = []
+
+        init(members: MemberTable) {
+            self.members = members
+            bindings = BindingTable()
+            bindingCeiling = PrincipalMap()
+        }
+
+        /// Puts the lookup tables in order once a load is done: loads append rows as they come,
+        /// and an unsealed table answers by a scan.
+        mutating func seal() {
+            members.seal()
+            bindings.seal()
+            bindingCeiling.seal()
+        }
+
+        /// Adds (or replaces) the binding of `principal` on `grant.path`.
+        mutating func addBinding(_ grant: BindingGrant, for principal: Principal) {
+            bindings.insert(grant, for: principal)
+            bindingCeiling[principal] = max(bindingCeiling[principal] ?? grant.role, grant.role)
+        }
+
+        mutating func addOverride(_ grant: OverrideGrant, for principal: Principal) {
+            overrideIndex[BindingKey(principal, grant.path), default: []].append(grant)
+            overrideHolders.insert(principal)
+        }
+
+        /// Installs the org's group tree and memberships, and computes each principal's closure.
+        /// A parent link that would loop (the store refuses them; a hand-made state might not) ends the walk.
+        mutating func setGroups(names: [UUID: String], parents: [UUID: UUID], edges: [(Principal, GroupEdge)]) {
+            groupNames = names
+            groupParent = parents
+            groupEdges = [:]
+            for (principal, edge) in edges { groupEdges[principal, default: []].append(edge) }
+            groupReach = [:]
+            for (principal, list) in groupEdges {
+                var reach: [GroupReach] = []
+                for edge in list {
+                    var group: UUID? = edge.group
+                    var steps = 0
+                    while let g = group, steps <= GroupLimits.maxDepth {
+                        if let i = reach.firstIndex(where: { $0.group == g }) {
+                            reach[i].expiresAt = max(reach[i].expiresAt, edge.expiresAt)
+                        } else {
+                            reach.append(GroupReach(group: g, expiresAt: edge.expiresAt))
+                        }
+                        group = parents[g]
+                        steps += 1
+                    }
+                }
+                groupReach[principal] = reach
+            }
+        }
     }
-    /// The highest role among each principal's bindings (expired or not): a principal without an
-    /// entry has no binding, and a current membership at or above it needs no path walk at all.
-    public private(set) var bindingCeiling: PrincipalMap<Role>
-    /// Each group's parent (groups at the top have none) and name (for `explain`).
-    public private(set) var groupParent: [UUID: UUID] = [:]
-    public private(set) var groupNames: [UUID: String] = [:]
-    /// Each user's or service account's direct group memberships.
-    public private(set) var groupEdges: [Principal: [GroupEdge]] = [:]
-    /// The closure of `groupEdges` up the tree: every group each principal is in.
-    public private(set) var groupReach: [Principal: [GroupReach]] = [:]
-    public private(set) var overrideIndex: [BindingKey: [OverrideGrant]] = [:]
-    /// Principals and groups holding at least one override: everyone else skips the override walk.
-    public private(set) var overrideHolders: Set<Principal> = []
+
+    final class Box: @unchecked Sendable {
+        // Written only through `unique()`, when this box is the only reference: no two accesses overlap.
+        @exclusivity(unchecked) var tables: Tables
+        init(_ tables: Tables) { self.tables = tables }
+    }
+
+    private var box: Box
+
+    private mutating func unique() {
+        if !isKnownUniquelyReferenced(&box) { box = Box(box.tables) }
+    }
 
     public init(members: [Principal: MemberGrant] = [:], bindings: [Principal: [BindingGrant]] = [:]) {
-        self.members = MemberTable(members)
-        self.bindings = BindingTable()
-        bindingCeiling = PrincipalMap()
+        box = Box(Tables(members: MemberTable(members)))
         for (principal, list) in bindings {
             for b in list { addBinding(b, for: principal) }
         }
         seal()
     }
 
+    public static func == (a: OrgGrants, b: OrgGrants) -> Bool { a.box === b.box || a.box.tables == b.box.tables }
+
+    /// Role and expiry per member in one sorted flat table (issue 18: a third of a dictionary's bytes).
+    public var members: MemberTable {
+        _read { yield box.tables.members }
+        _modify { unique(); yield &box.tables.members }
+    }
+    /// One flat table for the org rather than a table per principal: most principals hold no
+    /// binding or one, and a dictionary each would cost the cache more memory than the grants.
+    public var bindings: BindingTable { _read { yield box.tables.bindings } }
+    /// Every binding by holder and path (explain's and lookup's reads; checks use `bindings`).
+    public var bindingIndex: [BindingKey: BindingGrant] {
+        Dictionary(bindings.entries.map { (BindingKey($0.principal, $0.grant.path), $0.grant) }, uniquingKeysWith: { _, later in later })
+    }
+    /// The highest role among each principal's bindings (expired or not): a principal without an
+    /// entry has no binding, and a current membership at or above it needs no path walk at all.
+    public var bindingCeiling: PrincipalMap<Role> { _read { yield box.tables.bindingCeiling } }
+    /// Each group's parent (groups at the top have none) and name (for `explain`).
+    public var groupParent: [UUID: UUID] { _read { yield box.tables.groupParent } }
+    public var groupNames: [UUID: String] { _read { yield box.tables.groupNames } }
+    /// Each user's or service account's direct group memberships.
+    public var groupEdges: [Principal: [GroupEdge]] { _read { yield box.tables.groupEdges } }
+    /// The closure of `groupEdges` up the tree: every group each principal is in.
+    public var groupReach: [Principal: [GroupReach]] { _read { yield box.tables.groupReach } }
+    public var overrideIndex: [BindingKey: [OverrideGrant]] { _read { yield box.tables.overrideIndex } }
+    /// Principals and groups holding at least one override: everyone else skips the override walk.
+    public var overrideHolders: Set<Principal> { _read { yield box.tables.overrideHolders } }
+
     /// Puts the lookup tables in order once a load is done: loads append rows as they come,
     /// and an unsealed table answers by a scan.
     public mutating func seal() {
-        members.seal()
-        bindings.seal()
-        bindingCeiling.seal()
+        unique()
+        box.tables.seal()
     }
 
     /// Adds (or replaces) the binding of `principal` on `grant.path`.
     public mutating func addBinding(_ grant: BindingGrant, for principal: Principal) {
-        bindings.insert(grant, for: principal)
-        bindingCeiling[principal] = max(bindingCeiling[principal] ?? grant.role, grant.role)
+        unique()
+        box.tables.addBinding(grant, for: principal)
     }
 
     public mutating func addOverride(_ grant: OverrideGrant, for principal: Principal) {
-        overrideIndex[BindingKey(principal, grant.path), default: []].append(grant)
-        overrideHolders.insert(principal)
+        unique()
+        box.tables.addOverride(grant, for: principal)
     }
 
     /// Installs the org's group tree and memberships, and computes each principal's closure.
-    /// A parent link that would loop (the store refuses them; a hand-made state might not) ends the walk.
     public mutating func setGroups(names: [UUID: String], parents: [UUID: UUID], edges: [(Principal, GroupEdge)]) {
-        groupNames = names
-        groupParent = parents
-        groupEdges = [:]
-        for (principal, edge) in edges { groupEdges[principal, default: []].append(edge) }
-        groupReach = [:]
-        for (principal, list) in groupEdges {
-            var reach: [GroupReach] = []
-            for edge in list {
-                var group: UUID? = edge.group
-                var steps = 0
-                while let g = group, steps <= GroupLimits.maxDepth {
-                    if let i = reach.firstIndex(where: { $0.group == g }) {
-                        reach[i].expiresAt = max(reach[i].expiresAt, edge.expiresAt)
-                    } else {
-                        reach.append(GroupReach(group: g, expiresAt: edge.expiresAt))
-                    }
-                    group = parents[g]
-                    steps += 1
-                }
-            }
-            groupReach[principal] = reach
-        }
+        unique()
+        box.tables.setGroups(names: names, parents: parents, edges: edges)
     }
 
     /// The chain from `group` up to the top of its tree, `group` first.
