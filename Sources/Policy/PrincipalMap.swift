@@ -39,6 +39,12 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
     @usableFromInline var slots: [Slot] = []
     /// Whether `slots` is in (hash, key) order with no key twice.
     @usableFromInline var sorted = true
+    /// A bucket index over the sorted slots, made by `seal()`: bucket b (the hash's top bits)
+    /// starts at slot `starts[b]`, so a lookup reads one entry here and then one or two slots
+    /// next to each other: two cache lines, where galloping from a guess touched four or five.
+    /// Empty until sealed, and again after a key is added or removed.
+    @usableFromInline var starts: [UInt32] = []
+    @usableFromInline var shift: UInt64 = 64
 
     public init() {}
 
@@ -76,6 +82,16 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
                 return nil
             }
             let h = Self.hash(high, low, kind)
+            if !starts.isEmpty {
+                let b = Int(truncatingIfNeeded: h >> shift)
+                var i = Int(starts[b])
+                let end = Int(starts[b + 1])
+                while i < end {
+                    if s[i].holds(high, low, kind) { return i }
+                    i += 1
+                }
+                return nil
+            }
             let lo = HashMix.lowerBound(h, count: n) { s[$0].hash }
             var i = lo
             while i < n, s[i].hash == h {
@@ -90,18 +106,39 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
         @inline(__always) get { index(of: principal).map { slots[$0].value } }
         set {
             if let i = index(of: principal) {
-                if let newValue { slots[i].value = newValue } else { slots.remove(at: i) }
+                if let newValue { slots[i].value = newValue } else { slots.remove(at: i); starts = [] }
                 return
             }
             guard let newValue else { return }
             let slot = Slot(principal, newValue)
             if sorted, let last = slots.last, !Self.precedes(last, last.hash, slot, slot.hash) { sorted = false }
             slots.append(slot)
+            starts = []
         }
     }
 
     /// Puts the slots in hash order (the later of two writes of a key wins): call when a load is done.
     public mutating func seal() {
+        sortSlots()
+        if starts.isEmpty, slots.count >= 8 { indexBuckets() }
+    }
+
+    /// About two slots a bucket: the number of buckets is the power of two at or above half the slots.
+    mutating func indexBuckets() {
+        var bits = 1
+        while 1 << bits < slots.count / 2 { bits += 1 }
+        let buckets = 1 << bits
+        var index = [UInt32](repeating: UInt32(slots.count), count: buckets + 1)
+        var b = 0
+        for (i, slot) in slots.enumerated() {
+            let own = Int(truncatingIfNeeded: slot.hash >> UInt64(64 - bits))
+            while b <= own { index[b] = UInt32(i); b += 1 }
+        }
+        starts = index
+        shift = UInt64(64 - bits)
+    }
+
+    mutating func sortSlots() {
         guard !sorted else { return }
         let order = slots.indices.map { ($0, slots[$0].hash) }.sorted { a, b in
             if Self.precedes(slots[a.0], a.1, slots[b.0], b.1) { return true }
@@ -125,7 +162,7 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
     /// A sealed copy (itself when sealed already).
     public func sealed() -> PrincipalMap {
         var copy = self
-        copy.seal()
+        copy.sortSlots()
         return copy
     }
 
@@ -155,6 +192,9 @@ extension PrincipalMap {
         sorted = slots.count < 2
         seal()
     }
+
+    /// The bytes of its bucket index.
+    public var indexBytes: Int { starts.capacity * MemoryLayout<UInt32>.stride }
 }
 
 /// An org's memberships: role and expiry in the hot table, 32 bytes a member. Where a membership
