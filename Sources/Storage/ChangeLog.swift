@@ -150,10 +150,11 @@ public struct ChangeFeed: Sendable {
     /// poll covers the gap.
     static let relisten: Duration = .seconds(1)
 
-    public init(database: any SQLDatabase, interval: Duration = .milliseconds(50)) {
+    /// `listen: false` leaves only the poll (tests of a node whose follower has fallen behind).
+    public init(database: any SQLDatabase, interval: Duration = .milliseconds(50), listen: Bool = true) {
         self.database = database
         self.interval = interval
-        notifications = database as? any SQLNotifications
+        notifications = listen ? database as? any SQLNotifications : nil
     }
 
     public func latestRevision() async throws -> Int64 {

@@ -119,7 +119,7 @@ public struct AppServices: Sendable {
         // The follower reads on a connection of its own, past the deadline and breaker: it is
         // how this node knows it is current (SPEC §18). On PostgreSQL it also listens, on one
         // more, for the commits that wake it.
-        let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval)
+        let feed = ChangeFeed(database: try await database.dedicated(), interval: config.changePollInterval, listen: config.changeNotifications)
         let watch = WatchHub(capacity: config.watchMaxStreams)
         let tenancyStore = SQLTenancyStore(database: database, observer: apply)
         var tenancy = TenancyService(store: tenancyStore, permissions: permissions, now: now)

@@ -36,6 +36,8 @@ public struct AppConfig: Sendable {
     public var logLevel = "info"
     /// How often the change log is polled for writes made by other nodes.
     public var changePollInterval: Duration = .milliseconds(50)
+    /// Whether a PostgreSQL node listens for commit notifications besides polling (no variable: tests turn it off to stall a node).
+    public var changeNotifications = true
     /// How far behind the change log this node's memory may be before credentials and
     /// decisions are read through the database (`PORTCULLIS_MAX_STALENESS_MS`, SPEC §18).
     public var maxStaleness: Duration = .milliseconds(2000)

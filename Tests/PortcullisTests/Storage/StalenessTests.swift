@@ -16,7 +16,7 @@ struct StalenessTests {
     /// A node whose change follower reads the log once and then sleeps: its memory falls behind
     /// other nodes' writes, which these tests make with SQL as another node would.
     func withStalledNode(_ backend: Backend, bound: Duration, _ body: @escaping @Sendable (APIClient, AppServices) async throws -> Void) async throws {
-        try await withServices(backend, configure: { $0.maxStaleness = bound; $0.changePollInterval = .seconds(3600) }) { services in
+        try await withServices(backend, configure: { $0.maxStaleness = bound; $0.changePollInterval = .seconds(3600); $0.changeNotifications = false }) { services in
             try await buildApplication(services: services, logger: testLogger).test(.router) { client in
                 try await body(APIClient(client: client, services: services), services)
             }
