@@ -12,7 +12,10 @@ runs=${FUZZ_NATIVE_RUNS:-1000000}
 seed=${FUZZ_NATIVE_SEED:-1}
 out=.build-fuzz
 mkdir -p "$out"
-swiftc -sanitize=fuzzer,address -parse-as-library -module-name FuzzTargets \
+# The object parser imports Authority (its UUID reader): built first, as a static module.
+swiftc -sanitize=address -parse-as-library -module-name Authority -emit-module -emit-module-path "$out/Authority.swiftmodule" \
+    -emit-library -static -o "$out/libAuthority.a" Sources/Authority/*.swift 2>"$out/build.log" || { cat "$out/build.log" >&2; exit 1; }
+swiftc -sanitize=fuzzer,address -parse-as-library -module-name FuzzTargets -I "$out" -L "$out" -lAuthority \
     Sources/Policy/ObjectRef.swift Sources/Identity/Email.swift Sources/Server/Middleware/ClientAddress.swift \
     Sources/Server/HTTP/JSONReader.swift Sources/Server/HTTP/Decisions/DecisionBodies.swift \
     Fuzz/ParserTargets.swift -o "$out/parser-targets" 2>"$out/build.log" || { cat "$out/build.log" >&2; exit 1; }
