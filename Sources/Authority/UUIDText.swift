@@ -14,15 +14,6 @@ public enum UUIDText {
         return copy.withUTF8 { parse($0) }
     }
 
-    /// The same for a String, without copying its bytes.
-    @inlinable
-    public static func parse(_ text: String) -> UUID? {
-        guard text.utf8.count == 36 else { return nil }
-        if let parsed = text.utf8.withContiguousStorageIfAvailable({ parse($0) }) { return parsed }
-        var copy = text
-        return copy.withUTF8 { parse($0) }
-    }
-
     /// The UUID in 36 bytes of UTF-8 text.
     @inlinable
     public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> UUID? {

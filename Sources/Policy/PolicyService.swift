@@ -134,7 +134,7 @@ public struct PolicyService: Sendable {
 
     /// The subject's grants come from the database at either consistency: the cache keeps what
     /// decisions need, not where each membership came from (its audit event), which explain shows.
-    public func explain(_ subject: Subject, _ object: ObjectRef, _ required: Requirement, consistency: Consistency = .cached) async throws -> Explanation {
+    public func explain(_ subject: Subject, _ object: ObjectRef, _ required: Requirement) async throws -> Explanation {
         let grants = try await cache.loader.grants(orgID: object.orgID, of: subject.principal)
         return DecisionEngine.explain(grants, subject: subject, object: object, required: required, now: now().instant)
     }

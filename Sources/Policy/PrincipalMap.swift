@@ -4,8 +4,8 @@ import Foundation
 /// A map from principals to small values, laid out for the decision path (issue 18).
 ///
 /// One flat array of slots (the principal's two id words, its kind and the value) sorted by a
-/// 64-bit hash of the principal, searched with `HashMix.lowerBound`: usually one or two cache
-/// lines, no per-probe SipHash, and no empty buckets (a Swift `Dictionary` keeps up to a
+/// 64-bit hash of the principal, with a bucket index over it: two cache lines a lookup, no
+/// SipHash, and no empty buckets (a Swift `Dictionary` keeps up to a
 /// quarter of its buckets empty and rounds up to a power of two).
 ///
 /// Writes that arrive out of hash order (loading rows from a database) append and leave the map
@@ -73,7 +73,9 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
         let n = slots.count
         guard n > 0 else { return nil }
         return slots.withUnsafeBufferPointer { s -> Int? in
-            guard sorted else {
+            // Sealed: the key's bucket. Otherwise (a load in progress, or a table under eight
+            // entries) a scan from the end, where the later of two writes of a key sits.
+            guard !starts.isEmpty else {
                 var i = n - 1
                 while i >= 0 {
                     if s[i].holds(high, low, kind) { return i }
@@ -81,20 +83,10 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
                 }
                 return nil
             }
-            let h = Self.hash(high, low, kind)
-            if !starts.isEmpty {
-                let b = Int(truncatingIfNeeded: h >> shift)
-                var i = Int(starts[b])
-                let end = Int(starts[b + 1])
-                while i < end {
-                    if s[i].holds(high, low, kind) { return i }
-                    i += 1
-                }
-                return nil
-            }
-            let lo = HashMix.lowerBound(h, count: n) { s[$0].hash }
-            var i = lo
-            while i < n, s[i].hash == h {
+            let b = Int(truncatingIfNeeded: Self.hash(high, low, kind) >> shift)
+            var i = Int(starts[b])
+            let end = Int(starts[b + 1])
+            while i < end {
                 if s[i].holds(high, low, kind) { return i }
                 i += 1
             }

@@ -186,7 +186,6 @@ public final class SQLiteDatabase: SQLDatabase {
     ) async throws -> State {
         let statement = Self.translate(sql)
         let arguments = Self.arguments(try binds.rejectingNUL())
-        guard Self.isReadOnly(statement) else { throw StorageError.invalidText("a scan is a read") }
         return try await Self.mapErrors {
             try await pool.read { db in try Self.each(db, statement, arguments, into: state, body) }
         }

@@ -31,7 +31,7 @@ struct FastPathTests {
         return String(chars)
     }
 
-    @Test("UUIDText reads exactly what Foundation's UUID(uuidString:) reads, and writes its lowercase form")
+    @Test("UUIDText reads the strict form as Foundation does, refuses the rest, and writes the lowercase form")
     func uuidText() {
         var rng = SplitMix(state: 0x5EED_0018)
         for _ in 0..<10_000 {
