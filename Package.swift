@@ -100,6 +100,7 @@ let package = Package(
             dependencies: [
                 "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "Migrations", "Wire",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -8,6 +8,8 @@ then runs wrk (scripts/wrk/bench.lua) in this order:
   2. POST /v1/authorize                   saturating: the caller (a viewer member) asking about itself
   3. POST /v1/authorize/batch             saturating: 1000 checks per request
   4. POST /v1/authorize paced             about half of run 2's rate (wrk's delay() hook)
+     GET /health paced                    the same connections and pace: the p99 floor of the
+                                          framework and the scheduler at that rate, no decision in it
   5. POST /v1/authorize, 1 connection     one request at a time: the floor latency
 wrk and the server share the machine's cores. Prints JSON on stdout, human lines on stderr.
 """
@@ -115,6 +117,8 @@ def main():
         paced = wrk(base + "/v1/authorize", connections=connections, body_file=single, token=viewer_token, pace_ms=pace, **common)
         paced["target_requests_per_second"] = target
         say(line(f"POST /v1/authorize paced (target {target:,.0f} req/s)", paced))
+        health_paced = wrk(base + "/health", connections=connections, pace_ms=pace, **common)
+        say(line("GET /health paced (same connections and pace)", health_paced))
         one = wrk(base + "/v1/authorize", connections=1, body_file=single, token=viewer_token,
                   duration=max(3, args.duration // 2), threads=1)
         say(line("POST /v1/authorize, one connection", one))
@@ -129,6 +133,7 @@ def main():
         "batch_decisions_per_second": batched["requests_per_second"] * 1000,
         "authorize_paced": paced,
         "paced_fraction_of_max": paced["requests_per_second"] / authorize["requests_per_second"],
+        "health_paced": health_paced,
         "authorize_one_connection": one,
         "wrk_version": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
     }

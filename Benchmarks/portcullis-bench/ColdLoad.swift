@@ -5,7 +5,9 @@ import Storage
 import Tenancy
 
 /// Writes the dataset into a fresh database with multi-row INSERTs, then times what a node does
-/// at start: `SQLPolicyStore.allGrants()` and installing every org into a `GrantCache`.
+/// at start: `SQLPolicyStore.allGrants()` and installing every org into a `GrantCache`. Twice: on
+/// issue 18's dataset (memberships and bindings), then again once the groups, their memberships
+/// and bindings, and the overrides are added (issue 20's data, half again as many rows).
 enum ColdLoad {
     static let rowsPerStatement = 1000
     static let rowsPerTransaction = 100_000
@@ -15,10 +17,10 @@ enum ColdLoad {
     struct Literals {
         let dialect: SQLDialect
         var now: String { dialect == .sqlite ? "1767225600000000" : "'2026-01-01 00:00:00+00'" }
-        func uuid(_ u: UUID) -> String { "'" + u.uuidString.lowercased() + "'" }
+        func uuid(_ u: UUID) -> String { "'" + u.lowercasedString + "'" }
     }
 
-    static func sqlite(dataset: Dataset, groups: GroupData, keepAt: String?) async throws -> ColdLoadInfo {
+    static func sqlite(dataset: Dataset, groups: GroupData, keepAt: String?) async throws -> (ColdLoadInfo, ColdLoadInfo) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portcullis-bench-\(getpid())")
         let path = keepAt ?? dir.appendingPathComponent("bench.db").path
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
@@ -27,8 +29,16 @@ enum ColdLoad {
         }
         let writer = try SQLiteDatabase(path: path)
         try await Migrator(dialect: .sqlite).migrate(writer)
-        let (insertSeconds, rows) = try await insert(dataset, groups, into: writer)
+        let (insertSeconds, rows) = try await insert(dataset, into: writer)
         await writer.close()
+        let info = try await measure(path: path, dataset: dataset, groups: nil, insertSeconds: insertSeconds, rows: rows)
+        let groupWriter = try SQLiteDatabase(path: path)
+        let (moreSeconds, moreRows) = try await insertGroups(dataset, groups, into: groupWriter)
+        await groupWriter.close()
+        return (info, try await measure(path: path, dataset: dataset, groups: groups, insertSeconds: moreSeconds, rows: moreRows))
+    }
+
+    static func measure(path: String, dataset: Dataset, groups: GroupData?, insertSeconds: Double, rows: Int) async throws -> ColdLoadInfo {
         let size = ["", "-wal"].reduce(0) { n, s in
             n + ((try? FileManager.default.attributesOfItem(atPath: path + s)[.size] as? Int) ?? 0)
         }
@@ -40,7 +50,7 @@ enum ColdLoad {
         return info
     }
 
-    static func postgres(dataset: Dataset, groups: GroupData, url: String) async throws -> ColdLoadInfo {
+    static func postgres(dataset: Dataset, groups: GroupData, url: String) async throws -> (ColdLoadInfo, ColdLoadInfo) {
         var logger = Logger(label: "portcullis-bench")
         logger.logLevel = .warning
         let log = logger
@@ -51,18 +61,31 @@ enum ColdLoad {
             try await admin.execute("CREATE SCHEMA \(schema)")
             do {
                 let scoped = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
-                let (insertSeconds, rows, size) = try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { db in
+                func inserting(_ body: @escaping @Sendable (any SQLDatabase) async throws -> (Double, Int)) async throws -> (Double, Int, Int64?) {
+                    try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { db in
+                        let (insertSeconds, rows) = try await body(db)
+                        let size = try await db.queryFirst("SELECT pg_total_relation_size('memberships') + pg_total_relation_size('bindings') + pg_total_relation_size('orgs') + pg_total_relation_size('users') + pg_total_relation_size('groups') + pg_total_relation_size('group_members') + pg_total_relation_size('overrides') AS n")?.int("n")
+                        return (insertSeconds, rows, size)
+                    }
+                }
+                func loading(_ groups: GroupData?, _ inserted: (Double, Int, Int64?)) async throws -> ColdLoadInfo {
+                    let (insertSeconds, rows, size) = inserted
+                    say(String(format: "PostgreSQL: inserted %d rows in %.1f s (%.0f MiB in tables and indexes)", rows, insertSeconds, Double(size ?? 0) / 1_048_576))
+                    return try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { reader in
+                        try await load(dataset: dataset, groups: groups, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
+                    }
+                }
+                let info = try await loading(nil, try await inserting { db in
                     try await Migrator(dialect: .postgres).migrate(db)
-                    let (insertSeconds, rows) = try await insert(dataset, groups, into: db)
-                    let size = try await db.queryFirst("SELECT pg_total_relation_size('memberships') + pg_total_relation_size('bindings') + pg_total_relation_size('orgs') + pg_total_relation_size('users') AS n")?.int("n")
-                    return (insertSeconds, rows, size)
+                    return try await insert(dataset, into: db)
+                })
+                let grouped = try await loading(groups, try await inserting { db in try await insertGroups(dataset, groups, into: db) })
+                if ProcessInfo.processInfo.environment["BENCH_KEEP_SCHEMA"] != nil {
+                    say("kept the schema: \(scoped)")
+                } else {
+                    try await admin.execute("DROP SCHEMA \(schema) CASCADE")
                 }
-                say(String(format: "PostgreSQL: inserted %d rows in %.1f s (%.0f MiB in tables and indexes)", rows, insertSeconds, Double(size ?? 0) / 1_048_576))
-                let info = try await DatabaseOpener.running(try await PostgresDatabase(url: scoped, logger: log, maximumConnections: 4)) { reader in
-                    try await load(dataset: dataset, groups: groups, db: reader, backend: "postgres", insertSeconds: insertSeconds, rows: rows, size: size.map(Int.init))
-                }
-                try await admin.execute("DROP SCHEMA \(schema) CASCADE")
-                return info
+                return (info, grouped)
             } catch {
                 try? await admin.execute("DROP SCHEMA \(schema) CASCADE")
                 throw error
@@ -70,7 +93,16 @@ enum ColdLoad {
         }
     }
 
-    static func load(dataset: Dataset, groups: GroupData, db: any SQLDatabase, backend: String, insertSeconds: Double, rows: Int, size: Int?) async throws -> ColdLoadInfo {
+    /// The cold load alone, from a database that holds the dataset already.
+    static func postgres(dataset: Dataset, groups: GroupData?, existing url: String) async throws -> ColdLoadInfo {
+        var logger = Logger(label: "portcullis-bench")
+        logger.logLevel = .warning
+        return try await DatabaseOpener.running(try await PostgresDatabase(url: url, logger: logger, maximumConnections: 4)) { db in
+            try await load(dataset: dataset, groups: groups, db: db, backend: "postgres", insertSeconds: 0, rows: 0, size: nil)
+        }
+    }
+
+    static func load(dataset: Dataset, groups: GroupData?, db: any SQLDatabase, backend: String, insertSeconds: Double, rows: Int, size: Int?) async throws -> ColdLoadInfo {
         let rss0 = Memory.residentBytes()
         let start = ContinuousClock.now
         let all = try await SQLPolicyStore(database: db).allGrants()
@@ -85,11 +117,11 @@ enum ColdLoad {
         let bindings = all.values.reduce(0) { $0 + $1.bindings.count }
         let edges = all.values.reduce(0) { $0 + $1.groupEdges.values.reduce(0) { $0 + $1.count } }
         let overrides = all.values.reduce(0) { $0 + $1.overrideIndex.values.reduce(0) { $0 + $1.count } }
-        precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount + groups.groupCount && cache.count == dataset.orgCount
-                     && edges == groups.memberCount && overrides == groups.overrideCount,
+        precondition(memberships == dataset.membershipCount && bindings == dataset.bindingCount + (groups?.groupCount ?? 0) && cache.count == dataset.orgCount
+                     && edges == (groups?.memberCount ?? 0) && overrides == (groups?.overrideCount ?? 0),
                      "\(backend) loaded \(memberships) memberships, \(bindings) bindings, \(edges) group memberships, \(overrides) overrides, \(cache.count) orgs")
-        say(String(format: "%@ cold load: allGrants %.2f s + install %.2f s = %.2f s for %d memberships, %d bindings (RSS +%.0f MiB)",
-                   backend, queried, installed, total, memberships, bindings, Double(rss1 - rss0) / 1_048_576))
+        say(String(format: "%@ cold load: allGrants %.2f s + install %.2f s = %.2f s for %d memberships, %d bindings, %d group memberships, %d overrides (RSS +%.0f MiB)",
+                   backend, queried, installed, total, memberships, bindings, edges, overrides, Double(rss1 - rss0) / 1_048_576))
         // The other way a node can start (and the way `serve` does): nothing up front, each org
         // loaded by its first decision. Sampled on 1,000 orgs, each loaded once, one after another.
         let store = SQLPolicyStore(database: db)
@@ -106,14 +138,14 @@ enum ColdLoad {
         return ColdLoadInfo(
             backend: backend, insertSeconds: insertSeconds, insertedRows: rows, databaseBytes: size,
             allGrantsSeconds: queried, installSeconds: installed, totalSeconds: total,
-            memberships: memberships, bindings: bindings, rssGrowthBytes: rss1 - rss0,
+            memberships: memberships, bindings: bindings, groupMemberships: edges, overrides: overrides, rssGrowthBytes: rss1 - rss0,
             lazyOrgP50Seconds: lazyMedian, lazyOrgP99Seconds: lazyP99,
             target: "<= 1.5 s for 1M memberships")
     }
 
     /// Users, orgs, memberships, bindings: multi-row INSERTs of literal values (all generated
     /// here, nothing user-supplied), 100k rows per transaction.
-    static func insert(_ d: Dataset, _ groups: GroupData, into db: any SQLDatabase) async throws -> (Double, Int) {
+    static func insert(_ d: Dataset, into db: any SQLDatabase) async throws -> (Double, Int) {
         let l = Literals(dialect: db.dialect)
         let now = l.now
         let hash = "'" + passwordHash + "'"
@@ -135,6 +167,15 @@ enum ColdLoad {
             "(\(l.uuid(d.bindingID[i])), \(l.uuid(d.orgs[i / Dataset.bindingsPerOrg])), 'user', \(l.uuid(d.users[Int(d.bindingUser[i])])), '\(d.bindingPath[i])', '\(d.bindingRole[i].rawValue)', \(now), \(now))"
         }
         rows += d.bindingCount
+        return (seconds(since: start), rows)
+    }
+
+    /// Groups (10 an org, nested), 5 members each, a binding each, and 2 overrides an org.
+    static func insertGroups(_ d: Dataset, _ groups: GroupData, into db: any SQLDatabase) async throws -> (Double, Int) {
+        let l = Literals(dialect: db.dialect)
+        let now = l.now
+        let start = ContinuousClock.now
+        var rows = 0
         let g = groups, perOrg = GroupData.groupsPerOrg
         try await insertRows(db, "groups (id, org_id, parent_id, parent_key, name, name_key, created_at, updated_at)", count: g.groupCount) { i in
             let parent = g.groupParent[i] >= 0 ? l.uuid(g.groupID[Int(g.groupParent[i])]) : "NULL"

@@ -9,6 +9,8 @@ import Tenancy
 ///
 ///     portcullis-bench [--orgs N] [--checks N] [--rounds N] [--no-sqlite] [--keep-db PATH]
 ///     portcullis-bench --load-sqlite PATH     (only the cold load, from a file kept with --keep-db)
+///     portcullis-bench --load-postgres URL    (only the cold load, from a schema kept with BENCH_KEEP_SCHEMA=1)
+/// BENCH_NO_GROUPS=1 with either: the database holds no groups (issue 18's dataset).
 ///
 /// Environment: `PORTCULLIS_BENCH_POSTGRES_URL` adds the cold load from PostgreSQL (a throwaway
 /// schema is created in that database and dropped afterwards).
@@ -23,8 +25,16 @@ struct PortcullisBench {
             // Iterating on allGrants(): time only the load, from an existing file.
             let dataset = Dataset(orgs: options.orgs)
             let db = try SQLiteDatabase(path: path)
-            report.coldLoadSQLite = try await ColdLoad.load(dataset: dataset, groups: GroupData(dataset), db: db, backend: "sqlite", insertSeconds: 0, rows: 0, size: nil)
+            let groups: GroupData? = ProcessInfo.processInfo.environment["BENCH_NO_GROUPS"] == nil ? GroupData(dataset) : nil
+            report.coldLoadSQLite = try await ColdLoad.load(dataset: dataset, groups: groups, db: db, backend: "sqlite", insertSeconds: 0, rows: 0, size: nil)
             await db.close()
+            try emit(report)
+            return
+        }
+        if let url = options.loadPostgres {
+            let dataset = Dataset(orgs: options.orgs)
+            let groups: GroupData? = ProcessInfo.processInfo.environment["BENCH_NO_GROUPS"] == nil ? GroupData(dataset) : nil
+            report.coldLoadPostgres = try await ColdLoad.postgres(dataset: dataset, groups: groups, existing: url)
             try emit(report)
             return
         }
@@ -76,10 +86,10 @@ struct PortcullisBench {
 
         // (d) Cold load.
         if options.sqlite {
-            report.coldLoadSQLite = try await ColdLoad.sqlite(dataset: dataset, groups: groups, keepAt: options.keepDB)
+            (report.coldLoadSQLite, report.coldLoadSQLiteWithGroups) = try await ColdLoad.sqlite(dataset: dataset, groups: groups, keepAt: options.keepDB)
         }
         if let url = ProcessInfo.processInfo.environment["PORTCULLIS_BENCH_POSTGRES_URL"], !url.isEmpty {
-            report.coldLoadPostgres = try await ColdLoad.postgres(dataset: dataset, groups: groups, url: url)
+            (report.coldLoadPostgres, report.coldLoadPostgresWithGroups) = try await ColdLoad.postgres(dataset: dataset, groups: groups, url: url)
         }
 
         try emit(report)
@@ -100,6 +110,7 @@ struct Options {
     var sqlite = true
     var keepDB: String?
     var loadSQLite: String?
+    var loadPostgres: String?
 
     static func parse(_ args: ArraySlice<String>) -> Options {
         var o = Options()
@@ -120,6 +131,9 @@ struct Options {
             case "--load-sqlite":
                 guard let path = it.next() else { usage("--load-sqlite needs a path") }
                 o.loadSQLite = path
+            case "--load-postgres":
+                guard let url = it.next() else { usage("--load-postgres needs a URL") }
+                o.loadPostgres = url
             case "-h", "--help": usage(nil)
             default: usage("unknown argument \(a)")
             }
@@ -129,7 +143,7 @@ struct Options {
 
     static func usage(_ error: String?) -> Never {
         if let error { say("portcullis-bench: \(error)") }
-        say("usage: portcullis-bench [--orgs N] [--checks N] [--rounds N] [--no-sqlite] [--keep-db PATH] | --load-sqlite PATH")
+        say("usage: portcullis-bench [--orgs N] [--checks N] [--rounds N] [--no-sqlite] [--keep-db PATH] | --load-sqlite PATH | --load-postgres URL")
         exit(error == nil ? 0 : 2)
     }
 }
@@ -181,6 +195,9 @@ struct Report: Encodable {
     var groups: GroupsInfo?
     var coldLoadSQLite: ColdLoadInfo?
     var coldLoadPostgres: ColdLoadInfo?
+    /// The same loads once groups, group memberships and bindings, and overrides are added.
+    var coldLoadSQLiteWithGroups: ColdLoadInfo?
+    var coldLoadPostgresWithGroups: ColdLoadInfo?
 }
 
 struct Machine: Encodable {
@@ -288,6 +305,8 @@ struct ColdLoadInfo: Encodable, Sendable {
     var totalSeconds: Double
     var memberships: Int
     var bindings: Int
+    var groupMemberships: Int
+    var overrides: Int
     var rssGrowthBytes: Int
     var lazyOrgP50Seconds: Double
     var lazyOrgP99Seconds: Double

@@ -33,6 +33,15 @@ public enum UUIDText {
         return UUID(high: high, low: low)
     }
 
+    /// The UUID in 36 bytes of its lowercase text form, the form `lowercased` writes; nil for any
+    /// other text, uppercase hex included, so that writing the UUID back gives the same bytes.
+    @inlinable
+    public static func parseLowercase(_ bytes: UnsafeBufferPointer<UInt8>) -> UUID? {
+        guard let id = parse(bytes) else { return nil }
+        for c in bytes where c >= 0x41 && c <= 0x46 { return nil }
+        return id
+    }
+
     @inlinable @inline(__always)
     static func hexValue(_ c: UInt8) -> UInt8 {
         let digit = c &- 48

@@ -17,7 +17,7 @@ public struct ObjectRef: Sendable, Hashable {
     }
 
     /// The canonical string (lowercase org id).
-    public var string: String { "org:" + orgID.uuidString.lowercased() + path }
+    public var string: String { "org:" + orgID.lowercasedString + path }
 
     /// The last segment's type (`org` for the org itself).
     public var type: String {

@@ -109,6 +109,16 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
         }
     }
 
+    /// Adds an entry without looking for an earlier one of the same key: a load's write, a
+    /// constant-time append where the subscript scans an unsealed map. The later write wins, now
+    /// (an unsealed lookup scans from the end) and at `seal()`.
+    public mutating func append(_ principal: Principal, _ value: Value) {
+        let slot = Slot(principal, value)
+        if sorted, let last = slots.last, !Self.precedes(last, last.hash, slot, slot.hash) { sorted = false }
+        slots.append(slot)
+        starts = []
+    }
+
     /// Puts the slots in hash order (the later of two writes of a key wins): call when a load is done.
     public mutating func seal() {
         sortSlots()
@@ -217,6 +227,21 @@ public struct MemberTable: Sendable, Equatable {
         set {
             held[principal] = newValue.map { Held(expiresAt: $0.expiresAt, role: $0.role) }
             if newValue?.auditEventID != nil || !audits.isEmpty { audits[principal] = newValue?.auditEventID }
+        }
+    }
+
+    /// Adds a membership as a load reads it, without looking for an earlier one (`PrincipalMap.append`).
+    public mutating func append(_ principal: Principal, _ grant: MemberGrant) {
+        held.append(principal, Held(expiresAt: grant.expiresAt, role: grant.role))
+        if grant.auditEventID != nil || !audits.isEmpty { audits[principal] = grant.auditEventID }
+    }
+
+    /// Appends `count` memberships, the i-th from `entry(i)`, with room made for them first.
+    public mutating func appendAll(count: Int, _ entry: (Int) throws -> (Principal, MemberGrant)) rethrows {
+        held.reserveCapacity(held.slots.count + count)
+        for i in 0..<count {
+            let (principal, grant) = try entry(i)
+            append(principal, grant)
         }
     }
 

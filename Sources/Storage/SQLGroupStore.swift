@@ -141,21 +141,25 @@ public struct SQLGroupStore: SQLStore, GroupStore {
 
     /// Every org's groups, group memberships and overrides, one query per table (warming a cache:
     /// a query per org would cost a round trip per org). Group bindings came with the bindings.
-    static func loadAllGroups(_ tx: any SQLExecutor, into all: inout [UUID: OrgGrants]) async throws {
+    static func loadAllGroups(_ tx: any SQLExecutor, in range: OrgRange, into all: inout [UUID: OrgGrants]) async throws {
         var names: [UUID: [UUID: String]] = [:], parents: [UUID: [UUID: UUID]] = [:], edges: [UUID: [(Principal, GroupEdge)]] = [:]
-        for r in try await tx.query("SELECT id, org_id, name, parent_id FROM groups") {
+        for r in try await tx.query("SELECT id, org_id, name, parent_id FROM groups WHERE \(range.condition("org_id", tx.dialect))", range.binds) {
             let org = try r.uuid("org_id"), id = try r.uuid("id")
             names[org, default: [:]][id] = try r.string("name")
             if let p = try r.optionalUUID("parent_id") { parents[org, default: [:]][id] = p }
         }
-        for r in try await tx.query("SELECT org_id, group_id, member_type, member_id, expires_at, audit_event_id FROM group_members") {
-            edges[try r.uuid("org_id"), default: []].append((try member(r), GroupEdge(
-                group: try r.uuid("group_id"), expiresAt: try r.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try r.optionalUUID("audit_event_id"))))
+        // As many rows as half the memberships: streamed, and read by position.
+        edges = try await tx.scan(
+            "SELECT org_id, group_id, member_type, member_id, expires_at, audit_event_id FROM group_members WHERE \(range.condition("org_id", tx.dialect))",
+            range.binds, into: consume edges
+        ) { edges, r in
+            edges[try r.uuid(at: 0), default: []].append((try SQLPolicyStore.principal(r, typeAt: 2, idAt: 3), GroupEdge(
+                group: try r.uuid(at: 1), expiresAt: try r.optionalDate(at: 4)?.instant ?? .infinity, auditEventID: try r.optionalUUID(at: 5))))
         }
         for (org, orgNames) in names where all[org] != nil {
             all[org]!.setGroups(names: orgNames, parents: parents[org] ?? [:], edges: edges[org] ?? [])
         }
-        for r in try await tx.query("SELECT \(overrideColumns) FROM overrides") {
+        for r in try await tx.query("SELECT \(overrideColumns) FROM overrides WHERE \(range.condition("org_id", tx.dialect))", range.binds) {
             let org = try r.uuid("org_id")
             guard all[org] != nil else { continue }
             all[org]!.addOverride(try overrideGrant(r), for: try SQLPolicyStore.principal(r))

@@ -25,6 +25,12 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
         return role
     }
 
+    /// The role in the row's column `i` (the whole-table scans read by position).
+    static func decodeRole(_ row: SQLRow, at i: Int) throws -> Role {
+        guard let role = Role(rawValue: try row.string(at: i)) else { throw StorageError.decoding(column: row.columns.names[i]) }
+        return role
+    }
+
     static func decodeMembership(_ row: SQLRow) throws -> Membership {
         Membership(orgID: try row.uuid("org_id"), userID: try row.uuid("user_id"), role: try decodeRole(row),
                    expiresAt: try row.optionalDate("expires_at"), createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"),

@@ -1,3 +1,4 @@
+import Authority
 import Foundation
 import Logging
 import NIOCore
@@ -166,6 +167,7 @@ public final class PostgresDatabase: SQLDatabase, SQLNotifications {
             case .bool(let b): bindings.append(b)
             case .uuid(let u): bindings.append(u)
             case .date(let d): bindings.append(PostgresTimestamp(micros: SQLTime.micros(d)))
+            case .list: bindings.appendNull()  // refused by `rejectingNUL` above
             }
         }
         return PostgresQuery(unsafeSQL: sql, binds: bindings)
@@ -190,17 +192,76 @@ public final class PostgresDatabase: SQLDatabase, SQLNotifications {
         return state
     }
 
+    /// Rows are handed over on the connection's event loop as they are decoded, not through the
+    /// row sequence: its `next()` is an async call with a cancellation handler a row, which a
+    /// profile of issue 18's cold load showed costing more than the rows themselves. A scan is
+    /// bounded by its table, so the sequence's back-pressure is not needed.
     public func scan<State: Sendable>(
         _ sql: String, _ binds: [SQLValue], into state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void
     ) async throws -> State {
+        let query = try Self.makeQuery(sql, binds)
+        let scan = Scan(state, body)
         try await Self.mapErrors {
-            let rows = try await client.query(Self.makeQuery(sql, binds), logger: logger)
-            return try await Self.each(rows, into: state, body)
+            try await client.withConnection { [logger] connection in
+                _ = try await connection.query(query, logger: logger) { row in try scan.take(row) }.get()
+            }
         }
+        return scan.result
+    }
+
+    /// A scan's state while its rows arrive, one at a time, on the connection's event loop.
+    private final class Scan<State: Sendable>: Sendable {
+        struct Progress {
+            /// Taken out at the end, not copied: a copy left behind would make the caller's next
+            /// write copy every table it holds.
+            var state: State?
+            var columns: SQLColumns?
+        }
+        let progress: Mutex<Progress>
+        let body: @Sendable (inout State, SQLRow) throws -> Void
+
+        init(_ state: State, _ body: @escaping @Sendable (inout State, SQLRow) throws -> Void) {
+            progress = Mutex(Progress(state: state))
+            self.body = body
+        }
+
+        func take(_ row: PostgresRow) throws {
+            try progress.withLock { p in
+                let names = p.columns ?? SQLColumns(row.map(\.columnName))
+                p.columns = names
+                var cells: [SQLValue] = []
+                cells.reserveCapacity(names.names.count)
+                for cell in row { cells.append(try PostgresDatabase.decode(cell)) }
+                try body(&p.state!, SQLRow(columns: names, cells: cells))
+            }
+        }
+
+        var result: State { progress.withLock { $0.state.take()! } }
     }
 
     static func decode(_ cell: PostgresCell) throws -> SQLValue {
-        guard cell.bytes != nil else { return .null }
+        guard var bytes = cell.bytes else { return .null }
+        if cell.format == .binary, let element = PostgresArray.element(of: cell.dataType) {
+            return .list(try PostgresArray.elements(&bytes, of: element, column: cell.columnName).map { item in
+                try decode(PostgresCell(bytes: item, dataType: element, format: .binary, columnName: cell.columnName, columnIndex: cell.columnIndex))
+            })
+        }
+        // The types a whole-table scan reads, straight from their binary form: the generic
+        // decoders cost several times the bytes' work (issue 18's cold load).
+        if cell.format == .binary {
+            switch (cell.dataType, bytes.readableBytes) {
+            case (.uuid, 16):
+                if let high = bytes.readInteger(as: UInt64.self), let low = bytes.readInteger(as: UInt64.self) { return .uuid(UUID(high: high, low: low)) }
+            case (.text, _), (.varchar, _):
+                return .text(bytes.readString(length: bytes.readableBytes) ?? "")
+            case (.int8, 8):
+                if let i = bytes.readInteger(as: Int64.self) { return .int(i) }
+            case (.int4, 4):
+                if let i = bytes.readInteger(as: Int32.self) { return .int(Int64(i)) }
+            default:
+                break
+            }
+        }
         switch cell.dataType {
         case .uuid: return .uuid(try cell.decode(UUID.self))
         case .int2, .int4, .int8: return .int(try cell.decode(Int64.self))
@@ -332,5 +393,40 @@ struct PostgresTimestamp: PostgresNonThrowingEncodable {
 
     func encode<JSONEncoder: PostgresJSONEncoder>(into byteBuffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
         byteBuffer.writeInteger(micros - SQLTime.postgresEpochMicros)
+    }
+}
+
+/// PostgreSQL's binary array format, one dimension: a header, then each element's length and
+/// bytes (-1 for NULL).
+enum PostgresArray {
+    /// The element type of the array types the stores read (others decode as before).
+    static func element(of type: PostgresDataType) -> PostgresDataType? {
+        switch type {
+        case .uuidArray: return .uuid
+        case .textArray: return .text
+        case .varcharArray: return .varchar
+        case .timestamptzArray: return .timestamptz
+        case .int8Array: return .int8
+        case .int4Array: return .int4
+        default: return nil
+        }
+    }
+
+    static func elements(_ bytes: inout ByteBuffer, of element: PostgresDataType, column: String) throws -> [ByteBuffer?] {
+        guard let dimensions = bytes.readInteger(as: Int32.self), bytes.readInteger(as: Int32.self) != nil,
+              let oid = bytes.readInteger(as: UInt32.self), oid == element.rawValue else { throw StorageError.decoding(column: column) }
+        if dimensions == 0 { return [] }
+        guard dimensions == 1, let count = bytes.readInteger(as: Int32.self), count >= 0, bytes.readInteger(as: Int32.self) != nil else {
+            throw StorageError.decoding(column: column)
+        }
+        var items: [ByteBuffer?] = []
+        items.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            guard let length = bytes.readInteger(as: Int32.self) else { throw StorageError.decoding(column: column) }
+            if length < 0 { items.append(nil); continue }
+            guard let item = bytes.readSlice(length: Int(length)) else { throw StorageError.decoding(column: column) }
+            items.append(item)
+        }
+        return items
     }
 }

@@ -18,14 +18,21 @@ public enum SQLValue: Sendable, Equatable {
     case bool(Bool)
     case uuid(UUID)
     case date(Date)
+    /// A PostgreSQL array read from a result (one row an org in the cold load); never bound.
+    case list([SQLValue])
 }
 
 extension [SQLValue] {
     /// Text with a NUL character cannot be stored faithfully: PostgreSQL refuses it and SQLite
     /// cuts the string there. Both drivers refuse such binds before the statement runs.
+    /// Lists are only read: a statement that binds one is refused too.
     func rejectingNUL() throws -> [SQLValue] {
-        for case .text(let s) in self where s.utf8.contains(0) {
-            throw StorageError.invalidText("text must not contain NUL characters")
+        for value in self {
+            switch value {
+            case .text(let s) where s.utf8.contains(0): throw StorageError.invalidText("text must not contain NUL characters")
+            case .list: throw StorageError.other("a list is read from results, never bound")
+            default: continue
+            }
         }
         return self
     }
@@ -87,12 +94,14 @@ public struct SQLRow: Sendable {
 
     public func isNull(_ column: String) -> Bool { self[column] == .null }
 
-    public func string(_ column: String) throws -> String {
-        switch self[column] {
+    public func string(_ column: String) throws -> String { try Self.string(self[column], column) }
+
+    static func string(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> String {
+        switch cell {
         case .text(let s): return s
         case .uuid(let u): return u.lowercasedString
         case .int(let i): return String(i)
-        default: throw StorageError.decoding(column: column)
+        default: throw StorageError.decoding(column: column())
         }
     }
 
@@ -123,24 +132,28 @@ public struct SQLRow: Sendable {
         }
     }
 
-    public func uuid(_ column: String) throws -> UUID {
-        switch self[column] {
+    public func uuid(_ column: String) throws -> UUID { try Self.uuid(self[column], column) }
+
+    static func uuid(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> UUID {
+        switch cell {
         case .uuid(let u): return u
         case .text(let s): if let u = UUIDText.parse(s) { return u }
         default: break
         }
-        throw StorageError.decoding(column: column)
+        throw StorageError.decoding(column: column())
     }
 
     public func optionalUUID(_ column: String) throws -> UUID? {
         isNull(column) ? nil : try uuid(column)
     }
 
-    public func date(_ column: String) throws -> Date {
-        switch self[column] {
+    public func date(_ column: String) throws -> Date { try Self.date(self[column], column) }
+
+    static func date(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> Date {
+        switch cell {
         case .date(let d): return d
         case .int(let micros): return SQLTime.date(fromMicros: micros)
-        default: throw StorageError.decoding(column: column)
+        default: throw StorageError.decoding(column: column())
         }
     }
 
@@ -152,9 +165,28 @@ public struct SQLRow: Sendable {
         switch self[column] {
         case .blob(let b): return b
         case .text(let s): return Array(s.utf8)
+        case .uuid(let u): return Array(u.lowercasedString.utf8)
         default: throw StorageError.decoding(column: column)
         }
     }
+}
+
+extension SQLRow {
+    // By position, in the order the SELECT names the columns: the whole-table scans of the cold
+    // load read a million rows and skip a name lookup (a string hash) per cell.
+
+    public func uuid(at i: Int) throws -> UUID { try Self.uuid(cells[i], columns.names[i]) }
+    public func optionalUUID(at i: Int) throws -> UUID? { cells[i] == .null ? nil : try uuid(at: i) }
+    public func string(at i: Int) throws -> String { try Self.string(cells[i], columns.names[i]) }
+    public func optionalDate(at i: Int) throws -> Date? { cells[i] == .null ? nil : try Self.date(cells[i], columns.names[i]) }
+    public func list(at i: Int) throws -> [SQLValue] {
+        guard case .list(let values) = cells[i] else { throw StorageError.decoding(column: columns.names[i]) }
+        return values
+    }
+    /// Element `e` of a list read from column `i`, as a UUID, a string, or a date that may be NULL.
+    public static func uuid(_ element: SQLValue, of column: String) throws -> UUID { try uuid(element, column) }
+    public static func string(_ element: SQLValue, of column: String) throws -> String { try string(element, column) }
+    public static func optionalDate(_ element: SQLValue, of column: String) throws -> Date? { element == .null ? nil : try date(element, column) }
 }
 
 /// The stored precision of a timestamp on both backends, and in backups: the nearest

@@ -1,5 +1,7 @@
 import Foundation
 import GRDB
+import GRDBSQLite
+import Authority
 
 /// SQLite through GRDB's `DatabasePool` (WAL; readers run beside the single writer).
 ///
@@ -146,8 +148,9 @@ public final class SQLiteDatabase: SQLDatabase {
             case .text(let s): return s
             case .blob(let b): return Data(b)
             case .bool(let b): return b ? Int64(1) : Int64(0)
-            case .uuid(let u): return u.uuidString.lowercased()
+            case .uuid(let u): return u.lowercasedString
             case .date(let d): return SQLTime.micros(d)
+            case .list: return nil  // refused by `rejectingNUL`, which every caller runs first
             }
         })
     }
@@ -156,29 +159,46 @@ public final class SQLiteDatabase: SQLDatabase {
         try each(db, sql, arguments, into: [SQLRow]()) { rows, row in rows.append(row) }
     }
 
-    /// Steps through a statement's rows with a cursor, decoding each into cells as it comes.
+    /// Steps through a statement's rows with a cursor, reading each column straight from SQLite
+    /// into a cell: no `DatabaseValue` between, and a UUID's text (how this backend keeps ids)
+    /// read into the UUID without a `String` (issue 18's cold load reads two a row, a million rows).
     static func each<State>(_ db: Database, _ sql: String, _ arguments: StatementArguments, into state: State,
                             _ body: (inout State, SQLRow) throws -> Void) throws -> State {
         var state = state
         let statement = try db.makeStatement(sql: sql)
         statement.arguments = arguments
         let columns = SQLColumns(statement.columnNames)
+        let count = Int32(columns.names.count)
+        let raw = statement.sqliteStatement
         let cursor = try Row.fetchCursor(statement)
-        while let row = try cursor.next() {
+        while try cursor.next() != nil {
             var cells: [SQLValue] = []
-            cells.reserveCapacity(row.count)
-            for (_, dbValue) in row {
-                switch dbValue.storage {
-                case .null: cells.append(.null)
-                case .int64(let i): cells.append(.int(i))
-                case .double(let d): cells.append(.double(d))
-                case .string(let s): cells.append(.text(s))
-                case .blob(let data): cells.append(.blob(Array(data)))
-                }
-            }
+            cells.reserveCapacity(Int(count))
+            for i in 0..<count { cells.append(cell(raw, i)) }
             try body(&state, SQLRow(columns: columns, cells: cells))
         }
         return state
+    }
+
+    /// Column `i` of the statement's current row.
+    @inline(__always)
+    static func cell(_ statement: OpaquePointer, _ i: Int32) -> SQLValue {
+        switch sqlite3_column_type(statement, i) {
+        case SQLITE_NULL: return .null
+        case SQLITE_INTEGER: return .int(sqlite3_column_int64(statement, i))
+        case SQLITE_FLOAT: return .double(sqlite3_column_double(statement, i))
+        case SQLITE_BLOB:
+            let n = Int(sqlite3_column_bytes(statement, i))
+            guard n > 0, let bytes = sqlite3_column_blob(statement, i) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: bytes, count: n)))
+        default:
+            let n = Int(sqlite3_column_bytes(statement, i))
+            guard n > 0, let bytes = sqlite3_column_text(statement, i) else { return .text("") }
+            let text = UnsafeBufferPointer(start: bytes, count: n)
+            // Only the lowercase form this store writes: it reads back as the very same text.
+            if n == 36, let id = UUIDText.parseLowercase(text) { return .uuid(id) }
+            return .text(String(decoding: text, as: UTF8.self))
+        }
     }
 
     public func scan<State: Sendable>(

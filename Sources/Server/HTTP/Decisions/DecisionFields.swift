@@ -32,12 +32,13 @@ struct DecisionFields: Sendable {
         return .token(token)
     }
 
-    static func object(_ text: String, field: String = "object") throws -> ObjectRef {
-        do { return try ObjectRef.parse(text) } catch { throw Problem.badRequest("\(field): \(error.message)") }
+    /// `field` is only spelled out for an error: a valid batch builds no names.
+    static func object(_ text: String, field: @autoclosure () -> String = "object") throws -> ObjectRef {
+        do { return try ObjectRef.parse(text) } catch { throw Problem.badRequest("\(field()): \(error.message)") }
     }
 
-    func requirement(_ action: String, field: String = "action") throws -> Requirement {
-        do { return try policy.requirement(action) } catch { throw Problem.badRequest("\(field): \(error.message)") }
+    func requirement(_ action: String, field: @autoclosure () -> String = "action") throws -> Requirement {
+        do { return try policy.requirement(action) } catch { throw Problem.badRequest("\(field()): \(error.message)") }
     }
 
     static func consistency(_ text: String?) throws -> Consistency {
