@@ -36,16 +36,29 @@ public struct Decision: Sendable, Equatable {
 
     /// Short human text.
     public var reason: String {
+        var text = ""
+        forEachReasonPiece { text += $0 }
+        return text
+    }
+
+    /// The reason's text in pieces, in order: a writer streams it without building a string
+    /// (a batch writes a thousand reasons a request).
+    public func forEachReasonPiece(_ piece: (String) -> Void) {
+        let held = role?.rawValue ?? ""
         switch why {
-        case .noGrant: return DecisionEngine.noGrant
-        case .outOfScope: return "the key's scopes do not include this org"
-        case .allowed(let action, let needs) where action == needs.rawValue: return "\(role?.rawValue ?? "") is at least \(action)"
-        case .allowed(let action, let needs): return "\(role?.rawValue ?? "") may \(action) (needs \(needs.rawValue))"
+        case .noGrant: piece(DecisionEngine.noGrant)
+        case .outOfScope: piece("the key's scopes do not include this org")
+        case .allowed(let action, let needs) where action == needs.rawValue:
+            piece(held); piece(" is at least "); piece(action)
+        case .allowed(let action, let needs):
+            piece(held); piece(" may "); piece(action); piece(" (needs "); piece(needs.rawValue); piece(")")
         case .below(let action, let needs, let capped):
-            return "\(role?.rawValue ?? "")\(capped ? " (capped by the key's scopes)" : "") is below \(needs.rawValue), needed for \(action)"
-        case .deniedByOverride(let action): return "an override denies \(action) here"
-        case .allowedByOverride(let action): return "an override allows \(action) here"
-        case .text(let text): return text
+            piece(held)
+            if capped { piece(" (capped by the key's scopes)") }
+            piece(" is below "); piece(needs.rawValue); piece(", needed for "); piece(action)
+        case .deniedByOverride(let action): piece("an override denies "); piece(action); piece(" here")
+        case .allowedByOverride(let action): piece("an override allows "); piece(action); piece(" here")
+        case .text(let text): piece(text)
         }
     }
 }

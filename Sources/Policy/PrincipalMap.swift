@@ -98,7 +98,18 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
         @inline(__always) get { index(of: principal).map { slots[$0].value } }
         set {
             if let i = index(of: principal) {
-                if let newValue { slots[i].value = newValue } else { slots.remove(at: i); starts = [] }
+                if let newValue {
+                    slots[i].value = newValue
+                } else if sorted {
+                    slots.remove(at: i)
+                    starts = []
+                } else {
+                    // Appends may have left earlier writes of the key behind the one found.
+                    let (high, low) = principal.id.words
+                    let kind = Self.kind(of: principal)
+                    slots.removeAll { $0.holds(high, low, kind) }
+                    starts = []
+                }
                 return
             }
             guard let newValue else { return }

@@ -24,6 +24,19 @@ struct JSONWriter {
         buffer.writeInteger(UInt8(ascii: "\""))
     }
 
+    /// One string written from pieces, as `string` writes their concatenation.
+    mutating func string(pieces: ((String) -> Void) -> Void) {
+        buffer.writeInteger(UInt8(ascii: "\""))
+        pieces { text in
+            if text.utf8.allSatisfy({ !Self.needsEscape($0) }) {
+                buffer.writeString(text)
+            } else {
+                for byte in text.utf8 { escape(byte) }
+            }
+        }
+        buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
     private static func needsEscape(_ byte: UInt8) -> Bool {
         byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }

@@ -41,6 +41,10 @@ struct FastPathTests {
             let strict = Self.isStrictUUID(text)
             #expect(UUIDText.parse(text) == (strict ? UUID(uuidString: text) : nil), "\(text.debugDescription)")
             #expect(UUIDText.parse(Substring(text)) == UUIDText.parse(text))
+            // The lowercase reader (SQLite cells) takes exactly the texts it would write back the same.
+            var bytes = text
+            let lower = bytes.withUTF8 { UUIDText.parseLowercase($0) }
+            #expect(lower == UUIDText.parse(text).flatMap { UUIDText.lowercased($0) == text ? $0 : nil }, "\(text.debugDescription)")
             if strict { #expect(UUID(uuidString: text) != nil) }
             if strict, let u = UUID(uuidString: text) {
                 #expect(UUIDText.lowercased(u) == u.uuidString.lowercased())
@@ -148,6 +152,8 @@ struct FastPathTests {
                 switch Int.random(in: 0..<10, using: &rng) {
                 case 0: map[p] = nil; dict[p] = nil
                 case 1: map.seal()
+                // A load's write: no lookup first, the later write of a key wins.
+                case 2: map.append(p, step); dict[p] = step
                 default: map[p] = step; dict[p] = step
                 }
                 if step % 7 == 0 {

@@ -215,6 +215,7 @@ struct GroupRulesTests {
                 let whole = try #require(try await store.grants(orgID: org))
                 // Warming a cache loads every org at once, by other queries: the same answers.
                 let bulk = try #require(try await store.allGrants()[org])
+                #expect(bulk.members == whole.members, "round \(round): memberships loaded in bulk")
                 for _ in 0..<200 {
                     let subject = GrantDefinitions.randomSubject(people, org: org, using: &rng)
                     let object = ObjectRef(orgID: org, path: GrantDefinitions.objects.randomElement(using: &rng)!)
