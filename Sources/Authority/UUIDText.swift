@@ -20,14 +20,21 @@ public enum UUIDText {
         guard bytes.count == 36,
               bytes[8] == 0x2D, bytes[13] == 0x2D, bytes[18] == 0x2D, bytes[23] == 0x2D else { return nil }
         var high: UInt64 = 0, low: UInt64 = 0
-        var digits = 0
         var bad: UInt8 = 0
-        for i in 0..<36 where i != 8 && i != 13 && i != 18 && i != 23 {
-            let v = hexValue(bytes[i])
-            bad |= v
-            if digits < 16 { high = high << 4 | UInt64(v & 0x0F) } else { low = low << 4 | UInt64(v & 0x0F) }
-            digits += 1
+        // The five runs of digits between the hyphens, each a loop with fixed bounds: no test per
+        // byte for a hyphen's place or for which half a digit goes to.
+        @inline(__always) func digits(_ range: Range<Int>, into word: inout UInt64) {
+            for i in range {
+                let v = hexValue(bytes[i])
+                bad |= v
+                word = word << 4 | UInt64(v & 0x0F)
+            }
         }
+        digits(0..<8, into: &high)
+        digits(9..<13, into: &high)
+        digits(14..<18, into: &high)
+        digits(19..<23, into: &low)
+        digits(24..<36, into: &low)
         // A non-digit maps to 0xFF, whose high bits survive the OR.
         guard bad & 0xF0 == 0 else { return nil }
         return UUID(high: high, low: low)
