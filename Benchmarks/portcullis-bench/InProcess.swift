@@ -211,11 +211,48 @@ enum InProcess {
         let foundationRate = await measure("diagnostic: Foundation UUID(uuidString:) alone", rounds: options.rounds, count: n, expect: nil) {
             foundationUUIDOnly(uuidStrings)
         }
+        let latency = MemoryLatency.measure()
+        say(String(format: "diagnostic: one dependent load from memory (a pointer chase over %d MiB): %.0f ns; a parsed decision across 10,000 orgs costs %.1f of them, one across 16 orgs %.1f",
+                   MemoryLatency.bytes >> 20, latency, parsedEngineRate.nanosecondsPerDecision / latency, hotRate.nanosecondsPerDecision / latency))
         return DecisionsInfo(
             checks: n, rounds: options.rounds, allowedFraction: Double(allowed) / Double(n), allowedInFirst5000: first5000,
             parsedEngine: parsedEngineRate, parsedPolicyService: parsedPolicyRate,
             stringsEngine: stringsEngineRate, stringsPolicyService: stringsPolicyRate,
             parsedRoleOnly: roleOnlyRate, parsedHot16Orgs: hotRate, parseOnly: parseRate, uuidParseOnly: uuidRate, foundationUUIDParseOnly: foundationRate,
+            memoryLatencyNanoseconds: latency,
             targets: ["parsed": ">= 5M decisions/s", "strings": ">= 2M decisions/s"])
+    }
+}
+
+/// The machine's memory latency: how long one load takes when its address comes from the load
+/// before, over a table far larger than the CPU's caches. A decision across many orgs is such a
+/// chain of loads (issue 18), so its cost divided by this is about how many of them it makes.
+enum MemoryLatency {
+    static let bytes = 256 << 20
+
+    static func measure() -> Double {
+        let n = bytes / MemoryLayout<UInt32>.stride
+        // One cycle through every slot in a random order (Sattolo's algorithm): no prefetcher can guess the next.
+        var next = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = UInt32(i) }
+            count = n
+        }
+        var rng = SystemRandomNumberGenerator()
+        var i = n - 1
+        while i > 0 {
+            let j = Int.random(in: 0..<i, using: &rng)
+            next.swapAt(i, j)
+            i -= 1
+        }
+        return next.withUnsafeBufferPointer { table in
+            var at: UInt32 = 0
+            for _ in 0..<1_000_000 { at = table[Int(at)] }  // warm-up
+            let steps = 10_000_000
+            let start = ContinuousClock.now
+            for _ in 0..<steps { at = table[Int(at)] }
+            let s = seconds(since: start)
+            precondition(at < UInt32(n))
+            return s * 1e9 / Double(steps)
+        }
     }
 }

@@ -292,6 +292,8 @@ struct DecisionsInfo: Encodable {
     var parseOnly: Rate
     var uuidParseOnly: Rate
     var foundationUUIDParseOnly: Rate
+    /// Nanoseconds per dependent load over 256 MiB (`MemoryLatency`).
+    var memoryLatencyNanoseconds: Double
     var targets: [String: String]
 }
 
