@@ -234,7 +234,7 @@ def report(d: Path) -> str:
                     f"in a flat array sorted by a hash of the principal (`PrincipalMap`): a 100-member org's array holds "
                     f"{lay['members_capacity_per_org']} slots, so {lay['member_slot_stride']} B × {lay['members_capacity_per_org']} / 100 = "
                     f"{lay['member_slot_stride'] * lay['members_capacity_per_org'] / 100:.0f} B per membership before malloc's own overhead. "
-                    f"A `BindingGrant` is {lay['binding_grant_stride']} B plus its path string, in a dictionary keyed by principal and path.", ""]
+                    f"A `BindingGrant` is {lay['binding_grant_stride']} B plus its path string, in one flat table per org keyed by a hash of holder and path (`BindingTable`).", ""]
 
         loads = [x for k in ("cold_load_sq_lite", "cold_load_postgres", "cold_load_sq_lite_with_groups", "cold_load_postgres_with_groups")
                  if (x := engine.get(k))]
