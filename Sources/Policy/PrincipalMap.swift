@@ -100,11 +100,8 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
             if let i = index(of: principal) {
                 if let newValue {
                     slots[i].value = newValue
-                } else if sorted {
-                    slots.remove(at: i)
-                    starts = []
                 } else {
-                    // Appends may have left earlier writes of the key behind the one found.
+                    // Every slot of the key: appends may have left earlier writes behind the one found.
                     let (high, low) = principal.id.words
                     let kind = Self.kind(of: principal)
                     slots.removeAll { $0.holds(high, low, kind) }

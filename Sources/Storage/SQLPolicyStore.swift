@@ -121,9 +121,8 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
                 let users = try row.list(at: 1), roles = try row.list(at: 2), expiries = try row.list(at: 3)
                 guard roles.count == users.count, expiries.count == users.count else { throw StorageError.decoding(column: "memberships") }
                 try all[try row.uuid(at: 0), default: OrgGrants()].members.appendAll(count: users.count) { i in
-                    guard let role = Role(rawValue: try SQLRow.string(roles[i], of: "role")) else { throw StorageError.decoding(column: "role") }
-                    return (.user(try SQLRow.uuid(users[i], of: "user_id")),
-                            MemberGrant(role: role, expiresAt: try SQLRow.optionalDate(expiries[i], of: "expires_at")?.instant ?? .infinity))
+                    (.user(try SQLRow.uuid(users[i], "user_id")), MemberGrant(
+                        role: try SQLTenancyStore.decodeRole(roles[i], "role"), expiresAt: try SQLRow.optionalDate(expiries[i], "expires_at")?.instant ?? .infinity))
                 }
             }
         } else {
@@ -273,24 +272,26 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
 
 /// A part of the org id space, for loading every org's grants in parts side by side. Ids compare
 /// alike on both backends: PostgreSQL's uuid by its bytes, SQLite's lowercase text by its digits.
-struct OrgRange: Sendable {
-    var lower: UUID?
-    var upper: UUID?
+enum OrgRange: Sendable {
+    case below(UUID)
+    case from(UUID)
 
-    static let halves = [OrgRange(lower: nil, upper: UUID(high: 1 << 63, low: 0)), OrgRange(lower: UUID(high: 1 << 63, low: 0), upper: nil)]
+    static let halves: [OrgRange] = [.below(UUID(high: 1 << 63, low: 0)), .from(UUID(high: 1 << 63, low: 0))]
 
-    /// The rows of orgs in the range, by their `column`; it binds `binds` from $1. On SQLite the
+    /// The rows of orgs in the range, by their `column`; it binds `binds` as $1. On SQLite the
     /// column is written `+column`, which keeps the planner off the index by org: a range over
     /// half a table read through an index costs a table lookup a row, a scan reads it in order.
     func condition(_ column: String = "org_id", _ dialect: SQLDialect) -> String {
         let c = dialect == .sqlite ? "+" + column : column
-        switch (lower, upper) {
-        case (nil, nil): return "TRUE"
-        case (nil, _?): return "\(c) < $1"
-        case (_?, nil): return "\(c) >= $1"
-        case (_?, _?): return "\(c) >= $1 AND \(c) < $2"
+        switch self {
+        case .below: return "\(c) < $1"
+        case .from: return "\(c) >= $1"
         }
     }
 
-    var binds: [SQLValue] { [lower, upper].compactMap { $0?.sqlValue } }
+    var binds: [SQLValue] {
+        switch self {
+        case .below(let id), .from(let id): return [id.sqlValue]
+        }
+    }
 }

@@ -20,14 +20,14 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
             maxKeyTTL: try row.optionalInt("max_key_ttl").map(Int.init))
     }
 
-    static func decodeRole(_ row: SQLRow, _ column: String = "role") throws -> Role {
-        guard let role = Role(rawValue: try row.string(column)) else { throw StorageError.decoding(column: column) }
-        return role
-    }
+    static func decodeRole(_ row: SQLRow, _ column: String = "role") throws -> Role { try decodeRole(row[column], column) }
 
     /// The role in the row's column `i` (the whole-table scans read by position).
-    static func decodeRole(_ row: SQLRow, at i: Int) throws -> Role {
-        guard let role = Role(rawValue: try row.string(at: i)) else { throw StorageError.decoding(column: row.columns.names[i]) }
+    static func decodeRole(_ row: SQLRow, at i: Int) throws -> Role { try decodeRole(row.cells[i], row.columns.names[i]) }
+
+    /// The role in one cell, or in one element of a list.
+    static func decodeRole(_ cell: SQLValue, _ column: String) throws -> Role {
+        guard let role = Role(rawValue: try SQLRow.string(cell, column)) else { throw StorageError.decoding(column: column) }
         return role
     }
 

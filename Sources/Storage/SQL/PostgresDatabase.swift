@@ -181,15 +181,18 @@ public final class PostgresDatabase: SQLDatabase, SQLNotifications {
     static func each<State>(_ rows: PostgresRowSequence, into state: State, _ body: (inout State, SQLRow) throws -> Void) async throws -> State {
         var state = state
         var columns: SQLColumns?
-        for try await row in rows {
-            let names = columns ?? SQLColumns(row.map(\.columnName))
-            columns = names
-            var cells: [SQLValue] = []
-            cells.reserveCapacity(names.names.count)
-            for cell in row { cells.append(try decode(cell)) }
-            try body(&state, SQLRow(columns: names, cells: cells))
-        }
+        for try await row in rows { try body(&state, try sqlRow(row, &columns)) }
         return state
+    }
+
+    /// One driver row as cells under column names shared by the whole result (read from its first row).
+    static func sqlRow(_ row: PostgresRow, _ columns: inout SQLColumns?) throws -> SQLRow {
+        let names = columns ?? SQLColumns(row.map(\.columnName))
+        columns = names
+        var cells: [SQLValue] = []
+        cells.reserveCapacity(names.names.count)
+        for cell in row { cells.append(try decode(cell)) }
+        return SQLRow(columns: names, cells: cells)
     }
 
     /// Rows are handed over on the connection's event loop as they are decoded, not through the
@@ -226,14 +229,7 @@ public final class PostgresDatabase: SQLDatabase, SQLNotifications {
         }
 
         func take(_ row: PostgresRow) throws {
-            try progress.withLock { p in
-                let names = p.columns ?? SQLColumns(row.map(\.columnName))
-                p.columns = names
-                var cells: [SQLValue] = []
-                cells.reserveCapacity(names.names.count)
-                for cell in row { cells.append(try PostgresDatabase.decode(cell)) }
-                try body(&p.state!, SQLRow(columns: names, cells: cells))
-            }
+            try progress.withLock { p in try body(&p.state!, try PostgresDatabase.sqlRow(row, &p.columns)) }
         }
 
         var result: State { progress.withLock { $0.state.take()! } }

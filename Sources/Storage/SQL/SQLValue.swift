@@ -96,7 +96,8 @@ public struct SQLRow: Sendable {
 
     public func string(_ column: String) throws -> String { try Self.string(self[column], column) }
 
-    static func string(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> String {
+    /// One cell, or one element of a list (`column` names it in errors).
+    public static func string(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> String {
         switch cell {
         case .text(let s): return s
         case .uuid(let u): return u.lowercasedString
@@ -134,7 +135,8 @@ public struct SQLRow: Sendable {
 
     public func uuid(_ column: String) throws -> UUID { try Self.uuid(self[column], column) }
 
-    static func uuid(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> UUID {
+    /// One cell, or one element of a list (`column` names it in errors).
+    public static func uuid(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> UUID {
         switch cell {
         case .uuid(let u): return u
         case .text(let s): if let u = UUIDText.parse(s) { return u }
@@ -149,7 +151,8 @@ public struct SQLRow: Sendable {
 
     public func date(_ column: String) throws -> Date { try Self.date(self[column], column) }
 
-    static func date(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> Date {
+    /// One cell, or one element of a list (`column` names it in errors).
+    public static func date(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> Date {
         switch cell {
         case .date(let d): return d
         case .int(let micros): return SQLTime.date(fromMicros: micros)
@@ -178,15 +181,15 @@ extension SQLRow {
     public func uuid(at i: Int) throws -> UUID { try Self.uuid(cells[i], columns.names[i]) }
     public func optionalUUID(at i: Int) throws -> UUID? { cells[i] == .null ? nil : try uuid(at: i) }
     public func string(at i: Int) throws -> String { try Self.string(cells[i], columns.names[i]) }
-    public func optionalDate(at i: Int) throws -> Date? { cells[i] == .null ? nil : try Self.date(cells[i], columns.names[i]) }
+    public func optionalDate(at i: Int) throws -> Date? { try Self.optionalDate(cells[i], columns.names[i]) }
     public func list(at i: Int) throws -> [SQLValue] {
         guard case .list(let values) = cells[i] else { throw StorageError.decoding(column: columns.names[i]) }
         return values
     }
-    /// Element `e` of a list read from column `i`, as a UUID, a string, or a date that may be NULL.
-    public static func uuid(_ element: SQLValue, of column: String) throws -> UUID { try uuid(element, column) }
-    public static func string(_ element: SQLValue, of column: String) throws -> String { try string(element, column) }
-    public static func optionalDate(_ element: SQLValue, of column: String) throws -> Date? { element == .null ? nil : try date(element, column) }
+    /// A date that may be NULL, from one cell or one element of a list (`column` names it in errors).
+    public static func optionalDate(_ cell: SQLValue, _ column: @autoclosure () -> String) throws -> Date? {
+        cell == .null ? nil : try date(cell, column())
+    }
 }
 
 /// The stored precision of a timestamp on both backends, and in backups: the nearest

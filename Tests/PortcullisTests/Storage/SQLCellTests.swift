@@ -42,8 +42,8 @@ struct SQLCellTests {
             #expect(try row.list(at: 1) == [.text("viewer"), .text("owner")])
             let times = try row.list(at: 2)
             #expect(times.count == 2)
-            #expect(try SQLRow.optionalDate(times[0], of: "times") == nil)
-            #expect(try SQLRow.optionalDate(times[1], of: "times") == ISO8601DateFormatter().date(from: "2026-12-03T10:00:00Z"))
+            #expect(try SQLRow.optionalDate(times[0], "times") == nil)
+            #expect(try SQLRow.optionalDate(times[1], "times") == ISO8601DateFormatter().date(from: "2026-12-03T10:00:00Z"))
             #expect(try row.list(at: 3).isEmpty)
             // Lists are only read: binding one is refused before the statement runs.
             await #expect(throws: StorageError.self) { try await db.query("SELECT $1 AS x", [.list([.int(1)])]) }
