@@ -178,6 +178,13 @@ public struct BindingTable: Sendable {
         slots.append(slot)
     }
 
+    /// Removes every binding of `principal`; the rest keep their order.
+    public mutating func removeAll(of principal: Principal) {
+        let (high, low) = principal.id.words
+        let kind = HashMix.kind(of: principal)
+        slots.removeAll { $0.holds(high, low, kind) }
+    }
+
     /// Puts the slots in order (the later of two writes of a key wins): call when a load is done.
     public mutating func seal() {
         guard !sorted else { return }

@@ -46,8 +46,9 @@ public final class GrantSnapshot: Sendable {
 /// Every org's grants, held in memory so that decisions never wait on the database.
 ///
 /// Orgs load lazily on first use (one query per table) and stay until a write touches them:
-/// `invalidate(org)` drops the org at once, and its next decision reloads it. A generation
-/// number per shard keeps a load that raced with an invalidation from installing stale grants.
+/// a change to one member is patched in (`refresh`), any other drops the org at once, and its
+/// next decision reloads it. A generation number per shard keeps a load or a patch that raced
+/// with another change from installing stale grants.
 /// Lookups take one uncontended lock of one of 64 shards.
 public final class GrantCache: Sendable {
     struct Shard: Sendable {
@@ -130,18 +131,48 @@ public final class GrantCache: Sendable {
         shard(org).withLock { $0.entries[org] = snapshot }
     }
 
-    /// Forgets an org: the next decision about it reloads from the database.
-    /// Drops what a committed change made stale: the org whose grants it touched, or everything.
-    public func apply(_ event: ChangeEvent) {
+    /// Brings the cache up to a committed change. A change to one member or service account of a
+    /// cached org is applied in place from a load of that principal alone (issue 18: a reload of
+    /// the whole org made the next decision wait for it, on every node). Any other change to an
+    /// org's grants drops the org, and its next decision reloads it.
+    public func apply(_ event: ChangeEvent) async {
         switch event {
-        case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .groupChanged(let org), .overrideChanged(let org),
-             .membershipChanged(let org, _), .serviceAccountChanged(let org, _):
+        case .membershipChanged(let org, let user):
+            await refresh(org, .user(user))
+        case .serviceAccountChanged(let org, let account):
+            await refresh(org, .serviceAccount(account))
+        case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .groupChanged(let org), .overrideChanged(let org):
             invalidate(org)
         case .restored:
             invalidateAll()
         default:
             break
         }
+    }
+
+    /// Replaces what `principal` holds in the cached `org` with what the database holds now.
+    /// The patch installs only over the snapshot it was made from and with no invalidation or
+    /// other patch in the shard since; otherwise, or when the org is not cached or the read
+    /// fails, the org is dropped as before. Either way no decision after this returns sees
+    /// the grants from before the change.
+    func refresh(_ org: UUID, _ principal: Principal) async {
+        let shard = shard(org)
+        let (base, generation) = shard.withLock { s in (s.entries[org], s.generation) }
+        guard let base, var patched = base.grants,
+              let fresh = try? await loader.grants(orgID: org, of: principal) else {
+            invalidate(org)
+            return
+        }
+        patched.replace(principal, from: fresh)
+        let snapshot = GrantSnapshot(patched)
+        let installed = shard.withLock { s in
+            guard s.generation == generation, s.entries[org] === base else { return false }
+            s.entries[org] = snapshot
+            // A load or a patch that started before this one must not install over it.
+            s.generation &+= 1
+            return true
+        }
+        if !installed { invalidate(org) }
     }
 
     public func invalidate(_ org: UUID) {

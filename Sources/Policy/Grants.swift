@@ -159,23 +159,44 @@ public struct OrgGrants: Sendable, Equatable {
             groupEdges = [:]
             for (principal, edge) in edges { groupEdges[principal, default: []].append(edge) }
             groupReach = [:]
-            for (principal, list) in groupEdges {
-                var reach: [GroupReach] = []
-                for edge in list {
-                    var group: UUID? = edge.group
-                    var steps = 0
-                    while let g = group, steps <= GroupLimits.maxDepth {
-                        if let i = reach.firstIndex(where: { $0.group == g }) {
-                            reach[i].expiresAt = max(reach[i].expiresAt, edge.expiresAt)
-                        } else {
-                            reach.append(GroupReach(group: g, expiresAt: edge.expiresAt))
-                        }
-                        group = parents[g]
-                        steps += 1
+            for (principal, list) in groupEdges { groupReach[principal] = Self.reach(of: list, parents: parents) }
+        }
+
+        /// Every group that `edges` lead to up the tree, each until its latest direct membership ends.
+        static func reach(of edges: [GroupEdge], parents: [UUID: UUID]) -> [GroupReach] {
+            var reach: [GroupReach] = []
+            for edge in edges {
+                var group: UUID? = edge.group
+                var steps = 0
+                while let g = group, steps <= GroupLimits.maxDepth {
+                    if let i = reach.firstIndex(where: { $0.group == g }) {
+                        reach[i].expiresAt = max(reach[i].expiresAt, edge.expiresAt)
+                    } else {
+                        reach.append(GroupReach(group: g, expiresAt: edge.expiresAt))
                     }
+                    group = parents[g]
+                    steps += 1
                 }
-                groupReach[principal] = reach
             }
+            return reach
+        }
+
+        /// Replaces what `principal` holds (its membership, bindings, group memberships and
+        /// overrides) with what `fresh` says it holds; the rest of the org stays as it is.
+        mutating func replace(_ principal: Principal, from fresh: Tables) {
+            // The cache keeps no membership audit events (`explain` reads them from the database).
+            members[principal] = fresh.members[principal].map { MemberGrant(role: $0.role, expiresAt: $0.expiresAt) }
+            bindings.removeAll(of: principal)
+            bindingCeiling[principal] = nil
+            for b in fresh.bindings.entries where b.principal == principal { addBinding(b.grant, for: principal) }
+            groupEdges[principal] = fresh.groupEdges[principal]
+            groupReach[principal] = fresh.groupEdges[principal].map { Self.reach(of: $0, parents: groupParent) }
+            overrideIndex = overrideIndex.filter { $0.key.principal != principal }
+            overrideHolders.remove(principal)
+            for (key, list) in fresh.overrideIndex where key.principal == principal {
+                for o in list { addOverride(o, for: principal) }
+            }
+            seal()
         }
     }
 
@@ -249,6 +270,15 @@ public struct OrgGrants: Sendable, Equatable {
     public mutating func setGroups(names: [UUID: String], parents: [UUID: UUID], edges: [(Principal, GroupEdge)]) {
         unique()
         box.tables.setGroups(names: names, parents: parents, edges: edges)
+    }
+
+    /// Replaces what `principal` holds in the org (its membership, bindings, group memberships
+    /// and overrides) with what `fresh`, a load of that principal alone (`GrantLoader.grants(orgID:of:)`),
+    /// says: how a change to one member reaches a cached org without reloading the whole org.
+    /// The group tree and everyone else's grants are taken as they are.
+    public mutating func replace(_ principal: Principal, from fresh: OrgGrants) {
+        unique()
+        box.tables.replace(principal, from: fresh.box.tables)
     }
 
     /// The chain from `group` up to the top of its tree, `group` first.

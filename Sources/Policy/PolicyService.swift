@@ -43,7 +43,7 @@ public struct PolicyService: Sendable {
     }
 
     /// Drops the cached grants a committed change made stale.
-    public func apply(_ event: ChangeEvent) { cache.apply(event) }
+    public func apply(_ event: ChangeEvent) async { await cache.apply(event) }
 
     /// The grant cache's hits and misses so far, and the orgs it holds (metrics).
     public var cacheStats: (hits: Int, misses: Int, orgs: Int) {

@@ -111,8 +111,16 @@ public struct PrincipalMap<Value: Sendable & Equatable>: Sendable {
             }
             guard let newValue else { return }
             let slot = Slot(principal, newValue)
-            if sorted, let last = slots.last, !Self.precedes(last, last.hash, slot, slot.hash) { sorted = false }
-            slots.append(slot)
+            let hash = slot.hash
+            if sorted, let last = slots.last, !Self.precedes(last, last.hash, slot, hash) {
+                // A write into a sorted map (a change applied to a cached org) keeps it sorted:
+                // one move of the slots after it, where appending would cost a whole sort at `seal()`.
+                var i = HashMix.lowerBound(hash, count: slots.count) { slots[$0].hash }
+                while i < slots.count, Self.precedes(slots[i], slots[i].hash, slot, hash) { i += 1 }
+                slots.insert(slot, at: i)
+            } else {
+                slots.append(slot)
+            }
             starts = []
         }
     }

@@ -194,7 +194,7 @@ public struct AppServices: Sendable {
         { changes in
             let events = changes.map(\.event)
             for event in events {
-                policy.apply(event)
+                await policy.apply(event)
                 keys.apply(event)
             }
             await auth.apply(events)

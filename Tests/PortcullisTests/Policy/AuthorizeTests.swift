@@ -371,6 +371,55 @@ struct AuthorizeTests {
         }
     }
 
+    @Test("two nodes: a member's changes on A are patched into B's cached org, which B never reloads, and equal a reload", arguments: Backend.allCases)
+    func memberChangesPatchedOnSecondNode(_ backend: Backend) async throws {
+        try await withApp(backend) { api, nodeA in
+            let (alice, bob, org) = try await api.aliceAndBob(bobRole: "editor")
+            let o = "org:\(org)"
+            let team = try await api.createGroup(alice.access, org: org, name: "Team")
+            _ = try await api.send(.put, "/v1/orgs/\(org)/bindings", json: ["subject": ["group_id": team], "resource": o + "/project:p1", "role": "admin"], token: alice.access)
+            #expect(try await api.putMember(alice.access, org: org, group: team, ["user_id": bob.userID]).status == .created)
+            let allow = try await api.send(.post, "/v1/orgs/\(org)/overrides", json: [
+                "subject": ["user_id": bob.userID], "resource": o + "/project:p2", "permission": "invites.write", "effect": "allow", "reason": "on call",
+            ], token: alice.access)
+            #expect(allow.status == .created)
+            try await withSecondNode(nodeA) { b, nodeB in
+                let orgID = try #require(UUID(uuidString: org))
+                #expect(try await b.allowed(bob.access, o + "/project:p1", "admin"))
+                #expect(try await b.allowed(bob.access, o + "/project:p2", "invites.write"))
+                let loads = nodeB.policy.cacheStats.misses
+                /// B's cached grants, once B has applied `revision`, against a fresh load of the org.
+                func cachedMatchesReload(after revision: Int64?) async throws {
+                    let revision = try #require(revision)
+                    #expect(try await eventually { nodeB.changes.applied >= revision } != nil)
+                    let cached = try #require(nodeB.policy.cache.cached(orgID)?.grants)
+                    let reloaded = try #require(try await nodeB.policy.cache.loader.grants(orgID: orgID))
+                    #expect(cached == reloaded)
+                }
+
+                let demote = try await api.send(.patch, "/v1/orgs/\(org)/members/\(bob.userID)", json: ["role": "viewer"], token: alice.access)
+                try await cachedMatchesReload(after: demote.revision)
+                #expect(try await b.allowed(bob.access, o, "editor") == false)
+                #expect(try await b.allowed(bob.access, o + "/project:p1", "admin"))
+
+                // Leaving the org leaves its groups and drops the member's overrides in the same write.
+                let remove = try await api.send(.delete, "/v1/orgs/\(org)/members/\(bob.userID)", token: alice.access)
+                try await cachedMatchesReload(after: remove.revision)
+                #expect(try await b.allowed(bob.access, o + "/project:p1", "viewer") == false)
+                #expect(try await b.allowed(bob.access, o + "/project:p2", "invites.write") == false)
+
+                // Back as a viewer: neither the group's role nor the override came back with him.
+                let add = try await api.addMember(alice.access, org: org, email: "bob@example.com", role: "viewer")
+                try await cachedMatchesReload(after: add.revision)
+                #expect(try await b.allowed(bob.access, o, "viewer"))
+                #expect(try await b.allowed(bob.access, o + "/project:p1", "editor") == false)
+                #expect(try await b.allowed(bob.access, o + "/project:p2", "invites.write") == false)
+                // Every answer above came from the org B loaded once, patched three times.
+                #expect(nodeB.policy.cacheStats.misses == loads)
+            }
+        }
+    }
+
     @Test("two nodes on one database: a revocation on A reaches B; at_least reads through at once", arguments: Backend.allCases)
     func twoNodes(_ backend: Backend) async throws {
         try await withApp(backend) { api, nodeA in

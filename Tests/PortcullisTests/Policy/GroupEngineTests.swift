@@ -95,6 +95,24 @@ struct GrantDefinitions: Sendable {
         return (d, people)
     }
 
+    /// The same org with everything `principal` holds drawn again: its membership, group
+    /// memberships, bindings and overrides. Everyone else's rows stay, in their order.
+    func rerolling(_ principal: Principal, using rng: inout some RandomNumberGenerator) -> GrantDefinitions {
+        var d = self
+        func until() -> Instant { [500, 2_000, .infinity, .infinity][Int.random(in: 0..<4, using: &rng)] }
+        func role() -> Role { Role.ranked.randomElement(using: &rng)! }
+        d.members[principal] = Int.random(in: 0..<4, using: &rng) > 0 ? (role(), principal.typeName == "user" ? until() : .infinity) : nil
+        d.edges.removeAll { $0.member == principal }
+        d.bindings.removeAll { $0.holder == principal }
+        d.overrides.removeAll { $0.holder == principal }
+        for g in groups.shuffled(using: &rng).prefix(Int.random(in: 0...2, using: &rng)) { d.edges.append((principal, g.id, until())) }
+        for path in Self.paths.shuffled(using: &rng).prefix(Int.random(in: 0...2, using: &rng)) { d.bindings.append((principal, path, role(), until())) }
+        for path in Self.paths.shuffled(using: &rng).prefix(Int.random(in: 0...2, using: &rng)) {
+            d.overrides.append((principal, path, Self.permissions.randomElement(using: &rng)!, Bool.random(using: &rng) ? .allow : .deny, until()))
+        }
+        return d
+    }
+
     func depthOf(_ group: UUID) -> Int {
         var depth = 0
         var g: UUID? = group
@@ -267,6 +285,43 @@ struct GroupEngineTests {
             let expected = GrantDefinitions.table.leastRole.keys.filter { d.reference(subject, object, $0, now: Self.now) }.sorted()
             #expect(held.sorted() == expected)
         }
+    }
+
+    @Test("property: a change to one principal, patched into an org's grants, answers and reads as the changed org")
+    func patchOnePrincipal() throws {
+        var rng = SplitMix(state: 20_261_204)
+        var checks = 0, changed = 0
+        for seed in 0..<300 {
+            let (before, people) = GrantDefinitions.random(org: Self.org, using: &rng)
+            let principal = people.randomElement(using: &rng)!
+            let after = before.rerolling(principal, using: &rng)
+            let fresh = after.grants
+            var patched = before.grants
+            patched.replace(principal, from: fresh.only(principal))
+            #expect(patched.members == fresh.members, "org \(seed)")
+            #expect(patched.bindingCeiling == fresh.bindingCeiling && patched.overrideHolders == fresh.overrideHolders, "org \(seed)")
+            #expect(patched.groupEdges == fresh.groupEdges && patched.groupReach == fresh.groupReach, "org \(seed)")
+            // Binding and override ids are made anew by each `grants`: compare what they grant.
+            func bindings(_ g: OrgGrants) -> Set<String> { Set(g.bindings.entries.map { "\($0.principal) \($0.grant.path) \($0.grant.role) \($0.grant.expiresAt)" }) }
+            func overrides(_ g: OrgGrants) -> Set<String> {
+                Set(g.overrideIndex.flatMap { key, list in list.map { "\(key.principal) \($0.path) \($0.permission) \($0.effect) \($0.expiresAt)" } })
+            }
+            #expect(bindings(patched) == bindings(fresh) && overrides(patched) == overrides(fresh), "org \(seed)")
+            if bindings(before.grants) != bindings(fresh) || before.grants.members != fresh.members { changed += 1 }
+            for p in people {
+                for path in GrantDefinitions.objects {
+                    for action in GrantDefinitions.actions {
+                        let object = ObjectRef(orgID: Self.org, path: path)
+                        let engine = DecisionEngine.decide(patched, subject: Subject(principal: p), object: object,
+                                                           required: try GrantDefinitions.table.requirement(for: action), now: Self.now)
+                        #expect(engine.allowed == after.reference(Subject(principal: p), object, action, now: Self.now), "org \(seed): \(p) \(action) on \(path)")
+                        checks += 1
+                    }
+                }
+            }
+        }
+        // The rerolls changed something in most orgs: the property is not checked on unchanged data.
+        #expect(checks == 300 * 7 * 7 * 10 && changed > 200)
     }
 
     @Test("property: on random orgs the engine answers as the reference evaluator, for thousands of checks")
