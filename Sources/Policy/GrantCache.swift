@@ -131,23 +131,42 @@ public final class GrantCache: Sendable {
         shard(org).withLock { $0.entries[org] = snapshot }
     }
 
-    /// Brings the cache up to a committed change. A change to one member or service account of a
-    /// cached org is applied in place from a load of that principal alone (issue 18: a reload of
-    /// the whole org made the next decision wait for it, on every node). Any other change to an
-    /// org's grants drops the org, and its next decision reloads it.
-    public func apply(_ event: ChangeEvent) async {
-        switch event {
-        case .membershipChanged(let org, let user):
-            await refresh(org, .user(user))
-        case .serviceAccountChanged(let org, let account):
-            await refresh(org, .serviceAccount(account))
-        case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .groupChanged(let org), .overrideChanged(let org):
-            invalidate(org)
-        case .restored:
-            invalidateAll()
-        default:
-            break
+    /// At most this many principals of one batch of changes are patched in; the orgs of a larger
+    /// batch (a bulk import, a follower catching up) are dropped instead, which costs each org one
+    /// load on its next decision rather than a read per changed principal now.
+    public static let patchLimit = 16
+
+    /// Brings the cache up to committed changes, given in log order. A change to one member or
+    /// service account of a cached org is applied in place from a load of that principal alone
+    /// (issue 18: a reload of the whole org made the next decision wait for it, on every node).
+    /// Any other change to an org's grants drops the org, and its next decision reloads it.
+    public func apply(_ events: [ChangeEvent]) async {
+        struct Patch: Hashable { var org: UUID, principal: Principal }
+        var patches: [Patch] = []
+        for event in events {
+            switch event {
+            case .membershipChanged(let org, let user):
+                patches.append(Patch(org: org, principal: .user(user)))
+            case .serviceAccountChanged(let org, let account):
+                patches.append(Patch(org: org, principal: .serviceAccount(account)))
+            case .orgCreated(let org), .orgDeleted(let org), .bindingChanged(let org), .groupChanged(let org), .overrideChanged(let org):
+                invalidate(org)
+            case .restored:
+                invalidateAll()
+                return
+            default:
+                break
+            }
         }
+        // Patches go last: each reads the database after every change of the batch committed, so
+        // it is exact whatever came before it; an org dropped above is simply not patched.
+        var seen = Set<Patch>()
+        patches = patches.filter { seen.insert($0).inserted }
+        if patches.count > Self.patchLimit {
+            for p in patches { invalidate(p.org) }
+            return
+        }
+        for p in patches { await refresh(p.org, p.principal) }
     }
 
     /// Replaces what `principal` holds in the cached `org` with what the database holds now.

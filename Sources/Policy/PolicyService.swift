@@ -42,8 +42,8 @@ public struct PolicyService: Sendable {
         self.now = now
     }
 
-    /// Drops the cached grants a committed change made stale.
-    public func apply(_ event: ChangeEvent) async { await cache.apply(event) }
+    /// Brings the cached grants up to committed changes (`GrantCache.apply`).
+    public func apply(_ events: [ChangeEvent]) async { await cache.apply(events) }
 
     /// The grant cache's hits and misses so far, and the orgs it holds (metrics).
     public var cacheStats: (hits: Int, misses: Int, orgs: Int) {

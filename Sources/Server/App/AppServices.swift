@@ -193,10 +193,8 @@ public struct AppServices: Sendable {
         // Each owner of in-memory state applies the events that concern it.
         { changes in
             let events = changes.map(\.event)
-            for event in events {
-                await policy.apply(event)
-                keys.apply(event)
-            }
+            for event in events { keys.apply(event) }
+            await policy.apply(events)
             await auth.apply(events)
         }
     }

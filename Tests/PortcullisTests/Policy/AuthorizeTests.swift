@@ -420,6 +420,24 @@ struct AuthorizeTests {
         }
     }
 
+    @Test("a batch of more member changes than the patch limit drops the org rather than reading each member", arguments: Backend.allCases)
+    func bulkMemberChangesDropTheOrg(_ backend: Backend) async throws {
+        try await withApp(backend) { api, services in
+            let (_, bob, org) = try await api.aliceAndBob(bobRole: "viewer")
+            let orgID = try #require(UUID(uuidString: org))
+            let cache = services.policy.cache
+            #expect(try await api.allowed(bob.access, "org:\(org)", "viewer"))
+            let before = try #require(cache.cached(orgID))
+            // Changes to people who are not members: each patch reads them and finds nothing.
+            await cache.apply((0..<GrantCache.patchLimit).map { _ in .membershipChanged(org: orgID, user: UUID()) })
+            let patched = try #require(cache.cached(orgID))
+            #expect(patched !== before && patched.grants == before.grants)
+            await cache.apply((0...GrantCache.patchLimit).map { _ in .membershipChanged(org: orgID, user: UUID()) })
+            #expect(cache.cached(orgID) == nil)
+            #expect(try await api.allowed(bob.access, "org:\(org)", "viewer"))
+        }
+    }
+
     @Test("two nodes on one database: a revocation on A reaches B; at_least reads through at once", arguments: Backend.allCases)
     func twoNodes(_ backend: Backend) async throws {
         try await withApp(backend) { api, nodeA in
