@@ -193,9 +193,10 @@ public struct AppServices: Sendable {
         // Each owner of in-memory state applies the events that concern it.
         { changes in
             let events = changes.map(\.event)
+            // Revocations first: they cost no read, and the grant cache's patches read the database.
             for event in events { keys.apply(event) }
-            await policy.apply(events)
             await auth.apply(events)
+            await policy.apply(events)
         }
     }
 }
