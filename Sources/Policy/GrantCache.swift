@@ -72,10 +72,14 @@ public final class GrantCache: Sendable {
     }
 
     public let loader: any GrantLoader
+    /// The time one batch's patches may take together: once it is spent (a slow database), the
+    /// remaining orgs are dropped, so a follower waits at most this plus one read.
+    public let patchBudget: Duration
     private let shards: [ShardBox]
 
-    public init(loader: any GrantLoader) {
+    public init(loader: any GrantLoader, patchBudget: Duration = .milliseconds(100)) {
         self.loader = loader
+        self.patchBudget = patchBudget
         shards = (0..<Self.shardCount).map { _ in ShardBox() }
     }
 
@@ -135,9 +139,6 @@ public final class GrantCache: Sendable {
     /// batch (a bulk import, a follower catching up) are dropped instead, which costs each org one
     /// load on its next decision rather than a read per changed principal now.
     public static let patchLimit = 16
-    /// The time one batch's patches may take together: once it is spent (a slow database), the
-    /// remaining orgs are dropped, so a follower waits at most this plus one read.
-    static let patchBudget: Duration = .milliseconds(100)
 
     /// Brings the cache up to committed changes, given in log order. A change to one member or
     /// service account of a cached org is applied in place from a load of that principal alone
@@ -169,7 +170,7 @@ public final class GrantCache: Sendable {
             for p in patches { invalidate(p.org) }
             return
         }
-        let deadline = ContinuousClock.now + Self.patchBudget
+        let deadline = ContinuousClock.now + patchBudget
         for p in patches {
             if ContinuousClock.now < deadline { await refresh(p.org, p.principal) } else { invalidate(p.org) }
         }
