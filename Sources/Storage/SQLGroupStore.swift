@@ -94,29 +94,14 @@ public struct SQLGroupStore: SQLStore, GroupStore {
 
     // MARK: Loading into the engine
 
-    /// The group memberships of one principal in the org, as `loadGroups` reads them.
-    static func edgeRows(_ tx: any SQLExecutor, orgID: UUID, of principal: Principal) async throws -> [SQLRow] {
-        try await tx.query(
-            "SELECT group_id, member_type, member_id, expires_at, audit_event_id FROM group_members WHERE member_type = $1 AND member_id = $2 AND org_id = $3",
-            principal.typeName, principal.id, orgID)
-    }
-
-    /// The overrides of one principal in the org, as `loadOverrides` reads them.
-    static func overrideRows(_ tx: any SQLExecutor, orgID: UUID, of principal: Principal) async throws -> [SQLRow] {
-        try await tx.query("SELECT \(overrideColumns) FROM overrides WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3", orgID, principal.typeName, principal.id)
-    }
-
     /// The org's groups into `grants`: the tree, and the memberships of `only` (or everyone's).
-    /// `edgeRows` are `only`'s memberships when the caller read them already.
-    static func loadGroups(
-        _ tx: any SQLExecutor, orgID: UUID, only principal: Principal? = nil, edgeRows given: [SQLRow]? = nil, into grants: inout OrgGrants
-    ) async throws {
+    static func loadGroups(_ tx: any SQLExecutor, orgID: UUID, only principal: Principal? = nil, into grants: inout OrgGrants) async throws {
         var edges: [(Principal, GroupEdge)] = []
         let edgeRows: [SQLRow]
-        if let given {
-            edgeRows = given
-        } else if let principal {
-            edgeRows = try await Self.edgeRows(tx, orgID: orgID, of: principal)
+        if let principal {
+            edgeRows = try await tx.query(
+                "SELECT group_id, member_type, member_id, expires_at, audit_event_id FROM group_members WHERE member_type = $1 AND member_id = $2 AND org_id = $3",
+                principal.typeName, principal.id, orgID)
         } else {
             edgeRows = try await tx.query("SELECT group_id, member_type, member_id, expires_at, audit_event_id FROM group_members WHERE org_id = $1", orgID)
         }
@@ -185,7 +170,8 @@ public struct SQLGroupStore: SQLStore, GroupStore {
     static func loadOverrides(_ tx: any SQLExecutor, orgID: UUID, only principal: Principal? = nil, into grants: inout OrgGrants) async throws {
         let rows: [SQLRow]
         if let principal {
-            rows = try await overrideRows(tx, orgID: orgID, of: principal)
+            rows = try await tx.query(
+                "SELECT \(overrideColumns) FROM overrides WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3", orgID, principal.typeName, principal.id)
         } else {
             rows = try await tx.query("SELECT \(overrideColumns) FROM overrides WHERE org_id = $1 AND subject_type <> 'group'", orgID)
         }

@@ -62,33 +62,31 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
 
     public func grants(orgID: UUID, of principal: Principal) async throws -> OrgGrants {
         var grants = OrgGrants()
-        let memberQuery: String
         switch principal {
-        case .user: memberQuery = "SELECT role, expires_at, audit_event_id FROM memberships WHERE org_id = $1 AND user_id = $2"
-        case .serviceAccount: memberQuery = "SELECT role, NULL AS expires_at, NULL AS audit_event_id FROM service_accounts WHERE org_id = $1 AND id = $2"
-        case .group: return grants
+        case .user(let id):
+            if let row = try await db.queryFirst(
+                "SELECT role, expires_at, audit_event_id FROM memberships WHERE org_id = $1 AND user_id = $2", orgID, id) {
+                grants.members[principal] = MemberGrant(
+                    role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
+                    auditEventID: try row.optionalUUID("audit_event_id"))
+            }
+        case .serviceAccount(let id):
+            if let row = try await db.queryFirst("SELECT role FROM service_accounts WHERE org_id = $1 AND id = $2", orgID, id) {
+                grants.members[principal] = MemberGrant(role: try SQLTenancyStore.decodeRole(row))
+            }
+        case .group:
+            return grants
         }
-        // The four reads do not depend on each other: side by side they wait one round trip on
-        // PostgreSQL, not four (issue 18: a member's change reaches other nodes' caches this way).
-        async let memberRow = db.queryFirst(memberQuery, orgID, principal.id)
-        async let bindingRows = db.query(
+        for row in try await db.query(
             "SELECT id, resource_path, role, expires_at, audit_event_id FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
-            orgID, principal.typeName, principal.id)
-        async let edgeRows = SQLGroupStore.edgeRows(db, orgID: orgID, of: principal)
-        async let overrideRows = SQLGroupStore.overrideRows(db, orgID: orgID, of: principal)
-        if let row = try await memberRow {
-            grants.members[principal] = MemberGrant(
-                role: try SQLTenancyStore.decodeRole(row), expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity,
-                auditEventID: try row.optionalUUID("audit_event_id"))
-        }
-        for row in try await bindingRows {
+            orgID, principal.typeName, principal.id) {
             grants.addBinding(BindingGrant(
                 id: try row.uuid("id"), path: try row.string("resource_path"), role: try SQLTenancyStore.decodeRole(row),
                 expiresAt: try row.optionalDate("expires_at")?.instant ?? .infinity, auditEventID: try row.optionalUUID("audit_event_id")),
                 for: principal)
         }
-        try await SQLGroupStore.loadGroups(db, orgID: orgID, only: principal, edgeRows: try await edgeRows, into: &grants)
-        for r in try await overrideRows { grants.addOverride(try SQLGroupStore.overrideGrant(r), for: principal) }
+        try await SQLGroupStore.loadGroups(db, orgID: orgID, only: principal, into: &grants)
+        try await SQLGroupStore.loadOverrides(db, orgID: orgID, only: principal, into: &grants)
         grants.seal()
         return grants
     }
