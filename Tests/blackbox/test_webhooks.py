@@ -818,8 +818,12 @@ def test_test_event_and_redelivery(server, root, receivers):
             assert repeat.event_id == delivery["event_id"] == repeat.headers["webhook-id"]
             first = original if delivery is row else test_hit
             assert repeat.raw == first.raw, "a redelivery sends the event as it was"
-            log = wait_until(lambda: [d for d in api.deliveries(root, prefix, ep["id"]) if d["event_id"] == delivery["event_id"]
-                                      and d["state"] == "delivered"], 5, "the redelivery logged", )
+            # The receiver may see the redelivery before the sender records it as delivered: wait for
+            # the redelivery's own row, not just any delivered row of the event (the first one is).
+            def delivered():
+                rows = [d for d in api.deliveries(root, prefix, ep["id"]) if d["event_id"] == delivery["event_id"] and d["state"] == "delivered"]
+                return rows if again["delivery_id"] in {d["id"] for d in rows} else None
+            log = wait_until(delivered, 5, "the redelivery logged")
             assert len(log) == 2 and again["delivery_id"] in {d["id"] for d in log}, log
 
         # Unknown deliveries, and another endpoint's, are 404 through this endpoint.
