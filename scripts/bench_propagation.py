@@ -35,7 +35,8 @@ METRICS_TOKEN = "bench-metrics-" + "0" * 32
 
 def org_loads(base: str) -> int:
     """How many times the node has loaded an org's grants from the database (its /metrics)."""
-    api = Api(base, METRICS_TOKEN)
+    # /metrics is text, not JSON: one plain request on the client's connection.
+    api = Api(base)
     api.conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     text = api.conn.getresponse().read().decode()
     api.close()
