@@ -5,18 +5,36 @@ import Testing
 
 @Suite("Start-up")
 struct StartupTests {
-    @Test("a down PostgreSQL fails start-up within seconds with a clear message")
+    /// Start-up tries once and reports what the network said, instead of retrying while the
+    /// operator waits. Not a speed bound (those belong in `make bench`): the two-minute guard
+    /// only turns a retry loop into a failure instead of a run that never ends. A wall-clock
+    /// bound of a few seconds failed in CI when parallel tests starved the process.
+    @Test("a down PostgreSQL fails start-up at once with a clear message, without retrying")
     func postgresDownFailsFast() async throws {
-        let started = ContinuousClock.now
-        do {
-            _ = try await DatabaseOpener.open(url: "postgres://nobody:secret@127.0.0.1:1/nothing?sslmode=disable", logger: testLogger)
-            Issue.record("connecting to a closed port must fail")
-        } catch let error as StorageError {
-            guard case .unavailable(let message) = error else { Issue.record("unexpected \(error)"); return }
+        let outcome: Result<Void, any Error>? = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+            group.addTask {
+                do {
+                    _ = try await DatabaseOpener.open(url: "postgres://nobody:secret@127.0.0.1:1/nothing?sslmode=disable", logger: testLogger)
+                    return .success(())
+                } catch { return .failure(error) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(120))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        switch outcome {
+        case nil: Issue.record("start-up neither connected nor failed within two minutes: it retries")
+        case .success: Issue.record("connecting to a closed port must fail")
+        case .failure(let error):
+            guard case StorageError.unavailable(let message)? = error as? StorageError else { Issue.record("unexpected \(error)"); return }
             #expect(message.contains("127.0.0.1:1"))
+            #expect(message.contains("connection refused"), "the network's own answer, not a timeout after retries: \(message)")
             #expect(!message.contains("secret"), "the password never appears in messages")
         }
-        #expect(ContinuousClock.now - started < .seconds(10))
     }
 
     @Test("a wrong PostgreSQL password fails start-up with the server's reason")
