@@ -10,6 +10,10 @@ public protocol GrantLoader: Sendable {
     /// what it costs depends on the principal's grants, never on the org's size or existence,
     /// so an outsider cannot tell a real org from a random id by the time it takes (issue 21).
     func grants(orgID: UUID, of principal: Principal) async throws -> OrgGrants
+    /// What `principal` holds itself in the org: its membership, its own bindings, the groups it
+    /// is directly in and its own overrides; no group tree, no group's grants. What a member's
+    /// change patches into a cached org (`OrgGrants.replace`), read in one round trip.
+    func held(orgID: UUID, by principal: Principal) async throws -> OrgGrants
 }
 
 extension GrantLoader {
@@ -17,6 +21,11 @@ extension GrantLoader {
     public func grants(orgID: UUID, of principal: Principal) async throws -> OrgGrants {
         guard let all = try await grants(orgID: orgID) else { return OrgGrants() }
         return all.only(principal)
+    }
+
+    /// For loaders without a one-statement read: the narrow load, which holds at least as much.
+    public func held(orgID: UUID, by principal: Principal) async throws -> OrgGrants {
+        try await grants(orgID: orgID, of: principal)
     }
 }
 
@@ -185,7 +194,7 @@ public final class GrantCache: Sendable {
         let shard = shard(org)
         let (base, generation) = shard.withLock { s in (s.entries[org], s.generation) }
         guard let base, var patched = base.grants,
-              let fresh = try? await loader.grants(orgID: org, of: principal) else {
+              let fresh = try? await loader.held(orgID: org, by: principal) else {
             invalidate(org)
             return
         }

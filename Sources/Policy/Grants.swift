@@ -273,7 +273,7 @@ public struct OrgGrants: Sendable, Equatable {
     }
 
     /// Replaces what `principal` holds in the org (its membership, bindings, group memberships
-    /// and overrides) with what `fresh`, a load of that principal alone (`GrantLoader.grants(orgID:of:)`),
+    /// and overrides) with what `fresh`, a load of that principal alone (`GrantLoader.held(orgID:by:)`),
     /// says: how a change to one member reaches a cached org without reloading the whole org.
     /// The group tree and everyone else's grants are taken as they are.
     public mutating func replace(_ principal: Principal, from fresh: OrgGrants) {

@@ -295,7 +295,7 @@ struct KeyTests {
                 #expect(try await api.send(.delete, "/v1/keys/\(id)", token: alice.access).status == .noContent)
                 let took = try await eventually { try await b.send(.get, "/v1/me", token: key).status == .unauthorized }
                 // How fast B follows is `make bench`'s to measure (propagation); this test, which runs beside
-                // two hundred others on two cores, checks that it follows within `eventually`'s two seconds.
+                // two hundred others on two cores, checks that it follows at all, within `eventually`'s guard.
                 #expect(took != nil)
 
                 #expect(try await b.allowed(accountKey, "org:\(org)", "viewer")) // cached on B
