@@ -1,4 +1,5 @@
 // swift-tools-version: 6.0
+import CompilerPluginSupport
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -27,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         // Outbound HTTP: webhook deliveries.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // `@PublicInit`: the public memberwise initializers of the domain's value types.
+        .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.0"),
     ],
     targets: [
         // argon2id from the reference C implementation (Debian libargon2-dev).
@@ -42,36 +45,46 @@ let package = Package(
             path: "Sources/CCurlSMTP",
             linkerSettings: [.linkedLibrary("curl")]
         ),
+        // `@PublicInit` (Memberwise) and the compiler plugin that writes it (MemberwiseMacros).
+        .macro(
+            name: "MemberwiseMacros",
+            dependencies: [
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "Memberwise", dependencies: ["MemberwiseMacros"], swiftSettings: swiftSettings),
         // Pure domain modules: no HTTP framework, no database driver.
         // Who acts and what changed: roles, principals, key scopes, change events. Below every other module.
         .target(name: "Authority", swiftSettings: swiftSettings),
         // Wire formats shared by the API and backups: RFC 3339 timestamps, snake_case keys.
         .target(name: "Wire", swiftSettings: swiftSettings),
-        .target(name: "Tenancy", dependencies: ["Authority"], swiftSettings: swiftSettings),
-        .target(name: "Policy", dependencies: ["Authority", "Tenancy"], swiftSettings: swiftSettings),
+        .target(name: "Tenancy", dependencies: ["Authority", "Memberwise"], swiftSettings: swiftSettings),
+        .target(name: "Policy", dependencies: ["Authority", "Memberwise", "Tenancy"], swiftSettings: swiftSettings),
         // API keys and service accounts: Identity's key records under Tenancy's access rules.
-        .target(name: "Keys", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
-        .target(name: "Invites", dependencies: ["Authority", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        .target(name: "Keys", dependencies: ["Authority", "Memberwise", "Tenancy", "Identity"], swiftSettings: swiftSettings),
+        .target(name: "Invites", dependencies: ["Authority", "Memberwise", "Tenancy", "Identity"], swiftSettings: swiftSettings),
         // Webhooks: endpoints and their rules, Standard Webhooks signing, event filters, retries, the SSRF guard, the dispatcher.
-        .target(name: "Webhooks", dependencies: ["Authority", "Tenancy", "Wire", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .target(name: "Webhooks", dependencies: ["Authority", "Memberwise", "Tenancy", "Wire", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         // The OpenID provider (SPEC §14): clients and their rules.
         .target(
             name: "OpenID",
             dependencies: [
-                "Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+                "Authority", "Memberwise", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings),
         // Federated sign-in (SPEC §15): upstream providers (GitHub, Google, any OpenID provider), linking, ID-token checks.
         .target(
             name: "Federation",
             dependencies: [
-                "Authority", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+                "Authority", "Memberwise", "Tenancy", "Identity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings),
         .target(
             name: "Identity",
             dependencies: [
-                "Authority", "CArgon2",
+                "Authority", "Memberwise", "CArgon2",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 // RSA for RS256 ID tokens (OpenID Connect requires it).
@@ -98,7 +111,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Authority", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "Migrations", "Wire",
+                "Authority", "Memberwise", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "Migrations", "Wire",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -112,7 +125,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Authority", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "APIDocs", "CCurlSMTP", "Wire",
+                "Authority", "Memberwise", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Webhooks", "Federation", "APIDocs", "CCurlSMTP", "Wire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -154,6 +167,9 @@ let package = Package(
             name: "PortcullisTests",
             dependencies: [
                 "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire", "Webhooks", "Federation",
+                "Memberwise", "MemberwiseMacros",
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -1,5 +1,6 @@
 import Foundation
 import Identity
+import Memberwise
 
 /// What kind of upstream a provider is: it decides how a sign-in is completed.
 public enum ProviderKind: String, Sendable, CaseIterable {
@@ -57,6 +58,7 @@ public struct UpstreamProvider: Sendable, Equatable {
 
 /// A person's account at an upstream, linked to a Portcullis account: (provider, subject) is
 /// the identity, never the e-mail.
+@PublicInit
 public struct LinkedIdentity: Sendable, Equatable {
     public var id: UUID
     public var userID: UUID
@@ -66,16 +68,6 @@ public struct LinkedIdentity: Sendable, Equatable {
     public var email: String
     public var createdAt: Date
     public var lastUsedAt: Date?
-
-    public init(id: UUID, userID: UUID, providerID: String, subject: String, email: String, createdAt: Date, lastUsedAt: Date?) {
-        self.id = id
-        self.userID = userID
-        self.providerID = providerID
-        self.subject = subject
-        self.email = email
-        self.createdAt = createdAt
-        self.lastUsedAt = lastUsedAt
-    }
 }
 
 /// The fields of a provider as the root sends them; nil leaves a field as it is (PATCH) or takes

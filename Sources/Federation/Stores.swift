@@ -1,9 +1,11 @@
 import Authority
 import Foundation
 import Identity
+import Memberwise
 
 /// A browser's sign-in at an upstream, between leaving for it and coming back: kept server-side
 /// under the hash of its `state` (which is also in the browser's cookie), spent once.
+@PublicInit
 public struct UpstreamFlow: Sendable, Equatable {
     public enum Intent: Sendable, Equatable {
         /// Sign in, or make an account (with the hash of an invite's token when signup is by invitation).
@@ -20,17 +22,6 @@ public struct UpstreamFlow: Sendable, Equatable {
     public var returnTo: String?
     public var createdAt: Date
     public var expiresAt: Date
-
-    public init(stateHash: String, providerID: String, nonce: String, codeVerifier: String, intent: Intent, returnTo: String?, createdAt: Date, expiresAt: Date) {
-        self.stateHash = stateHash
-        self.providerID = providerID
-        self.nonce = nonce
-        self.codeVerifier = codeVerifier
-        self.intent = intent
-        self.returnTo = returnTo
-        self.createdAt = createdAt
-        self.expiresAt = expiresAt
-    }
 }
 
 public enum UnlinkOutcome: Sendable, Equatable {
@@ -71,7 +62,6 @@ public protocol FederationStore: Sendable {
     func saveFlow(_ flow: UpstreamFlow) async throws
     /// Removes and returns the flow when it exists and has not expired: a flow is spent once.
     func takeFlow(stateHash: String, now: Date) async throws -> UpstreamFlow?
-
 }
 
 /// Outbound HTTP to upstream providers: a seam so the flow logic does not know the client library.
@@ -80,12 +70,8 @@ public protocol UpstreamHTTP: Sendable {
     func postForm(_ url: String, fields: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse
 }
 
+@PublicInit
 public struct UpstreamResponse: Sendable {
     public var status: Int
     public var body: Data
-
-    public init(status: Int, body: Data) {
-        self.status = status
-        self.body = body
-    }
 }

@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Synchronization
+import Memberwise
 
 /// Who an API key acts for: a user (narrowed by the key's scopes), or an org's service account.
 public enum KeyOwner: Sendable, Equatable, Hashable {
@@ -9,6 +10,7 @@ public enum KeyOwner: Sendable, Equatable, Hashable {
 }
 
 /// An API key as stored and listed; the secret itself is never kept.
+@PublicInit
 public struct APIKey: Sendable, Equatable {
     public var id: UUID
     public var prefix: String
@@ -19,18 +21,6 @@ public struct APIKey: Sendable, Equatable {
     public var expiresAt: Date?
     public var lastUsedAt: Date?
     public var revokedAt: Date?
-
-    public init(id: UUID, prefix: String, name: String, owner: KeyOwner, scopes: [String], createdAt: Date, expiresAt: Date?, lastUsedAt: Date? = nil, revokedAt: Date? = nil) {
-        self.id = id
-        self.prefix = prefix
-        self.name = name
-        self.owner = owner
-        self.scopes = scopes
-        self.createdAt = createdAt
-        self.expiresAt = expiresAt
-        self.lastUsedAt = lastUsedAt
-        self.revokedAt = revokedAt
-    }
 
     public func isUsable(at now: Date) -> Bool {
         revokedAt == nil && (expiresAt.map { $0 > now } ?? true)

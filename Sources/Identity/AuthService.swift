@@ -1,5 +1,6 @@
 import Authority
 import Foundation
+import Memberwise
 
 public enum SignupMode: String, Sendable {
     case open
@@ -38,20 +39,13 @@ public struct AuthService: Sendable {
 
     // MARK: - Accounts
 
+    @PublicInit
     public struct SignupRequest: Sendable {
         public var email: String
         public var password: String
         public var name: String?
-        public var isRoot: Bool
-        public var emailVerified: Bool
-
-        public init(email: String, password: String, name: String? = nil, isRoot: Bool = false, emailVerified: Bool = false) {
-            self.email = email
-            self.password = password
-            self.name = name
-            self.isRoot = isRoot
-            self.emailVerified = emailVerified
-        }
+        public var isRoot: Bool = false
+        public var emailVerified: Bool = false
     }
 
     /// Validates the fields without touching storage (so validation errors precede state errors).

@@ -1,19 +1,15 @@
 import Foundation
 import JWTKit
+import Memberwise
 
 /// An OpenID Connect ID token (Core §2): who signed in, for which client, when; the profile,
 /// e-mail and org claims the granted scopes allow.
 public struct IDTokenClaims: JWTPayload, Equatable {
+    @PublicInit
     public struct OrgClaim: Codable, Sendable, Equatable {
         public var id: String
         public var name: String
         public var role: String
-
-        public init(id: String, name: String, role: String) {
-            self.id = id
-            self.name = name
-            self.role = role
-        }
     }
 
     public var iss: IssuerClaim

@@ -1,17 +1,13 @@
 import Foundation
+import Memberwise
 
 /// A mail to send, as written to the outbox: a template name and its variables. Rendering and
 /// delivery happen later, in the sender, so the cause and its mail commit together.
+@PublicInit
 public struct OutgoingMail: Sendable, Equatable {
     public var to: String
     public var template: String
     public var variables: [String: String]
-
-    public init(to: String, template: String, variables: [String: String]) {
-        self.to = to
-        self.template = template
-        self.variables = variables
-    }
 }
 
 /// The mail templates (SPEC §6).
@@ -25,16 +21,11 @@ public enum MailTemplate {
 }
 
 /// A single-use token about to be stored (as its hash) with the mail that carries it.
+@PublicInit
 public struct PendingToken: Sendable {
     public var hash: String
     public var expiresAt: Date
     public var mail: OutgoingMail
-
-    public init(hash: String, expiresAt: Date, mail: OutgoingMail) {
-        self.hash = hash
-        self.expiresAt = expiresAt
-        self.mail = mail
-    }
 }
 
 /// Links in mails (SPEC §6), under the public URL.

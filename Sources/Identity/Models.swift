@@ -1,6 +1,8 @@
 import Foundation
+import Memberwise
 
 /// A person who can sign in. `email` is always the canonical form (`Email.canonical`: trimmed, NFC, lowercased).
+@PublicInit
 public struct User: Sendable, Equatable, Codable {
     public var id: UUID
     public var email: String
@@ -9,27 +11,13 @@ public struct User: Sendable, Equatable, Codable {
     public var isRoot: Bool
     public var createdAt: Date
     public var updatedAt: Date
-
-    public init(id: UUID, email: String, name: String, emailVerified: Bool, isRoot: Bool, createdAt: Date, updatedAt: Date) {
-        self.id = id
-        self.email = email
-        self.name = name
-        self.emailVerified = emailVerified
-        self.isRoot = isRoot
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
-    }
 }
 
 /// A user together with the stored password hash; never leaves the server.
+@PublicInit
 public struct UserCredentials: Sendable {
     public var user: User
     public var passwordHash: String
-
-    public init(user: User, passwordHash: String) {
-        self.user = user
-        self.passwordHash = passwordHash
-    }
 }
 
 /// A sign-in: the thing refresh tokens belong to and access tokens die with.
@@ -81,16 +69,11 @@ public struct TokenPair: Sendable {
 
 /// An OpenID client's hold on a session: which client, and the token lifetimes it registered
 /// (nil: the server's). Its sessions' tokens carry its id, and only it may refresh them.
+@PublicInit
 public struct ClientSessionTerms: Sendable, Equatable {
     public var clientID: String
     public var accessLifetime: Duration?
     public var refreshLifetime: Duration?
-
-    public init(clientID: String, accessLifetime: Duration? = nil, refreshLifetime: Duration? = nil) {
-        self.clientID = clientID
-        self.accessLifetime = accessLifetime
-        self.refreshLifetime = refreshLifetime
-    }
 }
 
 /// Where a request comes from, recorded on the session.

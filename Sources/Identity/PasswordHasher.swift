@@ -1,6 +1,7 @@
 import CArgon2
 import Foundation
 import NIOPosix
+import Memberwise
 
 /// Hashes and checks passwords. Implementations must not block the caller's executor.
 public protocol PasswordHasher: Sendable {
@@ -14,6 +15,7 @@ public protocol PasswordHasher: Sendable {
 
 /// argon2id from the reference implementation, in PHC string form.
 public struct Argon2idHasher: PasswordHasher {
+    @PublicInit
     public struct Parameters: Sendable, Equatable {
         /// Memory in KiB.
         public var memory: UInt32
@@ -22,12 +24,6 @@ public struct Argon2idHasher: PasswordHasher {
 
         /// OWASP's first recommended configuration: m = 19 MiB, t = 2, p = 1.
         public static let owasp = Parameters(memory: 19_456, iterations: 2, parallelism: 1)
-
-        public init(memory: UInt32, iterations: UInt32, parallelism: UInt32) {
-            self.memory = memory
-            self.iterations = iterations
-            self.parallelism = parallelism
-        }
     }
 
     public let parameters: Parameters

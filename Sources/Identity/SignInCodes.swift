@@ -1,22 +1,16 @@
 import Foundation
+import Memberwise
 
 /// A mailed sign-in code as stored (SPEC §15): the hash covers the code and its flow's token, so
 /// the table alone does not give the six digits away, and a code works only with the flow (the
 /// browser, or the API client) that asked for it.
+@PublicInit
 public struct SignInCode: Sendable, Equatable {
     public var flowHash: String
     public var email: String
     public var codeHash: String
     public var createdAt: Date
     public var expiresAt: Date
-
-    public init(flowHash: String, email: String, codeHash: String, createdAt: Date, expiresAt: Date) {
-        self.flowHash = flowHash
-        self.email = email
-        self.codeHash = codeHash
-        self.createdAt = createdAt
-        self.expiresAt = expiresAt
-    }
 }
 
 /// What asking for a code hands back: the flow's token (the second half of the proof) and how

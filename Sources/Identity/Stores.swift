@@ -1,5 +1,6 @@
 import Authority
 import Foundation
+import Memberwise
 
 /// Persistence for users. Implemented by the Storage module for SQLite and PostgreSQL.
 public protocol UserStore: Sendable {
@@ -42,18 +43,12 @@ public protocol UserStore: Sendable {
 }
 
 /// What a spent password-reset token ended.
+@PublicInit
 public struct PasswordResetOutcome: Sendable {
     public var userID: UUID
     public var revision: Revision
     public var revokedSessions: [UUID]
     public var revokedKeys: [UUID]
-
-    public init(userID: UUID, revision: Revision, revokedSessions: [UUID], revokedKeys: [UUID]) {
-        self.userID = userID
-        self.revision = revision
-        self.revokedSessions = revokedSessions
-        self.revokedKeys = revokedKeys
-    }
 }
 
 /// What presenting a refresh token led to.
@@ -86,6 +81,7 @@ public protocol SessionStore: Sendable {
 }
 
 /// A signing key as stored: the private half sealed with the master key.
+@PublicInit
 public struct SigningKeyRecord: Sendable, Equatable {
     public var kid: String
     public var algorithm: String
@@ -95,16 +91,6 @@ public struct SigningKeyRecord: Sendable, Equatable {
     public var retiredAt: Date?
     /// After this instant the key is dropped from JWKS and no longer verifies anything.
     public var publishUntil: Date?
-
-    public init(kid: String, algorithm: String, publicKeyPEM: String, sealedPrivateKey: String, createdAt: Date, retiredAt: Date? = nil, publishUntil: Date? = nil) {
-        self.kid = kid
-        self.algorithm = algorithm
-        self.publicKeyPEM = publicKeyPEM
-        self.sealedPrivateKey = sealedPrivateKey
-        self.createdAt = createdAt
-        self.retiredAt = retiredAt
-        self.publishUntil = publishUntil
-    }
 }
 
 public protocol SigningKeyStore: Sendable {

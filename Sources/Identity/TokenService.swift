@@ -4,22 +4,16 @@ import CryptoExtras
 import Foundation
 import JWTKit
 import Synchronization
+import Memberwise
 
+@PublicInit
 public struct TokenSettings: Sendable {
     public var issuer: String
     public var audience: String
-    public var accessTokenTTL: Duration
-    public var refreshTokenTTL: Duration
+    public var accessTokenTTL: Duration = .seconds(900)
+    public var refreshTokenTTL: Duration = .seconds(30 * 86_400)
     /// Clock skew tolerated on `exp` and `nbf`.
-    public var leeway: Duration
-
-    public init(issuer: String, audience: String, accessTokenTTL: Duration = .seconds(900), refreshTokenTTL: Duration = .seconds(30 * 86_400), leeway: Duration = .seconds(30)) {
-        self.issuer = issuer
-        self.audience = audience
-        self.accessTokenTTL = accessTokenTTL
-        self.refreshTokenTTL = refreshTokenTTL
-        self.leeway = leeway
-    }
+    public var leeway: Duration = .seconds(30)
 }
 
 /// Signs and verifies access tokens with ES256 keys kept in the database, and signs ID tokens

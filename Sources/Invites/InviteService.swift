@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Identity
 import Tenancy
+import Memberwise
 
 /// Budgets invite mail, so an org cannot flood an inbox with its own name and text.
 public protocol InviteMailThrottle: Sendable {
@@ -35,13 +36,10 @@ public struct InviteService: Sendable {
     }
 
     /// Who is asking: an org actor plus the address invites are matched against.
+    @PublicInit
     public struct Invitee: Sendable {
         public var actor: Actor
         public var email: String?
-        public init(actor: Actor, email: String?) {
-            self.actor = actor
-            self.email = email
-        }
     }
 
     /// (`has_account` and `needs_verification` are left out, not empty, when false: Mustache
@@ -262,13 +260,10 @@ public struct InviteService: Sendable {
 
     // MARK: Platform invites
 
+    @PublicInit
     public struct OrgInviteRequest: Sendable {
         public var orgID: UUID
         public var role: Role
-        public init(orgID: UUID, role: Role) {
-            self.orgID = orgID
-            self.role = role
-        }
     }
 
     public func createPlatformInvite(by root: Actor, email raw: String, orgInvites: [OrgInviteRequest]) async throws -> (PlatformInvite, Int64) {

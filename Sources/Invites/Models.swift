@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Identity
 import Tenancy
+import Memberwise
 
 /// Invite states. `expired` is never stored: a pending invite past `expiresAt` reads as expired.
 public enum InviteState: String, Sendable, Codable, CaseIterable {
@@ -46,6 +47,7 @@ public struct Invite: Sendable, Equatable {
 }
 
 /// A root's invitation to the platform, optionally with org invites that wait for the signup.
+@PublicInit
 public struct PlatformInvite: Sendable, Equatable {
     public var id: UUID
     public var email: String
@@ -54,16 +56,6 @@ public struct PlatformInvite: Sendable, Equatable {
     public var createdAt: Date
     public var expiresAt: Date
     public var orgInvites: [Invite]
-
-    public init(id: UUID, email: String, storedState: InviteState, inviterID: UUID?, createdAt: Date, expiresAt: Date, orgInvites: [Invite]) {
-        self.id = id
-        self.email = email
-        self.storedState = storedState
-        self.inviterID = inviterID
-        self.createdAt = createdAt
-        self.expiresAt = expiresAt
-        self.orgInvites = orgInvites
-    }
 
     public func state(at now: Date) -> InviteState {
         storedState == .pending && expiresAt <= now ? .expired : storedState

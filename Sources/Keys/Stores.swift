@@ -2,22 +2,16 @@ import Authority
 import Foundation
 import Identity
 import Tenancy
+import Memberwise
 
 /// An org-owned, non-human principal with one org role and its own API keys.
+@PublicInit
 public struct ServiceAccount: Sendable, Equatable {
     public var id: UUID
     public var orgID: UUID
     public var name: String
     public var role: Role
     public var createdAt: Date
-
-    public init(id: UUID, orgID: UUID, name: String, role: Role, createdAt: Date) {
-        self.id = id
-        self.orgID = orgID
-        self.name = name
-        self.role = role
-        self.createdAt = createdAt
-    }
 }
 
 /// Reads and writes of API keys and service accounts.

@@ -1,10 +1,12 @@
 import Foundation
 import Identity
 import Tenancy
+import Memberwise
 
 /// Extra claims a client has put in its ID tokens and userinfo answers (SPEC §14): presets
 /// computed from the person's orgs, and constants. Claims this server defines are reserved, and
 /// a template is capped in size so tokens stay small enough for headers.
+@PublicInit
 public struct ClaimTemplate: Sendable, Equatable {
     public enum Preset: String, Sendable, CaseIterable {
         /// Hasura's `https://hasura.io/jwt/claims` object.
@@ -13,13 +15,8 @@ public struct ClaimTemplate: Sendable, Equatable {
         case orgRoles = "org_roles"
     }
 
-    public var presets: [Preset]
-    public var constants: [String: JSONValue]
-
-    public init(presets: [Preset] = [], constants: [String: JSONValue] = [:]) {
-        self.presets = presets
-        self.constants = constants
-    }
+    public var presets: [Preset] = []
+    public var constants: [String: JSONValue] = [:]
 
     public static let hasuraClaim = "https://hasura.io/jwt/claims"
     /// The largest template, as canonical JSON.

@@ -2,6 +2,7 @@ import Authority
 import Foundation
 import Identity
 import Tenancy
+import Memberwise
 
 /// An authorization code as stored (by the hash of the code): what the login granted, waiting
 /// for the client to redeem it at the token endpoint.
@@ -36,16 +37,11 @@ public struct AuthorizationCode: Sendable, Equatable {
 
 /// What an OpenID client's session remembers of the login that opened it, for the ID tokens a
 /// refresh issues and for userinfo.
+@PublicInit
 public struct ClientSessionGrant: Sendable, Equatable {
     public var clientID: UUID
     public var orgID: UUID?
     public var authTime: Date?
-
-    public init(clientID: UUID, orgID: UUID?, authTime: Date?) {
-        self.clientID = clientID
-        self.orgID = orgID
-        self.authTime = authTime
-    }
 }
 
 /// What presenting a code led to.
@@ -79,18 +75,12 @@ public protocol GrantStore: Sendable {
 }
 
 /// What a person allowed an app.
+@PublicInit
 public struct Consent: Sendable, Equatable {
     public var clientID: UUID
     public var clientName: String
     public var scopes: [String]
     public var grantedAt: Date
-
-    public init(clientID: UUID, clientName: String, scopes: [String], grantedAt: Date) {
-        self.clientID = clientID
-        self.clientName = clientName
-        self.scopes = scopes
-        self.grantedAt = grantedAt
-    }
 }
 
 /// Why the token endpoint refused (RFC 6749 §5.2).

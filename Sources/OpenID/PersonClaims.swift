@@ -2,9 +2,11 @@ import Foundation
 import Identity
 import JWTKit
 import Tenancy
+import Memberwise
 
 /// What a client learns about a person: one set of claims for the ID token and userinfo, from
 /// the granted scopes, the login's org and the client's claim template (SPEC §14).
+@PublicInit
 public struct PersonClaims: Sendable {
     public var user: User
     public var scopes: [String]
@@ -14,15 +16,6 @@ public struct PersonClaims: Sendable {
     /// The org that owns the client, if any: the template's org when the login names none.
     public var clientOrg: UUID?
     public var template: ClaimTemplate?
-
-    public init(user: User, scopes: [String], orgs: [IDTokenClaims.OrgClaim], loginOrg: UUID?, clientOrg: UUID? = nil, template: ClaimTemplate?) {
-        self.user = user
-        self.scopes = scopes
-        self.orgs = orgs
-        self.loginOrg = loginOrg
-        self.clientOrg = clientOrg
-        self.template = template
-    }
 
     /// Whether the orgs must be read to make these claims.
     public static func needsOrgs(scopes: [String], template: ClaimTemplate?) -> Bool {
@@ -62,6 +55,7 @@ public struct PersonClaims: Sendable {
 }
 
 /// An ID token: the standard claims and a client's template claims beside them.
+@PublicInit
 public struct IDToken: JWTPayload {
     public var standard: IDTokenClaims
     public var extra: [String: JSONValue]
@@ -71,11 +65,6 @@ public struct IDToken: JWTPayload {
         var intValue: Int? { nil }
         init(stringValue: String) { self.stringValue = stringValue }
         init?(intValue: Int) { nil }
-    }
-
-    public init(standard: IDTokenClaims, extra: [String: JSONValue]) {
-        self.standard = standard
-        self.extra = extra
     }
 
     public init(from decoder: any Decoder) throws {

@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 extension Actor {
     /// May ask about subjects other than itself (SPEC §5): root, or a key with `authz:check`.
@@ -59,18 +60,12 @@ public enum AuthorizerError: Error, Sendable, Equatable {
 }
 
 /// One question of a check or batch.
+@PublicInit
 public struct Question: Sendable {
     public var subject: SubjectRef
     public var object: ObjectRef
     public var requirement: Requirement
-    public var consistency: Consistency
-
-    public init(subject: SubjectRef, object: ObjectRef, requirement: Requirement, consistency: Consistency = .cached) {
-        self.subject = subject
-        self.object = object
-        self.requirement = requirement
-        self.consistency = consistency
-    }
+    public var consistency: Consistency = .cached
 }
 
 /// One object's answer to `capabilities`.

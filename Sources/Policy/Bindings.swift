@@ -1,8 +1,10 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// A role on one object of an org (and everything below it), for a user or service account.
+@PublicInit
 public struct Binding: Sendable, Equatable {
     public var id: UUID
     public var orgID: UUID
@@ -13,18 +15,6 @@ public struct Binding: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
     public var auditEventID: UUID?
-
-    public init(id: UUID, orgID: UUID, principal: Principal, resource: ObjectRef, role: Role, expiresAt: Date?, createdAt: Date, updatedAt: Date, auditEventID: UUID?) {
-        self.id = id
-        self.orgID = orgID
-        self.principal = principal
-        self.resource = resource
-        self.role = role
-        self.expiresAt = expiresAt
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
-        self.auditEventID = auditEventID
-    }
 }
 
 /// Reads and org-locked writes of bindings. Implemented by the Storage module.
@@ -48,17 +38,13 @@ public protocol BindingWriter: Sendable {
 
 /// How many bindings an org, and one principal in an org, may hold (SPEC §18). Every check and
 /// lookup is bounded by these too: they cap what one tenant can make another account carry.
+@PublicInit
 public struct BindingQuotas: Sendable, Equatable {
-    public var perOrg: Int
-    public var perPrincipal: Int
+    public var perOrg: Int = defaultPerOrg
+    public var perPrincipal: Int = defaultPerPrincipal
 
     public static let defaultPerOrg = 10_000
     public static let defaultPerPrincipal = 1_000
-
-    public init(perOrg: Int = defaultPerOrg, perPrincipal: Int = defaultPerPrincipal) {
-        self.perOrg = perOrg
-        self.perPrincipal = perPrincipal
-    }
 }
 
 /// Why a binding write was refused (mapped to a problem at the HTTP edge).

@@ -1,11 +1,13 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// The answer to "may this subject do this action on this object?".
 ///
 /// The reason is kept as a small value and turned into text only when asked for: a decision
 /// made millions of times a second must not build a string each time.
+@PublicInit
 public struct Decision: Sendable, Equatable {
     public enum Why: Sendable, Equatable {
         case noGrant
@@ -23,12 +25,6 @@ public struct Decision: Sendable, Equatable {
     /// The subject's effective role on the object (after key scopes), nil when it has none.
     public var role: Role?
     public var why: Why
-
-    public init(allowed: Bool, role: Role?, why: Why) {
-        self.allowed = allowed
-        self.role = role
-        self.why = why
-    }
 
     public init(allowed: Bool, role: Role?, reason: String) {
         self.init(allowed: allowed, role: role, why: .text(reason))

@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// Times as seconds since 1970; `.infinity` for grants that never expire. A Double compares in
 /// one instruction, which matters at millions of decisions a second.
@@ -11,34 +12,22 @@ extension Date {
 }
 
 /// A membership as the decision engine sees it.
+@PublicInit
 public struct MemberGrant: Sendable, Equatable {
     public var role: Role
-    public var expiresAt: Instant
+    public var expiresAt: Instant = .infinity
     public var auditEventID: UUID?
-
-    public init(role: Role, expiresAt: Instant = .infinity, auditEventID: UUID? = nil) {
-        self.role = role
-        self.expiresAt = expiresAt
-        self.auditEventID = auditEventID
-    }
 }
 
 /// A role binding as the decision engine sees it: a role on one object (and everything below it).
+@PublicInit
 public struct BindingGrant: Sendable, Equatable {
     public var id: UUID
     /// The resource's path below its org (`ObjectRef.path`); empty for the org itself.
     public var path: String
     public var role: Role
-    public var expiresAt: Instant
+    public var expiresAt: Instant = .infinity
     public var auditEventID: UUID?
-
-    public init(id: UUID, path: String, role: Role, expiresAt: Instant = .infinity, auditEventID: UUID? = nil) {
-        self.id = id
-        self.path = path
-        self.role = role
-        self.expiresAt = expiresAt
-        self.auditEventID = auditEventID
-    }
 }
 
 /// Where a binding sits in the index: whose it is and on which exact path.
@@ -53,16 +42,11 @@ public struct BindingKey: Sendable, Hashable {
 }
 
 /// A principal's membership in one group, as the engine sees it.
+@PublicInit
 public struct GroupEdge: Sendable, Equatable {
     public var group: UUID
-    public var expiresAt: Instant
+    public var expiresAt: Instant = .infinity
     public var auditEventID: UUID?
-
-    public init(group: UUID, expiresAt: Instant = .infinity, auditEventID: UUID? = nil) {
-        self.group = group
-        self.expiresAt = expiresAt
-        self.auditEventID = auditEventID
-    }
 }
 
 /// A group a principal belongs to, directly or through nesting, and until when (its direct
@@ -73,6 +57,7 @@ public struct GroupReach: Sendable, Equatable {
 }
 
 /// An explicit allow or deny of one permission on an object and everything below it (SPEC §17).
+@PublicInit
 public struct OverrideGrant: Sendable, Equatable {
     public enum Effect: String, Sendable, Equatable { case allow, deny }
 
@@ -81,20 +66,10 @@ public struct OverrideGrant: Sendable, Equatable {
     public var path: String
     public var permission: String
     public var effect: Effect
-    public var expiresAt: Instant
+    public var expiresAt: Instant = .infinity
     /// Why it exists, as its author wrote (shown by `explain`).
-    public var reason: String
+    public var reason: String = ""
     public var auditEventID: UUID?
-
-    public init(id: UUID, path: String, permission: String, effect: Effect, expiresAt: Instant = .infinity, reason: String = "", auditEventID: UUID? = nil) {
-        self.id = id
-        self.path = path
-        self.permission = permission
-        self.effect = effect
-        self.expiresAt = expiresAt
-        self.reason = reason
-        self.auditEventID = auditEventID
-    }
 }
 
 /// Every grant of one org, indexed so that a check costs O(depth of the object path), never

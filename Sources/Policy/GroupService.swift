@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// Groups and their members (SPEC §17): reading needs `members.read`, writing `members.write`
 /// (admin+), and the rank rules of memberships and bindings hold for groups too:
@@ -25,18 +26,12 @@ public struct GroupService: Sendable {
 
     /// The fields a create or update may set; nil leaves a field as it is. `parentID` is
     /// `.some(nil)` to move a group to the top.
+    @PublicInit
     public struct Fields: Sendable {
         public var name: String?
         public var description: String?
         public var metadata: JSONValue?
         public var parentID: UUID??
-
-        public init(name: String? = nil, description: String? = nil, metadata: JSONValue? = nil, parentID: UUID?? = nil) {
-            self.name = name
-            self.description = description
-            self.metadata = metadata
-            self.parentID = parentID
-        }
     }
 
     // MARK: Reads

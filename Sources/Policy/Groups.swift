@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// A team inside an org (SPEC §17). Groups form a tree through `parentID`; a child group is a
 /// member of its parent, so whatever the parent holds reaches the child's members too.
@@ -30,6 +31,7 @@ public struct Group: Sendable, Equatable {
 }
 
 /// A member of a group: a user or service account of the org (which may lapse), or a child group.
+@PublicInit
 public struct GroupMember: Sendable, Equatable {
     public var groupID: UUID
     public var member: Principal
@@ -38,15 +40,6 @@ public struct GroupMember: Sendable, Equatable {
     public var expiresAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
-
-    public init(groupID: UUID, member: Principal, label: String?, expiresAt: Date?, createdAt: Date, updatedAt: Date) {
-        self.groupID = groupID
-        self.member = member
-        self.label = label
-        self.expiresAt = expiresAt
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
-    }
 }
 
 /// An explicit allow or deny of one permission on a resource and below (SPEC §17).
@@ -139,17 +132,13 @@ public struct GroupTree: Sendable, Equatable {
 }
 
 /// How many groups and overrides an org may hold (SPEC §18).
+@PublicInit
 public struct GroupQuotas: Sendable, Equatable {
-    public var groupsPerOrg: Int
-    public var overridesPerOrg: Int
+    public var groupsPerOrg: Int = defaultGroupsPerOrg
+    public var overridesPerOrg: Int = defaultOverridesPerOrg
 
     public static let defaultGroupsPerOrg = 1_000
     public static let defaultOverridesPerOrg = 10_000
-
-    public init(groupsPerOrg: Int = defaultGroupsPerOrg, overridesPerOrg: Int = defaultOverridesPerOrg) {
-        self.groupsPerOrg = groupsPerOrg
-        self.overridesPerOrg = overridesPerOrg
-    }
 }
 
 /// Why a group or override write was refused (mapped to a problem at the HTTP edge).

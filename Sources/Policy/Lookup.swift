@@ -1,17 +1,14 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// One object where a subject holds a permission, with its effective role there.
+@PublicInit
 public struct LookupItem: Sendable, Equatable {
     public var object: ObjectRef
     /// The effective role there; nil where only an override allows the permission.
     public var role: Role?
-
-    public init(object: ObjectRef, role: Role?) {
-        self.object = object
-        self.role = role
-    }
 }
 
 /// "Where does this subject hold X?" in one pass over what the subject holds (issue 21: it

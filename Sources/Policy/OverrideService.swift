@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// Overrides (SPEC §17): explicit allows and denies of one permission on a resource and below,
 /// at `/v1/orgs/{org_id}/overrides`, for admins (`bindings.write`). The rank rules:
@@ -31,6 +32,7 @@ public struct OverrideService: Sendable {
         return try await store.overrides(orgID: orgID, limit: limit, offset: offset)
     }
 
+    @PublicInit
     public struct Fields: Sendable {
         public var subject: Principal
         public var resource: String
@@ -38,15 +40,6 @@ public struct OverrideService: Sendable {
         public var effect: OverrideGrant.Effect
         public var expiresAt: Date?
         public var reason: String
-
-        public init(subject: Principal, resource: String, permission: String, effect: OverrideGrant.Effect, expiresAt: Date?, reason: String) {
-            self.subject = subject
-            self.resource = resource
-            self.permission = permission
-            self.effect = effect
-            self.expiresAt = expiresAt
-            self.reason = reason
-        }
     }
 
     public func create(actor: Actor, orgID: UUID, fields: Fields) async throws -> (Override, Int64) {

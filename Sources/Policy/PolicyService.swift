@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 public enum Consistency: String, Sendable {
     /// From memory (the default): exact locally at once, on other nodes within the propagation bound.
@@ -94,18 +95,12 @@ public struct PolicyService: Sendable {
     }
 
     /// One check of a batch; a nil subject is one that did not resolve (an invalid token).
+    @PublicInit
     public struct Check: Sendable {
         public var subject: Subject?
         public var object: ObjectRef
         public var requirement: Requirement
         public var consistency: Consistency
-
-        public init(subject: Subject?, object: ObjectRef, requirement: Requirement, consistency: Consistency) {
-            self.subject = subject
-            self.object = object
-            self.requirement = requirement
-            self.consistency = consistency
-        }
     }
 
     /// Decides checks in order, each org read through at most once, pacing the loop (it stops

@@ -3,22 +3,17 @@ import Foundation
 import Policy
 import Synchronization
 import Tenancy
+import Memberwise
 
 /// The change log: one row per acknowledged write, numbered by a monotonic revision.
 /// Other nodes follow it (`ChangeFeed`) to keep their in-memory state exact, and clients use
 /// revisions for read-your-writes.
+@PublicInit
 public struct Change: Sendable, Equatable {
     public var revision: Int64
     public var at: Date
     public var kind: String
     public var subject: String
-
-    public init(revision: Int64, at: Date, kind: String, subject: String) {
-        self.revision = revision
-        self.at = at
-        self.kind = kind
-        self.subject = subject
-    }
 
     public init(revision: Int64, at: Date, _ event: ChangeEvent) {
         self.init(revision: revision, at: at, kind: event.kind, subject: event.subject)
@@ -274,14 +269,10 @@ public final class ChangeApplier: Sendable {
 
 /// This node's memory against the staleness bound (SPEC §18): past it, answers read through
 /// the database and credentials are checked against it.
+@PublicInit
 public struct Freshness: RevisionGate {
     public let changes: ChangeApplier
     public let bound: Duration
-
-    public init(changes: ChangeApplier, bound: Duration) {
-        self.changes = changes
-        self.bound = bound
-    }
 
     public var isStale: Bool { changes.staleness > bound }
 

@@ -1,14 +1,11 @@
 import Foundation
+import Memberwise
 
 /// Which audit events a read wants: one action (`member.added`), one actor's, or both.
+@PublicInit
 public struct AuditFilter: Sendable, Equatable {
     public var action: String?
     public var actorID: UUID?
-
-    public init(action: String? = nil, actorID: UUID? = nil) {
-        self.action = action
-        self.actorID = actorID
-    }
 }
 
 /// Reading the audit log: an org's (admins, `audit.read`) and the platform's (root).

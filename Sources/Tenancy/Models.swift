@@ -1,7 +1,9 @@
 import Authority
 import Foundation
+import Memberwise
 
 /// An organization: the tenant that owns memberships, invites, bindings and keys.
+@PublicInit
 public struct Org: Sendable, Equatable {
     public var id: UUID
     public var name: String
@@ -11,30 +13,17 @@ public struct Org: Sendable, Equatable {
     public var updatedAt: Date
     /// `settings.max_key_ttl`: keys scoped to this org live at most this many seconds.
     public var maxKeyTTL: Int?
-
-    public init(id: UUID, name: String, description: String, metadata: [String: JSONValue], createdAt: Date, updatedAt: Date, maxKeyTTL: Int? = nil) {
-        self.id = id
-        self.name = name
-        self.description = description
-        self.metadata = metadata
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
-        self.maxKeyTTL = maxKeyTTL
-    }
 }
 
 /// An org together with the caller's current role in it (nil: the root looking at an org it is not in).
+@PublicInit
 public struct OrgView: Sendable, Equatable {
     public var org: Org
     public var role: Role?
-
-    public init(org: Org, role: Role?) {
-        self.org = org
-        self.role = role
-    }
 }
 
 /// A user's role in an org; with `expiresAt` it is a time-bound grant that stops counting after it.
+@PublicInit
 public struct Membership: Sendable, Equatable {
     public var orgID: UUID
     public var userID: UUID
@@ -45,16 +34,6 @@ public struct Membership: Sendable, Equatable {
     /// The audit event that last set this membership (for `explain`).
     public var auditEventID: UUID?
 
-    public init(orgID: UUID, userID: UUID, role: Role, expiresAt: Date?, createdAt: Date, updatedAt: Date, auditEventID: UUID? = nil) {
-        self.orgID = orgID
-        self.userID = userID
-        self.role = role
-        self.expiresAt = expiresAt
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
-        self.auditEventID = auditEventID
-    }
-
     /// Whether the membership counts at `now`.
     public func isCurrent(at now: Date) -> Bool {
         expiresAt.map { $0 > now } ?? true
@@ -62,55 +41,36 @@ public struct Membership: Sendable, Equatable {
 }
 
 /// A membership with the member's user details, as listed.
+@PublicInit
 public struct Member: Sendable, Equatable {
     public var membership: Membership
     public var email: String
     public var name: String
-
-    public init(membership: Membership, email: String, name: String) {
-        self.membership = membership
-        self.email = email
-        self.name = name
-    }
 }
 
 /// Just enough of a user to add them to an org.
+@PublicInit
 public struct UserRef: Sendable, Equatable {
     public var id: UUID
     public var email: String
     public var name: String
-    public var emailVerified: Bool
-
-    public init(id: UUID, email: String, name: String, emailVerified: Bool = false) {
-        self.id = id
-        self.email = email
-        self.name = name
-        self.emailVerified = emailVerified
-    }
+    public var emailVerified: Bool = false
 }
 
 /// Who does something: a user in a session, a user through an API key (narrowed by its
 /// scopes), or an org's service account. The same principal-plus-scopes `Subject` that
 /// decisions are made for, so scope narrowing exists once (`KeyScopes.narrow`).
+@PublicInit
 public struct Actor: Sendable, Equatable {
     public var subject: Subject
     public var isRoot: Bool
     /// A service account's one grant: its org and role.
     public var serviceAccountGrant: ServiceAccountGrant?
 
+    @PublicInit
     public struct ServiceAccountGrant: Sendable, Equatable {
         public var orgID: UUID
         public var role: Role
-        public init(orgID: UUID, role: Role) {
-            self.orgID = orgID
-            self.role = role
-        }
-    }
-
-    public init(subject: Subject, isRoot: Bool, serviceAccountGrant: ServiceAccountGrant? = nil) {
-        self.subject = subject
-        self.isRoot = isRoot
-        self.serviceAccountGrant = serviceAccountGrant
     }
 
     public static func user(_ id: UUID, isRoot: Bool, scopes: KeyScopes? = nil) -> Actor {
@@ -141,26 +101,16 @@ public struct Actor: Sendable, Equatable {
 }
 
 /// One entry of the audit log, written in the same transaction as the change it records.
+@PublicInit
 public struct AuditEvent: Sendable, Equatable {
-    public var id: UUID
+    public var id: UUID = UUID()
     public var at: Date
     public var actorType: String
     public var actorID: UUID?
     public var action: String
     public var orgID: UUID?
     public var target: String
-    public var details: [String: JSONValue]
-
-    public init(id: UUID = UUID(), at: Date, actorType: String, actorID: UUID?, action: String, orgID: UUID?, target: String, details: [String: JSONValue] = [:]) {
-        self.id = id
-        self.at = at
-        self.actorType = actorType
-        self.actorID = actorID
-        self.action = action
-        self.orgID = orgID
-        self.target = target
-        self.details = details
-    }
+    public var details: [String: JSONValue] = [:]
 }
 
 /// Audit action names.
@@ -208,27 +158,17 @@ public enum FieldUpdate<Value: Sendable & Equatable>: Sendable, Equatable {
 }
 
 /// Fields of `PATCH /v1/orgs/{id}`.
+@PublicInit
 public struct OrgPatch: Sendable, Equatable {
     public var name: FieldUpdate<String> = .keep
     public var description: FieldUpdate<String> = .keep
     public var metadata: FieldUpdate<[String: JSONValue]> = .keep
     public var maxKeyTTL: FieldUpdate<Int?> = .keep
-
-    public init(name: FieldUpdate<String> = .keep, description: FieldUpdate<String> = .keep, metadata: FieldUpdate<[String: JSONValue]> = .keep, maxKeyTTL: FieldUpdate<Int?> = .keep) {
-        self.name = name
-        self.description = description
-        self.metadata = metadata
-        self.maxKeyTTL = maxKeyTTL
-    }
 }
 
 /// Fields of `PATCH /v1/orgs/{id}/members/{user_id}`; `expiresAt: .set(nil)` makes the grant permanent.
+@PublicInit
 public struct MemberPatch: Sendable, Equatable {
     public var role: FieldUpdate<Role> = .keep
     public var expiresAt: FieldUpdate<Date?> = .keep
-
-    public init(role: FieldUpdate<Role> = .keep, expiresAt: FieldUpdate<Date?> = .keep) {
-        self.role = role
-        self.expiresAt = expiresAt
-    }
 }

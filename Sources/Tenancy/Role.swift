@@ -1,4 +1,5 @@
 import Authority
+import Memberwise
 
 /// Built-in permission names (SPEC §4).
 public enum Permission {
@@ -17,6 +18,7 @@ public enum Permission {
 
 /// The one table mapping each permission to the least role that holds it. Every access check
 /// in the product goes through it; custom permissions are merged in from the policy file.
+@PublicInit
 public struct PermissionTable: Sendable, Equatable {
     public private(set) var leastRole: [String: Role]
 
@@ -33,10 +35,6 @@ public struct PermissionTable: Sendable, Equatable {
         Permission.orgDelete: .owner,
         Permission.membersOwners: .owner,
     ])
-
-    public init(leastRole: [String: Role]) {
-        self.leastRole = leastRole
-    }
 
     /// The least role for `permission`; nil for a permission nobody declared.
     public func role(for permission: String) -> Role? { leastRole[permission] }

@@ -1,5 +1,6 @@
 import Authority
 import Foundation
+import Memberwise
 
 /// Reads of orgs, memberships and the audit log. Implemented by the Storage module.
 public protocol TenancyStore: Sendable {
@@ -50,14 +51,9 @@ public protocol TenancyWriter: Sendable {
 }
 
 /// A pending invite ended because its inviter lost the standing to send it.
+@PublicInit
 public struct EndedInvite: Sendable, Equatable {
     public var id: UUID
     public var email: String
     public var role: Role
-
-    public init(id: UUID, email: String, role: Role) {
-        self.id = id
-        self.email = email
-        self.role = role
-    }
 }

@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Tenancy
+import Memberwise
 
 /// Where events are sent (SPEC §16): an org's endpoint (its admins') or a platform endpoint
 /// (`orgID` nil: the root's), which hears every event of the instance.
@@ -31,18 +32,12 @@ public struct WebhookEndpoint: Sendable, Equatable {
 }
 
 /// The fields of a registration or a patch; nil leaves a field as it is.
+@PublicInit
 public struct WebhookFields: Sendable, Equatable {
     public var url: String?
     public var description: String?
     public var eventTypes: [String]?
     public var enabled: Bool?
-
-    public init(url: String? = nil, description: String? = nil, eventTypes: [String]? = nil, enabled: Bool? = nil) {
-        self.url = url
-        self.description = description
-        self.eventTypes = eventTypes
-        self.enabled = enabled
-    }
 }
 
 /// An endpoint with its new secret, shown this once.
@@ -54,6 +49,7 @@ public struct RegisteredWebhook: Sendable {
 }
 
 /// One event for one endpoint, and how its last attempt went: a line of the delivery log.
+@PublicInit
 public struct WebhookDelivery: Sendable, Equatable {
     public enum State: String, Sendable {
         case pending, delivered, failed
@@ -75,17 +71,6 @@ public struct WebhookDelivery: Sendable, Equatable {
     public var lastError: String?
 
     public static let excerptLimit = 512
-
-    public init(id: UUID, endpointID: UUID, eventID: UUID, eventType: String, state: State, attempts: Int, nextAttemptAt: Date, createdAt: Date) {
-        self.id = id
-        self.endpointID = endpointID
-        self.eventID = eventID
-        self.eventType = eventType
-        self.state = state
-        self.attempts = attempts
-        self.nextAttemptAt = nextAttemptAt
-        self.createdAt = createdAt
-    }
 }
 
 /// What became of one attempt to send a delivery.
@@ -116,20 +101,13 @@ public struct AttemptOutcome: Sendable, Equatable {
 }
 
 /// A delivery ready to be sent: the event's id and body.
+@PublicInit
 public struct DueDelivery: Sendable {
     public var id: UUID
     public var attempts: Int
     public var nextAttemptAt: Date
     public var eventID: UUID
     public var payload: String
-
-    public init(id: UUID, attempts: Int, nextAttemptAt: Date, eventID: UUID, payload: String) {
-        self.id = id
-        self.attempts = attempts
-        self.nextAttemptAt = nextAttemptAt
-        self.eventID = eventID
-        self.payload = payload
-    }
 }
 
 /// Seals webhook secrets at rest (with the instance's master key) and opens them for signing.
@@ -165,32 +143,22 @@ public protocol WebhookWriter: Sendable {
 }
 
 /// An endpoint this node holds the lease of: it alone sends its queue until the lease ends.
+@PublicInit
 public struct LeasedEndpoint: Sendable, Equatable {
     public var id: UUID
     public var url: String
     /// The current secret's sealed form, then the previous one's while it still signs.
     public var sealedSecrets: [String]
-
-    public init(id: UUID, url: String, sealedSecrets: [String]) {
-        self.id = id
-        self.url = url
-        self.sealedSecrets = sealedSecrets
-    }
 }
 
 /// How an attempt ends for its delivery and its endpoint.
+@PublicInit
 public struct AttemptVerdict: Sendable, Equatable {
     public var state: WebhookDelivery.State
     /// When to try again (`pending`).
     public var nextAttemptAt: Date
     /// Set when the endpoint is turned off (410 Gone, or a delivery given up).
     public var disableReason: String?
-
-    public init(state: WebhookDelivery.State, nextAttemptAt: Date, disableReason: String? = nil) {
-        self.state = state
-        self.nextAttemptAt = nextAttemptAt
-        self.disableReason = disableReason
-    }
 }
 
 /// The delivery queue as the sender sees it. Leases are per endpoint: the holder sends that

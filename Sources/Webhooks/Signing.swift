@@ -1,15 +1,13 @@
 import Crypto
 import Foundation
+import Memberwise
 
 /// A webhook endpoint's signing secret in the Standard Webhooks form: `whsec_` and the base64 of
 /// the key. Shown once when made; only the sealed key is kept.
+@PublicInit
 public struct WebhookSecret: Sendable, Equatable {
     public static let prefix = "whsec_"
     public let key: Data
-
-    public init(key: Data) {
-        self.key = key
-    }
 
     /// A new secret: 32 random bytes.
     public static func mint() -> WebhookSecret {

@@ -1,6 +1,7 @@
 import Foundation
 import Tenancy
 import Wire
+import Memberwise
 
 /// One event as receivers get it: the audited change, with the changed object itself.
 ///
@@ -8,20 +9,13 @@ import Wire
 /// event's `id` (also the `webhook-id` header, the same on every retry: receivers de-duplicate
 /// on it), the change log `revision` of its transaction, the `org_id`, the `actor` and the
 /// audit `details`.
+@PublicInit
 public struct WebhookEvent: Sendable, Equatable {
     public var id: UUID
     public var type: String
     public var at: Date
     public var orgID: UUID?
     public var body: [String: JSONValue]
-
-    public init(id: UUID, type: String, at: Date, orgID: UUID?, body: [String: JSONValue]) {
-        self.id = id
-        self.type = type
-        self.at = at
-        self.orgID = orgID
-        self.body = body
-    }
 
     /// The event of an audit record; `object` is the changed object as the transaction left it
     /// (nil when it is gone: then `data` is its id and the details).

@@ -1,19 +1,16 @@
 import Foundation
 import Hummingbird
 import Tenancy
+import Memberwise
 
 /// `?limit=` (1...100, default 20) and `?offset=` (≥ 0); a repeated key is an error.
+@PublicInit
 public struct Page: Sendable, Equatable {
-    public var limit: Int
-    public var offset: Int
+    public var limit: Int = defaultLimit
+    public var offset: Int = 0
 
     public static let defaultLimit = 20
     public static let maxLimit = 100
-
-    public init(limit: Int = defaultLimit, offset: Int = 0) {
-        self.limit = limit
-        self.offset = offset
-    }
 
     public init(from request: Request) throws {
         func single(_ name: String) throws -> String? { try request.singleQuery(name) }

@@ -1,6 +1,7 @@
 import Authority
 import Foundation
 import Wire
+import Memberwise
 
 /// The SQL dialects Portcullis speaks. Store code is written once; only DDL differs per dialect.
 public enum SQLDialect: String, Sendable {
@@ -72,14 +73,10 @@ public final class SQLColumns: Sendable {
 
 /// One result row, read by column name. Getters convert the driver's storage class
 /// (SQLite keeps UUIDs as text, dates as integer microseconds, booleans as integers).
+@PublicInit
 public struct SQLRow: Sendable {
     public let columns: SQLColumns
     public let cells: [SQLValue]
-
-    public init(columns: SQLColumns, cells: [SQLValue]) {
-        self.columns = columns
-        self.cells = cells
-    }
 
     public init(values: [String: SQLValue]) {
         self.init(columns: SQLColumns(Array(values.keys)), cells: Array(values.values))
