@@ -65,7 +65,7 @@ extension CheckBody: QuickJSONReadable {
 
     fileprivate static func read(_ reader: inout JSONReader) throws(Unsure) -> CheckBody {
         var subject = JSONReader.Field<SubjectBody?>(), object = JSONReader.Field<String>(), action = JSONReader.Field<String>()
-        var consistency = JSONReader.Field<String?>(), atLeast = JSONReader.Field<Int64?>()
+        var options = DecisionOptions()
         try reader.object { r, key throws(Unsure) in
             if key.is("subject") {
                 try subject.read(&r) { r throws(Unsure) in try r.null() ? nil : SubjectBody.read(&r) }
@@ -73,19 +73,14 @@ extension CheckBody: QuickJSONReadable {
                 try object.read(&r) { r throws(Unsure) in try r.string() }
             } else if key.is("action") {
                 try action.read(&r) { r throws(Unsure) in try r.string() }
-            } else if key.is("consistency") {
-                try consistency.read(&r) { r throws(Unsure) in try r.optionalString() }
-            } else if key.is("atLeast", or: "at_least") {
-                try atLeast.read(&r) { r throws(Unsure) in try r.optionalInt64() }
             } else {
-                try key.mustBeUnknown(properties)
-                try r.skipValue()
+                try options.read(key, &r, properties: properties)
             }
         }
         // A missing field is the decoder's to word (its 400 names the field).
         guard let object = object.value, let action = action.value else { throw Unsure() }
         return CheckBody(subject: subject.value ?? nil, object: object, action: action,
-                         consistency: consistency.value ?? nil, atLeast: atLeast.value ?? nil)
+                         consistency: options.consistency, atLeast: options.atLeast)
     }
 }
 
@@ -97,7 +92,7 @@ extension BatchBody: QuickJSONReadable {
     }
 
     fileprivate static func read(_ reader: inout JSONReader) throws(Unsure) -> BatchBody {
-        var checks = JSONReader.Field<[CheckBody]>(), consistency = JSONReader.Field<String?>(), atLeast = JSONReader.Field<Int64?>()
+        var checks = JSONReader.Field<[CheckBody]>(), options = DecisionOptions()
         try reader.object { r, key throws(Unsure) in
             if key.is("checks") {
                 try checks.read(&r) { r throws(Unsure) in
@@ -105,16 +100,31 @@ extension BatchBody: QuickJSONReadable {
                     try r.array { r throws(Unsure) in all.append(try CheckBody.read(&r)) }
                     return all
                 }
-            } else if key.is("consistency") {
-                try consistency.read(&r) { r throws(Unsure) in try r.optionalString() }
-            } else if key.is("atLeast", or: "at_least") {
-                try atLeast.read(&r) { r throws(Unsure) in try r.optionalInt64() }
             } else {
-                try key.mustBeUnknown(properties)
-                try r.skipValue()
+                try options.read(key, &r, properties: properties)
             }
         }
         guard let checks = checks.value else { throw Unsure() }
-        return BatchBody(checks: checks, consistency: consistency.value ?? nil, atLeast: atLeast.value ?? nil)
+        return BatchBody(checks: checks, consistency: options.consistency, atLeast: options.atLeast)
+    }
+}
+
+/// `consistency` and `atLeast`, which a check and a batch both take, and what becomes of any
+/// other key of theirs: ignored unless the decoder would read it as one of `properties`.
+private struct DecisionOptions {
+    private var consistencyField = JSONReader.Field<String?>(), atLeastField = JSONReader.Field<Int64?>()
+
+    var consistency: String? { consistencyField.value ?? nil }
+    var atLeast: Int64? { atLeastField.value ?? nil }
+
+    mutating func read(_ key: JSONReader.Key, _ r: inout JSONReader, properties: [StaticString]) throws(Unsure) {
+        if key.is("consistency") {
+            try consistencyField.read(&r) { r throws(Unsure) in try r.optionalString() }
+        } else if key.is("atLeast", or: "at_least") {
+            try atLeastField.read(&r) { r throws(Unsure) in try r.optionalInt64() }
+        } else {
+            try key.mustBeUnknown(properties)
+            try r.skipValue()
+        }
     }
 }
