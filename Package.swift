@@ -167,9 +167,7 @@ let package = Package(
             name: "PortcullisTests",
             dependencies: [
                 "Server", "Storage", "Identity", "Tenancy", "Policy", "Keys", "Invites", "OpenID", "Authority", "Wire", "Webhooks", "Federation",
-                "Memberwise", "MemberwiseMacros",
-                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
-                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+                "Memberwise",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
