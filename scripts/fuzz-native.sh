@@ -17,7 +17,8 @@ swiftc -sanitize=address -parse-as-library -module-name Authority -emit-module -
     -emit-library -static -o "$out/libAuthority.a" Sources/Authority/*.swift 2>"$out/build.log" || { cat "$out/build.log" >&2; exit 1; }
 swiftc -sanitize=fuzzer,address -parse-as-library -module-name FuzzTargets -I "$out" -L "$out" -lAuthority \
     Sources/Policy/ObjectRef.swift Sources/Identity/Email.swift Sources/Server/Middleware/ClientAddress.swift \
-    Sources/Server/HTTP/JSONReader.swift Sources/Server/HTTP/Decisions/DecisionBodies.swift \
+    Sources/Server/HTTP/JSONReader.swift Sources/Server/HTTP/JSONEscapes.swift \
+    Sources/Server/HTTP/Decisions/DecisionBodies.swift \
     Fuzz/ParserTargets.swift -o "$out/parser-targets" 2>"$out/build.log" || { cat "$out/build.log" >&2; exit 1; }
 # The checked-in seeds stay as they are; libFuzzer grows a copy.
 corpus=$(mktemp -d)
