@@ -39,12 +39,9 @@ public struct SQLClientStore: SQLStore, ClientStore {
     }
 
     public func clients(orgID: UUID?, limit: Int, offset: Int) async throws -> ([OAuthClient], Int) {
-        let condition = orgID == nil ? "org_id IS NULL" : "org_id = $3"
-        let binds: [SQLValue] = [limit.sqlValue, offset.sqlValue] + (orgID.map { [$0.sqlValue] } ?? [])
-        let rows = try await db.query("SELECT \(Self.columns) FROM oauth_clients WHERE \(condition) ORDER BY created_at, id LIMIT $1 OFFSET $2", binds)
-        let count = orgID == nil ? "org_id IS NULL" : "org_id = $1"
-        let total = try await db.query("SELECT COUNT(*) AS n FROM oauth_clients WHERE \(count)", orgID.map { [$0.sqlValue] } ?? []).first?.int("n") ?? 0
-        return (try rows.map(Self.decode), Int(total))
+        let (condition, binds) = SQLTenancyStore.orgOrPlatform(orgID)
+        return try await db.page(
+            select: Self.columns, "FROM oauth_clients WHERE \(condition)", orderBy: "created_at, id", binds, limit: limit, offset: offset, Self.decode)
     }
 
     public func writeClients<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any ClientWriter) async throws -> T) async throws -> T {

@@ -100,7 +100,7 @@ public struct SQLFederationStore: SQLStore, FederationStore {
     }
 
     public func identityCount(providerID: String) async throws -> Int {
-        Int(try await db.queryFirst("SELECT COUNT(*) AS n FROM user_identities WHERE provider_id = $1", providerID)?.int("n") ?? 0)
+        try await db.count("FROM user_identities WHERE provider_id = $1", providerID)
     }
 
     static func identityDetails(_ i: LinkedIdentity) -> [String: JSONValue] {
@@ -136,7 +136,7 @@ public struct SQLFederationStore: SQLStore, FederationStore {
             guard let row = try await tx.queryFirst(
                 "SELECT \(Self.identityColumns) FROM user_identities WHERE id = $1 AND user_id = $2", identityID, userID) else { return .notFound }
             let identity = try Self.decodeIdentity(row)
-            let others = try await tx.queryFirst("SELECT COUNT(*) AS n FROM user_identities WHERE user_id = $1 AND id <> $2", userID, identityID)?.int("n") ?? 0
+            let others = try await tx.count("FROM user_identities WHERE user_id = $1 AND id <> $2", userID, identityID)
             if try user.string("password_hash").isEmpty, others == 0 { return .lastCredential }
             try await tx.execute("DELETE FROM user_identities WHERE id = $1", identityID)
             try await Self.audit(tx, "identity.unlinked", actor: .user(userID), target: "user:\(userID.lowercasedString)", at: now, Self.identityDetails(identity))

@@ -46,10 +46,9 @@ public struct SQLGroupStore: SQLStore, GroupStore {
     // MARK: Reads
 
     public func groups(orgID: UUID, limit: Int, offset: Int) async throws -> ([Group], Int) {
-        let rows = try await db.query(
-            "SELECT \(Self.groupColumns) FROM groups WHERE org_id = $1 ORDER BY name_key, id LIMIT $2 OFFSET $3", orgID, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM groups WHERE org_id = $1", orgID)?.int("n") ?? 0
-        return (try rows.map(Self.decodeGroup), Int(total))
+        try await db.page(
+            select: Self.groupColumns, "FROM groups WHERE org_id = $1", orderBy: "name_key, id", [orgID.sqlValue], limit: limit, offset: offset,
+            Self.decodeGroup)
     }
 
     public func group(id: UUID, orgID: UUID) async throws -> Group? {
@@ -71,19 +70,18 @@ public struct SQLGroupStore: SQLStore, GroupStore {
                 FROM groups g WHERE g.parent_id = $1
             ) m ORDER BY kind, created_at, sort_key, member_id LIMIT $2 OFFSET $3
             """, groupID, limit, offset)
-        let people = try await db.queryFirst("SELECT COUNT(*) AS n FROM group_members WHERE group_id = $1", groupID)?.int("n") ?? 0
-        let children = try await db.queryFirst("SELECT COUNT(*) AS n FROM groups WHERE parent_id = $1", groupID)?.int("n") ?? 0
+        let people = try await db.count("FROM group_members WHERE group_id = $1", groupID)
+        let children = try await db.count("FROM groups WHERE parent_id = $1", groupID)
         return (try rows.map { r in
             GroupMember(groupID: groupID, member: try Self.member(r), label: try r.optionalString("label"), expiresAt: try r.optionalDate("expires_at"),
                         createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"))
-        }, Int(people + children))
+        }, people + children)
     }
 
     public func overrides(orgID: UUID, limit: Int, offset: Int) async throws -> ([Override], Int) {
-        let rows = try await db.query(
-            "SELECT \(Self.overrideColumns) FROM overrides WHERE org_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3", orgID, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM overrides WHERE org_id = $1", orgID)?.int("n") ?? 0
-        return (try rows.map(Self.decodeOverride), Int(total))
+        try await db.page(
+            select: Self.overrideColumns, "FROM overrides WHERE org_id = $1", orderBy: "created_at, id", [orgID.sqlValue], limit: limit, offset: offset,
+            Self.decodeOverride)
     }
 
     public func writeGroups<T: Sendable>(lockingOrg orgID: UUID, _ body: @escaping @Sendable (any TenancyWriter, any GroupWriter) async throws -> T) async throws -> T {
@@ -243,7 +241,7 @@ public struct SQLGroupStore: SQLStore, GroupStore {
         }
 
         func groupCount(orgID: UUID) async throws -> Int {
-            Int(try await tx.queryFirst("SELECT COUNT(*) AS n FROM groups WHERE org_id = $1", orgID)?.int("n") ?? 0)
+            try await tx.count("FROM groups WHERE org_id = $1", orgID)
         }
 
         func memberRole(_ principal: Principal, orgID: UUID, at: Date) async throws -> Role? {
@@ -315,7 +313,7 @@ public struct SQLGroupStore: SQLStore, GroupStore {
         }
 
         func overrideCount(orgID: UUID) async throws -> Int {
-            Int(try await tx.queryFirst("SELECT COUNT(*) AS n FROM overrides WHERE org_id = $1", orgID)?.int("n") ?? 0)
+            try await tx.count("FROM overrides WHERE org_id = $1", orgID)
         }
     }
 }

@@ -223,16 +223,9 @@ public struct SQLIdentityStore: SQLStore, UserStore, SessionStore, SigningKeySto
     }
 
     public func activeSessions(userID: UUID, now: Date, limit: Int, offset: Int) async throws -> ([Session], Int) {
-        let rows = try await db.query(
-            """
-            SELECT \(Self.sessionColumns) FROM sessions
-            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-            ORDER BY created_at DESC, id LIMIT $3 OFFSET $4
-            """, userID, now, limit, offset)
-        let total = try await db.queryFirst(
-            "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2", userID, now)?
-            .int("n") ?? 0
-        return (try rows.map(Self.decodeSession), Int(total))
+        try await db.page(
+            select: Self.sessionColumns, "FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            orderBy: "created_at DESC, id", [userID.sqlValue, now.sqlValue], limit: limit, offset: offset, Self.decodeSession)
     }
 
     public func session(refreshHash: String) async throws -> Session? {

@@ -8,10 +8,9 @@ public struct SQLInviteStore: SQLStore, InviteStore {
     public let context: SQLStoreContext
     public init(context: SQLStoreContext) { self.context = context }
 
-    static let select = """
-        SELECT i.id, i.org_id, o.name AS org_name, i.email, i.role, i.state, i.dormant, i.inviter_id, i.platform_invite_id, i.created_at, i.expires_at
-        FROM invites i JOIN orgs o ON o.id = i.org_id
-        """
+    static let columns = "i.id, i.org_id, o.name AS org_name, i.email, i.role, i.state, i.dormant, i.inviter_id, i.platform_invite_id, i.created_at, i.expires_at"
+    static let joined = "FROM invites i JOIN orgs o ON o.id = i.org_id"
+    static let select = "SELECT \(columns) \(joined)"
 
     static func decode(_ row: SQLRow) throws -> Invite {
         guard let state = InviteState(rawValue: try row.string("state")) else { throw StorageError.decoding(column: "state") }
@@ -37,17 +36,21 @@ public struct SQLInviteStore: SQLStore, InviteStore {
     }
 
     public func invites(orgID: UUID, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int) {
-        let filter = "WHERE i.org_id = $1" + Self.stateFilter(state, now: 2)
-        let rows = try await db.query("\(Self.select) \(filter) AND $2 = $2 ORDER BY i.created_at DESC, i.id LIMIT $3 OFFSET $4", orgID, now, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM invites i \(filter) AND $2 = $2", orgID, now)?.int("n") ?? 0
-        return (try rows.map(Self.decode), Int(total))
+        try await pendingOrPast("WHERE i.org_id = $1", orgID.sqlValue, state: state, now: now, limit: limit, offset: offset)
     }
 
     public func invites(email: String, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int) {
-        let filter = "WHERE i.email = $1 AND i.dormant = FALSE" + Self.stateFilter(state, now: 2)
-        let rows = try await db.query("\(Self.select) \(filter) AND $2 = $2 ORDER BY i.created_at DESC, i.id LIMIT $3 OFFSET $4", email, now, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM invites i \(filter) AND $2 = $2", email, now)?.int("n") ?? 0
-        return (try rows.map(Self.decode), Int(total))
+        try await pendingOrPast("WHERE i.email = $1 AND i.dormant = FALSE", email.sqlValue, state: state, now: now, limit: limit, offset: offset)
+    }
+
+    /// Invites matching `condition` on `$1`, narrowed to a state as of `now` (`$2`, bound even
+    /// when no state asks for it so both statements number alike), newest first.
+    private func pendingOrPast(
+        _ condition: String, _ value: SQLValue, state: InviteState?, now: Date, limit: Int, offset: Int
+    ) async throws -> ([Invite], Int) {
+        try await db.page(
+            select: Self.columns, "\(Self.joined) \(condition)\(Self.stateFilter(state, now: 2)) AND $2 = $2",
+            orderBy: "i.created_at DESC, i.id", [value, now.sqlValue], limit: limit, offset: offset, Self.decode)
     }
 
     public func invite(id: UUID) async throws -> Invite? {
@@ -60,11 +63,13 @@ public struct SQLInviteStore: SQLStore, InviteStore {
 
     public func platformInvites(state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([PlatformInvite], Int) {
         let filter = "WHERE $1 = $1" + Self.stateFilter(state, now: 1, table: "p", dormancy: false)
-        let rows = try await db.query("SELECT p.id FROM platform_invites p \(filter) ORDER BY p.created_at DESC, p.id LIMIT $2 OFFSET $3", now, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM platform_invites p \(filter)", now)?.int("n") ?? 0
+        let (ids, total) = try await db.page(
+            select: "p.id", "FROM platform_invites p \(filter)", orderBy: "p.created_at DESC, p.id", [now.sqlValue], limit: limit, offset: offset) {
+            try $0.uuid("id")
+        }
         var out: [PlatformInvite] = []
-        for row in rows { if let p = try await Writer(tx: db).platformInvite(id: try row.uuid("id")) { out.append(p) } }
-        return (out, Int(total))
+        for id in ids { if let p = try await Writer(tx: db).platformInvite(id: id) { out.append(p) } }
+        return (out, total)
     }
 
     public func platformInvite(id: UUID) async throws -> PlatformInvite? {

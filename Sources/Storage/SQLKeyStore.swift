@@ -55,11 +55,9 @@ public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
         case .user(let u): (column, id) = ("user_id", u)
         case .serviceAccount(let a, _): (column, id) = ("service_account_id", a)
         }
-        let rows = try await db.query(
-            "SELECT \(Self.keyColumns) FROM api_keys WHERE \(column) = $1 AND revoked_at IS NULL ORDER BY created_at, id LIMIT $2 OFFSET $3",
-            id, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM api_keys WHERE \(column) = $1 AND revoked_at IS NULL", id)?.int("n") ?? 0
-        return (try rows.map(Self.decodeKey), Int(total))
+        return try await db.page(
+            select: Self.keyColumns, "FROM api_keys WHERE \(column) = $1 AND revoked_at IS NULL", orderBy: "created_at, id", [id.sqlValue],
+            limit: limit, offset: offset, Self.decodeKey)
     }
 
     public func key(id: UUID) async throws -> APIKey? {
@@ -67,10 +65,9 @@ public struct SQLKeyStore: SQLStore, KeyStore, APIKeyLookup {
     }
 
     public func serviceAccounts(orgID: UUID, limit: Int, offset: Int) async throws -> ([ServiceAccount], Int) {
-        let rows = try await db.query(
-            "SELECT \(Self.accountColumns) FROM service_accounts WHERE org_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3", orgID, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM service_accounts WHERE org_id = $1", orgID)?.int("n") ?? 0
-        return (try rows.map(Self.decodeAccount), Int(total))
+        try await db.page(
+            select: Self.accountColumns, "FROM service_accounts WHERE org_id = $1", orderBy: "created_at, id", [orgID.sqlValue],
+            limit: limit, offset: offset, Self.decodeAccount)
     }
 
     public func serviceAccount(id: UUID) async throws -> ServiceAccount? {

@@ -260,10 +260,9 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
     // MARK: BindingStore
 
     public func bindings(orgID: UUID, limit: Int, offset: Int) async throws -> ([Binding], Int) {
-        let rows = try await db.query(
-            "SELECT \(Self.bindingColumns) FROM bindings WHERE org_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3", orgID, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1", orgID)?.int("n") ?? 0
-        return (try rows.map(Self.decodeBinding), Int(total))
+        try await db.page(
+            select: Self.bindingColumns, "FROM bindings WHERE org_id = $1", orderBy: "created_at, id", [orgID.sqlValue], limit: limit, offset: offset,
+            Self.decodeBinding)
     }
 
     public func writeBindings<T: Sendable>(lockingOrg orgID: UUID, _ body: @escaping @Sendable (any TenancyWriter, any BindingWriter) async throws -> T) async throws -> T {
@@ -302,15 +301,11 @@ public struct SQLPolicyStore: SQLStore, GrantLoader, BindingStore, HoldingsReade
         }
 
         func bindingCount(orgID: UUID) async throws -> Int {
-            let n = try await tx.queryFirst("SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1", orgID)?.int("n") ?? 0
-            return Int(n)
+            try await tx.count("FROM bindings WHERE org_id = $1", orgID)
         }
 
         func bindingCount(orgID: UUID, principal: Principal) async throws -> Int {
-            let n = try await tx.queryFirst(
-                "SELECT COUNT(*) AS n FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
-                orgID, principal.typeName, principal.id)?.int("n") ?? 0
-            return Int(n)
+            try await tx.count("FROM bindings WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3", orgID, principal.typeName, principal.id)
         }
 
         func principalExists(_ principal: Principal, orgID: UUID) async throws -> Bool {

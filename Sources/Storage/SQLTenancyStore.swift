@@ -13,6 +13,11 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
     /// A membership that still counts at bind `$n`.
     static func current(_ n: Int) -> String { "(m.expires_at IS NULL OR m.expires_at > $\(n))" }
 
+    /// The rows of one org (`$1`), or the platform's own (no org): for tables that hold both.
+    static func orgOrPlatform(_ orgID: UUID?) -> (condition: String, binds: [SQLValue]) {
+        orgID.map { ("org_id = $1", [$0.sqlValue]) } ?? ("org_id IS NULL", [])
+    }
+
     static func decodeOrg(_ row: SQLRow) throws -> Org {
         Org(id: try row.uuid("id"), name: try row.string("name"), description: try row.string("description"),
             metadata: JSONValue.object(fromJSON: try row.string("metadata")),
@@ -76,45 +81,33 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
             binds += scope.sorted { $0.uuidString < $1.uuidString }.map(\.sqlValue)
         }
         let from = "FROM orgs o JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)"
-        let n = binds.count
-        let rows = try await db.query(
-            "SELECT \(Self.orgColumns), m.role \(from) ORDER BY o.created_at, o.id LIMIT $\(n + 1) OFFSET $\(n + 2)",
-            binds + [.int(Int64(limit)), .int(Int64(offset))])
-        let total = try await db.query("SELECT COUNT(*) AS n \(from)", binds).first?.int("n") ?? 0
-        return (try rows.map { OrgView(org: try Self.decodeOrg($0), role: try Self.decodeRole($0)) }, Int(total))
+        return try await db.page(select: "\(Self.orgColumns), m.role", from, orderBy: "o.created_at, o.id", binds, limit: limit, offset: offset) {
+            OrgView(org: try Self.decodeOrg($0), role: try Self.decodeRole($0))
+        }
     }
 
     public func allOrgs(viewerUserID userID: UUID, now: Date, nameContains: String?, limit: Int, offset: Int) async throws -> ([OrgView], Int) {
         let filter = nameContains.map { _ in " WHERE o.name_lower LIKE $3 ESCAPE '\\'" } ?? ""
         let binds: [SQLValue] = [userID.sqlValue, now.sqlValue] + (nameContains.map { [.text(Self.likePattern($0))] } ?? [])
-        let n = binds.count
-        let rows = try await db.query(
-            """
-            SELECT \(Self.orgColumns), m.role FROM orgs o
-            LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)
-            ORDER BY o.created_at, o.id LIMIT $\(n + 1) OFFSET $\(n + 2)
-            """,
-            binds + [.int(Int64(limit)), .int(Int64(offset))])
         // The count binds the same parameters, so it keeps the (unused) join for identical numbering.
-        let total = try await db.query(
-            "SELECT COUNT(*) AS n FROM orgs o LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)",
-            binds).first?.int("n") ?? 0
-        return (try rows.map { row in
+        let from = "FROM orgs o LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $1 AND \(Self.current(2))\(filter)"
+        return try await db.page(select: "\(Self.orgColumns), m.role", from, orderBy: "o.created_at, o.id", binds, limit: limit, offset: offset) { row in
             OrgView(org: try Self.decodeOrg(row), role: row.isNull("role") ? nil : try Self.decodeRole(row))
-        }, Int(total))
+        }
     }
 
-    static let memberSelect = "SELECT \(membershipColumns), u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id"
+    static let memberColumns = "\(membershipColumns), u.email, u.name"
+    static let memberFrom = "FROM memberships m JOIN users u ON u.id = m.user_id"
+    static let memberSelect = "SELECT \(memberColumns) \(memberFrom)"
 
     static func decodeMember(_ row: SQLRow) throws -> Member {
         Member(membership: try decodeMembership(row), email: try row.string("email"), name: try row.string("name"))
     }
 
     public func members(orgID: UUID, limit: Int, offset: Int) async throws -> ([Member], Int) {
-        let rows = try await db.query(
-            "\(Self.memberSelect) WHERE m.org_id = $1 ORDER BY m.created_at, m.user_id LIMIT $2 OFFSET $3", orgID, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1", orgID)?.int("n") ?? 0
-        return (try rows.map(Self.decodeMember), Int(total))
+        try await db.page(
+            select: Self.memberColumns, "\(Self.memberFrom) WHERE m.org_id = $1", orderBy: "m.created_at, m.user_id", [orgID.sqlValue],
+            limit: limit, offset: offset, Self.decodeMember)
     }
 
     public func member(orgID: UUID, userID: UUID) async throws -> Member? {
@@ -131,11 +124,8 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
         if let action = filter.action { bind("action = ?", action) }
         if let actor = filter.actorID { bind("actor_id = ?", actor) }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let total = try await db.query("SELECT COUNT(*) AS n FROM audit_events\(whereClause)", binds).first?.int("n") ?? 0
-        let rows = try await db.query(
-            "SELECT \(Self.auditColumns) FROM audit_events\(whereClause) ORDER BY seq DESC LIMIT $\(binds.count + 1) OFFSET $\(binds.count + 2)",
-            binds + [limit.sqlValue, offset.sqlValue])
-        return (try rows.map(Self.decodeAudit), Int(total))
+        return try await db.page(
+            select: Self.auditColumns, "FROM audit_events\(whereClause)", orderBy: "seq DESC", binds, limit: limit, offset: offset, Self.decodeAudit)
     }
 
     public func auditEvent(id: UUID) async throws -> AuditEvent? {
@@ -221,13 +211,11 @@ public struct SQLTenancyStore: SQLStore, TenancyStore {
         }
 
         func permanentOwnerCount(orgID: UUID) async throws -> Int {
-            Int(try await tx.queryFirst(
-                "SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = 'owner' AND expires_at IS NULL", orgID
-            )?.int("n") ?? 0)
+            try await tx.count("FROM memberships WHERE org_id = $1 AND role = 'owner' AND expires_at IS NULL", orgID)
         }
 
         func ownedOrgCount(userID: UUID) async throws -> Int {
-            Int(try await tx.queryFirst("SELECT COUNT(*) AS n FROM memberships WHERE user_id = $1 AND role = 'owner'", userID)?.int("n") ?? 0)
+            try await tx.count("FROM memberships WHERE user_id = $1 AND role = 'owner'", userID)
         }
 
         func user(id: UUID) async throws -> UserRef? {

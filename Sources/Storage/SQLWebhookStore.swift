@@ -25,12 +25,9 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
     }
 
     public func endpoints(orgID: UUID?, limit: Int, offset: Int) async throws -> ([WebhookEndpoint], Int) {
-        let condition = orgID == nil ? "org_id IS NULL" : "org_id = $3"
-        let binds: [SQLValue] = [limit.sqlValue, offset.sqlValue] + (orgID.map { [$0.sqlValue] } ?? [])
-        let rows = try await db.query("SELECT \(Self.columns) FROM webhook_endpoints WHERE \(condition) ORDER BY created_at, id LIMIT $1 OFFSET $2", binds)
-        let count = orgID == nil ? "org_id IS NULL" : "org_id = $1"
-        let total = try await db.query("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE \(count)", orgID.map { [$0.sqlValue] } ?? []).first?.int("n") ?? 0
-        return (try rows.map(Self.decode), Int(total))
+        let (condition, binds) = SQLTenancyStore.orgOrPlatform(orgID)
+        return try await db.page(
+            select: Self.columns, "FROM webhook_endpoints WHERE \(condition)", orderBy: "created_at, id", binds, limit: limit, offset: offset, Self.decode)
     }
 
     public func deliveries(endpointID: UUID, limit: Int, offset: Int) async throws -> ([WebhookDelivery], Int) {
@@ -41,7 +38,7 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
             FROM webhook_deliveries d JOIN webhook_events ev ON ev.seq = d.event_seq
             WHERE d.endpoint_id = $1 ORDER BY d.seq DESC LIMIT $2 OFFSET $3
             """, endpointID, limit, offset)
-        let total = try await db.queryFirst("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = $1", endpointID)?.int("n") ?? 0
+        let total = try await db.count("FROM webhook_deliveries WHERE endpoint_id = $1", endpointID)
         return (try rows.map { row in
             guard let state = WebhookDelivery.State(rawValue: try row.string("state")) else { throw StorageError.other("webhook_deliveries.state is unknown") }
             var d = WebhookDelivery(
@@ -100,9 +97,8 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
         }
 
         func count(orgID: UUID?) async throws -> Int {
-            let condition = orgID == nil ? "org_id IS NULL" : "org_id = $1"
-            let row = try await tx.query("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE \(condition)", orgID.map { [$0.sqlValue] } ?? []).first
-            return Int(try row?.int("n") ?? 0)
+            let (condition, binds) = SQLTenancyStore.orgOrPlatform(orgID)
+            return try await tx.count("FROM webhook_endpoints WHERE \(condition)", binds)
         }
 
         func queueEvent(_ event: WebhookEvent, for endpointID: UUID) async throws -> UUID {

@@ -124,13 +124,11 @@ public struct SQLBackup: SQLStore {
         let records = try Self.validate(document)
         do {
             return try await write { tx in
-                let orgCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM orgs")?.int("n") ?? 0
-                let userCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM users WHERE is_root = FALSE")?.int("n") ?? 0
-                let auditCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM audit_events")?.int("n") ?? 0
-                let platformCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM platform_invites")?.int("n") ?? 0
-                let clientCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM oauth_clients")?.int("n") ?? 0
-                let providerCount = try await tx.queryFirst("SELECT COUNT(*) AS n FROM identity_providers")?.int("n") ?? 0
-                guard orgCount == 0, userCount == 0, auditCount == 0, platformCount == 0, clientCount == 0, providerCount == 0 else {
+                let occupied = [
+                    "FROM orgs", "FROM users WHERE is_root = FALSE", "FROM audit_events", "FROM platform_invites", "FROM oauth_clients",
+                    "FROM identity_providers",
+                ]
+                for rows in occupied where try await tx.count(rows) > 0 {
                     throw BackupError.conflict("restore needs an empty instance (no orgs, no audit events, no OpenID clients, no sign-in providers, no users but root administrators)")
                 }
                 // The root accounts that exist are replaced; their sessions end with them.

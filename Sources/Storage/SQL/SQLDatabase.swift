@@ -35,6 +35,27 @@ extension SQLExecutor {
     public func execute(_ sql: String, _ binds: any SQLBindable...) async throws {
         _ = try await query(sql, binds.map(\.sqlValue))
     }
+
+    /// `SELECT COUNT(*) AS n` followed by `from` (its `FROM …` and conditions).
+    public func count(_ from: String, _ binds: [SQLValue]) async throws -> Int {
+        Int(try await query("SELECT COUNT(*) AS n \(from)", binds).first?.int("n") ?? 0)
+    }
+
+    public func count(_ from: String, _ binds: any SQLBindable...) async throws -> Int {
+        try await count(from, binds.map(\.sqlValue))
+    }
+
+    /// One page of a listing and the size of the whole listing, from the same `from` and binds:
+    /// `LIMIT` and `OFFSET` are bound after `binds`, so the two statements number alike.
+    public func page<T>(
+        select columns: String, _ from: String, orderBy order: String, _ binds: [SQLValue], limit: Int, offset: Int,
+        _ decode: (SQLRow) throws -> T
+    ) async throws -> ([T], Int) {
+        let n = binds.count
+        let rows = try await query(
+            "SELECT \(columns) \(from) ORDER BY \(order) LIMIT $\(n + 1) OFFSET $\(n + 2)", binds + [limit.sqlValue, offset.sqlValue])
+        return (try rows.map(decode), try await count(from, binds))
+    }
 }
 
 /// A database with transactions and a lifecycle.
