@@ -130,7 +130,7 @@ struct OrgsAndKeysPages: Sendable {
         let (items, total) = try await tenancy.listOrgs(actor: who.actor, everyOrg: false, nameContains: nil, limit: page.limit, offset: page.offset)
         var values = extra
         values["orgs"] = items.map { v -> [String: Any] in
-            ["id": v.org.id.lowercasedString, "name": v.org.name, "description": v.org.description.isEmpty ? nil : v.org.description as Any, "role": v.role?.rawValue ?? "—"]
+            ["id": v.org.id.lowercasedString, "name": v.org.name, "description": (v.org.description.isEmpty ? nil : v.org.description) as Any, "role": v.role?.rawValue ?? "—"]
         }
         values["pager"] = PageFormat.pager(path: "/account/orgs", page: page, total: total)
         return AccountTabs.render(kit, request, who, "my-orgs", title: "Orgs", tab: "/account/orgs", status: status, values)
