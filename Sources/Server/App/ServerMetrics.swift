@@ -19,20 +19,20 @@ public final class ServerMetrics: Sendable {
     ]
 
     public init() {
-        allowed = registry.makeCounter(name: "portcullis_decisions_total", labels: [("result", "allowed")], help: "Authorization decisions answered")
-        denied = registry.makeCounter(name: "portcullis_decisions_total", labels: [("result", "denied")], help: "Authorization decisions answered")
+        allowed = registry.makeCounter(descriptor: .named("portcullis_decisions_total", help: "Authorization decisions answered"), labels: [("result", "allowed")])
+        denied = registry.makeCounter(descriptor: .named("portcullis_decisions_total", help: "Authorization decisions answered"), labels: [("result", "denied")])
         registry.makeGauge(
-            name: "portcullis_build_info", labels: [("version", PortcullisBuild.version), ("commit", PortcullisBuild.commit)],
-            help: "The release and git commit this node runs (always 1)"
+            descriptor: .named("portcullis_build_info", help: "The release and git commit this node runs (always 1)"),
+            labels: [("version", PortcullisBuild.version), ("commit", PortcullisBuild.commit)]
         ).set(Double(1))
     }
 
     func request(method: String, route: String, status: Int, duration: Duration) {
         let labels = [("method", method), ("route", route), ("status", String(status))]
-        registry.makeCounter(name: "portcullis_http_requests_total", labels: labels, help: "HTTP requests by route and status").increment()
+        registry.makeCounter(descriptor: .named("portcullis_http_requests_total", help: "HTTP requests by route and status"), labels: labels).increment()
         registry.makeDurationHistogram(
-            name: "portcullis_http_request_duration_seconds", labels: labels, buckets: Self.buckets,
-            help: "HTTP request latency by route and status"
+            descriptor: .named("portcullis_http_request_duration_seconds", help: "HTTP request latency by route and status"), labels: labels,
+            buckets: Self.buckets
         ).record(duration)
     }
 
@@ -47,7 +47,7 @@ public final class ServerMetrics: Sendable {
 
     /// One webhook delivery attempt and how it ended (`delivered`, `failed`, `gave_up`, `gone`).
     func webhookAttempt(_ result: String) {
-        registry.makeCounter(name: "portcullis_webhook_deliveries_total", labels: [("result", result)], help: "Webhook delivery attempts by result").increment()
+        registry.makeCounter(descriptor: .named("portcullis_webhook_deliveries_total", help: "Webhook delivery attempts by result"), labels: [("result", result)]).increment()
     }
 
     /// A counter kept elsewhere as a running total.
@@ -57,12 +57,12 @@ public final class ServerMetrics: Sendable {
             seen[name] = total
             return d
         }
-        let counter = registry.makeCounter(name: name, help: help)
+        let counter = registry.makeCounter(descriptor: .named(name, help: help))
         if delta > 0 { counter.increment(by: Int64(delta)) }
     }
 
     func gauge(_ name: String, help: String, _ value: Int) {
-        registry.makeGauge(name: name, help: help).set(Double(value))
+        registry.makeGauge(descriptor: .named(name, help: help)).set(Double(value))
     }
 
     /// The text exposition, after copying in the values kept by other parts of the node.
@@ -85,11 +85,18 @@ public final class ServerMetrics: Sendable {
         if let (pending, oldest) = try? await services.webhookQueue.backlog() {
             gauge("portcullis_webhook_queue_depth", help: "Webhook deliveries waiting to be sent", pending)
             let age = oldest.map { max(0, Date().timeIntervalSince($0)) } ?? 0
-            registry.makeGauge(name: "portcullis_webhook_oldest_pending_seconds", help: "Age of the oldest webhook delivery waiting").set(age)
+            registry.makeGauge(descriptor: .named("portcullis_webhook_oldest_pending_seconds", help: "Age of the oldest webhook delivery waiting")).set(age)
         }
         gauge("portcullis_http_requests_in_flight", help: "Requests begun and not yet answered", requestsInFlight)
         var text = registry.emitToString()
         ProcessMetrics.append(to: &text)
         return text
+    }
+}
+
+extension MetricNameDescriptor {
+    /// A metric under its whole name: the name already ends in its unit (`_total`, `_seconds`).
+    static func named(_ name: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 }

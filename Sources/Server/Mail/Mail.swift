@@ -120,7 +120,7 @@ struct SMTPMailer: Mailer, CustomStringConvertible {
                     }
                 }
             }
-            guard code == 0 else { throw SMTPError(code: code, message: String(cString: errbuf)) }
+            guard code == 0 else { throw SMTPError(code: code, message: String(decoding: errbuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
         }
     }
 }
