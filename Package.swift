@@ -105,6 +105,7 @@ let package = Package(
         .target(
             name: "APIDocs",
             path: "docs",
+            exclude: ["architecture.md", "images"],
             resources: [.copy("openapi.yaml")],
             swiftSettings: swiftSettings
         ),

@@ -121,9 +121,9 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("carol@example.com")
-            try await store.createUser(user, verification: nil)
+            _ = try await store.createUser(user, verification: nil)
             let session = makeSession(user)
-            try await store.createSession(session, refreshHash: "h1", refreshExpiresAt: session.expiresAt)
+            _ = try await store.createSession(session, refreshHash: "h1", refreshExpiresAt: session.expiresAt)
             let later = Self.now.addingTimeInterval(10)
             guard case .rotated(let rotated, _) = try await store.rotateRefreshToken(oldHash: "h1", newHash: "h2", newExpiresAt: later.addingTimeInterval(3600), clientID: nil, now: later) else {
                 Issue.record("first use must rotate"); return
@@ -151,11 +151,11 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("olga@example.com")
-            try await store.createUser(user, verification: nil)
+            _ = try await store.createUser(user, verification: nil)
             var session = makeSession(user)
             session.clientID = "client-a"
             session.scope = "openid offline_access"
-            try await store.createSession(session, refreshHash: "c1", refreshExpiresAt: session.expiresAt)
+            _ = try await store.createSession(session, refreshHash: "c1", refreshExpiresAt: session.expiresAt)
             let later = Self.now.addingTimeInterval(10)
             // Portcullis's own refresh and another client's are refused, and spend nothing.
             for other in [nil, "client-b"] as [String?] {
@@ -181,9 +181,9 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("dan@example.com")
-            try await store.createUser(user, verification: nil)
+            _ = try await store.createUser(user, verification: nil)
             let session = makeSession(user)
-            try await store.createSession(session, refreshHash: "same", refreshExpiresAt: session.expiresAt)
+            _ = try await store.createSession(session, refreshHash: "same", refreshExpiresAt: session.expiresAt)
             let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<6 {
                     group.addTask {
@@ -209,11 +209,11 @@ struct StoreContractTests {
             try await Migrator(dialect: db.dialect).migrate(db)
             let store = SQLIdentityStore(database: db)
             let user = makeUser("erin@example.com")
-            try await store.createUser(user, verification: nil)
+            _ = try await store.createUser(user, verification: nil)
             var ids: [UUID] = []
             for i in 0..<3 {
                 let s = makeSession(user, created: Self.now.addingTimeInterval(Double(i)))
-                try await store.createSession(s, refreshHash: "r\(i)", refreshExpiresAt: s.expiresAt)
+                _ = try await store.createSession(s, refreshHash: "r\(i)", refreshExpiresAt: s.expiresAt)
                 ids.append(s.id)
             }
             let (page, total) = try await store.activeSessions(userID: user.user.id, now: Self.now, limit: 2, offset: 0)
