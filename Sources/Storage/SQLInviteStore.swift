@@ -36,17 +36,17 @@ public struct SQLInviteStore: SQLStore, InviteStore {
     }
 
     public func invites(orgID: UUID, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int) {
-        try await pendingOrPast("WHERE i.org_id = $1", orgID.sqlValue, state: state, now: now, limit: limit, offset: offset)
+        try await invites(where: "WHERE i.org_id = $1", orgID.sqlValue, state: state, now: now, limit: limit, offset: offset)
     }
 
     public func invites(email: String, state: InviteState?, now: Date, limit: Int, offset: Int) async throws -> ([Invite], Int) {
-        try await pendingOrPast("WHERE i.email = $1 AND i.dormant = FALSE", email.sqlValue, state: state, now: now, limit: limit, offset: offset)
+        try await invites(where: "WHERE i.email = $1 AND i.dormant = FALSE", email.sqlValue, state: state, now: now, limit: limit, offset: offset)
     }
 
-    /// Invites matching `condition` on `$1`, narrowed to a state as of `now` (`$2`, bound even
-    /// when no state asks for it so both statements number alike), newest first.
-    private func pendingOrPast(
-        _ condition: String, _ value: SQLValue, state: InviteState?, now: Date, limit: Int, offset: Int
+    /// Invites matching `condition` on `$1`, in any state or in `state` as of `now` (`$2`, bound
+    /// even when no state asks for it so both statements number alike), newest first.
+    private func invites(
+        where condition: String, _ value: SQLValue, state: InviteState?, now: Date, limit: Int, offset: Int
     ) async throws -> ([Invite], Int) {
         try await db.page(
             select: Self.columns, "\(Self.joined) \(condition)\(Self.stateFilter(state, now: 2)) AND $2 = $2",

@@ -50,7 +50,7 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
             d.lastResponse = try row.optionalString("last_response")
             d.lastError = try row.optionalString("last_error")
             return d
-        }, Int(total))
+        }, total)
     }
 
     public func writeWebhooks<T: Sendable>(lockingOrg orgID: UUID?, _ body: @escaping @Sendable (any TenancyWriter, any WebhookWriter) async throws -> T) async throws -> T {
