@@ -3,8 +3,9 @@
 # Idempotent and quiet: a machine that already has everything touches no registry.
 set -euo pipefail
 
+# gdb: scripts/swift-test-watchdog.sh prints the thread stacks of a swift test run that went silent.
 # chromium and chromium-driver: Tests/blackbox/test_pages_browser.py drives the HTML pages in headless Chromium.
-apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx curl jq chromium chromium-driver)
+apt_packages=(libargon2-dev libcurl4-openssl-dev libsqlite3-dev postgresql-15 pkg-config faketime nginx curl jq gdb chromium chromium-driver)
 # Python modules the black-box tests and scripts/fuzz.sh import, with their PyPI and Debian package
 # names; "-" where Debian has no package (pip then installs it, see below). schemathesis is pinned:
 # scripts/fuzz.sh uses its 4.x command line and configuration file. openapi-python-client is pinned
