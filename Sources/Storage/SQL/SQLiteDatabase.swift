@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GRDBSQLite
+import NIOPosix
 import Authority
 
 /// SQLite through GRDB's `DatabasePool` (WAL; readers run beside the single writer).
@@ -90,8 +91,12 @@ public final class SQLiteDatabase: SQLDatabase {
     /// Nothing runs in the background: GRDB's pool works on the calling tasks.
     public func run() async {}
 
+    /// GRDB's close blocks its thread until every read in flight hands its connection back, and
+    /// a read hands it back from its own task, on one of Swift's few task threads. Closing on those
+    /// threads could take them all (several databases closing at once) and leave the reads none:
+    /// the process would stop. So the close waits on a thread of NIO's pool for blocking work.
     public func close() async {
-        try? pool.close()
+        try? await NIOThreadPool.singleton.runIfActive { [pool] in try pool.close() }
     }
 
     /// Executes on the writer connection inside an open transaction.
