@@ -332,7 +332,7 @@ struct InviteTests {
             let verify = try await services.mailedToken(to: email, template: "verify_email")
             // The sender delivers over SMTP (with AUTH); read the token back from the received message.
             #expect(try await services.mailSender.deliverDue() >= 1)
-            let message = try #require(try Self.received(in: dir, to: email, subject: "Reset your password"))
+            let message = try #require(try await Self.received(in: dir, to: email, subject: "Reset your password"))
             #expect(message.contains("multipart/alternative") && message.contains("text/html"))
             let token = try #require(message.firstMatch(of: /reset-password\?token=([A-Za-z0-9_-]{43})/)?.1).description
             // Sent mail no longer keeps its link in the outbox.
@@ -367,7 +367,7 @@ struct InviteTests {
             // Due again after the backoff: delivered, and gone from the unsent list.
             #expect(try await services.mailSender.deliverDue(now: Date().addingTimeInterval(10)) == 1)
             #expect(try await services.outbox.unsent().isEmpty)
-            #expect(try Self.received(in: dir, to: "outage@example.com", subject: "Confirm your e-mail address") != nil)
+            #expect(try await Self.received(in: dir, to: "outage@example.com", subject: "Confirm your e-mail address") != nil)
         }
         try? FileManager.default.removeItem(atPath: dir)
     }
@@ -382,7 +382,7 @@ struct InviteTests {
         try await withApp(.sqlite, configure: { $0.smtpURL = "smtp://mailer:s3cret@127.0.0.1:\(port)?starttls=required&insecure=1" }) { api, services in
             _ = try await api.signupAndLogin("tls@example.com")
             #expect(try await services.mailSender.deliverDue() == 1)
-            #expect(try Self.received(in: dir, to: "tls@example.com", subject: "Confirm your e-mail address") != nil)
+            #expect(try await Self.received(in: dir, to: "tls@example.com", subject: "Confirm your e-mail address") != nil)
         }
         // A server that offers no STARTTLS never sees the password: with credentials in the URL,
         // TLS is required unless the URL says insecure_auth=1.
@@ -400,7 +400,9 @@ struct InviteTests {
 
     // MARK: Helpers
 
-    static func received(in dir: String, to email: String, subject: String) throws -> String? {
+    /// Waits up to five seconds for the sink to write the message (asleep between looks, so the
+    /// wait holds no thread other tests need).
+    static func received(in dir: String, to email: String, subject: String) async throws -> String? {
         for _ in 0..<50 {
             let files = (try? FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".eml") }) ?? []
             for file in files.sorted() {
@@ -409,7 +411,7 @@ struct InviteTests {
                     return text
                 }
             }
-            Thread.sleep(forTimeInterval: 0.1)
+            try await Task.sleep(for: .milliseconds(100))
         }
         return nil
     }

@@ -71,11 +71,20 @@ func withSecondNode(_ nodeA: AppServices, _ body: @escaping @Sendable (APIClient
     var config = nodeA.config
     config.changePollInterval = .milliseconds(20)
     let nodeB = try await AppServices.start(config: config, database: nodeA.database, logger: testLogger, hasher: testHasher)
+    // The follower ends before the database closes: a read of it still running then would be
+    // cut off mid-way, or (SQLite) hold the close up.
     let follower = Task { await nodeB.changes.run() }
-    defer { follower.cancel() }
-    try await buildApplication(services: nodeB, logger: testLogger).test(.router) { client in
-        try await body(APIClient(client: client, services: nodeB), nodeB)
+    do {
+        try await buildApplication(services: nodeB, logger: testLogger).test(.router) { client in
+            try await body(APIClient(client: client, services: nodeB), nodeB)
+        }
+    } catch {
+        follower.cancel()
+        await follower.value
+        throw error
     }
+    follower.cancel()
+    await follower.value
 }
 
 /// Polls `condition` every 5 ms for up to ten seconds; returns how long it took, or nil.
