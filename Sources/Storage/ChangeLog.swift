@@ -101,7 +101,7 @@ enum ChangeLog {
         let insert = "INSERT INTO changes (at, kind, subject) VALUES ($1, $2, $3) RETURNING revision"
         let row: SQLRow?
         if tx.dialect == .postgres {
-            try await tx.execute("SELECT pg_advisory_xact_lock($1)", orderLockKey)
+            try await tx.lockForTransaction(orderLockKey)
             // One round trip: the notification rides on the insert (pg_notify's void result is
             // joined away, so only the revision comes back).
             row = try await tx.queryFirst("""

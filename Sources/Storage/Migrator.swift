@@ -82,9 +82,7 @@ public struct Migrator: Sendable {
     public func migrate(_ database: any SQLDatabase) async throws -> [Int] {
         let migrations = self.migrations
         return try await database.transaction { tx in
-            if tx.dialect == .postgres {
-                try await tx.execute("SELECT pg_advisory_xact_lock($1)", Self.advisoryLockKey)
-            }
+            try await tx.lockForTransaction(Self.advisoryLockKey)
             let applied = try await Self.appliedVersions(tx)
             try Self.checkConsistent(applied: applied, known: migrations)
             var done: [Int] = []

@@ -59,9 +59,7 @@ extension SQLIdentityStore {
 
     /// Serializes key activation across nodes (PostgreSQL); SQLite's BEGIN IMMEDIATE already does.
     static func lockSigningKeys(_ tx: any SQLExecutor) async throws {
-        if tx.dialect == .postgres {
-            try await tx.execute("SELECT pg_advisory_xact_lock($1)", signingKeyLock)
-        }
+        try await tx.lockForTransaction(signingKeyLock)
     }
 
     /// Retires the active keys of `key`'s algorithm and inserts `key` as the active one, inside

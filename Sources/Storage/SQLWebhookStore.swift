@@ -116,7 +116,7 @@ public struct SQLWebhookStore: SQLStore, WebhookStore, WebhookQueue {
 
         /// Deliveries are numbered in commit order, as the captured ones are.
         func orderLock() async throws {
-            if tx.dialect == .postgres { try await tx.execute("SELECT pg_advisory_xact_lock($1)", ChangeLog.orderLockKey) }
+            try await tx.lockForTransaction(ChangeLog.orderLockKey)
         }
     }
 

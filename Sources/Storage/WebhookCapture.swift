@@ -25,8 +25,8 @@ enum WebhookCapture {
         for audit in audits + people {
             let targets = listeners.filter { ($0.orgID == nil || $0.orgID == audit.orgID) && $0.filter.matches(audit.action) }
             guard !targets.isEmpty else { continue }
-            if !locked, tx.dialect == .postgres {
-                try await tx.execute("SELECT pg_advisory_xact_lock($1)", ChangeLog.orderLockKey)
+            if !locked {
+                try await tx.lockForTransaction(ChangeLog.orderLockKey)
                 locked = true
             }
             let event = WebhookEvent(audit: audit, revision: revision, object: try await WebhookObjects.load(audit, in: tx))

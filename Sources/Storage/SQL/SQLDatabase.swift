@@ -36,6 +36,14 @@ extension SQLExecutor {
         _ = try await query(sql, binds.map(\.sqlValue))
     }
 
+    /// Holds a PostgreSQL advisory lock for `purpose` until the transaction ends. The key is
+    /// taken within this schema: deployments (and the test suite's runs) that share a database
+    /// in schemas of their own never wait on each other's locks. SQLite serializes writers already.
+    public func lockForTransaction(_ purpose: Int64) async throws {
+        guard dialect == .postgres else { return }
+        try await execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema(), $1))", purpose)
+    }
+
     /// `SELECT COUNT(*) AS n` followed by `from` (its `FROM …` and conditions).
     public func count(_ from: String, _ binds: [SQLValue]) async throws -> Int {
         Int(try await query("SELECT COUNT(*) AS n \(from)", binds).first?.int("n") ?? 0)
