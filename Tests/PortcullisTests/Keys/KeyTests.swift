@@ -196,6 +196,40 @@ struct KeyTests {
         }
     }
 
+    /// A key store whose `recordUse` waits until the test lets it finish.
+    final class HeldUseStore: APIKeyLookup {
+        let key: APIKey
+        let hash: String
+        let started = AsyncStream<Void>.makeStream()
+        let release = AsyncStream<Void>.makeStream()
+        init(key: APIKey, hash: String) { (self.key, self.hash) = (key, hash) }
+        func key(prefix: String) async throws -> (APIKey, secretHash: String)? { prefix == key.prefix ? (key, hash) : nil }
+        func recordUse(_ uses: [UUID: Date]) async throws {
+            started.continuation.yield()
+            for await _ in release.stream { return }
+        }
+    }
+
+    @Test("while a flush writes last_used_at the key still shows its last use; a use during the write waits for the next flush")
+    func lastUsedDuringFlush() async throws {
+        let minted = APIKeyFormat.mint()
+        let key = APIKey(id: UUID(), prefix: minted.prefix, name: "k", owner: .user(UUID()), scopes: [], createdAt: Date(),
+                         expiresAt: nil, lastUsedAt: nil, revokedAt: nil)
+        let store = HeldUseStore(key: key, hash: minted.secretHash)
+        let verifier = APIKeyVerifier(lookup: store)
+        let used = Date()
+        #expect(try await verifier.verify(minted.key, now: used)?.id == key.id)
+        let flush = Task { try await verifier.flushUses() }
+        for await _ in store.started.stream { break }
+        #expect(verifier.pendingUse(key.id) == used, "mid-flush the use is shown from memory")
+        // A use during the write is newer than the one being written: it waits for the next flush.
+        let later = used.addingTimeInterval(1)
+        _ = try await verifier.verify(minted.key, now: later)
+        store.release.continuation.yield()
+        try await flush.value
+        #expect(verifier.pendingUse(key.id) == later)
+    }
+
     @Test("service accounts: lifecycle, keys as subjects, deletion kills keys", arguments: Backend.allCases)
     func serviceAccounts(_ backend: Backend) async throws {
         try await withApp(backend, configure: rootSetup) { api, services in
