@@ -151,20 +151,13 @@ public final class APIKeyVerifier: Sendable {
 
     /// Writes the uses seen since the last flush: one UPDATE per key per flush, not per request.
     public func flushUses() async throws {
-        let batch = uses.withLock { table -> [UUID: Date] in
-            let b = table
-            table.removeAll()
-            return b
-        }
+        // Kept in memory until written: a reader in between sees the use, not "never used".
+        let batch = uses.withLock { $0 }
         guard !batch.isEmpty else { return }
-        do {
-            try await lookup.recordUse(batch)
-        } catch {
-            // Keep them for the next flush; a newer use of the same key wins.
-            uses.withLock { table in
-                for (id, at) in batch where (table[id] ?? .distantPast) < at { table[id] = at }
-            }
-            throw error
+        try await lookup.recordUse(batch)
+        // Written now, except for keys used again meanwhile: the newer use waits for the next flush.
+        uses.withLock { table in
+            for (id, at) in batch where table[id] == at { table.removeValue(forKey: id) }
         }
     }
 }
