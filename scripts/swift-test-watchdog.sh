@@ -29,7 +29,7 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
         cases.setdefault(m.group(2), []).append(m.group(1))
     elif (m := re.search(r"◇ Test (.+?) started\.$", line)) and m.group(1) != "run":
         started.append(m.group(1))
-    elif m := re.search(r"[✔✘] Test (.+?)(?: with \d+ test cases?)? (?:passed|failed)", line):
+    elif m := re.search(r"[✔✘] Test (.+?)(?: with \d+ test cases?)? (?:passed|failed) after ", line):
         ended.add(m.group(1))
 for name in started:
     if name not in ended:
